@@ -1,0 +1,3 @@
+from shipboard.cli import main
+
+main()

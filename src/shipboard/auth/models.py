@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shipboard.core.time import utcnow
+from shipboard.db.base import Base, check_in
+from shipboard.db.types import GUID, UTCDateTime
+
+ROLES = ("viewer", "deployer", "service", "admin")
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (sa.CheckConstraint(check_in("role", ROLES), name="role"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(sa.Text, nullable=False, unique=True)
+    role: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    disabled: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    password_hash: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    __table_args__ = (sa.Index("ix_api_tokens_user_id", "user_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        GUID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    # SHA-256 of the whole token: tokens carry 256 random bits, so a slow hash buys nothing
+    # and would cost a hash per request.
+    token_hash: Mapped[str] = mapped_column(sa.Text, nullable=False, unique=True)
+    prefix: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

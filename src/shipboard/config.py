@@ -1,0 +1,58 @@
+"""One settings class for the whole process, read from ``SHIPBOARD_*`` variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHIPBOARD_", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    home: Path = Path(".shipboard")
+    database_url: str | None = None
+    secret_keys: str | None = Field(
+        default=None, description="Comma-separated Fernet keys; the first one encrypts."
+    )
+    url: str = "http://127.0.0.1:8000"
+    token: str | None = None
+    log_level: str = "info"
+    log_json: bool | None = None
+    redis_url: str | None = None
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @model_validator(mode="after")
+    def _refuse_missing_key_in_production(self) -> Settings:
+        # A key file generated on the fly is fine on a laptop; in production it would
+        # silently make every secret unreadable after the next fresh container.
+        if self.env == "production" and not self.secret_keys:
+            raise ValueError("SHIPBOARD_SECRET_KEYS must be set when SHIPBOARD_ENV=production")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        return f"sqlite:///{(self.home / 'shipboard.db').resolve()}"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the URLs people paste (``postgres://``, ``postgresql://``) and pick psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,90 @@
+"""Engines and transactions for both backends."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from shipboard.config import normalize_database_url
+
+APP_ROLE = "shipboard_app"
+
+
+def is_postgres(bind: Engine | sa.Connection | Session) -> bool:
+    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
+    return dialect.name == "postgresql"
+
+
+def create_db_engine(url: str, **kwargs: Any) -> Engine:
+    url = normalize_database_url(url)
+    if url.startswith("sqlite"):
+        return _create_sqlite_engine(url, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 10)
+    return sa.create_engine(url, **kwargs)
+
+
+def _create_sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    database = sa.engine.make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        # Take over BEGIN from the sqlite3 module, whose implicit transactions do not
+        # cover DDL and cannot be told to take the write lock up front.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # A deferred transaction that later writes can fail with SQLITE_BUSY without waiting
+        # (its snapshot went stale); writers therefore take the lock when they begin.
+        if conn.get_execution_options().get("sqlite_immediate"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+@contextmanager
+def transaction(engine: Engine, *, write: bool = True) -> Iterator[Session]:
+    """One all-or-nothing unit of work: commit when the block ends, roll back if it raises."""
+    bind = engine.execution_options(sqlite_immediate=True) if write else engine
+    with Session(bind, expire_on_commit=False, autoflush=False) as session, session.begin():
+        yield session
+
+
+def bind_identity(session: Session, *, role: str, user_id: str) -> None:
+    """Make PostgreSQL's row-level security see the caller for the rest of this transaction.
+
+    The connection's own user is often a superuser (which skips RLS even when forced), so the
+    transaction drops to the restricted application role first.
+    """
+    if not is_postgres(session):
+        return
+    session.execute(sa.text(f"SET LOCAL ROLE {APP_ROLE}"))
+    session.execute(
+        sa.text(
+            "SELECT set_config('shipboard.role', :role, true), "
+            "set_config('shipboard.user_id', :user_id, true)"
+        ),
+        {"role": role, "user_id": user_id},
+    )

@@ -1,0 +1,11 @@
+"""Imports every domain's models so that ``Base.metadata`` knows all tables."""
+
+from shipboard.auth import models as _auth  # noqa: F401
+from shipboard.db.base import Base
+from shipboard.deployments import models as _deployments  # noqa: F401
+from shipboard.environments import models as _environments  # noqa: F401
+from shipboard.monitoring import models as _monitoring  # noqa: F401
+from shipboard.performance import models as _performance  # noqa: F401
+from shipboard.security import models as _security  # noqa: F401
+
+metadata = Base.metadata

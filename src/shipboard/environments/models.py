@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shipboard.core.time import utcnow
+from shipboard.db.base import Base
+from shipboard.db.types import JSONType, UTCDateTime
+
+
+class Environment(Base):
+    __tablename__ = "environments"
+
+    name: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    domain: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    # {key: {"value": <Fernet token>, "updated_at": iso}} -- never plaintext.
+    secrets: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    features: Mapped[dict[str, bool] | None] = mapped_column(JSONType, default=dict)
+    limits: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shipboard.core.time import utcnow
+from shipboard.db.base import Base
+from shipboard.db.types import GUID, JSONType, NumberType, UTCDateTime
+
+
+class PerformanceMetric(Base):
+    __tablename__ = "performance_metrics"
+    __table_args__ = (
+        sa.Index("idx_performance_metrics_name_timestamp", "name", sa.text("timestamp DESC")),
+        sa.Index("idx_performance_metrics_environment", "environment", sa.text("timestamp DESC")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    environment: Mapped[str] = mapped_column(
+        sa.Text, sa.ForeignKey("environments.name"), nullable=False
+    )
+    timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+    value: Mapped[float] = mapped_column(NumberType, nullable=False)
+    unit: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSONType, default=dict)
+    benchmark: Mapped[float | None] = mapped_column(NumberType)
+    threshold: Mapped[float | None] = mapped_column(NumberType)

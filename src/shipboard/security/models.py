@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shipboard.core.time import utcnow
+from shipboard.db.base import Base, check_in
+from shipboard.db.types import GUID, JSONType, UTCDateTime
+
+SCAN_TYPES = ("dependency", "sast", "container", "iac")
+SCAN_STATUSES = ("pending", "running", "completed", "failed")
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+
+class SecurityScan(Base):
+    __tablename__ = "security_scans"
+    __table_args__ = (
+        sa.CheckConstraint(check_in("type", SCAN_TYPES), name="type"),
+        sa.CheckConstraint(check_in("status", SCAN_STATUSES), name="status"),
+        sa.Index("idx_security_scans_environment_status", "environment", "status"),
+        sa.Index("idx_security_scans_started_at", sa.text("started_at DESC")),
+        sa.Index("idx_security_scans_type", "type"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default=uuid.uuid4)
+    type: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    environment: Mapped[str] = mapped_column(
+        sa.Text, sa.ForeignKey("environments.name"), nullable=False
+    )
+    status: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class SecurityFinding(Base):
+    __tablename__ = "security_findings"
+    __table_args__ = (
+        sa.CheckConstraint(check_in("severity", SEVERITIES), name="severity"),
+        sa.Index("idx_security_findings_scan_severity", "scan_id", "severity"),
+        sa.Index("idx_security_findings_created_at", sa.text("created_at DESC")),
+        sa.Index("idx_security_findings_resolved", "resolved", "severity"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default=uuid.uuid4)
+    scan_id: Mapped[uuid.UUID] = mapped_column(
+        GUID, sa.ForeignKey("security_scans.id", ondelete="CASCADE"), nullable=False
+    )
+    severity: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    title: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    description: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    location: Mapped[str | None] = mapped_column(sa.Text)
+    cwe_id: Mapped[str | None] = mapped_column(sa.Text)
+    remediation: Mapped[str | None] = mapped_column(sa.Text)
+    resolved: Mapped[bool | None] = mapped_column(sa.Boolean, default=False)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
