@@ -88,3 +88,21 @@ def bind_identity(session: Session, *, role: str, user_id: str) -> None:
         ),
         {"role": role, "user_id": user_id},
     )
+
+
+@contextmanager
+def system_transaction(engine: Engine) -> Iterator[Session]:
+    """A transaction for operator commands and background jobs, acting as the system admin.
+
+    Superusers skip RLS anyway; an owner that is not one is subject to the forced policies,
+    which admit it through the admin role.
+    """
+    with transaction(engine) as session:
+        if is_postgres(session):
+            session.execute(
+                sa.text(
+                    "SELECT set_config('shipboard.role', 'admin', true), "
+                    "set_config('shipboard.user_id', 'system', true)"
+                )
+            )
+        yield session

@@ -1,0 +1,33 @@
+"""Builds the ASGI application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+
+from shipboard import __version__
+from shipboard.auth.api import router as auth_router
+from shipboard.config import Settings, get_settings
+from shipboard.core import problems
+from shipboard.core.logging import RequestLogMiddleware, configure_logging
+from shipboard.db.engine import create_db_engine
+from shipboard.environments.api import router as environments_router
+from shipboard.ops.api import router as ops_router
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+    app = FastAPI(
+        title="Shipboard",
+        version=__version__,
+        description="Self-hosted release control plane.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine or create_db_engine(settings.effective_database_url)
+    problems.install(app)
+    app.add_middleware(RequestLogMiddleware)
+    app.include_router(ops_router)
+    app.include_router(auth_router)
+    app.include_router(environments_router)
+    return app

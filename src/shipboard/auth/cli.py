@@ -1,0 +1,122 @@
+"""`shipboard users …` and `shipboard tokens …`: run directly against the database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from shipboard.auth import service
+from shipboard.auth.schemas import UserCreate
+from shipboard.config import get_settings
+from shipboard.core.errors import InvalidInput
+from shipboard.core.time import parse_duration
+from shipboard.core.types import Role
+from shipboard.db.engine import create_db_engine, system_transaction
+
+users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
+out = Console()
+T = TypeVar("T")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    engine = create_db_engine(get_settings().effective_database_url)
+    try:
+        with system_transaction(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _in_session(fn: Callable[[Session], T]) -> T:
+    with _session() as session:
+        return fn(session)
+
+
+@users_app.command("create")
+def create_user(
+    name: str,
+    role: Annotated[Role, typer.Option(help="viewer, deployer, service or admin")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a user and print its first API token (shown once)."""
+    try:
+        data = UserCreate(name=name, role=role)
+    except ValueError as exc:
+        raise InvalidInput(f"invalid user name {name!r}: letters, digits and . _ @ - only") from exc
+    created = _in_session(lambda s: service.create_user(s, data=data))
+    if as_json:
+        print(json.dumps(created.model_dump(mode="json")))
+        return
+    out.print(f"created user [bold]{created.user.name}[/] ({created.user.role})")
+    out.print("API token (shown once, keep it safe):")
+    print(created.token)
+
+
+@users_app.command("list")
+def list_users(as_json: JsonFlag = False) -> None:
+    """List users."""
+    users = _in_session(service.list_users)
+    if as_json:
+        print(json.dumps([u.model_dump(mode="json") for u in users]))
+        return
+    table = Table("name", "role", "disabled", "created")
+    for u in users:
+        table.add_row(u.name, u.role, "yes" if u.disabled else "", u.created_at.isoformat(timespec="seconds"))
+    out.print(table)
+
+
+@users_app.command("disable")
+def disable_user(name: str, as_json: JsonFlag = False) -> None:
+    """Disable a user; its tokens stop working at once."""
+    user = _in_session(lambda s: service.disable_user(s, name=name))
+    if as_json:
+        print(json.dumps(user.model_dump(mode="json")))
+        return
+    out.print(f"disabled user {user.name}")
+
+
+@tokens_app.command("create")
+def create_token(
+    user: str,
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", help="Lifetime such as 30d, 12h or 2w; default never")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What the token is for")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue a new API token for USER (shown once)."""
+    try:
+        lifetime = parse_duration(expires_in) if expires_in else None
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+    issued = _in_session(
+        lambda s: service.create_token(s, user_name=user, expires_in=lifetime, description=description)
+    )
+    if as_json:
+        print(json.dumps(issued.model_dump(mode="json")))
+        return
+    expiry = issued.info.expires_at.isoformat(timespec="seconds") if issued.info.expires_at else "never"
+    out.print(f"token {issued.info.id} for {user}, expires {expiry} (shown once):")
+    print(issued.token)
+
+
+@tokens_app.command("revoke")
+def revoke_token(token_id: uuid.UUID, as_json: JsonFlag = False) -> None:
+    """Revoke the token with id TOKEN_ID."""
+    info = _in_session(lambda s: service.revoke_token(s, token_id=token_id))
+    if as_json:
+        print(json.dumps(info.model_dump(mode="json")))
+        return
+    out.print(f"revoked token {info.id}")

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from shipboard.auth.models import ApiToken, User
+
+
+def add(session: Session, row: User | ApiToken) -> None:
+    session.add(row)
+    session.flush()
+
+
+def user_by_name(session: Session, name: str) -> User | None:
+    return session.scalar(sa.select(User).where(User.name == name))
+
+
+def user_by_id(session: Session, user_id: uuid.UUID) -> User | None:
+    return session.get(User, user_id)
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(sa.select(User).order_by(User.name)))
+
+
+def count_users(session: Session) -> int:
+    return session.scalar(sa.select(sa.func.count()).select_from(User)) or 0
+
+
+def token_by_id(session: Session, token_id: uuid.UUID) -> ApiToken | None:
+    return session.get(ApiToken, token_id)
+
+
+def token_with_user(session: Session, token_hash: str) -> tuple[ApiToken, User] | None:
+    row = session.execute(
+        sa.select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == token_hash)
+    ).first()
+    return (row[0], row[1]) if row else None

@@ -1,0 +1,93 @@
+"""The `shipboard` command."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from sqlalchemy.exc import OperationalError
+
+from shipboard import __version__
+from shipboard.auth.cli import tokens_app, users_app
+from shipboard.config import get_settings
+from shipboard.core.errors import ShipboardError
+from shipboard.db.cli import app as db_app
+
+app = typer.Typer(
+    help="Shipboard: a self-hosted release control plane.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"shipboard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Shipboard: a self-hosted release control plane."""
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+) -> None:
+    """Migrate, seed and serve the API (first start on an empty database creates an admin)."""
+    import uvicorn
+
+    from shipboard.app import create_app
+    from shipboard.db.engine import create_db_engine
+    from shipboard.ops.service import prepare_instance
+
+    settings = get_settings()
+    url = settings.effective_database_url
+    engine = create_db_engine(url)
+    prepared = prepare_instance(engine, url)
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
+    base = f"http://{shown}:{port}"
+    err.print(f"Shipboard {__version__} on {_describe(url)}")
+    if prepared.seeded:
+        err.print(f"seeded environments: {', '.join(prepared.seeded)}")
+    err.print(f"API: {base}/api/v1   docs: {base}/docs")
+    if prepared.admin_token:
+        err.print("First start: created user 'admin'. Its API token (shown once, keep it safe):")
+        err.print(f"  {prepared.admin_token}")
+        err.print(f"  curl -H 'Authorization: Bearer {prepared.admin_token}' {base}/api/v1/environments")
+    else:
+        err.print("Log in with an existing token, or make one: shipboard tokens create admin")
+    uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="warning")
+
+
+def _describe(url: str) -> str:
+    if url.startswith("sqlite"):
+        return "SQLite " + url.split("///", 1)[-1]
+    # Never print the password of a PostgreSQL URL.
+    from sqlalchemy.engine import make_url
+
+    return "PostgreSQL " + make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    try:
+        app()
+    except ShipboardError as exc:
+        err.print(f"error: {exc.detail}")
+        sys.exit(1)
+    except OperationalError as exc:
+        err.print(f"error: database unreachable ({type(exc.orig).__name__}); check SHIPBOARD_DATABASE_URL")
+        sys.exit(1)

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from shipboard.environments.models import Environment
+
+
+def get(session: Session, name: str) -> Environment | None:
+    return session.get(Environment, name)
+
+
+def list_all(session: Session) -> list[Environment]:
+    return list(session.scalars(sa.select(Environment).order_by(Environment.name)))
+
+
+def names(session: Session) -> set[str]:
+    return set(session.scalars(sa.select(Environment.name)))
+
+
+def add(session: Session, environment: Environment) -> None:
+    session.add(environment)
+    session.flush()

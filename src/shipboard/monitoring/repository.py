@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from shipboard.core.pagination import Page
+from shipboard.db.keyset import keyset_page
+from shipboard.monitoring.models import MonitoringMetric
+from shipboard.monitoring.schemas import MonitoringMetricFilter
+
+
+def add_many(session: Session, rows: list[dict[str, Any]]) -> int:
+    if rows:
+        session.execute(sa.insert(MonitoringMetric), rows)
+    return len(rows)
+
+
+def page(
+    session: Session, *, filters: MonitoringMetricFilter, cursor: str | None, limit: int
+) -> Page[MonitoringMetric]:
+    stmt = sa.select(MonitoringMetric)
+    for column in ("name", "environment", "source"):
+        value = getattr(filters, column)
+        if value is not None:
+            stmt = stmt.where(getattr(MonitoringMetric, column) == value)
+    if filters.since is not None:
+        stmt = stmt.where(MonitoringMetric.timestamp >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(MonitoringMetric.timestamp < filters.until)
+    return keyset_page(
+        session,
+        stmt,
+        sort_col=MonitoringMetric.timestamp,
+        id_col=MonitoringMetric.id,
+        cursor=cursor,
+        limit=limit,
+    )

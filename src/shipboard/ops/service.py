@@ -1,0 +1,36 @@
+"""Instance preparation: what `shipboard serve` does before it answers requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from shipboard.auth import service as auth
+from shipboard.auth.schemas import UserCreate
+from shipboard.db import migrate
+from shipboard.db.engine import is_postgres, system_transaction
+from shipboard.db.partitions import ensure_partitions
+from shipboard.environments.service import seed_environments
+
+BOOTSTRAP_ADMIN = "admin"
+
+
+@dataclass
+class Prepared:
+    seeded: list[str]
+    admin_token: str | None
+
+
+def prepare_instance(engine: Engine, url: str) -> Prepared:
+    """Migrate, make sure partitions exist ahead, seed; on an empty instance create an admin."""
+    migrate.upgrade(url)
+    with system_transaction(engine) as session:
+        if is_postgres(session):
+            ensure_partitions(session.connection(), months_ahead=1)
+        seeded = seed_environments(session)
+        token = None
+        if auth.count_users(session) == 0:
+            created = auth.create_user(session, data=UserCreate(name=BOOTSTRAP_ADMIN, role="admin"))
+            token = created.token
+    return Prepared(seeded=seeded, admin_token=token)
