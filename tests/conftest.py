@@ -1,0 +1,256 @@
+"""Test plumbing: real databases (SQLite files and a PostgreSQL server) and a real HTTP server.
+
+PostgreSQL tests use ``SHIPBOARD_TEST_POSTGRES_URL`` (default: the local server). Each run
+creates its own databases and drops them afterwards. Without a server they skip, except under
+``CI=true``, where a missing PostgreSQL is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from sqlalchemy.engine import Engine, make_url
+
+from shipboard.app import create_app
+from shipboard.auth import service as auth
+from shipboard.auth.schemas import UserCreate
+from shipboard.config import Settings
+from shipboard.db import migrate
+from shipboard.db.engine import create_db_engine, system_transaction
+from shipboard.environments.service import seed_environments
+
+PG_BASE_URL = os.environ.get(
+    "SHIPBOARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+DATA_TABLES = (
+    "deployment_logs",
+    "performance_metrics",
+    "security_findings",
+    "security_scans",
+    "monitoring_metrics",
+    "deployment_configs",
+    "api_tokens",
+    "users",
+    "environments",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("SHIPBOARD_LOG_LEVEL", "warning")
+
+
+_pg_checked: list[str | None] = []
+
+
+def _postgres_unavailable() -> str | None:
+    if not _pg_checked:
+        try:
+            engine = create_db_engine(PG_BASE_URL, poolclass=sa.pool.NullPool)
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            engine.dispose()
+            _pg_checked.append(None)
+        except Exception as exc:  # noqa: BLE001 - any failure means "no server to test against"
+            _pg_checked.append(f"PostgreSQL at {PG_BASE_URL} unavailable: {type(exc).__name__}")
+    return _pg_checked[0]
+
+
+def _require_postgres() -> None:
+    reason = _postgres_unavailable()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)")
+        pytest.skip(reason)
+
+
+@dataclass
+class Database:
+    backend: str
+    url: str
+
+    def engine(self, **kwargs: object) -> Engine:
+        return create_db_engine(self.url, **kwargs)  # type: ignore[arg-type]
+
+
+class DatabaseFactory:
+    """Creates empty databases on demand and removes them at the end of the session."""
+
+    def __init__(self, tmp_dir: str) -> None:
+        self.tmp_dir = tmp_dir
+        self.pg_names: list[str] = []
+
+    def new(self, backend: str) -> Database:
+        if backend == "sqlite":
+            return Database("sqlite", f"sqlite:///{self.tmp_dir}/{uuid.uuid4().hex}.db")
+        _require_postgres()
+        name = f"shipboard_test_{uuid.uuid4().hex[:12]}"
+        admin = create_db_engine(PG_BASE_URL, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        self.pg_names.append(name)
+        url = make_url(create_db_engine(PG_BASE_URL).url).set(database=name)
+        return Database("postgres", url.render_as_string(hide_password=False))
+
+    def drop_all(self) -> None:
+        if not self.pg_names:
+            return
+        admin = create_db_engine(PG_BASE_URL, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for name in self.pg_names:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
+    factory = DatabaseFactory(str(tmp_path_factory.mktemp("db")))
+    yield factory
+    factory.drop_all()
+
+
+BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def empty_db(databases: DatabaseFactory, backend: str) -> Database:
+    """A new, empty database of the given backend."""
+    return databases.new(backend)
+
+
+_migrated: dict[str, Database] = {}
+
+
+@pytest.fixture
+def db(databases: DatabaseFactory, backend: str) -> Iterator[Database]:
+    """A migrated, seeded database shared per backend; emptied and re-seeded after each test."""
+    if backend not in _migrated:
+        database = databases.new(backend)
+        migrate.upgrade(database.url)
+        _migrated[backend] = database
+    database = _migrated[backend]
+    engine = database.engine()
+    with system_transaction(engine) as session:
+        seed_environments(session)
+    try:
+        yield database
+    finally:
+        _truncate(engine)
+        engine.dispose()
+
+
+def _truncate(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text(f"TRUNCATE {', '.join(DATA_TABLES)} CASCADE"))
+        else:
+            for table in DATA_TABLES:
+                conn.execute(sa.text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def engine(db: Database) -> Iterator[Engine]:
+    eng = db.engine()
+    yield eng
+    eng.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """Shipboard served by uvicorn on a loopback port, in a thread of the test process."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        settings = Settings(database_url=database.url, log_level="warning")
+        self.engine = database.engine()
+        self.app = create_app(settings, engine=self.engine)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.engine.dispose()
+
+
+_servers: dict[str, LiveServer] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_servers() -> Iterator[None]:
+    yield
+    for server in _servers.values():
+        server.stop()
+
+
+@pytest.fixture
+def server(db: Database) -> LiveServer:
+    if db.backend not in _servers:
+        live = LiveServer(db)
+        live.start()
+        _servers[db.backend] = live
+    return _servers[db.backend]
+
+
+@dataclass
+class Clients:
+    """HTTP clients for one user per role, plus an anonymous one."""
+
+    server: LiveServer
+    tokens: dict[str, str]
+
+    def as_role(self, role: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
+        return httpx.Client(base_url=self.server.base_url, headers=headers, timeout=30)
+
+
+@pytest.fixture
+def clients(server: LiveServer, engine: Engine) -> Iterator[Clients]:
+    tokens: dict[str, str] = {}
+    with system_transaction(engine) as session:
+        for role in ("viewer", "deployer", "service", "admin"):
+            created = auth.create_user(session, data=UserCreate(name=f"{role}-user", role=role))  # type: ignore[arg-type]
+            tokens[role] = created.token
+    yield Clients(server=server, tokens=tokens)
+
+
+@pytest.fixture
+def make_user(engine: Engine) -> Callable[[str, str], str]:
+    def _make(name: str, role: str) -> str:
+        with system_transaction(engine) as session:
+            return auth.create_user(session, data=UserCreate(name=name, role=role)).token  # type: ignore[arg-type]
+
+    return _make

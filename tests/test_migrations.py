@@ -1,0 +1,84 @@
+"""One migration chain for both backends: up, all the way down, and up again."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import sqlalchemy as sa
+
+from shipboard.db import migrate
+from tests.conftest import Database
+from tests.spec_schema import SPEC_ENUM_TYPES, SPEC_TABLES
+
+OUR_TABLES = {*SPEC_TABLES, "users", "api_tokens"}
+
+
+def _tables(database: Database) -> set[str]:
+    engine = database.engine()
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _enum_types(database: Database) -> set[str]:
+    engine = database.engine()
+    try:
+        with engine.connect() as conn:
+            return set(conn.execute(sa.text("SELECT typname FROM pg_type WHERE typtype = 'e'")).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_base_upgrade_round_trip(empty_db: Database) -> None:
+    migrate.upgrade(empty_db.url)
+    assert OUR_TABLES <= _tables(empty_db)
+
+    migrate.downgrade(empty_db.url, "base")
+    assert _tables(empty_db) <= {"alembic_version"}
+    if empty_db.backend == "postgres":
+        assert _enum_types(empty_db).isdisjoint(SPEC_ENUM_TYPES)
+
+    migrate.upgrade(empty_db.url)
+    assert OUR_TABLES <= _tables(empty_db)
+    engine = empty_db.engine()
+    try:
+        assert migrate.current_revision(engine) == migrate.head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_each_revision_downgrades_one_step(empty_db: Database) -> None:
+    migrate.upgrade(empty_db.url)
+    migrate.downgrade(empty_db.url, "-1")
+    tables = _tables(empty_db)
+    assert set(SPEC_TABLES) <= tables
+    assert "users" not in tables
+    migrate.upgrade(empty_db.url)
+    assert "users" in _tables(empty_db)
+
+
+def test_cli_migrates_reports_and_downgrades(empty_db: Database) -> None:
+    env = {"SHIPBOARD_DATABASE_URL": empty_db.url, "PATH": "/usr/bin:/bin"}
+
+    def shipboard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "shipboard", *args], env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )
+
+    result = shipboard("db", "current")
+    assert result.returncode == 0
+    assert "base" in result.stdout
+
+    result = shipboard("db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    assert migrate.head_revision() in result.stdout
+
+    result = shipboard("db", "current")
+    assert "up to date" in result.stdout
+
+    result = shipboard("db", "downgrade", "base")
+    assert result.returncode == 0, result.stderr
+    assert _tables(empty_db) <= {"alembic_version"}
