@@ -96,7 +96,9 @@ class DatabaseFactory:
             return Database("sqlite", f"sqlite:///{self.tmp_dir}/{uuid.uuid4().hex}.db")
         _require_postgres()
         name = f"shipboard_test_{uuid.uuid4().hex[:12]}"
-        admin = create_db_engine(PG_BASE_URL, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+        admin = create_db_engine(
+            PG_BASE_URL, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
+        )
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
         admin.dispose()
@@ -107,7 +109,9 @@ class DatabaseFactory:
     def drop_all(self) -> None:
         if not self.pg_names:
             return
-        admin = create_db_engine(PG_BASE_URL, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+        admin = create_db_engine(
+            PG_BASE_URL, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
+        )
         with admin.connect() as conn:
             for name in self.pg_names:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -181,12 +185,11 @@ def _free_port() -> int:
 class LiveServer:
     """Shipboard served by uvicorn on a loopback port, in a thread of the test process."""
 
-    def __init__(self, database: Database) -> None:
-        self.database = database
+    def __init__(self, database_url: str) -> None:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        settings = Settings(database_url=database.url, log_level="warning")
-        self.engine = database.engine()
+        settings = Settings(database_url=database_url, log_level="warning")
+        self.engine = create_db_engine(database_url)
         self.app = create_app(settings, engine=self.engine)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
@@ -219,7 +222,7 @@ def _stop_servers() -> Iterator[None]:
 @pytest.fixture
 def server(db: Database) -> LiveServer:
     if db.backend not in _servers:
-        live = LiveServer(db)
+        live = LiveServer(db.url)
         live.start()
         _servers[db.backend] = live
     return _servers[db.backend]
@@ -238,13 +241,13 @@ class Clients:
 
 
 @pytest.fixture
-def clients(server: LiveServer, engine: Engine) -> Iterator[Clients]:
+def clients(server: LiveServer, engine: Engine) -> Clients:
     tokens: dict[str, str] = {}
     with system_transaction(engine) as session:
         for role in ("viewer", "deployer", "service", "admin"):
             created = auth.create_user(session, data=UserCreate(name=f"{role}-user", role=role))  # type: ignore[arg-type]
             tokens[role] = created.token
-    yield Clients(server=server, tokens=tokens)
+    return Clients(server=server, tokens=tokens)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ Column tuples are (type family, nullable, default kind). Default kinds: ``now``,
 
 from __future__ import annotations
 
-T, U, J, TS, I, N, B = "text", "uuid", "json", "timestamp", "integer", "numeric", "boolean"
+T, U, J, TS, INT, N, B = "text", "uuid", "json", "timestamp", "integer", "numeric", "boolean"
 
 SPEC_TABLES: dict[str, dict[str, tuple[str, bool, str | None]]] = {
     "environments": {
@@ -25,8 +25,8 @@ SPEC_TABLES: dict[str, dict[str, tuple[str, bool, str | None]]] = {
         "version": (T, False, None),
         "commit_sha": (T, False, None),
         "status": (T, False, None),
-        "build_time": (I, True, None),
-        "deploy_time": (I, True, None),
+        "build_time": (INT, True, None),
+        "deploy_time": (INT, True, None),
         "created_at": (TS, True, "now"),
         "completed_at": (TS, True, None),
         "triggered_by": (T, False, None),
@@ -97,7 +97,12 @@ PARTITIONED = ("monitoring_metrics", "performance_metrics", "deployment_logs")
 
 SPEC_CHECKS = {
     ("deployment_configs", "status"): {
-        "pending", "building", "deploying", "success", "failed", "rolled_back",
+        "pending",
+        "building",
+        "deploying",
+        "success",
+        "failed",
+        "rolled_back",
     },
     ("security_scans", "type"): {"dependency", "sast", "container", "iac"},
     ("security_scans", "status"): {"pending", "running", "completed", "failed"},
@@ -118,21 +123,45 @@ SPEC_FOREIGN_KEYS = {
 
 # index name -> (table, [(column, "asc"|"desc")])
 SPEC_INDEXES = {
-    "idx_deployment_configs_environment_status": ("deployment_configs", [("environment", "asc"), ("status", "asc")]),
+    "idx_deployment_configs_environment_status": (
+        "deployment_configs",
+        [("environment", "asc"), ("status", "asc")],
+    ),
     "idx_deployment_configs_created_at": ("deployment_configs", [("created_at", "desc")]),
     "idx_deployment_configs_commit_sha": ("deployment_configs", [("commit_sha", "asc")]),
     "idx_deployment_configs_triggered_by": ("deployment_configs", [("triggered_by", "asc")]),
-    "idx_monitoring_metrics_name_timestamp": ("monitoring_metrics", [("name", "asc"), ("timestamp", "desc")]),
-    "idx_monitoring_metrics_environment": ("monitoring_metrics", [("environment", "asc"), ("timestamp", "desc")]),
+    "idx_monitoring_metrics_name_timestamp": (
+        "monitoring_metrics",
+        [("name", "asc"), ("timestamp", "desc")],
+    ),
+    "idx_monitoring_metrics_environment": (
+        "monitoring_metrics",
+        [("environment", "asc"), ("timestamp", "desc")],
+    ),
     "idx_monitoring_metrics_source": ("monitoring_metrics", [("source", "asc")]),
-    "idx_security_scans_environment_status": ("security_scans", [("environment", "asc"), ("status", "asc")]),
+    "idx_security_scans_environment_status": (
+        "security_scans",
+        [("environment", "asc"), ("status", "asc")],
+    ),
     "idx_security_scans_started_at": ("security_scans", [("started_at", "desc")]),
     "idx_security_scans_type": ("security_scans", [("type", "asc")]),
-    "idx_security_findings_scan_severity": ("security_findings", [("scan_id", "asc"), ("severity", "asc")]),
+    "idx_security_findings_scan_severity": (
+        "security_findings",
+        [("scan_id", "asc"), ("severity", "asc")],
+    ),
     "idx_security_findings_created_at": ("security_findings", [("created_at", "desc")]),
-    "idx_security_findings_resolved": ("security_findings", [("resolved", "asc"), ("severity", "asc")]),
-    "idx_performance_metrics_name_timestamp": ("performance_metrics", [("name", "asc"), ("timestamp", "desc")]),
-    "idx_performance_metrics_environment": ("performance_metrics", [("environment", "asc"), ("timestamp", "desc")]),
+    "idx_security_findings_resolved": (
+        "security_findings",
+        [("resolved", "asc"), ("severity", "asc")],
+    ),
+    "idx_performance_metrics_name_timestamp": (
+        "performance_metrics",
+        [("name", "asc"), ("timestamp", "desc")],
+    ),
+    "idx_performance_metrics_environment": (
+        "performance_metrics",
+        [("environment", "asc"), ("timestamp", "desc")],
+    ),
     "idx_deployment_logs_deployment_id": ("deployment_logs", [("deployment_id", "asc")]),
     "idx_deployment_logs_timestamp": ("deployment_logs", [("timestamp", "desc")]),
     "idx_deployment_logs_level": ("deployment_logs", [("level", "asc")]),

@@ -30,20 +30,18 @@ def test_rows_land_in_their_months_partition(engine: Engine) -> None:
     this_month = month_start(now.date())
     next_month = month_start(now.date(), 1)
     far_past = datetime(2001, 1, 15, tzinfo=UTC)
-    deployment_id = uuid.uuid4()
+    deployment_id = _insert_deployment(engine, "alice")
     ids = {key: uuid.uuid4() for key in ("m_now", "m_next", "m_past", "p_now", "l_now")}
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO deployment_configs (id, environment, version, commit_sha, status, triggered_by) "
-                "VALUES (:id, 'staging', '1.0.0', 'abcdef1', 'pending', 'alice')"
-            ),
-            {"id": deployment_id},
-        )
-        for key, ts in (("m_now", now), ("m_next", datetime.combine(next_month, datetime.min.time(), UTC)), ("m_past", far_past)):
+        for key, ts in (
+            ("m_now", now),
+            ("m_next", datetime.combine(next_month, datetime.min.time(), UTC)),
+            ("m_past", far_past),
+        ):
             conn.execute(
                 sa.text(
-                    "INSERT INTO monitoring_metrics (id, name, value, timestamp, environment, source) "
+                    "INSERT INTO monitoring_metrics "
+                    "(id, name, value, timestamp, environment, source) "
                     "VALUES (:id, 'cpu', 1, :ts, 'staging', 'application')"
                 ),
                 {"id": ids[key], "ts": ts},
@@ -62,11 +60,21 @@ def test_rows_land_in_their_months_partition(engine: Engine) -> None:
             ),
             {"id": ids["l_now"], "d": deployment_id},
         )
-    assert _partition_of(engine, "monitoring_metrics", ids["m_now"]) == partition_name("monitoring_metrics", this_month)
-    assert _partition_of(engine, "monitoring_metrics", ids["m_next"]) == partition_name("monitoring_metrics", next_month)
-    assert _partition_of(engine, "monitoring_metrics", ids["m_past"]) == "monitoring_metrics_default"
-    assert _partition_of(engine, "performance_metrics", ids["p_now"]) == partition_name("performance_metrics", this_month)
-    assert _partition_of(engine, "deployment_logs", ids["l_now"]) == partition_name("deployment_logs", this_month)
+    assert _partition_of(engine, "monitoring_metrics", ids["m_now"]) == partition_name(
+        "monitoring_metrics", this_month
+    )
+    assert _partition_of(engine, "monitoring_metrics", ids["m_next"]) == partition_name(
+        "monitoring_metrics", next_month
+    )
+    assert (
+        _partition_of(engine, "monitoring_metrics", ids["m_past"]) == "monitoring_metrics_default"
+    )
+    assert _partition_of(engine, "performance_metrics", ids["p_now"]) == partition_name(
+        "performance_metrics", this_month
+    )
+    assert _partition_of(engine, "deployment_logs", ids["l_now"]) == partition_name(
+        "deployment_logs", this_month
+    )
 
 
 def test_ensure_partitions_creates_months_ahead_once(engine: Engine) -> None:
@@ -84,7 +92,8 @@ def _insert_deployment(engine: Engine, triggered_by: str) -> uuid.UUID:
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "INSERT INTO deployment_configs (id, environment, version, commit_sha, status, triggered_by) "
+                "INSERT INTO deployment_configs "
+                "(id, environment, version, commit_sha, status, triggered_by) "
                 "VALUES (:id, 'staging', '1.0.0', 'abcdef1', 'pending', :who)"
             ),
             {"id": deployment_id, "who": triggered_by},
@@ -134,6 +143,8 @@ def test_rls_only_admin_manages_environments(engine: Engine) -> None:
 
 def test_rls_binds_even_for_a_superuser_connection(engine: Engine) -> None:
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar()
+        assert conn.execute(
+            sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        ).scalar()
     deployment_id = _insert_deployment(engine, "alice")
     assert _update_as(engine, deployment_id, role="viewer", user_id="mallory") == 0

@@ -58,7 +58,7 @@ def serve(
     url = settings.effective_database_url
     engine = create_db_engine(url)
     prepared = prepare_instance(engine, url)
-    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host  # noqa: S104
     base = f"http://{shown}:{port}"
     err.print(f"Shipboard {__version__} on {_describe(url)}")
     if prepared.seeded:
@@ -67,7 +67,9 @@ def serve(
     if prepared.admin_token:
         err.print("First start: created user 'admin'. Its API token (shown once, keep it safe):")
         err.print(f"  {prepared.admin_token}")
-        err.print(f"  curl -H 'Authorization: Bearer {prepared.admin_token}' {base}/api/v1/environments")
+        err.print(
+            f"  curl -H 'Authorization: Bearer {prepared.admin_token}' {base}/api/v1/environments"
+        )
     else:
         err.print("Log in with an existing token, or make one: shipboard tokens create admin")
     uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="warning")
@@ -89,5 +91,7 @@ def main() -> None:
         err.print(f"error: {exc.detail}")
         sys.exit(1)
     except OperationalError as exc:
-        err.print(f"error: database unreachable ({type(exc.orig).__name__}); check SHIPBOARD_DATABASE_URL")
+        err.print(
+            f"error: database unreachable ({type(exc.orig).__name__}); check SHIPBOARD_DATABASE_URL"
+        )
         sys.exit(1)

@@ -73,7 +73,9 @@ def list_users(as_json: JsonFlag = False) -> None:
         return
     table = Table("name", "role", "disabled", "created")
     for u in users:
-        table.add_row(u.name, u.role, "yes" if u.disabled else "", u.created_at.isoformat(timespec="seconds"))
+        table.add_row(
+            u.name, u.role, "yes" if u.disabled else "", u.created_at.isoformat(timespec="seconds")
+        )
     out.print(table)
 
 
@@ -91,7 +93,8 @@ def disable_user(name: str, as_json: JsonFlag = False) -> None:
 def create_token(
     user: str,
     expires_in: Annotated[
-        str | None, typer.Option("--expires-in", help="Lifetime such as 30d, 12h or 2w; default never")
+        str | None,
+        typer.Option("--expires-in", help="Lifetime such as 30d, 12h or 2w; default never"),
     ] = None,
     description: Annotated[str | None, typer.Option(help="What the token is for")] = None,
     as_json: JsonFlag = False,
@@ -102,12 +105,16 @@ def create_token(
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
     issued = _in_session(
-        lambda s: service.create_token(s, user_name=user, expires_in=lifetime, description=description)
+        lambda s: service.create_token(
+            s, user_name=user, expires_in=lifetime, description=description
+        )
     )
     if as_json:
         print(json.dumps(issued.model_dump(mode="json")))
         return
-    expiry = issued.info.expires_at.isoformat(timespec="seconds") if issued.info.expires_at else "never"
+    expiry = (
+        issued.info.expires_at.isoformat(timespec="seconds") if issued.info.expires_at else "never"
+    )
     out.print(f"token {issued.info.id} for {user}, expires {expiry} (shown once):")
     print(issued.token)
 

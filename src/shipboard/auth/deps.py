@@ -24,7 +24,9 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def get_db(request: Request) -> Iterator[Session]:
     """One transaction per request: committed when the route returns, rolled back if it raises."""
-    with transaction(request.app.state.engine, write=request.method not in _READ_METHODS) as session:
+    with transaction(
+        request.app.state.engine, write=request.method not in _READ_METHODS
+    ) as session:
         yield session
 
 
@@ -48,7 +50,9 @@ def current_principal(
 def require_role(*roles: Role) -> Callable[[Principal], Principal]:
     def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if principal.role not in roles:
-            raise Forbidden(f"role {principal.role!r} may not do this; needs one of {', '.join(roles)}")
+            raise Forbidden(
+                f"role {principal.role!r} may not do this; needs one of {', '.join(roles)}"
+            )
         return principal
 
     return dependency

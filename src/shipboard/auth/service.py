@@ -23,7 +23,7 @@ from shipboard.auth.schemas import (
 from shipboard.core.errors import Conflict, NotFound, Unauthorized
 from shipboard.core.time import utcnow
 
-TOKEN_PREFIX = "shp_"
+TOKEN_PREFIX = "shp_"  # noqa: S105 - a public marker, not a secret
 
 
 def hash_token(token: str) -> str:
@@ -35,8 +35,14 @@ def create_user(session: Session, *, data: UserCreate) -> UserWithToken:
     if repository.user_by_name(session, data.name) is not None:
         raise Conflict(f"user {data.name!r} already exists")
     now = utcnow()
-    user = User(id=uuid.uuid4(), name=data.name, role=data.role, disabled=False,
-                created_at=now, updated_at=now)
+    user = User(
+        id=uuid.uuid4(),
+        name=data.name,
+        role=data.role,
+        disabled=False,
+        created_at=now,
+        updated_at=now,
+    )
     repository.add(session, user)
     issued = _issue_token(session, user=user, expires_at=None, description="created with the user")
     return UserWithToken(user=UserRead.model_validate(user), token=issued.token)
@@ -103,7 +109,7 @@ def authenticate_token(session: Session, *, token: str) -> Principal:
         raise Unauthorized("token has expired")
     if user.disabled:
         raise Unauthorized("user is disabled")
-    return Principal(user_id=user.id, name=user.name, role=user.role, token_id=row.id)  # type: ignore[arg-type]
+    return Principal(user_id=user.id, name=user.name, role=user.role, token_id=row.id)
 
 
 def _issue_token(

@@ -85,9 +85,15 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _validation_errors(exc)
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
-            return problem_response(400, "request body is not valid JSON", errors=errors, slug="malformed-json")
+            return problem_response(
+                400, "request body is not valid JSON", errors=errors, slug="malformed-json"
+            )
         return problem_response(
-            422, "request did not validate", title="Invalid input", slug="invalid-input", errors=errors
+            422,
+            "request did not validate",
+            title="Invalid input",
+            slug="invalid-input",
+            errors=errors,
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -10,7 +10,9 @@ from shipboard.db import migrate
 from shipboard.db.engine import create_db_engine, system_transaction
 from shipboard.environments.service import seed_environments
 
-app = typer.Typer(help="Migrate and seed the database (SHIPBOARD_DATABASE_URL).", no_args_is_help=True)
+app = typer.Typer(
+    help="Migrate and seed the database (SHIPBOARD_DATABASE_URL).", no_args_is_help=True
+)
 out = Console()
 
 
@@ -24,7 +26,9 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision")) -> N
 
 @app.command()
 def downgrade(
-    revision: str = typer.Argument("-1", help="Target revision, 'base' for an empty database, or -N"),
+    revision: str = typer.Argument(
+        "-1", help="Target revision, 'base' for an empty database, or -N"
+    ),
 ) -> None:
     """Revert migrations down to REVISION; `base` removes every table and type of Shipboard."""
     url = get_settings().effective_database_url

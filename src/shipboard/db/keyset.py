@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -12,19 +12,17 @@ from sqlalchemy.orm import Session
 from shipboard.core.errors import InvalidInput
 from shipboard.core.pagination import Page, decode_cursor, encode_cursor
 
-M = TypeVar("M")
-
 
 def keyset_page(
     session: Session,
-    stmt: sa.Select[tuple[M]],
+    stmt: sa.Select[Any],
     *,
     sort_col: sa.orm.InstrumentedAttribute[Any],
     id_col: sa.orm.InstrumentedAttribute[Any],
     cursor: str | None,
     limit: int,
     descending: bool = True,
-) -> Page[M]:
+) -> Page[Any]:
     position = decode_cursor(cursor)
     if position is not None:
         try:
@@ -36,20 +34,14 @@ def keyset_page(
                 errors=[{"loc": ["query", "cursor"], "msg": "malformed cursor"}],
             ) from exc
         if descending:
-            stmt = stmt.where(
-                sa.or_(sort_col < key, sa.and_(sort_col == key, id_col < last_id))
-            )
+            stmt = stmt.where(sa.or_(sort_col < key, sa.and_(sort_col == key, id_col < last_id)))
         else:
-            stmt = stmt.where(
-                sa.or_(sort_col > key, sa.and_(sort_col == key, id_col > last_id))
-            )
+            stmt = stmt.where(sa.or_(sort_col > key, sa.and_(sort_col == key, id_col > last_id)))
     order = (sort_col.desc(), id_col.desc()) if descending else (sort_col.asc(), id_col.asc())
     rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = encode_cursor(
-            getattr(last, sort_col.key), getattr(last, id_col.key)
-        )
+        next_cursor = encode_cursor(getattr(last, sort_col.key), getattr(last, id_col.key))
     return Page(items=rows, next_cursor=next_cursor)

@@ -45,4 +45,6 @@ def ensure_partitions(
 
 def create_default_partitions(conn: sa.Connection) -> None:
     for table in PARTITIONED_TABLES:
-        conn.execute(sa.text(f'CREATE TABLE IF NOT EXISTS "{table}_default" PARTITION OF "{table}" DEFAULT'))
+        conn.execute(
+            sa.text(f'CREATE TABLE IF NOT EXISTS "{table}_default" PARTITION OF "{table}" DEFAULT')
+        )

@@ -15,7 +15,6 @@ DEPLOYMENT_STATUSES = ("pending", "building", "deploying", "success", "failed", 
 LOG_LEVELS = ("debug", "info", "warn", "error")
 
 
-
 class DeploymentConfig(Base):
     __tablename__ = "deployment_configs"
     __table_args__ = (

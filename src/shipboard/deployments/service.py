@@ -51,7 +51,11 @@ def get_deployment(session: Session, *, deployment_id: uuid.UUID) -> DeploymentR
 
 
 def list_deployments(
-    session: Session, *, filters: DeploymentFilter, cursor: str | None = None, limit: int | None = None
+    session: Session,
+    *,
+    filters: DeploymentFilter,
+    cursor: str | None = None,
+    limit: int | None = None,
 ) -> DeploymentPage:
     """Newest first, filtered on the spec's indexed columns."""
     page = repository.page(session, filters=filters, cursor=cursor, limit=clamp_limit(limit))
@@ -60,9 +64,7 @@ def list_deployments(
     )
 
 
-def add_logs(
-    session: Session, *, deployment_id: uuid.UUID, logs: list[DeploymentLogCreate]
-) -> int:
+def add_logs(session: Session, *, deployment_id: uuid.UUID, logs: list[DeploymentLogCreate]) -> int:
     """Append a batch of log lines to a deployment; all or nothing."""
     _require(session, deployment_id)
     now = utcnow()
@@ -82,7 +84,11 @@ def add_logs(
 
 
 def list_logs(
-    session: Session, *, deployment_id: uuid.UUID, cursor: str | None = None, limit: int | None = None
+    session: Session,
+    *,
+    deployment_id: uuid.UUID,
+    cursor: str | None = None,
+    limit: int | None = None,
 ) -> DeploymentLogPage:
     """A deployment's log lines, oldest first."""
     _require(session, deployment_id)
@@ -96,9 +102,9 @@ def _log_read(row: DeploymentLog) -> DeploymentLogRead:
     return DeploymentLogRead(
         id=row.id,
         deployment_id=row.deployment_id,
-        level=row.level,  # type: ignore[arg-type]
+        level=row.level,
         message=row.message,
-        timestamp=row.timestamp,  # type: ignore[arg-type]
+        timestamp=row.timestamp,
         source=row.source,
         metadata=row.metadata_,
     )

@@ -9,7 +9,7 @@ from shipboard.core.types import EnvironmentName, HttpUrlStr, NonNegativeFloat, 
 
 
 class EnvironmentConfig(BaseModel):
-    """The spec's EnvironmentConfig. Unknown keys are kept (pipelines, settings of later features)."""
+    """The spec's EnvironmentConfig; unknown keys are kept (pipelines, later features)."""
 
     model_config = ConfigDict(extra="allow")
 

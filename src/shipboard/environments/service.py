@@ -64,7 +64,7 @@ def _redact_url_password(value: str) -> str:
 def to_read(environment: Environment, *, reveal_credentials: bool) -> EnvironmentRead:
     config = environment.config or {}
     return EnvironmentRead(
-        name=environment.name,  # type: ignore[arg-type]
+        name=environment.name,
         domain=environment.domain,
         config=config if reveal_credentials else redact_config(config),
         secrets=sorted((environment.secrets or {}).keys()),
@@ -77,7 +77,7 @@ def to_read(environment: Environment, *, reveal_credentials: bool) -> Environmen
 
 def list_environments(session: Session, *, reveal_credentials: bool) -> list[EnvironmentRead]:
     """Every environment, in promotion order (development, staging, production, then others)."""
-    rank = {name: i for i, name in enumerate(ENVIRONMENTS)}
+    rank: dict[str, int] = {name: i for i, name in enumerate(ENVIRONMENTS)}
     rows = sorted(repository.list_all(session), key=lambda e: (rank.get(e.name, len(rank)), e.name))
     return [to_read(e, reveal_credentials=reveal_credentials) for e in rows]
 
@@ -101,7 +101,7 @@ def seed_environments(session: Session, *, domains: dict[str, str] | None = None
     """Create the three environments that do not exist yet; return the names created."""
     domains = {**DEFAULT_DOMAINS, **(domains or {})}
     existing = repository.names(session)
-    created = []
+    created: list[str] = []
     for name in ENVIRONMENTS:
         if name in existing:
             continue

@@ -5,7 +5,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shipboard.core.types import EnvironmentName, FiniteFloat, MetricName, ShortText, Tags, Timestamp
+from shipboard.core.types import (
+    EnvironmentName,
+    FiniteFloat,
+    MetricName,
+    ShortText,
+    Tags,
+    Timestamp,
+)
 
 
 class PerformanceMetricCreate(BaseModel):

@@ -16,7 +16,6 @@ SCAN_STATUSES = ("pending", "running", "completed", "failed")
 SEVERITIES = ("low", "medium", "high", "critical")
 
 
-
 class SecurityScan(Base):
     __tablename__ = "security_scans"
     __table_args__ = (

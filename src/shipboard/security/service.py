@@ -50,7 +50,11 @@ def get_scan(session: Session, *, scan_id: uuid.UUID) -> SecurityScanRead:
 
 
 def list_scans(
-    session: Session, *, filters: SecurityScanFilter, cursor: str | None = None, limit: int | None = None
+    session: Session,
+    *,
+    filters: SecurityScanFilter,
+    cursor: str | None = None,
+    limit: int | None = None,
 ) -> SecurityScanPage:
     """Scans, newest first."""
     page = repository.scan_page(session, filters=filters, cursor=cursor, limit=clamp_limit(limit))
@@ -66,10 +70,7 @@ def create_finding(session: Session, *, data: SecurityFindingCreate) -> Security
             f"scan {data.scan_id} does not exist",
             errors=[{"loc": ["body", "scan_id"], "msg": "no such scan"}],
         )
-    if data.resolved and data.resolved_at is None:
-        resolved_at = utcnow()
-    else:
-        resolved_at = data.resolved_at
+    resolved_at = data.resolved_at or (utcnow() if data.resolved else None)
     finding = SecurityFinding(
         id=uuid.uuid4(),
         scan_id=data.scan_id,

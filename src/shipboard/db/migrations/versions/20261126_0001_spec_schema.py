@@ -7,6 +7,8 @@ Create Date: 2026-11-26
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -52,14 +54,24 @@ POLICIES = (
     ("environments", "Users can view all environments", "SELECT", "USING (true)"),
     ("environments", "Admin users can manage environments", "ALL", f"USING ({ROLE} = 'admin')"),
     ("deployment_configs", "Users can view deployments", "SELECT", "USING (true)"),
-    ("deployment_configs", "Authorized users can create deployments", "INSERT", "WITH CHECK (true)"),
+    (
+        "deployment_configs",
+        "Authorized users can create deployments",
+        "INSERT",
+        "WITH CHECK (true)",
+    ),
     (
         "deployment_configs",
         "Users can update their deployments",
         "UPDATE",
         f"USING ({USER_ID} = triggered_by)",
     ),
-    ("deployment_configs", "Admin users can manage deployments", "ALL", f"USING ({ROLE} = 'admin')"),
+    (
+        "deployment_configs",
+        "Admin users can manage deployments",
+        "ALL",
+        f"USING ({ROLE} = 'admin')",
+    ),
     ("monitoring_metrics", "Users can view monitoring data", "SELECT", "USING (true)"),
     ("monitoring_metrics", "System can create monitoring data", "INSERT", "WITH CHECK (true)"),
     ("security_scans", "Users can view security scans", "SELECT", "USING (true)"),
@@ -88,7 +100,7 @@ def upgrade() -> None:
     new_uuid = sa.text("gen_random_uuid()") if pg else sa.text(SQLITE_UUID)
     empty = sa.text("'{}'::jsonb") if pg else sa.text("'{}'")
     false = sa.text("false") if pg else sa.text("0")
-    partitioned = {"postgresql_partition_by": 'RANGE ("timestamp")'} if pg else {}
+    partitioned: dict[str, Any] = {"postgresql_partition_by": 'RANGE ("timestamp")'} if pg else {}
 
     def time_series_pk(table: str) -> sa.PrimaryKeyConstraint:
         # PostgreSQL requires the partition key in every unique constraint.
@@ -133,9 +145,13 @@ def upgrade() -> None:
             ["environment"], ["environments.name"], name=op.f("deployment_configs_environment_fkey")
         ),
         sa.ForeignKeyConstraint(
-            ["rollback_from"], ["deployment_configs.id"], name=op.f("deployment_configs_rollback_from_fkey")
+            ["rollback_from"],
+            ["deployment_configs.id"],
+            name=op.f("deployment_configs_rollback_from_fkey"),
         ),
-        sa.CheckConstraint(_check_in("status", statuses), name=op.f("deployment_configs_status_check")),
+        sa.CheckConstraint(
+            _check_in("status", statuses), name=op.f("deployment_configs_status_check")
+        ),
     )
     op.create_table(
         "monitoring_metrics",
@@ -167,7 +183,8 @@ def upgrade() -> None:
             ["environment"], ["environments.name"], name=op.f("security_scans_environment_fkey")
         ),
         sa.CheckConstraint(
-            _check_in("type", ENUM_TYPES["security_scan_type"]), name=op.f("security_scans_type_check")
+            _check_in("type", ENUM_TYPES["security_scan_type"]),
+            name=op.f("security_scans_type_check"),
         ),
         sa.CheckConstraint(
             _check_in("status", ENUM_TYPES["scan_status"]), name=op.f("security_scans_status_check")
@@ -211,7 +228,9 @@ def upgrade() -> None:
         sa.Column("threshold", NumberType),
         time_series_pk("performance_metrics"),
         sa.ForeignKeyConstraint(
-            ["environment"], ["environments.name"], name=op.f("performance_metrics_environment_fkey")
+            ["environment"],
+            ["environments.name"],
+            name=op.f("performance_metrics_environment_fkey"),
         ),
         **partitioned,
     )
@@ -237,13 +256,25 @@ def upgrade() -> None:
         **partitioned,
     )
 
-    indexes = (
-        ("idx_deployment_configs_environment_status", "deployment_configs", ["environment", "status"]),
+    indexes: tuple[tuple[str, str, list[Any]], ...] = (
+        (
+            "idx_deployment_configs_environment_status",
+            "deployment_configs",
+            ["environment", "status"],
+        ),
         ("idx_deployment_configs_created_at", "deployment_configs", [sa.text("created_at DESC")]),
         ("idx_deployment_configs_commit_sha", "deployment_configs", ["commit_sha"]),
         ("idx_deployment_configs_triggered_by", "deployment_configs", ["triggered_by"]),
-        ("idx_monitoring_metrics_name_timestamp", "monitoring_metrics", ["name", sa.text("timestamp DESC")]),
-        ("idx_monitoring_metrics_environment", "monitoring_metrics", ["environment", sa.text("timestamp DESC")]),
+        (
+            "idx_monitoring_metrics_name_timestamp",
+            "monitoring_metrics",
+            ["name", sa.text("timestamp DESC")],
+        ),
+        (
+            "idx_monitoring_metrics_environment",
+            "monitoring_metrics",
+            ["environment", sa.text("timestamp DESC")],
+        ),
         ("idx_monitoring_metrics_source", "monitoring_metrics", ["source"]),
         ("idx_security_scans_environment_status", "security_scans", ["environment", "status"]),
         ("idx_security_scans_started_at", "security_scans", [sa.text("started_at DESC")]),
@@ -251,8 +282,16 @@ def upgrade() -> None:
         ("idx_security_findings_scan_severity", "security_findings", ["scan_id", "severity"]),
         ("idx_security_findings_created_at", "security_findings", [sa.text("created_at DESC")]),
         ("idx_security_findings_resolved", "security_findings", ["resolved", "severity"]),
-        ("idx_performance_metrics_name_timestamp", "performance_metrics", ["name", sa.text("timestamp DESC")]),
-        ("idx_performance_metrics_environment", "performance_metrics", ["environment", sa.text("timestamp DESC")]),
+        (
+            "idx_performance_metrics_name_timestamp",
+            "performance_metrics",
+            ["name", sa.text("timestamp DESC")],
+        ),
+        (
+            "idx_performance_metrics_environment",
+            "performance_metrics",
+            ["environment", sa.text("timestamp DESC")],
+        ),
         ("idx_deployment_logs_deployment_id", "deployment_logs", ["deployment_id"]),
         ("idx_deployment_logs_timestamp", "deployment_logs", [sa.text("timestamp DESC")]),
         ("idx_deployment_logs_level", "deployment_logs", ["level"]),

@@ -1,0 +1,47 @@
+# Everything installs into .venv from PyPI; the two set-up commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: install run test test-fast lint format bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: install, then serve on SQLite in ./.shipboard (prints the URL and, the first time, an admin token)
+run: install
+	$(BIN)/shipboard serve --host $(HOST) --port $(PORT)
+
+## make test: install, then run the whole suite (PostgreSQL tests skip without a server unless CI=true)
+test: install
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -x -q -m "not postgres and not slow"
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+## make bench: each figure beside a baseline measured in the same run, as a ratio
+bench: install
+	$(BIN)/python -m bench
+
+bench-quick: install
+	$(BIN)/python -m bench --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,185 @@
+"""The `shipboard` command as a user runs it: a real process, a real SQLite file or PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Database, LiveServer, _free_port
+
+
+def shipboard(
+    *args: str, env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shipboard", *args],
+        env={**os.environ, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_serve_on_an_empty_home_migrates_seeds_and_prints_an_admin_token(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "SHIPBOARD_HOME": str(tmp_path / "home")}
+    env.pop("SHIPBOARD_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipboard", "serve", "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        printed = ""
+        token = None
+        deadline = time.monotonic() + 60
+        while token is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            printed += line
+            found = re.search(r"(shp_[A-Za-z0-9_-]{20,})", line)
+            token = found.group(1) if found else None
+        assert token, printed
+        assert f"http://localhost:{port}" in printed
+        assert (tmp_path / "home" / "shipboard.db").exists()
+        body = None
+        while time.monotonic() < deadline:
+            try:
+                body = httpx.get(
+                    f"http://127.0.0.1:{port}/api/v1/environments",
+                    headers={"Authorization": f"Bearer {token}"},
+                ).json()
+                break
+            except httpx.ConnectError:
+                time.sleep(0.1)
+        assert body is not None
+        assert [e["name"] for e in body["items"]] == ["development", "staging", "production"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+
+    # A second start finds the instance prepared: no new admin, no token printed.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipboard", "serve", "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        lines = [proc.stderr.readline() for _ in range(3)]
+        assert not any("shp_" in line for line in lines), lines
+        assert any("shipboard tokens create admin" in line for line in lines), lines
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+
+
+def test_users_create_json_token_works_against_the_api(db: Database, server: LiveServer) -> None:
+    env = {"SHIPBOARD_DATABASE_URL": db.url}
+    result = shipboard("users", "create", "carol", "--role", "deployer", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert created["user"]["name"] == "carol"
+    assert created["user"]["role"] == "deployer"
+    assert created["token"].startswith("shp_")
+    me = httpx.get(
+        f"{server.base_url}/api/v1/me", headers={"Authorization": f"Bearer {created['token']}"}
+    ).json()
+    assert me["role"] == "deployer"
+
+
+def test_token_is_stored_only_as_a_hash(db: Database) -> None:
+    env = {"SHIPBOARD_DATABASE_URL": db.url}
+    token = json.loads(
+        shipboard("users", "create", "dave", "--role", "viewer", "--json", env=env).stdout
+    )["token"]
+    engine = db.engine()
+    try:
+        import sqlalchemy as sa
+
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT token_hash, prefix FROM api_tokens")).all()
+    finally:
+        engine.dispose()
+    assert rows
+    assert all(token not in (h, p) and token[4:] not in h for h, p in rows)
+
+
+def test_duplicate_user_and_bad_role_are_clear_errors(db: Database) -> None:
+    env = {"SHIPBOARD_DATABASE_URL": db.url}
+    assert shipboard("users", "create", "erin", "--role", "viewer", env=env).returncode == 0
+    again = shipboard("users", "create", "erin", "--role", "viewer", env=env)
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
+    assert "Traceback" not in again.stderr
+    bad = shipboard("users", "create", "frank", "--role", "root", env=env)
+    assert bad.returncode != 0
+    assert "Traceback" not in bad.stderr
+
+
+def test_tokens_create_expiring_revoke_and_disable(db: Database, server: LiveServer) -> None:
+    env = {"SHIPBOARD_DATABASE_URL": db.url}
+    assert shipboard("users", "create", "gina", "--role", "viewer", env=env).returncode == 0
+    issued = json.loads(
+        shipboard("tokens", "create", "gina", "--expires-in", "30d", "--json", env=env).stdout
+    )
+    assert issued["info"]["expires_at"] is not None
+
+    def status(token: str) -> int:
+        return httpx.get(
+            f"{server.base_url}/api/v1/me", headers={"Authorization": f"Bearer {token}"}
+        ).status_code
+
+    assert status(issued["token"]) == 200
+    assert shipboard("tokens", "revoke", issued["info"]["id"], env=env).returncode == 0
+    assert status(issued["token"]) == 401
+
+    second = json.loads(shipboard("tokens", "create", "gina", "--json", env=env).stdout)["token"]
+    assert status(second) == 200
+    assert shipboard("users", "disable", "gina", env=env).returncode == 0
+    assert status(second) == 401
+
+    listed = json.loads(shipboard("users", "list", "--json", env=env).stdout)
+    assert {u["name"]: u["disabled"] for u in listed}["gina"] is True
+
+
+@pytest.mark.parametrize("bad", ["3x", "0d", "d"])
+def test_tokens_create_rejects_bad_durations(db: Database, bad: str) -> None:
+    result = shipboard(
+        "tokens", "create", "admin", "--expires-in", bad, env={"SHIPBOARD_DATABASE_URL": db.url}
+    )
+    assert result.returncode == 1
+    assert "duration" in result.stderr
+
+
+def test_db_seed_is_idempotent(db: Database) -> None:
+    env = {"SHIPBOARD_DATABASE_URL": db.url}
+    result = shipboard("db", "seed", env=env)
+    assert result.returncode == 0
+    assert "exist already" in result.stdout
+
+
+def test_unreachable_database_is_a_clear_error() -> None:
+    result = shipboard(
+        "users", "list", env={"SHIPBOARD_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    )
+    assert result.returncode == 1
+    assert "database unreachable" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,191 @@
+"""The schemas refuse what the spec does not allow, naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from shipboard.deployments.schemas import DeploymentCreate, DeploymentLogCreate
+from shipboard.environments.schemas import EnvironmentConfig, EnvironmentLimits
+from shipboard.monitoring.schemas import MonitoringMetricCreate
+from shipboard.performance.schemas import PerformanceMetricCreate
+from shipboard.security.schemas import (
+    SecurityFindingCreate,
+    SecurityScanCreate,
+    SecurityScanSummary,
+)
+
+SCAN_ID = "5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
+
+VALID: dict[type[BaseModel], dict[str, Any]] = {
+    DeploymentCreate: {"environment": "staging", "version": "1.2.3", "commit_sha": "ABCDEF1"},
+    DeploymentLogCreate: {"level": "info", "message": "built", "source": "build"},
+    MonitoringMetricCreate: {
+        "name": "http_requests_total",
+        "value": 1.5,
+        "environment": "production",
+        "source": "application",
+    },
+    PerformanceMetricCreate: {"name": "p95", "environment": "staging", "value": 120, "unit": "ms"},
+    SecurityScanCreate: {"type": "sast", "environment": "development", "status": "running"},
+    SecurityFindingCreate: {
+        "scan_id": SCAN_ID,
+        "severity": "high",
+        "title": "SQL injection",
+        "description": "…",
+    },
+}
+
+ENUM_FIELDS = [
+    (DeploymentCreate, "environment"),
+    (DeploymentLogCreate, "level"),
+    (MonitoringMetricCreate, "environment"),
+    (PerformanceMetricCreate, "environment"),
+    (SecurityScanCreate, "type"),
+    (SecurityScanCreate, "status"),
+    (SecurityScanCreate, "environment"),
+    (SecurityFindingCreate, "severity"),
+]
+
+TIMESTAMP_FIELDS = [
+    (DeploymentLogCreate, "timestamp"),
+    (MonitoringMetricCreate, "timestamp"),
+    (PerformanceMetricCreate, "timestamp"),
+    (SecurityScanCreate, "started_at"),
+    (SecurityScanCreate, "completed_at"),
+    (SecurityFindingCreate, "resolved_at"),
+]
+
+
+def _error_locs(model: type[BaseModel], data: dict[str, Any]) -> list[tuple[Any, ...]]:
+    with pytest.raises(ValidationError) as info:
+        model.model_validate(data)
+    return [tuple(e["loc"]) for e in info.value.errors()]
+
+
+@pytest.mark.parametrize("model", list(VALID))
+def test_valid_examples_pass(model: type[BaseModel]) -> None:
+    model.model_validate(VALID[model])
+
+
+@pytest.mark.parametrize(("model", "field"), ENUM_FIELDS)
+def test_every_enum_rejects_an_unknown_value(model: type[BaseModel], field: str) -> None:
+    assert _error_locs(model, {**VALID[model], field: "bogus"}) == [(field,)]
+
+
+@pytest.mark.parametrize(("model", "field"), TIMESTAMP_FIELDS)
+def test_naive_timestamps_are_rejected(model: type[BaseModel], field: str) -> None:
+    assert _error_locs(model, {**VALID[model], field: "2026-11-26T10:00:00"}) == [(field,)]
+
+
+@pytest.mark.parametrize(("model", "field"), TIMESTAMP_FIELDS)
+def test_timestamps_with_offset_are_accepted(model: type[BaseModel], field: str) -> None:
+    parsed = model.model_validate({**VALID[model], field: "2026-11-26T10:00:00+02:00"})
+    assert getattr(parsed, field).utcoffset() is not None
+
+
+def test_bad_uuid_is_rejected_with_field_error() -> None:
+    assert _error_locs(
+        SecurityFindingCreate, {**VALID[SecurityFindingCreate], "scan_id": "not-a-uuid"}
+    ) == [("scan_id",)]
+
+
+def test_commit_sha_is_lowercased_and_bounded() -> None:
+    assert DeploymentCreate.model_validate(VALID[DeploymentCreate]).commit_sha == "abcdef1"
+    for bad in ("abc12", "g" * 7, "a" * 41):
+        assert _error_locs(DeploymentCreate, {**VALID[DeploymentCreate], "commit_sha": bad}) == [
+            ("commit_sha",)
+        ]
+
+
+@pytest.mark.parametrize("version", ["", "-1", "1 2", "a" * 129, "v1/2"])
+def test_version_pattern(version: str) -> None:
+    assert _error_locs(DeploymentCreate, {**VALID[DeploymentCreate], "version": version}) == [
+        ("version",)
+    ]
+
+
+def test_urls_must_be_urls() -> None:
+    assert _error_locs(DeploymentCreate, {**VALID[DeploymentCreate], "logs_url": "not a url"}) == [
+        ("logs_url",)
+    ]
+    ok = DeploymentCreate.model_validate(
+        {**VALID[DeploymentCreate], "logs_url": "https://ci.example/run/1"}
+    )
+    assert ok.logs_url == "https://ci.example/run/1"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_metric_values_must_be_finite(value: float) -> None:
+    assert _error_locs(
+        MonitoringMetricCreate, {**VALID[MonitoringMetricCreate], "value": value}
+    ) == [("value",)]
+
+
+def test_metric_names_follow_the_prometheus_pattern() -> None:
+    assert _error_locs(
+        MonitoringMetricCreate, {**VALID[MonitoringMetricCreate], "name": "9lives"}
+    ) == [("name",)]
+
+
+def test_tags_are_string_to_string() -> None:
+    locs = _error_locs(MonitoringMetricCreate, {**VALID[MonitoringMetricCreate], "tags": {"a": 1}})
+    assert locs == [("tags", "a")]
+
+
+def test_limits_are_non_negative() -> None:
+    good = {
+        "max_concurrent_users": 100,
+        "api_rate_limit": 600,
+        "storage_quota_gb": 10.5,
+        "bandwidth_limit_gb": 100,
+        "max_deployment_frequency": 4,
+    }
+    EnvironmentLimits.model_validate(good)
+    for field in good:
+        assert _error_locs(EnvironmentLimits, {**good, field: -1}) == [(field,)]
+
+
+def test_summary_counts_are_non_negative_and_score_bounded() -> None:
+    good = {
+        "total_findings": 3,
+        "critical_findings": 0,
+        "high_findings": 1,
+        "medium_findings": 1,
+        "low_findings": 1,
+        "scan_duration_ms": 1200,
+        "compliance_score": 91,
+    }
+    SecurityScanSummary.model_validate(good)
+    assert _error_locs(SecurityScanSummary, {**good, "high_findings": -1}) == [("high_findings",)]
+    assert _error_locs(SecurityScanSummary, {**good, "compliance_score": 101}) == [
+        ("compliance_score",)
+    ]
+
+
+def test_environment_config_checks_urls_and_keeps_unknown_keys() -> None:
+    good = {
+        "database_url": "postgresql://app:pw@db.internal:5432/app",
+        "supabase_url": "https://abc.supabase.co",
+        "supabase_anon_key": "anon",
+        "clerk_publishable_key": "pk_clerk",
+        "stripe_publishable_key": "pk_stripe",
+        "resend_api_key": "re_123",
+        "api_rate_limit": 600,
+        "max_file_size_mb": 25,
+        "pipeline": {"steps": []},
+    }
+    parsed = EnvironmentConfig.model_validate(good)
+    assert parsed.model_dump()["pipeline"] == {"steps": []}
+    assert _error_locs(EnvironmentConfig, {**good, "supabase_url": "nope"}) == [("supabase_url",)]
+    assert _error_locs(EnvironmentConfig, {**good, "max_file_size_mb": -5}) == [
+        ("max_file_size_mb",)
+    ]
+
+
+def test_unknown_fields_are_refused_on_create() -> None:
+    assert _error_locs(DeploymentCreate, {**VALID[DeploymentCreate], "status": "success"}) == [
+        ("status",)
+    ]
