@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +24,7 @@ import uvicorn
 from sqlalchemy.engine import Engine, make_url
 
 from shipboard.app import create_app
+from shipboard.audit.service import AuditContext
 from shipboard.auth import service as auth
 from shipboard.auth.schemas import UserCreate
 from shipboard.config import Settings
@@ -32,9 +35,11 @@ from shipboard.environments.service import seed_environments
 PG_BASE_URL = os.environ.get(
     "SHIPBOARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+SYSTEM = AuditContext(actor="tests", actor_role="admin")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 DATA_TABLES = (
+    "audit_events",
     "deployment_logs",
     "performance_metrics",
     "security_findings",
@@ -165,8 +170,10 @@ def _truncate(engine: Engine) -> None:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text(f"TRUNCATE {', '.join(DATA_TABLES)} CASCADE"))
         else:
+            # The append-only trigger refuses DELETE on audit_events; tests count deltas there.
             for table in DATA_TABLES:
-                conn.execute(sa.text(f"DELETE FROM {table}"))
+                if table != "audit_events":
+                    conn.execute(sa.text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture
@@ -185,10 +192,12 @@ def _free_port() -> int:
 class LiveServer:
     """Shipboard served by uvicorn on a loopback port, in a thread of the test process."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, **overrides: Any) -> None:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        settings = Settings(database_url=database_url, log_level="warning")
+        overrides.setdefault("home", tempfile.mkdtemp(prefix="shipboard-home-"))
+        settings = Settings(database_url=database_url, log_level="warning", **overrides)
+        self.settings = settings
         self.engine = create_db_engine(database_url)
         self.app = create_app(settings, engine=self.engine)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
@@ -245,7 +254,9 @@ def clients(server: LiveServer, engine: Engine) -> Clients:
     tokens: dict[str, str] = {}
     with system_transaction(engine) as session:
         for role in ("viewer", "deployer", "service", "admin"):
-            created = auth.create_user(session, data=UserCreate(name=f"{role}-user", role=role))  # type: ignore[arg-type]
+            created = auth.create_user(
+                session, data=UserCreate(name=f"{role}-user", role=role), audit_context=SYSTEM
+            )
             tokens[role] = created.token
     return Clients(server=server, tokens=tokens)
 
@@ -254,6 +265,7 @@ def clients(server: LiveServer, engine: Engine) -> Clients:
 def make_user(engine: Engine) -> Callable[[str, str], str]:
     def _make(name: str, role: str) -> str:
         with system_transaction(engine) as session:
-            return auth.create_user(session, data=UserCreate(name=name, role=role)).token  # type: ignore[arg-type]
+            data = UserCreate(name=name, role=role)  # type: ignore[arg-type]
+            return auth.create_user(session, data=data, audit_context=SYSTEM).token
 
     return _make

@@ -11,7 +11,7 @@ from shipboard.db import migrate
 from tests.conftest import Database
 from tests.spec_schema import SPEC_ENUM_TYPES, SPEC_TABLES
 
-OUR_TABLES = {*SPEC_TABLES, "users", "api_tokens"}
+OUR_TABLES = {*SPEC_TABLES, "users", "api_tokens", "audit_events"}
 
 
 def _tables(database: Database) -> set[str]:
@@ -51,14 +51,24 @@ def test_upgrade_downgrade_base_upgrade_round_trip(empty_db: Database) -> None:
         engine.dispose()
 
 
-def test_each_revision_downgrades_one_step(empty_db: Database) -> None:
+def test_every_revision_downgrades_and_upgrades_alone(empty_db: Database) -> None:
     migrate.upgrade(empty_db.url)
-    migrate.downgrade(empty_db.url, "-1")
-    tables = _tables(empty_db)
-    assert set(SPEC_TABLES) <= tables
-    assert "users" not in tables
-    migrate.upgrade(empty_db.url)
-    assert "users" in _tables(empty_db)
+    engine = empty_db.engine()
+    try:
+        seen = []
+        while (revision := migrate.current_revision(engine)) is not None:
+            seen.append(revision)
+            tables_before = _tables(empty_db)
+            migrate.downgrade(empty_db.url, "-1")
+            tables_after = _tables(empty_db)
+            assert tables_after < tables_before, f"downgrade of {revision} removed nothing"
+            migrate.upgrade(empty_db.url, "+1")
+            assert _tables(empty_db) == tables_before, f"{revision} did not come back the same"
+            migrate.downgrade(empty_db.url, "-1")
+        assert seen[0] == migrate.head_revision()
+        assert len(seen) >= 3
+    finally:
+        engine.dispose()
 
 
 def test_cli_migrates_reports_and_downgrades(empty_db: Database) -> None:

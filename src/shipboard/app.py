@@ -6,10 +6,15 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from shipboard import __version__
+from shipboard.audit.api import router as audit_router
 from shipboard.auth.api import router as auth_router
+from shipboard.auth.jwt import JwtVerifier
 from shipboard.config import Settings, get_settings
 from shipboard.core import problems
+from shipboard.core.bodylimit import BodySizeLimitMiddleware
+from shipboard.core.crypto import Keyring
 from shipboard.core.logging import RequestLogMiddleware, configure_logging
+from shipboard.core.ratelimit import RateLimiter
 from shipboard.db.engine import create_db_engine
 from shipboard.environments.api import router as environments_router
 from shipboard.ops.api import router as ops_router
@@ -25,9 +30,16 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     app.state.settings = settings
     app.state.engine = engine or create_db_engine(settings.effective_database_url)
+    app.state.keyring = Keyring.from_settings(settings.secret_keys, settings.home)
+    app.state.jwt = JwtVerifier(settings)
+    app.state.rate_limiter = RateLimiter(settings.redis_url)
     problems.install(app)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=int(settings.max_request_mb * 1024 * 1024)
+    )
     app.add_middleware(RequestLogMiddleware)
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(environments_router)
+    app.include_router(audit_router)
     return app

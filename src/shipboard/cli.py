@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -95,3 +96,12 @@ def main() -> None:
             f"error: database unreachable ({type(exc.orig).__name__}); check SHIPBOARD_DATABASE_URL"
         )
         sys.exit(1)
+    except Exception as exc:
+        # A bug, not a user error: keep the traceback for those who ask for it.
+        if os.environ.get("SHIPBOARD_DEBUG"):
+            raise
+        err.print(
+            f"error: internal error ({type(exc).__name__}: {exc}); "
+            "run again with SHIPBOARD_DEBUG=1 for the traceback"
+        )
+        sys.exit(2)

@@ -23,7 +23,18 @@ class Settings(BaseSettings):
     token: str | None = None
     log_level: str = "info"
     log_json: bool | None = None
-    redis_url: str | None = None
+    redis_url: str | None = Field(
+        default=None, description="Redis for rate-limit counters shared by several API processes"
+    )
+    jwt_secret: str | None = Field(default=None, description="HS256 secret for JWT bearer tokens")
+    jwt_jwks_url: str | None = Field(
+        default=None, description="OIDC JWKS URL for JWT bearer tokens"
+    )
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    max_request_mb: float = Field(
+        default=64, gt=0, description="Hard cap on any request body, before environment limits"
+    )
 
     @field_validator("home")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from shipboard.audit.service import AuditContext
 from shipboard.auth import service
 from shipboard.auth.schemas import UserCreate
 from shipboard.config import get_settings
@@ -39,6 +41,15 @@ def _session() -> Iterator[Session]:
         engine.dispose()
 
 
+def cli_audit_context() -> AuditContext:
+    """Operator commands are audited under the operating-system user that ran them."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return AuditContext(actor=f"cli:{user}", actor_role="admin")
+
+
 def _in_session(fn: Callable[[Session], T]) -> T:
     with _session() as session:
         return fn(session)
@@ -55,7 +66,9 @@ def create_user(
         data = UserCreate(name=name, role=role)
     except ValueError as exc:
         raise InvalidInput(f"invalid user name {name!r}: letters, digits and . _ @ - only") from exc
-    created = _in_session(lambda s: service.create_user(s, data=data))
+    created = _in_session(
+        lambda s: service.create_user(s, data=data, audit_context=cli_audit_context())
+    )
     if as_json:
         print(json.dumps(created.model_dump(mode="json")))
         return
@@ -82,7 +95,9 @@ def list_users(as_json: JsonFlag = False) -> None:
 @users_app.command("disable")
 def disable_user(name: str, as_json: JsonFlag = False) -> None:
     """Disable a user; its tokens stop working at once."""
-    user = _in_session(lambda s: service.disable_user(s, name=name))
+    user = _in_session(
+        lambda s: service.disable_user(s, name=name, audit_context=cli_audit_context())
+    )
     if as_json:
         print(json.dumps(user.model_dump(mode="json")))
         return
@@ -106,7 +121,11 @@ def create_token(
         raise InvalidInput(str(exc)) from exc
     issued = _in_session(
         lambda s: service.create_token(
-            s, user_name=user, expires_in=lifetime, description=description
+            s,
+            user_name=user,
+            expires_in=lifetime,
+            description=description,
+            audit_context=cli_audit_context(),
         )
     )
     if as_json:
@@ -122,7 +141,9 @@ def create_token(
 @tokens_app.command("revoke")
 def revoke_token(token_id: uuid.UUID, as_json: JsonFlag = False) -> None:
     """Revoke the token with id TOKEN_ID."""
-    info = _in_session(lambda s: service.revoke_token(s, token_id=token_id))
+    info = _in_session(
+        lambda s: service.revoke_token(s, token_id=token_id, audit_context=cli_audit_context())
+    )
     if as_json:
         print(json.dumps(info.model_dump(mode="json")))
         return

@@ -1,7 +1,7 @@
-"""Request dependencies: the transaction, the caller, and who may call what.
+"""Request dependencies: the transaction, the caller, who may call what, audit and limits.
 
-Routes declare their permission in their signature (``_: AdminOnly``), so reading a router shows
-who may call each route.
+Routes declare their permission in their signature (``caller: AdminOnly``), so reading a router
+shows who may call each route.
 """
 
 from __future__ import annotations
@@ -13,36 +13,47 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from shipboard.audit.service import AuditContext
+from shipboard.auth.jwt import JwtVerifier
 from shipboard.auth.schemas import Principal
-from shipboard.auth.service import authenticate_token
+from shipboard.auth.service import TOKEN_PREFIX, authenticate_jwt, authenticate_token
 from shipboard.core.errors import Forbidden, Unauthorized
+from shipboard.core.ratelimit import RateLimiter
 from shipboard.core.types import Role
 from shipboard.db.engine import bind_identity, transaction
+from shipboard.environments.service import rate_limit_per_minute
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_db(request: Request) -> Iterator[Session]:
     """One transaction per request: committed when the route returns, rolled back if it raises."""
-    with transaction(
-        request.app.state.engine, write=request.method not in _READ_METHODS
-    ) as session:
+    write = request.method not in _READ_METHODS
+    with transaction(request.app.state.engine, write=write) as session:
         yield session
 
 
 # scope="function": commit before the response is sent, so a failed commit is an error response.
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
 
-_bearer = HTTPBearer(auto_error=False, description="An API token (shp_…)")
+_bearer = HTTPBearer(auto_error=False, description="An API token (shp_…) or a JWT")
 
 
 def current_principal(
+    request: Request,
     db: DbSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None:
         raise Unauthorized()
-    principal = authenticate_token(db, token=credentials.credentials)
+    token = credentials.credentials
+    verifier: JwtVerifier = request.app.state.jwt
+    if token.startswith(TOKEN_PREFIX):
+        principal = authenticate_token(db, token=token)
+    elif verifier.enabled and token.count(".") == 2:
+        principal = authenticate_jwt(db, claims=verifier.verify(token))
+    else:
+        raise Unauthorized()
     bind_identity(db, role=principal.role, user_id=principal.name)
     return principal
 
@@ -50,9 +61,8 @@ def current_principal(
 def require_role(*roles: Role) -> Callable[[Principal], Principal]:
     def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if principal.role not in roles:
-            raise Forbidden(
-                f"role {principal.role!r} may not do this; needs one of {', '.join(roles)}"
-            )
+            allowed = ", ".join(roles)
+            raise Forbidden(f"role {principal.role!r} may not do this; it needs one of: {allowed}")
         return principal
 
     return dependency
@@ -62,3 +72,34 @@ AnyUser = Annotated[Principal, Depends(require_role("viewer", "deployer", "servi
 DeployerOrAdmin = Annotated[Principal, Depends(require_role("deployer", "admin"))]
 ServiceOrAdmin = Annotated[Principal, Depends(require_role("service", "admin"))]
 AdminOnly = Annotated[Principal, Depends(require_role("admin"))]
+
+
+def audit_context(
+    request: Request, principal: Annotated[Principal, Depends(current_principal)]
+) -> AuditContext:
+    return AuditContext(
+        actor=principal.name,
+        actor_role=principal.role,
+        source_ip=request.client.host if request.client else None,
+        request_id=getattr(request.state, "request_id", None),
+    )
+
+
+Audit = Annotated[AuditContext, Depends(audit_context)]
+
+
+def environment_rate_limit(
+    request: Request,
+    name: str,
+    db: DbSession,
+    principal: Annotated[Principal, Depends(current_principal)],
+) -> None:
+    """Spend one request of the environment's ``limits.api_rate_limit`` for this caller."""
+    per_minute = rate_limit_per_minute(db, name=name)
+    if per_minute:
+        limiter: RateLimiter = request.app.state.rate_limiter
+        caller = str(principal.token_id or principal.name)
+        limiter.hit(per_minute, "env-writes", name, caller)
+
+
+EnvironmentRateLimit = Annotated[None, Depends(environment_rate_limit)]

@@ -10,8 +10,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from shipboard.audit import service as audit
+from shipboard.audit.service import AuditContext
 from shipboard.auth import repository
-from shipboard.auth.models import ApiToken, User
+from shipboard.auth.jwt import JwtClaims
+from shipboard.auth.models import ROLES, ApiToken, User
 from shipboard.auth.schemas import (
     IssuedToken,
     Principal,
@@ -30,7 +33,9 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_user(session: Session, *, data: UserCreate) -> UserWithToken:
+def create_user(
+    session: Session, *, data: UserCreate, audit_context: AuditContext
+) -> UserWithToken:
     """Create a user and its first API token."""
     if repository.user_by_name(session, data.name) is not None:
         raise Conflict(f"user {data.name!r} already exists")
@@ -45,6 +50,14 @@ def create_user(session: Session, *, data: UserCreate) -> UserWithToken:
     )
     repository.add(session, user)
     issued = _issue_token(session, user=user, expires_at=None, description="created with the user")
+    audit.record(
+        session,
+        context=audit_context,
+        action="user.create",
+        target_type="user",
+        target_id=user.name,
+        details={"role": user.role, "token_id": str(issued.info.id)},
+    )
     return UserWithToken(user=UserRead.model_validate(user), token=issued.token)
 
 
@@ -57,12 +70,15 @@ def count_users(session: Session) -> int:
     return repository.count_users(session)
 
 
-def disable_user(session: Session, *, name: str) -> UserRead:
+def disable_user(session: Session, *, name: str, audit_context: AuditContext) -> UserRead:
     """Disable a user: every token of theirs stops working on the next request."""
     user = _require_user(session, name)
     user.disabled = True
     user.updated_at = utcnow()
     session.flush()
+    audit.record(
+        session, context=audit_context, action="user.disable", target_type="user", target_id=name
+    )
     return UserRead.model_validate(user)
 
 
@@ -72,14 +88,30 @@ def create_token(
     user_name: str,
     expires_in: timedelta | None = None,
     description: str | None = None,
+    audit_context: AuditContext,
 ) -> IssuedToken:
     """Issue a new API token for a user; the secret is returned once and stored hashed."""
     user = _require_user(session, user_name)
     expires_at = utcnow() + expires_in if expires_in else None
-    return _issue_token(session, user=user, expires_at=expires_at, description=description)
+    issued = _issue_token(session, user=user, expires_at=expires_at, description=description)
+    audit.record(
+        session,
+        context=audit_context,
+        action="token.create",
+        target_type="token",
+        target_id=str(issued.info.id),
+        details={
+            "user": user.name,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            "prefix": issued.info.prefix,
+        },
+    )
+    return issued
 
 
-def revoke_token(session: Session, *, token_id: uuid.UUID) -> TokenRead:
+def revoke_token(
+    session: Session, *, token_id: uuid.UUID, audit_context: AuditContext
+) -> TokenRead:
     """Revoke a token; revoking twice is harmless."""
     token = repository.token_by_id(session, token_id)
     if token is None:
@@ -87,6 +119,13 @@ def revoke_token(session: Session, *, token_id: uuid.UUID) -> TokenRead:
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         session.flush()
+        audit.record(
+            session,
+            context=audit_context,
+            action="token.revoke",
+            target_type="token",
+            target_id=str(token_id),
+        )
     return TokenRead.model_validate(token)
 
 
@@ -110,6 +149,17 @@ def authenticate_token(session: Session, *, token: str) -> Principal:
     if user.disabled:
         raise Unauthorized("user is disabled")
     return Principal(user_id=user.id, name=user.name, role=user.role, token_id=row.id)
+
+
+def authenticate_jwt(session: Session, *, claims: JwtClaims) -> Principal:
+    """A JWT's subject and role; a local user of that name that is disabled is refused."""
+    if claims.role not in ROLES:
+        raise Unauthorized(f"unknown role {claims.role!r} in token")
+    user = repository.user_by_name(session, claims.subject)
+    if user is not None and user.disabled:
+        raise Unauthorized("user is disabled")
+    user_id = user.id if user else uuid.uuid5(uuid.NAMESPACE_URL, f"jwt:{claims.subject}")
+    return Principal(user_id=user_id, name=claims.subject, role=claims.role)
 
 
 def _issue_token(

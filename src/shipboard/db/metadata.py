@@ -1,5 +1,6 @@
 """Imports every domain's models so that ``Base.metadata`` knows all tables."""
 
+from shipboard.audit import models as _audit  # noqa: F401
 from shipboard.auth import models as _auth  # noqa: F401
 from shipboard.db.base import Base
 from shipboard.deployments import models as _deployments  # noqa: F401

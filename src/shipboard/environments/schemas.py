@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
@@ -56,3 +56,82 @@ class EnvironmentRead(BaseModel):
 class EnvironmentPage(BaseModel):
     items: list[EnvironmentRead]
     next_cursor: str | None = None
+
+
+class EnvironmentConfigPatch(BaseModel):
+    """Config as a PATCH may leave it: every spec field optional, but typed when present."""
+
+    model_config = ConfigDict(extra="allow")
+
+    database_url: Url | None = None
+    redis_url: Url | None = None
+    supabase_url: HttpUrlStr | None = None
+    supabase_anon_key: str | None = None
+    clerk_publishable_key: str | None = None
+    stripe_publishable_key: str | None = None
+    resend_api_key: str | None = None
+    google_translate_api_key: str | None = None
+    api_rate_limit: NonNegativeInt | None = None
+    max_file_size_mb: NonNegativeInt | None = None
+
+
+class EnvironmentLimitsPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrent_users: NonNegativeInt | None = None
+    api_rate_limit: NonNegativeInt | None = None
+    storage_quota_gb: NonNegativeFloat | None = None
+    bandwidth_limit_gb: NonNegativeFloat | None = None
+    max_deployment_frequency: NonNegativeInt | None = None
+
+
+Domain = Annotated[
+    str,
+    Field(
+        max_length=253,
+        pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
+    ),
+]
+FeatureFlags = dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], bool]
+
+
+class EnvironmentUpdate(BaseModel):
+    """PUT: the whole environment; config is checked against the spec's EnvironmentConfig."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domain: Domain
+    config: EnvironmentConfig
+    features: FeatureFlags = Field(default_factory=dict)
+    limits: EnvironmentLimits | None = None
+
+
+class EnvironmentMerged(BaseModel):
+    """The result of a PATCH, checked before it is stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domain: Domain
+    config: EnvironmentConfigPatch
+    features: FeatureFlags
+    limits: EnvironmentLimitsPatch
+
+
+class FeatureToggle(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+
+
+SecretKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
+
+class SecretWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: str = Field(min_length=1, max_length=65536)
+
+
+class SecretList(BaseModel):
+    items: list[SecretRead]

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from shipboard.audit import service as audit
+from shipboard.audit.service import AuditContext
+from shipboard.core.crypto import Keyring
 from shipboard.core.errors import InvalidInput, NotFound
 from shipboard.core.time import utcnow
 from shipboard.core.types import ENVIRONMENTS
 from shipboard.environments import repository
+from shipboard.environments.merge_patch import merge_patch
 from shipboard.environments.models import Environment
-from shipboard.environments.schemas import EnvironmentRead
+from shipboard.environments.schemas import (
+    EnvironmentMerged,
+    EnvironmentRead,
+    EnvironmentUpdate,
+    SecretRead,
+)
 
 # The spec's seed domains.
 DEFAULT_DOMAINS = {
@@ -133,3 +144,182 @@ def require_known_environments(session: Session, *, field: str, names: list[str]
     ]
     if errors:
         raise InvalidInput("batch refers to an unknown environment", errors=errors)
+
+
+def replace_environment(
+    session: Session,
+    *,
+    name: str,
+    data: EnvironmentUpdate,
+    audit_context: AuditContext,
+) -> EnvironmentRead:
+    """PUT: replace domain, config, features and limits (secrets are kept)."""
+    environment = require_environment(session, name)
+    environment.domain = data.domain
+    environment.config = data.config.model_dump(exclude_none=True)
+    environment.features = dict(data.features)
+    environment.limits = data.limits.model_dump() if data.limits else {}
+    environment.updated_at = utcnow()
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="environment.replace",
+        target_type="environment",
+        target_id=name,
+        details={
+            "domain": data.domain,
+            "config": redact_config(environment.config),
+            "features": environment.features,
+            "limits": environment.limits,
+        },
+    )
+    return to_read(environment, reveal_credentials=True)
+
+
+def patch_environment(
+    session: Session,
+    *,
+    name: str,
+    patch: dict[str, Any],
+    audit_context: AuditContext,
+) -> EnvironmentRead:
+    """PATCH: apply a JSON Merge Patch (RFC 7396) and check the result before storing it."""
+    environment = require_environment(session, name)
+    current = {
+        "domain": environment.domain,
+        "config": environment.config or {},
+        "features": environment.features or {},
+        "limits": environment.limits or {},
+    }
+    merged = merge_patch(current, patch)
+    try:
+        checked = EnvironmentMerged.model_validate(merged)
+    except ValidationError as exc:
+        raise InvalidInput(
+            "the patched environment does not validate",
+            errors=[
+                {"loc": ["body", *e["loc"]], "msg": e["msg"]} for e in exc.errors(include_url=False)
+            ],
+        ) from exc
+    environment.domain = checked.domain
+    environment.config = merged["config"]
+    environment.features = dict(checked.features)
+    environment.limits = checked.limits.model_dump(exclude_none=True)
+    environment.updated_at = utcnow()
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="environment.patch",
+        target_type="environment",
+        target_id=name,
+        details={"patch": redact_config(patch)},
+    )
+    return to_read(environment, reveal_credentials=True)
+
+
+def set_feature(
+    session: Session, *, name: str, flag: str, enabled: bool, audit_context: AuditContext
+) -> EnvironmentRead:
+    """Turn one feature flag on or off."""
+    environment = require_environment(session, name)
+    environment.features = {**(environment.features or {}), flag: enabled}
+    environment.updated_at = utcnow()
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="environment.feature",
+        target_type="environment",
+        target_id=name,
+        details={"flag": flag, "enabled": enabled},
+    )
+    return to_read(environment, reveal_credentials=audit_context.actor_role == "admin")
+
+
+def list_secrets(session: Session, *, name: str) -> list[SecretRead]:
+    """Names and last update times of an environment's secrets; never their values."""
+    environment = require_environment(session, name)
+    return [
+        SecretRead(key=key, updated_at=_parse_time(entry.get("updated_at")))
+        for key, entry in sorted((environment.secrets or {}).items())
+    ]
+
+
+def set_secret(
+    session: Session,
+    *,
+    name: str,
+    key: str,
+    value: str,
+    keyring: Keyring,
+    audit_context: AuditContext,
+) -> SecretRead:
+    """Encrypt and store a secret value under KEY (creating or replacing it)."""
+    environment = require_environment(session, name)
+    now = utcnow()
+    existed = key in (environment.secrets or {})
+    environment.secrets = {
+        **(environment.secrets or {}),
+        key: {"value": keyring.encrypt(value), "updated_at": now.isoformat()},
+    }
+    environment.updated_at = now
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="secret.update" if existed else "secret.create",
+        target_type="environment",
+        target_id=name,
+        details={"key": key},
+    )
+    return SecretRead(key=key, updated_at=now)
+
+
+def delete_secret(session: Session, *, name: str, key: str, audit_context: AuditContext) -> None:
+    """Remove a secret; NotFound if there is none under KEY."""
+    environment = require_environment(session, name)
+    secrets = dict(environment.secrets or {})
+    if key not in secrets:
+        raise NotFound(f"environment {name!r} has no secret {key!r}")
+    del secrets[key]
+    environment.secrets = secrets
+    environment.updated_at = utcnow()
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="secret.delete",
+        target_type="environment",
+        target_id=name,
+        details={"key": key},
+    )
+
+
+def decrypted_secrets(session: Session, *, name: str, keyring: Keyring) -> dict[str, str]:
+    """Plaintext secrets of an environment, for the pipeline runner only; never for responses."""
+    environment = require_environment(session, name)
+    return {k: keyring.decrypt(v["value"]) for k, v in (environment.secrets or {}).items()}
+
+
+def _parse_time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def rate_limit_per_minute(session: Session, *, name: str) -> int | None:
+    """The environment's ``limits.api_rate_limit`` (requests a minute), if it sets one."""
+    environment = repository.get(session, name)
+    if environment is None:
+        return None
+    value = (environment.limits or {}).get("api_rate_limit")
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def max_upload_bytes(session: Session, *, name: str) -> int | None:
+    """The environment's ``config.max_file_size_mb`` in bytes, if it sets one."""
+    environment = repository.get(session, name)
+    if environment is None:
+        return None
+    value = (environment.config or {}).get("max_file_size_mb")
+    return int(value * 1024 * 1024) if isinstance(value, int | float) and value > 0 else None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from shipboard.audit.service import AuditContext
 from shipboard.auth import service as auth
 from shipboard.auth.schemas import UserCreate
 from shipboard.db import migrate
@@ -31,6 +32,10 @@ def prepare_instance(engine: Engine, url: str) -> Prepared:
         seeded = seed_environments(session)
         token = None
         if auth.count_users(session) == 0:
-            created = auth.create_user(session, data=UserCreate(name=BOOTSTRAP_ADMIN, role="admin"))
+            created = auth.create_user(
+                session,
+                data=UserCreate(name=BOOTSTRAP_ADMIN, role="admin"),
+                audit_context=AuditContext(actor="system", actor_role="admin"),
+            )
             token = created.token
     return Prepared(seeded=seeded, admin_token=token)

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from shipboard.audit import service
+from shipboard.audit.schemas import AuditEventPage, AuditFilter
+from shipboard.auth.deps import AdminOnly, DbSession
+from shipboard.core.problems import Problem
+
+router = APIRouter(
+    prefix="/api/v1/audit",
+    tags=["audit"],
+    responses={401: {"model": Problem}, 403: {"model": Problem}, 422: {"model": Problem}},
+)
+
+
+@router.get("", response_model=AuditEventPage)
+def list_audit_events(
+    db: DbSession,
+    _: AdminOnly,
+    filters: Annotated[AuditFilter, Depends()],
+    cursor: Annotated[
+        str | None, Query(description="From next_cursor of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> AuditEventPage:
+    """The audit trail, newest first (admins only)."""
+    return service.list_events(db, filters=filters, cursor=cursor, limit=limit)

@@ -1,0 +1,62 @@
+"""The audit trail: who changed what, when, from where. Written in the changing transaction."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shipboard.audit import repository
+from shipboard.audit.models import AuditEvent
+from shipboard.audit.schemas import AuditEventPage, AuditEventRead, AuditFilter
+from shipboard.core.pagination import clamp_limit
+from shipboard.core.time import utcnow
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    """Who is acting and from where; bound once per request (or per CLI command)."""
+
+    actor: str
+    actor_role: str | None = None
+    source_ip: str | None = None
+    request_id: str | None = None
+
+
+def record(
+    session: Session,
+    *,
+    context: AuditContext,
+    action: str,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Append one event. Callers pass details without secret values; this never stores one."""
+    repository.add(
+        session,
+        AuditEvent(
+            id=uuid.uuid4(),
+            occurred_at=utcnow(),
+            actor=context.actor,
+            actor_role=context.actor_role,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            source_ip=context.source_ip,
+            request_id=context.request_id,
+            details=details,
+        ),
+    )
+
+
+def list_events(
+    session: Session, *, filters: AuditFilter, cursor: str | None = None, limit: int | None = None
+) -> AuditEventPage:
+    """Events newest first, filtered by actor, action, target and time."""
+    page = repository.page(session, filters=filters, cursor=cursor, limit=clamp_limit(limit))
+    return AuditEventPage(
+        items=[AuditEventRead.model_validate(e) for e in page.items], next_cursor=page.next_cursor
+    )

@@ -1,0 +1,30 @@
+"""Per-minute request budgets: in memory for one process, in Redis when several share them."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItemPerMinute
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from shipboard.core.errors import RateLimited
+
+
+class RateLimiter:
+    def __init__(self, redis_url: str | None = None) -> None:
+        self.storage = storage_from_string(redis_url or "memory://")
+        self.limiter = MovingWindowRateLimiter(self.storage)
+
+    def hit(self, per_minute: int, *identifiers: str) -> None:
+        """Count one request; raise RateLimited (with Retry-After) once the budget is spent."""
+        item = RateLimitItemPerMinute(per_minute)
+        if self.limiter.hit(item, *identifiers):
+            return
+        stats = self.limiter.get_window_stats(item, *identifiers)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise RateLimited(
+            f"more than {per_minute} requests a minute; try again in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
