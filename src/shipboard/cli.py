@@ -15,6 +15,8 @@ from shipboard.auth.cli import tokens_app, users_app
 from shipboard.config import get_settings
 from shipboard.core.errors import ShipboardError
 from shipboard.db.cli import app as db_app
+from shipboard.environments.cli import app as env_app
+from shipboard.ops.cli import secrets_app
 
 app = typer.Typer(
     help="Shipboard: a self-hosted release control plane.",
@@ -25,6 +27,8 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(env_app, name="env")
+app.add_typer(secrets_app, name="secrets")
 err = Console(stderr=True, soft_wrap=True)
 
 

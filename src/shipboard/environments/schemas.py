@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, StrictBool
 
 from shipboard.core.types import EnvironmentName, HttpUrlStr, NonNegativeFloat, Url
 
@@ -93,7 +93,7 @@ Domain = Annotated[
         r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
     ),
 ]
-FeatureFlags = dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], bool]
+FeatureFlags = dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], StrictBool]
 
 
 class EnvironmentUpdate(BaseModel):
@@ -121,7 +121,7 @@ class EnvironmentMerged(BaseModel):
 class FeatureToggle(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool
+    enabled: StrictBool
 
 
 SecretKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]

@@ -1,0 +1,84 @@
+"""Who may call what: every route of the OpenAPI document, every role, and no credentials.
+
+The table below is the authorization model. A route added without an entry fails this test.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import Clients
+
+ROLES = ("viewer", "deployer", "service", "admin")
+EVERYONE = "public"
+ALL_USERS = frozenset(ROLES)
+ADMIN = frozenset({"admin"})
+
+MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
+    ("GET", "/healthz"): EVERYONE,
+    ("GET", "/readyz"): EVERYONE,
+    ("GET", "/api/v1/me"): ALL_USERS,
+    ("GET", "/api/v1/environments"): ALL_USERS,
+    ("GET", "/api/v1/environments/{name}"): ALL_USERS,
+    ("PUT", "/api/v1/environments/{name}"): ADMIN,
+    ("PATCH", "/api/v1/environments/{name}"): ADMIN,
+    ("PUT", "/api/v1/environments/{name}/features/{flag}"): ADMIN,
+    ("GET", "/api/v1/environments/{name}/secrets"): ALL_USERS,
+    ("PUT", "/api/v1/environments/{name}/secrets/{key}"): ADMIN,
+    ("DELETE", "/api/v1/environments/{name}/secrets/{key}"): ADMIN,
+    ("GET", "/api/v1/audit"): ADMIN,
+}
+
+PATH_VALUES = {"{name}": "staging", "{flag}": "matrix_flag", "{key}": "MATRIX_KEY"}
+
+BODIES = {
+    ("PATCH", "/api/v1/environments/{name}"): {"features": {"matrix": True}},
+    ("PUT", "/api/v1/environments/{name}/features/{flag}"): {"enabled": True},
+    ("PUT", "/api/v1/environments/{name}/secrets/{key}"): {"value": "matrix-value"},
+    ("PUT", "/api/v1/environments/{name}"): {"domain": "staging.example", "config": {}},
+}
+
+
+def _routes(clients: Clients) -> list[tuple[str, str]]:
+    doc = httpx.get(f"{clients.server.base_url}/openapi.json").json()
+    return [
+        (method.upper(), path)
+        for path, operations in doc["paths"].items()
+        for method in operations
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
+
+
+def test_every_route_has_an_entry(clients: Clients) -> None:
+    routes = set(_routes(clients))
+    missing = routes - set(MATRIX)
+    stale = set(MATRIX) - routes
+    assert not missing, f"routes without an authorization entry: {sorted(missing)}"
+    assert not stale, f"entries for routes that no longer exist: {sorted(stale)}"
+
+
+@pytest.mark.parametrize("role", [None, *ROLES])
+def test_matrix(clients: Clients, role: str | None) -> None:
+    failures = []
+    for method, template in _routes(clients):
+        path = template
+        for placeholder, value in PATH_VALUES.items():
+            path = path.replace(placeholder, value)
+        allowed = MATRIX[(method, template)]
+        body = BODIES.get((method, template))
+        with clients.as_role(role) as client:
+            response = client.request(method, path, json=body)
+        if allowed == EVERYONE or (role is not None and role in allowed):
+            ok = response.status_code not in (401, 403)
+            expected = "allowed"
+        elif role is None:
+            ok = response.status_code == 401
+            expected = "401"
+        else:
+            ok = response.status_code == 403
+            expected = "403"
+        assert response.status_code < 500, f"{method} {path} as {role}: {response.text}"
+        if not ok:
+            failures.append(f"{method} {path} as {role}: {response.status_code}, expected {expected}")
+    assert not failures, "\n".join(failures)
