@@ -1,0 +1,148 @@
+"""The audit trail: one event per change, none for refused requests, and nothing rewrites it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.conftest import Clients, Database
+from tests.test_api import assert_problem
+
+MUTATIONS = [
+    ("PUT", "/api/v1/environments/staging/secrets/AUDITED", {"value": "s3cret-audit"}, "secret.create"),
+    ("PATCH", "/api/v1/environments/staging", {"features": {"x": True}}, "environment.patch"),
+    ("PUT", "/api/v1/environments/staging/features/y", {"enabled": False}, "environment.feature"),
+    (
+        "PUT",
+        "/api/v1/environments/staging",
+        {
+            "domain": "staging.example",
+            "config": {
+                "database_url": "postgresql://u:hunter2@db/app",
+                "supabase_url": "https://x.supabase.co",
+                "supabase_anon_key": "a",
+                "clerk_publishable_key": "c",
+                "stripe_publishable_key": "s",
+                "resend_api_key": "re_secret_value",
+                "api_rate_limit": 10,
+                "max_file_size_mb": 5,
+            },
+        },
+        "environment.replace",
+    ),
+]
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM audit_events")).scalar_one())
+
+
+@pytest.mark.parametrize(("method", "path", "body", "action"), MUTATIONS)
+def test_each_mutating_route_writes_exactly_one_event(
+    clients: Clients, engine: Engine, method: str, path: str, body: object, action: str
+) -> None:
+    before = _count(engine)
+    with clients.as_role("admin") as admin:
+        response = admin.request(method, path, json=body)
+        assert response.status_code == 200, response.text
+        events = admin.get("/api/v1/audit", params={"action": action, "limit": 1}).json()["items"]
+    assert _count(engine) == before + 1
+    (event,) = events
+    assert event["actor"] == "admin-user"
+    assert event["actor_role"] == "admin"
+    assert event["target_type"] == "environment"
+    assert event["target_id"] == "staging"
+    assert event["source_ip"] == "127.0.0.1"
+    assert event["request_id"]
+    for secret in ("s3cret-audit", "hunter2", "re_secret_value"):
+        assert secret not in str(event)
+
+
+def test_secret_delete_writes_one_event(clients: Clients, engine: Engine) -> None:
+    with clients.as_role("admin") as admin:
+        admin.put("/api/v1/environments/staging/secrets/GONE", json={"value": "v"})
+        before = _count(engine)
+        assert admin.delete("/api/v1/environments/staging/secrets/GONE").status_code == 204
+        latest = admin.get("/api/v1/audit", params={"action": "secret.delete", "limit": 1})
+        (event,) = latest.json()["items"]
+    assert _count(engine) == before + 1
+    assert event["details"] == {"key": "GONE"}
+
+
+def test_refused_requests_write_no_event(clients: Clients, engine: Engine) -> None:
+    before = _count(engine)
+    with clients.as_role("admin") as admin:
+        assert_problem(admin.patch("/api/v1/environments/staging", json={"domain": None}), 422)
+    with clients.as_role("viewer") as viewer:
+        assert_problem(viewer.patch("/api/v1/environments/staging", json={"features": {}}), 403)
+    assert _count(engine) == before
+
+
+def test_audit_filters_and_pages(clients: Clients) -> None:
+    # SQLite keeps earlier tests' events (the table refuses DELETE), so look only from now on.
+    start = datetime.now(UTC).isoformat()
+    with clients.as_role("admin") as admin:
+        for i in range(3):
+            admin.put(f"/api/v1/environments/development/features/f{i}", json={"enabled": True})
+        first = admin.get(
+            "/api/v1/audit", params={"target_id": "development", "limit": 2, "since": start}
+        ).json()
+        second = admin.get(
+            "/api/v1/audit",
+            params={
+                "target_id": "development",
+                "limit": 2,
+                "since": start,
+                "cursor": first["next_cursor"],
+            },
+        ).json()
+        none = admin.get("/api/v1/audit", params={"actor": "nobody"}).json()
+        future = admin.get("/api/v1/audit", params={"since": "2999-01-01T00:00:00Z"}).json()
+        assert_problem(admin.get("/api/v1/audit", params={"since": "2026-01-01T00:00:00"}), 422)
+    flags = [e["details"]["flag"] for e in first["items"] + second["items"]]
+    assert flags == ["f2", "f1", "f0"]
+    assert none["items"] == []
+    assert future["items"] == []
+
+
+def test_database_refuses_update_and_delete_of_audit_events(clients: Clients, engine: Engine) -> None:
+    with clients.as_role("admin") as admin:
+        admin.put("/api/v1/environments/staging/features/z", json={"enabled": True})
+    for statement in ("UPDATE audit_events SET actor = 'someone-else'", "DELETE FROM audit_events"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(sa.text(statement))
+    with engine.connect() as conn:
+        actors = set(conn.execute(sa.text("SELECT actor FROM audit_events")).scalars())
+    assert "someone-else" not in actors
+    assert "admin-user" in actors
+
+
+def test_cli_token_and_user_changes_are_audited(clients: Clients, db: Database) -> None:
+    env = {**os.environ, "SHIPBOARD_DATABASE_URL": db.url}
+
+    def run(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "shipboard", *args],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        )
+        return result.stdout
+
+    run("users", "create", "audited", "--role", "viewer")
+    token_id = json.loads(run("tokens", "create", "audited", "--json"))["info"]["id"]
+    run("tokens", "revoke", token_id)
+    run("users", "disable", "audited")
+    with clients.as_role("admin") as admin:
+        actions = {
+            e["action"]
+            for e in admin.get("/api/v1/audit", params={"limit": 20}).json()["items"]
+            if e["actor"].startswith("cli:")
+        }
+    assert {"user.create", "token.create", "token.revoke", "user.disable"} <= actions
