@@ -16,7 +16,12 @@ from tests.conftest import Clients, Database
 from tests.test_api import assert_problem
 
 MUTATIONS = [
-    ("PUT", "/api/v1/environments/staging/secrets/AUDITED", {"value": "s3cret-audit"}, "secret.create"),
+    (
+        "PUT",
+        "/api/v1/environments/staging/secrets/AUDITED",
+        {"value": "s3cret-audit"},
+        "secret.create",
+    ),
     ("PATCH", "/api/v1/environments/staging", {"features": {"x": True}}, "environment.patch"),
     ("PUT", "/api/v1/environments/staging/features/y", {"enabled": False}, "environment.feature"),
     (
@@ -113,7 +118,9 @@ def test_audit_filters_and_pages(clients: Clients) -> None:
     assert future["items"] == []
 
 
-def test_database_refuses_update_and_delete_of_audit_events(clients: Clients, engine: Engine) -> None:
+def test_database_refuses_update_and_delete_of_audit_events(
+    clients: Clients, engine: Engine
+) -> None:
     with clients.as_role("admin") as admin:
         admin.put("/api/v1/environments/staging/features/z", json={"enabled": True})
     for statement in ("UPDATE audit_events SET actor = 'someone-else'", "DELETE FROM audit_events"):
@@ -131,7 +138,11 @@ def test_cli_token_and_user_changes_are_audited(clients: Clients, db: Database) 
     def run(*args: str) -> str:
         result = subprocess.run(
             [sys.executable, "-m", "shipboard", *args],
-            env=env, capture_output=True, text=True, timeout=60, check=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
         return result.stdout
 

@@ -80,5 +80,7 @@ def test_matrix(clients: Clients, role: str | None) -> None:
             expected = "403"
         assert response.status_code < 500, f"{method} {path} as {role}: {response.text}"
         if not ok:
-            failures.append(f"{method} {path} as {role}: {response.status_code}, expected {expected}")
+            failures.append(
+                f"{method} {path} as {role}: {response.status_code}, expected {expected}"
+            )
     assert not failures, "\n".join(failures)

@@ -118,9 +118,7 @@ def test_feature_flag_route(clients: Clients) -> None:
         assert_problem(
             admin.put("/api/v1/environments/staging/features/x", json={"enabled": "maybe"}), 422
         )
-        assert_problem(
-            admin.put("/api/v1/environments/qa/features/x", json={"enabled": True}), 404
-        )
+        assert_problem(admin.put("/api/v1/environments/qa/features/x", json={"enabled": True}), 404)
 
 
 def test_malformed_json_is_400(clients: Clients) -> None:
@@ -143,10 +141,16 @@ def test_env_cli_shows_sets_and_toggles(clients: Clients) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "shipboard", "env", *args],
-            env=env, capture_output=True, text=True, timeout=60, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
-    result = run("set", "staging", "--config", "max_file_size_mb=10", "--limit", "api_rate_limit=100")
+    result = run(
+        "set", "staging", "--config", "max_file_size_mb=10", "--limit", "api_rate_limit=100"
+    )
     assert result.returncode == 0, result.stderr
     result = run("feature", "staging", "auto_rollback", "on")
     assert result.returncode == 0, result.stderr

@@ -49,7 +49,10 @@ def _database_files_contain(database: Database, needle: str) -> bool:
     )
     result = subprocess.run(
         [sys.executable, "-c", script, str(path), needle],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return result.stdout.strip() == "True"
 
@@ -119,7 +122,9 @@ def test_bad_secret_writes_are_refused(clients: Clients, key: str, body: object)
         assert admin.get("/api/v1/environments/staging/secrets").json()["items"] == []
 
 
-def test_second_key_still_reads_values_written_under_the_first(db: Database, engine: Engine) -> None:
+def test_second_key_still_reads_values_written_under_the_first(
+    db: Database, engine: Engine
+) -> None:
     old, new = generate_key(), generate_key()
     first = LiveServer(db.url, secret_keys=old)
     first.start()
@@ -150,7 +155,8 @@ def _admin_token(engine: Engine) -> str:
 
     with transaction(engine) as session:
         return auth.create_user(
-            session, data=UserCreate(name=f"adm-{uuid.uuid4().hex[:6]}", role="admin"),
+            session,
+            data=UserCreate(name=f"adm-{uuid.uuid4().hex[:6]}", role="admin"),
             audit_context=SYSTEM,
         ).token
 
@@ -182,7 +188,12 @@ def test_cli_secret_set_reads_stdin_not_argv(clients: Clients, engine: Engine) -
     }
     result = subprocess.run(
         [sys.executable, "-m", "shipboard", "env", "secret", "set", "staging", "FROM_STDIN"],
-        input=value + "\n", env=env, capture_output=True, text=True, timeout=60, check=False,
+        input=value + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert value not in result.stdout + result.stderr
@@ -191,6 +202,10 @@ def test_cli_secret_set_reads_stdin_not_argv(clients: Clients, engine: Engine) -
         assert decrypted_secrets(session, name="staging", keyring=keyring)["FROM_STDIN"] == value
     listed = subprocess.run(
         [sys.executable, "-m", "shipboard", "env", "secret", "list", "staging", "--json"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert [i["key"] for i in json.loads(listed.stdout)["items"]] == ["FROM_STDIN"]

@@ -67,7 +67,9 @@ def set_(
     config: Annotated[
         list[str] | None, typer.Option("--config", help="KEY=VALUE (JSON or text); repeatable")
     ] = None,
-    limit: Annotated[list[str] | None, typer.Option("--limit", help="KEY=NUMBER; repeatable")] = None,
+    limit: Annotated[
+        list[str] | None, typer.Option("--limit", help="KEY=NUMBER; repeatable")
+    ] = None,
     unset: Annotated[
         list[str] | None, typer.Option("--unset", help="Remove config KEY; repeatable")
     ] = None,
@@ -104,9 +106,7 @@ def feature(
     if state not in ("on", "off"):
         raise InvalidInput("state must be 'on' or 'off'")
     with _client() as client:
-        env = client.put(
-            f"/api/v1/environments/{name}/features/{flag}", {"enabled": state == "on"}
-        )
+        env = client.put(f"/api/v1/environments/{name}/features/{flag}", {"enabled": state == "on"})
     if as_json:
         print(json.dumps(env))
     else:
