@@ -16,6 +16,7 @@ from shipboard.core.crypto import Keyring
 from shipboard.core.logging import RequestLogMiddleware, configure_logging
 from shipboard.core.ratelimit import RateLimiter
 from shipboard.db.engine import create_db_engine
+from shipboard.deployments.api import router as deployments_router
 from shipboard.environments.api import router as environments_router
 from shipboard.ops.api import router as ops_router
 
@@ -41,5 +42,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(environments_router)
+    app.include_router(deployments_router)
     app.include_router(audit_router)
     return app

@@ -15,6 +15,7 @@ from shipboard.auth.cli import tokens_app, users_app
 from shipboard.config import get_settings
 from shipboard.core.errors import ShipboardError
 from shipboard.db.cli import app as db_app
+from shipboard.deployments.cli import register as register_deploy_commands
 from shipboard.environments.cli import app as env_app
 from shipboard.ops.cli import secrets_app
 
@@ -29,6 +30,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(env_app, name="env")
 app.add_typer(secrets_app, name="secrets")
+register_deploy_commands(app)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -51,8 +53,13 @@ def root(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Run the pipeline worker in-process")
+    ] = True,
 ) -> None:
-    """Migrate, seed and serve the API (first start on an empty database creates an admin)."""
+    """Migrate, seed and serve the API and (unless --no-worker) run deployment pipelines.
+
+    The first start on an empty database creates the user 'admin' and prints its token once."""
     import uvicorn
 
     from shipboard.app import create_app
@@ -77,7 +84,44 @@ def serve(
         )
     else:
         err.print("Log in with an existing token, or make one: shipboard tokens create admin")
-    uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="warning")
+    application = create_app(settings, engine=engine)
+    stop = None
+    if worker:
+        from shipboard.pipelines.worker import Worker, start_in_thread
+
+        _, stop = start_in_thread(Worker(engine, application.state.keyring))
+        err.print("pipeline worker: in-process")
+    try:
+        uvicorn.run(application, host=host, port=port, log_level="warning")
+    finally:
+        if stop is not None:
+            stop.set()
+
+
+@app.command("worker")
+def worker_command(
+    poll: Annotated[float, typer.Option(help="Seconds between looks for work when idle")] = 0.5,
+    lease: Annotated[float, typer.Option(help="Seconds a claimed deployment's lease lasts")] = 30,
+) -> None:
+    """Run deployment pipelines (run as many as you like against one PostgreSQL)."""
+    import signal
+    import threading
+
+    from shipboard.core.crypto import Keyring
+    from shipboard.core.logging import configure_logging
+    from shipboard.db.engine import create_db_engine
+    from shipboard.pipelines.worker import Worker
+
+    settings = get_settings()
+    configure_logging(settings)
+    engine = create_db_engine(settings.effective_database_url)
+    keyring = Keyring.from_settings(settings.secret_keys, settings.home)
+    stop = threading.Event()
+    # SIGTERM finishes the step that runs and then stops; the lease is given up with it.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    err.print(f"worker on {_describe(settings.effective_database_url)}")
+    Worker(engine, keyring, poll_s=poll, lease_s=lease).run(stop)
 
 
 def _describe(url: str) -> str:

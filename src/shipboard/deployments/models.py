@@ -65,3 +65,31 @@ class DeploymentLog(Base):
     source: Mapped[str] = mapped_column(sa.Text, nullable=False)
     # "metadata" is reserved on declarative classes; the column keeps the spec's name.
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
+
+
+class DeploymentRun(Base):
+    """Shipboard's bookkeeping for one deployment, beside the spec's row: how it is run (or
+    reported), its gates and analysis with their numbers, approval, and the worker's lease."""
+
+    __tablename__ = "deployment_runs"
+    __table_args__ = (sa.Index("ix_deployment_runs_lease", "lease_expires_at"),)
+
+    deployment_id: Mapped[uuid.UUID] = mapped_column(
+        GUID, sa.ForeignKey("deployment_configs.id", ondelete="CASCADE"), primary_key=True
+    )
+    managed: Mapped[bool] = mapped_column(sa.Boolean, nullable=False)
+    pipeline: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    commit_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    forced: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    gate_results: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    analysis: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    needs_approval: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    approved_by: Mapped[str | None] = mapped_column(sa.Text)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deploy_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    verify_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    verify_time: Mapped[int | None] = mapped_column(sa.Integer)
+    lease_owner: Mapped[str | None] = mapped_column(sa.Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested_by: Mapped[str | None] = mapped_column(sa.Text)

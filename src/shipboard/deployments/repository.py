@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -8,8 +9,13 @@ from sqlalchemy.orm import Session
 
 from shipboard.core.pagination import Page
 from shipboard.db.keyset import keyset_page
-from shipboard.deployments.models import DeploymentConfig, DeploymentLog
-from shipboard.deployments.schemas import DeploymentFilter
+from shipboard.deployments.models import DeploymentConfig, DeploymentLog, DeploymentRun
+from shipboard.deployments.schemas import DeploymentFilter, LogFilter
+from shipboard.environments.models import Environment
+from shipboard.performance.models import PerformanceMetric
+from shipboard.security.models import SecurityFinding, SecurityScan
+
+RATE_UNITS = ("ops/s", "req/s", "rps", "%")
 
 
 def add(session: Session, deployment: DeploymentConfig) -> DeploymentConfig:
@@ -18,8 +24,29 @@ def add(session: Session, deployment: DeploymentConfig) -> DeploymentConfig:
     return deployment
 
 
+def add_run(session: Session, run: DeploymentRun) -> None:
+    session.add(run)
+    session.flush()
+
+
 def get(session: Session, deployment_id: uuid.UUID) -> DeploymentConfig | None:
     return session.get(DeploymentConfig, deployment_id)
+
+
+def get_run(session: Session, deployment_id: uuid.UUID) -> DeploymentRun | None:
+    return session.get(DeploymentRun, deployment_id)
+
+
+def get_for_update(session: Session, deployment_id: uuid.UUID) -> DeploymentConfig | None:
+    return session.scalar(
+        sa.select(DeploymentConfig).where(DeploymentConfig.id == deployment_id).with_for_update()
+    )
+
+
+def lock_environment(session: Session, name: str) -> Environment | None:
+    """Serialize deployment creation per environment (PostgreSQL row lock; SQLite's write
+    transactions are serialized already)."""
+    return session.scalar(sa.select(Environment).where(Environment.name == name).with_for_update())
 
 
 def page(
@@ -44,16 +71,137 @@ def page(
     )
 
 
+def created_since(session: Session, environment: str, since: datetime) -> list[datetime]:
+    rows = session.scalars(
+        sa.select(DeploymentConfig.created_at)
+        .where(DeploymentConfig.environment == environment, DeploymentConfig.created_at >= since)
+        .order_by(DeploymentConfig.created_at)
+    )
+    return [r for r in rows if r is not None]
+
+
+def succeeded_in(session: Session, environment: str, version: str, commit_sha: str) -> bool:
+    return (
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(DeploymentConfig)
+            .where(
+                DeploymentConfig.environment == environment,
+                DeploymentConfig.version == version,
+                DeploymentConfig.commit_sha == commit_sha,
+                DeploymentConfig.status == "success",
+            )
+        )
+        or 0
+    ) > 0
+
+
+def unresolved_critical_in_latest_scans(session: Session, environment: str) -> int:
+    scans = session.execute(
+        sa.select(SecurityScan.id, SecurityScan.type)
+        .where(SecurityScan.environment == environment, SecurityScan.status == "completed")
+        .order_by(SecurityScan.started_at.desc())
+        .limit(500)
+    ).all()
+    latest: dict[str, uuid.UUID] = {}
+    for scan_id, scan_type in scans:
+        latest.setdefault(scan_type, scan_id)
+    if not latest:
+        return 0
+    return (
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(SecurityFinding)
+            .where(
+                SecurityFinding.scan_id.in_(list(latest.values())),
+                SecurityFinding.severity == "critical",
+                sa.or_(SecurityFinding.resolved.is_(False), SecurityFinding.resolved.is_(None)),
+            )
+        )
+        or 0
+    )
+
+
+def threshold_regressions(session: Session, environment: str, version: str) -> list[str]:
+    """Results for ``version`` past their own threshold, in the worse direction for the unit."""
+    rows = session.execute(
+        sa.select(
+            PerformanceMetric.name,
+            PerformanceMetric.value,
+            PerformanceMetric.unit,
+            PerformanceMetric.threshold,
+        ).where(
+            PerformanceMetric.environment == environment,
+            PerformanceMetric.tags["version"].as_string() == version,
+            PerformanceMetric.threshold.is_not(None),
+        )
+    ).all()
+    names = set()
+    for name, value, unit, threshold in rows:
+        if threshold is None:
+            continue
+        higher_is_better = unit in RATE_UNITS
+        if (value < threshold) if higher_is_better else (value > threshold):
+            names.add(name)
+    return sorted(names)
+
+
+def last_success_before(
+    session: Session, environment: str, created_at: datetime, exclude: uuid.UUID
+) -> DeploymentConfig | None:
+    return session.scalar(
+        sa.select(DeploymentConfig)
+        .where(
+            DeploymentConfig.environment == environment,
+            DeploymentConfig.status == "success",
+            DeploymentConfig.created_at < created_at,
+            DeploymentConfig.id != exclude,
+        )
+        .order_by(DeploymentConfig.created_at.desc(), DeploymentConfig.id.desc())
+        .limit(1)
+    )
+
+
+def current_for_environment(session: Session, environment: str) -> DeploymentConfig | None:
+    """The deployment now serving: the newest success."""
+    return session.scalar(
+        sa.select(DeploymentConfig)
+        .where(DeploymentConfig.environment == environment, DeploymentConfig.status == "success")
+        .order_by(DeploymentConfig.completed_at.desc(), DeploymentConfig.created_at.desc())
+        .limit(1)
+    )
+
+
 def add_logs(session: Session, rows: list[dict[str, Any]]) -> int:
     if rows:
         session.execute(sa.insert(DeploymentLog), rows)
     return len(rows)
 
 
+def last_log_time(session: Session, deployment_id: uuid.UUID) -> datetime | None:
+    return session.scalar(
+        sa.select(sa.func.max(DeploymentLog.timestamp)).where(
+            DeploymentLog.deployment_id == deployment_id
+        )
+    )
+
+
 def log_page(
-    session: Session, *, deployment_id: uuid.UUID, cursor: str | None, limit: int
+    session: Session,
+    *,
+    deployment_id: uuid.UUID,
+    filters: LogFilter | None = None,
+    cursor: str | None,
+    limit: int,
 ) -> Page[DeploymentLog]:
     stmt = sa.select(DeploymentLog).where(DeploymentLog.deployment_id == deployment_id)
+    if filters is not None:
+        if filters.level is not None:
+            stmt = stmt.where(DeploymentLog.level == filters.level)
+        if filters.source is not None:
+            stmt = stmt.where(DeploymentLog.source == filters.source)
+        if filters.since is not None:
+            stmt = stmt.where(DeploymentLog.timestamp >= filters.since)
     return keyset_page(
         session,
         stmt,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
@@ -24,8 +24,10 @@ class DeploymentCreate(BaseModel):
     environment: EnvironmentName
     version: Version
     commit_sha: CommitSha
+    commit_timestamp: Timestamp | None = None
     logs_url: Url | None = None
     artifacts_url: Url | None = None
+    force: bool = Field(default=False, description="Skip the gates (admins only; audited)")
 
 
 class DeploymentRead(BaseModel):
@@ -86,3 +88,54 @@ class DeploymentLogRead(BaseModel):
 class DeploymentLogPage(BaseModel):
     items: list[DeploymentLogRead]
     next_cursor: str | None = None
+
+
+class GateResultRead(BaseModel):
+    gate: str
+    passed: bool
+    reason: str
+    measured: dict[str, Any] = Field(default_factory=dict)
+
+
+class Approval(BaseModel):
+    required: bool
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+
+
+class DeploymentDetail(DeploymentRead):
+    """A deployment with what Shipboard knows beyond the spec's record."""
+
+    managed: bool = Field(description="Run by Shipboard's pipeline (else reported by its caller)")
+    commit_timestamp: datetime | None = None
+    forced: bool = False
+    gates: list[GateResultRead] = Field(default_factory=list)
+    analysis: list[dict[str, Any]] = Field(default_factory=list)
+    approval: Approval
+    verify_time: int | None = None
+    cancel_requested_by: str | None = None
+
+
+class StatusUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["building", "deploying", "success", "failed"]
+    error_message: str | None = Field(default=None, max_length=4096)
+    build_time: NonNegativeInt | None = None
+    deploy_time: NonNegativeInt | None = None
+
+
+class LogBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    logs: list[DeploymentLogCreate] = Field(min_length=1, max_length=10_000)
+
+
+class Accepted(BaseModel):
+    accepted: int
+
+
+class LogFilter(BaseModel):
+    level: LogLevel | None = None
+    source: str | None = None
+    since: Timestamp | None = None

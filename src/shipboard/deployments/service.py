@@ -1,53 +1,230 @@
-"""Deployment records and their logs."""
+"""Deployments: create (through the gates), track, advance, approve, cancel, roll back, log."""
 
 from __future__ import annotations
 
+import math
 import uuid
+from datetime import datetime, timedelta
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from shipboard.core.errors import NotFound
+from shipboard.audit import service as audit
+from shipboard.audit.service import AuditContext
+from shipboard.auth.schemas import Principal
+from shipboard.core.errors import (
+    Conflict,
+    Forbidden,
+    GateBlocked,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+)
 from shipboard.core.pagination import clamp_limit
 from shipboard.core.time import utcnow
-from shipboard.deployments import repository
-from shipboard.deployments.models import DeploymentConfig, DeploymentLog
+from shipboard.deployments import gates, repository, state
+from shipboard.deployments.models import DeploymentConfig, DeploymentLog, DeploymentRun
 from shipboard.deployments.schemas import (
+    Approval,
     DeploymentCreate,
+    DeploymentDetail,
     DeploymentFilter,
     DeploymentLogCreate,
     DeploymentLogPage,
     DeploymentLogRead,
     DeploymentPage,
     DeploymentRead,
+    GateResultRead,
+    LogFilter,
+    StatusUpdate,
 )
+from shipboard.environments.models import Environment
 from shipboard.environments.service import require_environment
+from shipboard.pipelines.schemas import Pipeline
+
+SYSTEM_ACTOR = "shipboard"
+MICROSECOND = timedelta(microseconds=1)
+
+
+# --- creation -------------------------------------------------------------------------------
 
 
 def create_deployment(
-    session: Session, *, data: DeploymentCreate, triggered_by: str
-) -> DeploymentRead:
-    """Record a new deployment in ``pending``; the caller is its triggerer."""
-    require_environment(session, data.environment)
-    deployment = repository.add(
+    session: Session,
+    *,
+    data: DeploymentCreate,
+    caller: Principal,
+    audit_context: AuditContext,
+    now: datetime | None = None,
+) -> DeploymentDetail:
+    """Record a deployment in ``pending`` after the frequency limit and the gates."""
+    now = now or utcnow()
+    if data.force and caller.role != "admin":
+        raise Forbidden("only an admin may force a deployment past its gates")
+    environment = repository.lock_environment(session, data.environment)
+    if environment is None:
+        raise NotFound(f"environment {data.environment!r} does not exist")
+    _check_frequency(session, environment, now)
+    pipeline = _pipeline_of(environment)
+    results: list[gates.GateResult] = []
+    if not data.force:
+        results = gates.evaluate(_gate_facts(session, environment, data, now))
+        failed = [r for r in results if not r.passed]
+        if failed:
+            raise GateBlocked(
+                "blocked by " + ", ".join(r.gate for r in failed),
+                errors=[{"loc": ["gates", r.gate], "msg": r.reason} for r in failed],
+                extra={"gates": [r.as_dict() for r in results]},
+            )
+    deployment = _new_deployment(
+        session,
+        environment=environment,
+        version=data.version,
+        commit_sha=data.commit_sha,
+        triggered_by=caller.name,
+        logs_url=data.logs_url,
+        artifacts_url=data.artifacts_url,
+        rollback_from=None,
+        now=now,
+    )
+    run = DeploymentRun(
+        deployment_id=deployment.id,
+        managed=pipeline is not None,
+        pipeline=pipeline.model_dump(mode="json") if pipeline else None,
+        commit_timestamp=data.commit_timestamp,
+        forced=data.force,
+        gate_results=[r.as_dict() for r in results],
+        analysis=[],
+        needs_approval=bool((environment.features or {}).get("require_approval")),
+    )
+    repository.add_run(session, run)
+    summary = "gates skipped (forced by admin)" if data.force else "all gates passed"
+    _log(session, deployment.id, "info", f"created by {caller.name}; {summary}", now=now)
+    if run.needs_approval:
+        _log(session, deployment.id, "info", "waiting for approval by another deployer", now=now)
+    audit.record(
+        session,
+        context=audit_context,
+        action="deployment.create_forced" if data.force else "deployment.create",
+        target_type="deployment",
+        target_id=str(deployment.id),
+        details={
+            "environment": data.environment,
+            "version": data.version,
+            "commit_sha": data.commit_sha,
+            "forced": data.force,
+        },
+    )
+    return _detail(deployment, run)
+
+
+def _new_deployment(
+    session: Session,
+    *,
+    environment: Environment,
+    version: str,
+    commit_sha: str,
+    triggered_by: str,
+    logs_url: str | None,
+    artifacts_url: str | None,
+    rollback_from: uuid.UUID | None,
+    now: datetime,
+) -> DeploymentConfig:
+    return repository.add(
         session,
         DeploymentConfig(
             id=uuid.uuid4(),
-            environment=data.environment,
-            version=data.version,
-            commit_sha=data.commit_sha,
+            environment=environment.name,
+            version=version,
+            commit_sha=commit_sha,
             status="pending",
-            created_at=utcnow(),
+            created_at=now,
             triggered_by=triggered_by,
-            logs_url=data.logs_url,
-            artifacts_url=data.artifacts_url,
+            logs_url=logs_url,
+            artifacts_url=artifacts_url,
+            rollback_from=rollback_from,
         ),
     )
-    return DeploymentRead.model_validate(deployment)
 
 
-def get_deployment(session: Session, *, deployment_id: uuid.UUID) -> DeploymentRead:
-    """One deployment, or NotFound."""
-    return DeploymentRead.model_validate(_require(session, deployment_id))
+def _pipeline_of(environment: Environment) -> Pipeline | None:
+    raw = (environment.config or {}).get("pipeline")
+    if not raw:
+        return None
+    try:
+        return Pipeline.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"environment {environment.name!r} has an invalid config.pipeline",
+            errors=[
+                {"loc": ["config", "pipeline", *e["loc"]], "msg": e["msg"]}
+                for e in exc.errors(include_url=False)
+            ],
+        ) from exc
+
+
+def _check_frequency(session: Session, environment: Environment, now: datetime) -> None:
+    limit = (environment.limits or {}).get("max_deployment_frequency")
+    if not isinstance(limit, int) or limit <= 0:
+        return
+    recent = repository.created_since(session, environment.name, now - timedelta(hours=1))
+    if len(recent) >= limit:
+        # The window frees a slot when the oldest deployment in it is an hour old.
+        oldest = recent[-limit]
+        retry = max(1, math.ceil((oldest + timedelta(hours=1) - now).total_seconds()))
+        raise RateLimited(
+            f"{environment.name} allows {limit} deployment(s) an hour; try again in {retry} s",
+            headers={"Retry-After": str(retry)},
+        )
+
+
+def _gate_facts(
+    session: Session, environment: Environment, data: DeploymentCreate, now: datetime
+) -> gates.GateFacts:
+    features = {k: bool(v) for k, v in (environment.features or {}).items()}
+    facts = gates.GateFacts(
+        environment=environment.name,
+        version=data.version,
+        commit_sha=data.commit_sha,
+        features=features,
+        freeze_windows=list((environment.config or {}).get("freeze_windows") or []),
+        now=now,
+        staging_success=False,
+        unresolved_critical=0,
+    )
+    staging_ok = (
+        repository.succeeded_in(session, "staging", data.version, data.commit_sha)
+        if gates.feature(facts, "require_staging_success")
+        else False
+    )
+    critical = (
+        repository.unresolved_critical_in_latest_scans(session, environment.name)
+        if gates.feature(facts, "block_on_critical_findings")
+        else 0
+    )
+    regressions = (
+        repository.threshold_regressions(session, "staging", data.version)
+        if environment.name != "staging"
+        else []
+    )
+    return gates.GateFacts(
+        **{
+            **facts.__dict__,
+            "staging_success": staging_ok,
+            "unresolved_critical": critical,
+            "regressions": regressions,
+        }
+    )
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def get_deployment(session: Session, *, deployment_id: uuid.UUID) -> DeploymentDetail:
+    """One deployment with its gates, analysis and approval."""
+    deployment = _require(session, deployment_id)
+    return _detail(deployment, repository.get_run(session, deployment_id))
 
 
 def list_deployments(
@@ -64,9 +241,309 @@ def list_deployments(
     )
 
 
-def add_logs(session: Session, *, deployment_id: uuid.UUID, logs: list[DeploymentLogCreate]) -> int:
-    """Append a batch of log lines to a deployment; all or nothing."""
-    _require(session, deployment_id)
+def _detail(deployment: DeploymentConfig, run: DeploymentRun | None) -> DeploymentDetail:
+    base = DeploymentRead.model_validate(deployment).model_dump()
+    if run is None:
+        # Rows written before runs existed, or by another tool: a reported deployment.
+        return DeploymentDetail(**base, managed=False, approval=Approval(required=False))
+    return DeploymentDetail(
+        **base,
+        managed=run.managed,
+        commit_timestamp=run.commit_timestamp,
+        forced=run.forced,
+        gates=[GateResultRead.model_validate(g) for g in run.gate_results or []],
+        analysis=list(run.analysis or []),
+        approval=Approval(
+            required=run.needs_approval, approved_by=run.approved_by, approved_at=run.approved_at
+        ),
+        verify_time=run.verify_time,
+        cancel_requested_by=run.cancel_requested_by,
+    )
+
+
+# --- changes of state -----------------------------------------------------------------------
+
+
+def report_status(
+    session: Session,
+    *,
+    deployment_id: uuid.UUID,
+    update: StatusUpdate,
+    caller: Principal,
+    audit_context: AuditContext,
+) -> DeploymentDetail:
+    """Advance a reported deployment (one whose environment has no pipeline)."""
+    deployment = _require(session, deployment_id, for_update=True)
+    run = repository.get_run(session, deployment_id)
+    if caller.role != "admin" and caller.name != deployment.triggered_by:
+        raise Forbidden("only the deployment's triggerer or an admin may report its status")
+    if run is not None and run.managed:
+        raise Conflict("this deployment is run by Shipboard's pipeline; cancel it instead")
+    if (
+        run is not None
+        and run.needs_approval
+        and run.approved_by is None
+        and update.status != "failed"
+    ):
+        raise Conflict("this deployment is waiting for approval")
+    state.check_transition(deployment.status, update.status)
+    transition(
+        session,
+        deployment,
+        update.status,
+        actor=caller.name,
+        error_message=update.error_message,
+    )
+    if update.build_time is not None:
+        deployment.build_time = update.build_time
+    if update.deploy_time is not None:
+        deployment.deploy_time = update.deploy_time
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="deployment.status",
+        target_type="deployment",
+        target_id=str(deployment_id),
+        details={"status": update.status},
+    )
+    return _detail(deployment, run)
+
+
+def transition(
+    session: Session,
+    deployment: DeploymentConfig,
+    target: str,
+    *,
+    actor: str,
+    error_message: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Move a deployment to ``target``, log the transition and do what follows from it."""
+    state.check_transition(deployment.status, target)
+    now = now or utcnow()
+    previous = deployment.status
+    deployment.status = target
+    if target in state.TERMINAL:
+        deployment.completed_at = now
+    if error_message is not None:
+        deployment.error_message = error_message
+    level = "error" if target == "failed" else "info"
+    text = f"status {previous} -> {target} ({actor})"
+    if error_message:
+        text += f": {error_message}"
+    _log(session, deployment.id, level, text, now=now)
+    session.flush()
+    if deployment.rollback_from is not None and target in ("success", "failed"):
+        _finish_rollback(session, deployment, succeeded=target == "success", now=now)
+
+
+def _finish_rollback(
+    session: Session, rollback: DeploymentConfig, *, succeeded: bool, now: datetime
+) -> None:
+    assert rollback.rollback_from is not None
+    original = repository.get(session, rollback.rollback_from)
+    if original is None:
+        return
+    if succeeded:
+        original_run = repository.get_run(session, original.id)
+        deploy_ran = original_run is None or original_run.deploy_started_at is not None
+        if state.can_roll_back(original.status, deploy_ran=deploy_ran):
+            transition(session, original, "rolled_back", actor=SYSTEM_ACTOR, now=now)
+            _log(session, original.id, "info", f"rolled back by deployment {rollback.id}", now=now)
+        return
+    # A rollback that fails must not go unnoticed: say it on both deployments, at error level.
+    message = (
+        f"ROLLBACK FAILED: deployment {rollback.id} (back to {rollback.version}) failed"
+        f"{': ' + rollback.error_message if rollback.error_message else ''}; "
+        f"{original.environment} is still on the state left by {original.id}"
+    )
+    _log(session, original.id, "error", message, now=now)
+    _log(session, rollback.id, "error", message, now=now)
+
+
+def approve(
+    session: Session, *, deployment_id: uuid.UUID, caller: Principal, audit_context: AuditContext
+) -> DeploymentDetail:
+    """Approve a deployment waiting for it; the triggerer may not approve their own."""
+    deployment = _require(session, deployment_id, for_update=True)
+    run = _require_run(session, deployment_id)
+    if not run.needs_approval:
+        raise Conflict("this deployment does not need approval")
+    if deployment.status != "pending":
+        raise Conflict(
+            f"only a pending deployment can be approved; this one is {deployment.status}"
+        )
+    if run.approved_by is not None:
+        raise Conflict(f"already approved by {run.approved_by}")
+    if caller.name == deployment.triggered_by:
+        raise Forbidden("you triggered this deployment; another deployer must approve it")
+    run.approved_by = caller.name
+    run.approved_at = utcnow()
+    session.flush()
+    _log(session, deployment.id, "info", f"approved by {caller.name}")
+    audit.record(
+        session,
+        context=audit_context,
+        action="deployment.approve",
+        target_type="deployment",
+        target_id=str(deployment_id),
+    )
+    return _detail(deployment, run)
+
+
+def reject(
+    session: Session, *, deployment_id: uuid.UUID, caller: Principal, audit_context: AuditContext
+) -> DeploymentDetail:
+    """Reject a deployment waiting for approval: it fails without running."""
+    deployment = _require(session, deployment_id, for_update=True)
+    run = _require_run(session, deployment_id)
+    if not run.needs_approval or deployment.status != "pending" or run.approved_by is not None:
+        raise Conflict("only a pending deployment waiting for approval can be rejected")
+    if caller.name == deployment.triggered_by:
+        raise Forbidden("you triggered this deployment; cancel it instead")
+    transition(
+        session, deployment, "failed", actor=caller.name, error_message=f"rejected by {caller.name}"
+    )
+    audit.record(
+        session,
+        context=audit_context,
+        action="deployment.reject",
+        target_type="deployment",
+        target_id=str(deployment_id),
+    )
+    return _detail(deployment, run)
+
+
+def cancel(
+    session: Session, *, deployment_id: uuid.UUID, caller: Principal, audit_context: AuditContext
+) -> DeploymentDetail:
+    """Cancel a pending or running deployment; a running step's process group is killed."""
+    deployment = _require(session, deployment_id, for_update=True)
+    run = repository.get_run(session, deployment_id)
+    if (
+        caller.role != "admin"
+        and caller.name != deployment.triggered_by
+        and caller.role != "deployer"
+    ):
+        raise Forbidden("you may not cancel this deployment")
+    if deployment.status in state.TERMINAL:
+        raise Conflict(f"the deployment is already {deployment.status}")
+    reason = f"cancelled by {caller.name}"
+    if deployment.status in state.RUNNING and run is not None and run.managed:
+        # The worker running it sees the request, kills the step and fails the deployment.
+        run.cancel_requested_by = caller.name
+        session.flush()
+        _log(session, deployment.id, "warn", f"cancel requested by {caller.name}")
+    else:
+        transition(session, deployment, "failed", actor=caller.name, error_message=reason)
+    audit.record(
+        session,
+        context=audit_context,
+        action="deployment.cancel",
+        target_type="deployment",
+        target_id=str(deployment_id),
+    )
+    return _detail(deployment, run)
+
+
+def rollback(
+    session: Session,
+    *,
+    deployment_id: uuid.UUID,
+    actor: str,
+    audit_context: AuditContext | None,
+    automatic: bool = False,
+) -> DeploymentDetail:
+    """Deploy again the last version that succeeded before this deployment."""
+    original = _require(session, deployment_id, for_update=True)
+    original_run = repository.get_run(session, deployment_id)
+    deploy_ran = original_run is None or original_run.deploy_started_at is not None
+    if not state.can_roll_back(original.status, deploy_ran=deploy_ran):
+        raise Conflict(
+            f"a {original.status} deployment cannot be rolled back"
+            + ("" if deploy_ran else " (it failed before its deploy stage ran)")
+        )
+    assert original.created_at is not None
+    target = repository.last_success_before(
+        session, original.environment, original.created_at, exclude=original.id
+    )
+    if target is None:
+        raise Conflict(f"no successful deployment of {original.environment} before this one")
+    environment = require_environment(session, original.environment)
+    pipeline = _pipeline_of(environment)
+    now = utcnow()
+    new = _new_deployment(
+        session,
+        environment=environment,
+        version=target.version,
+        commit_sha=target.commit_sha,
+        triggered_by=actor,
+        logs_url=None,
+        artifacts_url=target.artifacts_url,
+        rollback_from=original.id,
+        now=now,
+    )
+    repository.add_run(
+        session,
+        DeploymentRun(
+            deployment_id=new.id,
+            managed=pipeline is not None,
+            pipeline=pipeline.model_dump(mode="json") if pipeline else None,
+            forced=False,
+            gate_results=[],
+            analysis=[],
+            # Rolling back restores a version that already ran; waiting for a second pair of
+            # eyes would only prolong the incident.
+            needs_approval=False,
+        ),
+    )
+    kind = "automatic rollback" if automatic else f"rollback by {actor}"
+    _log(session, new.id, "info", f"{kind} of {original.id}: redeploying {target.version}", now=now)
+    _log(
+        session,
+        original.id,
+        "warn",
+        f"{kind} started: deployment {new.id} ({target.version})",
+        now=now,
+    )
+    if audit_context is not None:
+        audit.record(
+            session,
+            context=audit_context,
+            action="deployment.rollback",
+            target_type="deployment",
+            target_id=str(deployment_id),
+            details={"rollback_deployment": str(new.id), "version": target.version},
+        )
+    return _detail(new, repository.get_run(session, new.id))
+
+
+def rollback_environment(
+    session: Session, *, name: str, actor: str, audit_context: AuditContext
+) -> DeploymentDetail:
+    """Roll back the deployment now serving an environment."""
+    require_environment(session, name)
+    current = repository.current_for_environment(session, name)
+    if current is None:
+        raise Conflict(f"{name} has no successful deployment to roll back")
+    return rollback(session, deployment_id=current.id, actor=actor, audit_context=audit_context)
+
+
+# --- logs -----------------------------------------------------------------------------------
+
+
+def add_logs(
+    session: Session,
+    *,
+    deployment_id: uuid.UUID,
+    logs: list[DeploymentLogCreate],
+    caller: Principal | None = None,
+) -> int:
+    """Append a batch of log lines; all or nothing. Lines without a time get now, in order."""
+    deployment = _require(session, deployment_id)
+    if caller is not None and caller.role != "admin" and caller.name != deployment.triggered_by:
+        raise Forbidden("only the deployment's triggerer, a service that created it, or an admin")
     now = utcnow()
     rows = [
         {
@@ -74,11 +551,11 @@ def add_logs(session: Session, *, deployment_id: uuid.UUID, logs: list[Deploymen
             "deployment_id": deployment_id,
             "level": log.level,
             "message": log.message,
-            "timestamp": log.timestamp or now,
+            "timestamp": log.timestamp or now + i * MICROSECOND,
             "source": log.source,
             "metadata_": log.metadata,
         }
-        for log in logs
+        for i, log in enumerate(logs)
     ]
     return repository.add_logs(session, rows)
 
@@ -87,18 +564,24 @@ def list_logs(
     session: Session,
     *,
     deployment_id: uuid.UUID,
+    filters: LogFilter | None = None,
     cursor: str | None = None,
     limit: int | None = None,
 ) -> DeploymentLogPage:
     """A deployment's log lines, oldest first."""
     _require(session, deployment_id)
     page = repository.log_page(
-        session, deployment_id=deployment_id, cursor=cursor, limit=clamp_limit(limit)
+        session,
+        deployment_id=deployment_id,
+        filters=filters,
+        cursor=cursor,
+        limit=clamp_limit(limit),
     )
-    return DeploymentLogPage(items=[_log_read(r) for r in page.items], next_cursor=page.next_cursor)
+    return DeploymentLogPage(items=[log_read(r) for r in page.items], next_cursor=page.next_cursor)
 
 
-def _log_read(row: DeploymentLog) -> DeploymentLogRead:
+def log_read(row: DeploymentLog) -> DeploymentLogRead:
+    assert row.timestamp is not None
     return DeploymentLogRead(
         id=row.id,
         deployment_id=row.deployment_id,
@@ -110,8 +593,46 @@ def _log_read(row: DeploymentLog) -> DeploymentLogRead:
     )
 
 
-def _require(session: Session, deployment_id: uuid.UUID) -> DeploymentConfig:
-    deployment = repository.get(session, deployment_id)
+def _log(
+    session: Session,
+    deployment_id: uuid.UUID,
+    level: str,
+    message: str,
+    *,
+    now: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    repository.add_logs(
+        session,
+        [
+            {
+                "id": uuid.uuid4(),
+                "deployment_id": deployment_id,
+                "level": level,
+                "message": message,
+                "timestamp": max(now or utcnow(), utcnow()),
+                "source": "shipboard",
+                "metadata_": metadata,
+            }
+        ],
+    )
+
+
+def _require(
+    session: Session, deployment_id: uuid.UUID, *, for_update: bool = False
+) -> DeploymentConfig:
+    deployment = (
+        repository.get_for_update(session, deployment_id)
+        if for_update
+        else repository.get(session, deployment_id)
+    )
     if deployment is None:
         raise NotFound(f"deployment {deployment_id} does not exist")
     return deployment
+
+
+def _require_run(session: Session, deployment_id: uuid.UUID) -> DeploymentRun:
+    run = repository.get_run(session, deployment_id)
+    if run is None:
+        raise Conflict("this deployment was not created through Shipboard's API")
+    return run

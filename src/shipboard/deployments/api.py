@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from shipboard.auth.deps import AnyUser, Audit, DbSession, DeployerOrAdmin, require_role
+from shipboard.auth.schemas import Principal
+from shipboard.core.problems import Problem
+from shipboard.db.engine import transaction
+from shipboard.deployments import service, stream
+from shipboard.deployments.schemas import (
+    Accepted,
+    DeploymentCreate,
+    DeploymentDetail,
+    DeploymentFilter,
+    DeploymentLogPage,
+    DeploymentPage,
+    LogBatch,
+    LogFilter,
+    StatusUpdate,
+)
+
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["deployments"],
+    responses={401: {"model": Problem}, 403: {"model": Problem}},
+)
+Creator = Annotated[Principal, Depends(require_role("deployer", "service", "admin"))]
+Reporter = Annotated[Principal, Depends(require_role("deployer", "service", "admin"))]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem}}
+CHANGE: dict[int | str, dict[str, Any]] = {404: {"model": Problem}, 409: {"model": Problem}}
+
+
+@router.post(
+    "/deployments",
+    status_code=201,
+    response_model=DeploymentDetail,
+    responses={
+        404: {"model": Problem},
+        422: {"model": Problem, "description": "invalid input, or blocked by gates"},
+        429: {"model": Problem, "description": "max_deployment_frequency reached"},
+    },
+)
+def create_deployment(
+    data: DeploymentCreate, db: DbSession, caller: Creator, audit: Audit
+) -> DeploymentDetail:
+    """Create a deployment; it runs through the environment's pipeline, or is reported by you."""
+    return service.create_deployment(db, data=data, caller=caller, audit_context=audit)
+
+
+@router.get("/deployments", response_model=DeploymentPage, responses={422: {"model": Problem}})
+def list_deployments(
+    db: DbSession,
+    _: AnyUser,
+    filters: Annotated[DeploymentFilter, Depends()],
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> DeploymentPage:
+    """Deployments, newest first."""
+    return service.list_deployments(db, filters=filters, cursor=cursor, limit=limit)
+
+
+@router.get("/deployments/{deployment_id}", response_model=DeploymentDetail, responses=NOT_FOUND)
+def get_deployment(deployment_id: uuid.UUID, db: DbSession, _: AnyUser) -> DeploymentDetail:
+    """One deployment with its gate results, analysis (with measured values) and approval."""
+    return service.get_deployment(db, deployment_id=deployment_id)
+
+
+@router.post(
+    "/deployments/{deployment_id}/status", response_model=DeploymentDetail, responses=CHANGE
+)
+def report_status(
+    deployment_id: uuid.UUID, update: StatusUpdate, db: DbSession, caller: Reporter, audit: Audit
+) -> DeploymentDetail:
+    """Advance a reported deployment (triggerer or admin); 409 names the allowed next states."""
+    return service.report_status(
+        db, deployment_id=deployment_id, update=update, caller=caller, audit_context=audit
+    )
+
+
+@router.post(
+    "/deployments/{deployment_id}/cancel", response_model=DeploymentDetail, responses=CHANGE
+)
+def cancel(
+    deployment_id: uuid.UUID, db: DbSession, caller: Reporter, audit: Audit
+) -> DeploymentDetail:
+    """Cancel a pending or running deployment (a running step's processes are killed)."""
+    return service.cancel(db, deployment_id=deployment_id, caller=caller, audit_context=audit)
+
+
+@router.post(
+    "/deployments/{deployment_id}/approve", response_model=DeploymentDetail, responses=CHANGE
+)
+def approve(
+    deployment_id: uuid.UUID, db: DbSession, caller: DeployerOrAdmin, audit: Audit
+) -> DeploymentDetail:
+    """Approve a deployment waiting for approval (not your own)."""
+    return service.approve(db, deployment_id=deployment_id, caller=caller, audit_context=audit)
+
+
+@router.post(
+    "/deployments/{deployment_id}/reject", response_model=DeploymentDetail, responses=CHANGE
+)
+def reject(
+    deployment_id: uuid.UUID, db: DbSession, caller: DeployerOrAdmin, audit: Audit
+) -> DeploymentDetail:
+    """Reject a deployment waiting for approval: it fails without running."""
+    return service.reject(db, deployment_id=deployment_id, caller=caller, audit_context=audit)
+
+
+@router.post(
+    "/deployments/{deployment_id}/rollback",
+    status_code=201,
+    response_model=DeploymentDetail,
+    responses=CHANGE,
+)
+def rollback(
+    deployment_id: uuid.UUID, db: DbSession, caller: DeployerOrAdmin, audit: Audit
+) -> DeploymentDetail:
+    """Redeploy the last version that succeeded before this deployment."""
+    return service.rollback(db, deployment_id=deployment_id, actor=caller.name, audit_context=audit)
+
+
+@router.post(
+    "/environments/{name}/rollback",
+    status_code=201,
+    response_model=DeploymentDetail,
+    responses=CHANGE,
+)
+def rollback_environment(
+    name: str, db: DbSession, caller: DeployerOrAdmin, audit: Audit
+) -> DeploymentDetail:
+    """Roll back the deployment now serving the environment."""
+    return service.rollback_environment(db, name=name, actor=caller.name, audit_context=audit)
+
+
+@router.get(
+    "/deployments/{deployment_id}/logs", response_model=DeploymentLogPage, responses=NOT_FOUND
+)
+def list_logs(
+    deployment_id: uuid.UUID,
+    db: DbSession,
+    _: AnyUser,
+    filters: Annotated[LogFilter, Depends()],
+    cursor: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 500,
+) -> DeploymentLogPage:
+    """Log lines, oldest first; filter by level, source and time."""
+    return service.list_logs(
+        db, deployment_id=deployment_id, filters=filters, cursor=cursor, limit=limit
+    )
+
+
+@router.post(
+    "/deployments/{deployment_id}/logs",
+    status_code=201,
+    response_model=Accepted,
+    responses={**NOT_FOUND, 422: {"model": Problem}},
+)
+def append_logs(
+    deployment_id: uuid.UUID, batch: LogBatch, db: DbSession, caller: Reporter
+) -> Accepted:
+    """Append log lines to a deployment (its triggerer, or an admin); all or nothing."""
+    count = service.add_logs(db, deployment_id=deployment_id, logs=batch.logs, caller=caller)
+    return Accepted(accepted=count)
+
+
+@router.get(
+    "/deployments/{deployment_id}/logs/stream",
+    responses={200: {"content": {"text/event-stream": {}}}, **NOT_FOUND},
+    response_class=StreamingResponse,
+)
+def stream_logs(
+    deployment_id: uuid.UUID, request: Request, db: DbSession, _: AnyUser
+) -> StreamingResponse:
+    """Server-Sent Events: stored lines, then new ones as they come, then an `end` event."""
+    service.get_deployment(db, deployment_id=deployment_id)  # 404 before the stream starts
+    engine = request.app.state.engine
+
+    async def events() -> AsyncIterator[bytes]:
+        cursor: str | None = None
+        idle = 0.0
+        while True:
+            if await request.is_disconnected():
+                return
+
+            def poll(after: str | None = cursor) -> tuple[Any, str | None]:
+                with transaction(engine, write=False) as session:
+                    return stream.poll(session, deployment_id=deployment_id, cursor=after)
+
+            batch, status = await run_in_threadpool(poll)
+            for line in batch.items:
+                yield stream.sse("log", line.model_dump_json())
+            cursor = batch.next_cursor or (
+                stream.cursor_after(batch.items[-1]) if batch.items else cursor
+            )
+            if status is not None and not batch.items:
+                yield stream.sse("end", json.dumps({"status": status}))
+                return
+            if batch.items:
+                idle = 0.0
+                continue
+            idle += stream.POLL_S
+            if idle >= stream.KEEPALIVE_S:
+                idle = 0.0
+                yield b": keep-alive\n\n"
+            await asyncio.sleep(stream.POLL_S)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

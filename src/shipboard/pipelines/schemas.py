@@ -1,0 +1,71 @@
+"""The shape of an environment's ``config.pipeline``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shipboard.core.types import HttpUrlStr, MetricName
+
+Stage = Literal["build", "deploy", "verify"]
+STAGE_ORDER: dict[str, int] = {"build": 0, "deploy": 1, "verify": 2}
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    stage: Stage
+    run: str = Field(min_length=1, max_length=65536)
+    timeout_s: float = Field(default=600, gt=0, le=86400)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class Healthcheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: HttpUrlStr
+    expect_status: int = Field(default=200, ge=100, le=599)
+    timeout_s: float = Field(default=5, gt=0, le=300)
+    retries: int = Field(default=3, ge=0, le=100)
+    interval_s: float = Field(default=2, ge=0, le=600)
+
+
+class WatchCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    kind: Literal["threshold", "compare"] = "threshold"
+    metric: MetricName
+    aggregate: Literal["avg", "min", "max", "sum", "count"] = "avg"
+    op: Literal[">", ">=", "<", "<=", "==", "!="] = ">"
+    value: float | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    direction: Literal["increase", "decrease"] = "increase"
+    min_effect: float = Field(default=0.1, ge=0, description="Relative change that counts")
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+
+
+class Watch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    window_s: float = Field(gt=0, le=86400)
+    interval_s: float = Field(default=60, gt=0, le=3600)
+    failure_limit: int = Field(default=0, ge=0)
+    checks: list[WatchCheck] = Field(default_factory=list)
+
+
+class Pipeline(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[Step] = Field(min_length=1)
+    healthcheck: Healthcheck | None = None
+    watch: Watch | None = None
+
+    @model_validator(mode="after")
+    def _stages_in_order(self) -> Pipeline:
+        ranks = [STAGE_ORDER[s.stage] for s in self.steps]
+        if ranks != sorted(ranks):
+            raise ValueError("steps must be ordered build, then deploy, then verify")
+        return self

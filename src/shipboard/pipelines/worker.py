@@ -1,0 +1,429 @@
+"""The worker: claims deployments, runs their pipelines, holds a lease while it does.
+
+Many workers may run against one PostgreSQL; each deployment is claimed once (advisory lock per
+environment + ``FOR UPDATE SKIP LOCKED``). A deployment whose lease lapses in building or
+deploying is failed as "worker lost" and never re-run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy.engine import Engine
+
+from shipboard.core.crypto import Keyring
+from shipboard.core.errors import ShipboardError
+from shipboard.core.time import utcnow
+from shipboard.db.engine import system_transaction
+from shipboard.deployments import repository as deployments_repo
+from shipboard.deployments import service as deployments
+from shipboard.deployments.models import DeploymentConfig
+from shipboard.environments.service import decrypted_secrets
+from shipboard.pipelines import repository
+from shipboard.pipelines.runner import mask, run_step
+from shipboard.pipelines.schemas import Healthcheck, Pipeline, Step
+
+log = structlog.get_logger("shipboard.worker")
+MICROSECOND = timedelta(microseconds=1)
+
+
+class StageFailed(Exception):
+    def __init__(self, message: str, *, verification: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.verification = verification
+
+
+class Interrupted(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Job:
+    deployment_id: uuid.UUID
+    environment: str
+    version: str
+    commit_sha: str
+    pipeline: Pipeline
+    secrets: dict[str, str]
+    last_log: datetime = field(default_factory=utcnow)
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: Engine,
+        keyring: Keyring,
+        *,
+        worker_id: str | None = None,
+        lease_s: float = 30.0,
+        poll_s: float = 0.5,
+    ) -> None:
+        self.engine = engine
+        self.keyring = keyring
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("worker_started", worker=self.worker_id)
+        while not stop.is_set():
+            try:
+                busy = self.step()
+            except Exception:
+                log.exception("worker_step_failed", worker=self.worker_id)
+                busy = False
+            if not busy:
+                stop.wait(self.poll_s)
+        log.info("worker_stopped", worker=self.worker_id)
+
+    def step(self) -> bool:
+        """Reap lost leases, then claim and run one deployment. True if one ran."""
+        self.reap()
+        job = self.claim()
+        if job is None:
+            return False
+        self.execute(job)
+        return True
+
+    # --- claiming and reaping ---------------------------------------------------------------
+
+    def claim(self) -> Job | None:
+        with system_transaction(self.engine) as session:
+            busy = repository.busy_environments(session)
+            for environment in repository.pending_environments(session):
+                if environment in busy or not repository.try_lock_environment(session, environment):
+                    continue
+                # Re-read under the lock: another worker may have claimed and committed.
+                if environment in repository.busy_environments(session):
+                    continue
+                head = repository.queue_head(session, environment)
+                if head is None:
+                    continue
+                deployment, run = head
+                if run.needs_approval and run.approved_by is None:
+                    continue  # the queue waits behind it: nothing jumps an unapproved deployment
+                now = utcnow()
+                run.lease_owner = self.worker_id
+                run.lease_expires_at = now + timedelta(seconds=self.lease_s)
+                run.started_at = now
+                deployments.transition(
+                    session, deployment, "building", actor=f"worker {self.worker_id}"
+                )
+                assert run.pipeline is not None
+                return Job(
+                    deployment_id=deployment.id,
+                    environment=environment,
+                    version=deployment.version,
+                    commit_sha=deployment.commit_sha,
+                    pipeline=Pipeline.model_validate(run.pipeline),
+                    secrets=decrypted_secrets(session, name=environment, keyring=self.keyring),
+                )
+        return None
+
+    def reap(self) -> int:
+        """Fail deployments whose worker stopped renewing its lease; roll back if enabled."""
+        reaped = 0
+        with system_transaction(self.engine) as session:
+            for deployment, run in repository.expired_leases(session, utcnow()):
+                stage = deployment.status
+                deployments.transition(
+                    session,
+                    deployment,
+                    "failed",
+                    actor="shipboard",
+                    error_message=f"worker lost during {stage}",
+                )
+                run.lease_owner = None
+                reaped += 1
+                log.warning("worker_lost", deployment_id=str(deployment.id), stage=stage)
+                if run.deploy_started_at is not None:
+                    self._auto_rollback(session, deployment, reason="worker lost during deploy")
+        return reaped
+
+    # --- running ----------------------------------------------------------------------------
+
+    def execute(self, job: Job) -> None:
+        bound = log.bind(deployment_id=str(job.deployment_id), environment=job.environment)
+        bound.info("deployment_started", version=job.version)
+        workdir = tempfile.mkdtemp(prefix=f"shipboard-{job.deployment_id}-")
+        times = {"build": 0, "deploy": 0, "verify": 0}
+        try:
+            for stage in ("build", "deploy", "verify"):
+                steps = [s for s in job.pipeline.steps if s.stage == stage]
+                if stage == "deploy":
+                    self._enter_deploying(job)
+                if stage == "verify":
+                    self._mark(job, verify_started=True)
+                    if job.pipeline.healthcheck is not None:
+                        times["verify"] += self._healthcheck(job, job.pipeline.healthcheck)
+                for step in steps:
+                    times[stage] += self._run(job, step, workdir)
+            self._finish(job, "success", times=times)
+            bound.info("deployment_succeeded")
+        except StageFailed as failure:
+            self._finish(job, "failed", times=times, error=failure.message)
+            bound.warning("deployment_failed", error=failure.message)
+            if failure.verification:
+                self._auto_rollback_by_id(job.deployment_id, reason=failure.message)
+        except Interrupted as stop:
+            if stop.reason.startswith("cancelled"):
+                self._finish(job, "failed", times=times, error=stop.reason)
+            bound.warning("deployment_interrupted", reason=stop.reason)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _enter_deploying(self, job: Job) -> None:
+        with system_transaction(self.engine) as session:
+            deployment = self._load(session, job)
+            run = deployments_repo.get_run(session, job.deployment_id)
+            assert run is not None
+            run.deploy_started_at = utcnow()
+            deployments.transition(session, deployment, "deploying", actor="shipboard")
+
+    def _mark(self, job: Job, *, verify_started: bool) -> None:
+        with system_transaction(self.engine) as session:
+            run = deployments_repo.get_run(session, job.deployment_id)
+            assert run is not None
+            if verify_started:
+                run.verify_started_at = utcnow()
+            self._append(session, job, [("info", "verification started", "verify")])
+
+    def _run(self, job: Job, step: Step, workdir: str) -> int:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "HOME": workdir,
+            "TMPDIR": workdir,
+            **step.env,
+            **job.secrets,
+            "SHIPBOARD_ENVIRONMENT": job.environment,
+            "SHIPBOARD_VERSION": job.version,
+            "SHIPBOARD_COMMIT_SHA": job.commit_sha,
+            "SHIPBOARD_DEPLOYMENT_ID": str(job.deployment_id),
+        }
+        secrets = sorted({v for v in job.secrets.values() if v}, key=len, reverse=True)
+        self._log(job, "info", f"step {step.name!r} ({step.stage}) started", "shipboard")
+
+        def on_lines(batch: list[tuple[str, str]]) -> None:
+            with system_transaction(self.engine) as session:
+                self._append(
+                    session,
+                    job,
+                    [
+                        ("info" if stream == "stdout" else "warn", mask(line, secrets), step.stage)
+                        for stream, line in batch
+                    ],
+                )
+
+        started = time.monotonic()
+        outcome = run_step(
+            step.run,
+            cwd=workdir,
+            env=env,
+            timeout_s=step.timeout_s,
+            on_lines=on_lines,
+            interrupt=self._interrupt_check(job),
+        )
+        elapsed_ms = round((time.monotonic() - started) * 1000)
+        if outcome.reason == "timeout":
+            raise StageFailed(
+                f"step {step.name!r} ({step.stage}) timed out after {step.timeout_s:g} s",
+                verification=step.stage == "verify",
+            )
+        if outcome.reason is not None:
+            raise Interrupted(outcome.reason)
+        if outcome.exit_code != 0:
+            raise StageFailed(
+                f"step {step.name!r} ({step.stage}) exited with code {outcome.exit_code}",
+                verification=step.stage == "verify",
+            )
+        self._log(job, "info", f"step {step.name!r} finished in {elapsed_ms} ms", "shipboard")
+        return elapsed_ms
+
+    def _interrupt_check(self, job: Job) -> Callable[[], str | None]:
+        next_renewal = 0.0
+
+        def check() -> str | None:
+            nonlocal next_renewal
+            if time.monotonic() < next_renewal:
+                return None
+            next_renewal = time.monotonic() + min(1.0, self.lease_s / 3)
+            with system_transaction(self.engine) as session:
+                ours, cancelled_by = repository.renew_lease(
+                    session,
+                    job.deployment_id,
+                    self.worker_id,
+                    utcnow() + timedelta(seconds=self.lease_s),
+                )
+            if not ours:
+                return "lost lease"
+            return f"cancelled by {cancelled_by}" if cancelled_by else None
+
+        return check
+
+    def _healthcheck(self, job: Job, check: Healthcheck) -> int:
+        started = time.monotonic()
+        attempts: list[dict[str, Any]] = []
+        interrupt = self._interrupt_check(job)
+        for attempt in range(check.retries + 1):
+            if attempt:
+                time.sleep(check.interval_s)
+            reason = interrupt()
+            if reason is not None:
+                raise Interrupted(reason)
+            try:
+                response = httpx.get(check.url, timeout=check.timeout_s, follow_redirects=False)
+                result: dict[str, Any] = {"status": response.status_code}
+            except httpx.HTTPError as exc:
+                result = {"error": type(exc).__name__}
+            attempts.append(result)
+            ok = result.get("status") == check.expect_status
+            self._log(
+                job,
+                "info" if ok else "warn",
+                f"healthcheck {check.url} attempt {attempt + 1}: "
+                + (f"HTTP {result['status']}" if "status" in result else result["error"]),
+                "verify",
+            )
+            if ok:
+                break
+        elapsed_ms = round((time.monotonic() - started) * 1000)
+        passed = attempts[-1].get("status") == check.expect_status
+        last = attempts[-1]
+        got = f"HTTP {last['status']}" if "status" in last else last["error"]
+        analysis = {
+            "check": "healthcheck",
+            "url": check.url,
+            "expected_status": check.expect_status,
+            "attempts": attempts,
+            "result": "Successful" if passed else "Failed",
+            "reason": f"HTTP {check.expect_status} on attempt {len(attempts)}"
+            if passed
+            else f"expected HTTP {check.expect_status}, got {got} after {len(attempts)} attempt(s)",
+            "elapsed_ms": elapsed_ms,
+        }
+        self._record_analysis(job, analysis)
+        if not passed:
+            raise StageFailed(
+                f"healthcheck {check.url} failed: {analysis['reason']}", verification=True
+            )
+        return elapsed_ms
+
+    def _record_analysis(self, job: Job, entry: dict[str, Any]) -> None:
+        with system_transaction(self.engine) as session:
+            run = deployments_repo.get_run(session, job.deployment_id)
+            assert run is not None
+            run.analysis = [*(run.analysis or []), entry]
+
+    def _finish(
+        self, job: Job, status: str, *, times: dict[str, int], error: str | None = None
+    ) -> None:
+        with system_transaction(self.engine) as session:
+            deployment = self._load(session, job)
+            run = deployments_repo.get_run(session, job.deployment_id)
+            assert run is not None
+            if deployment.status not in ("building", "deploying"):
+                return  # reaped meanwhile: its state is already final
+            deployment.build_time = times["build"]
+            deployment.deploy_time = times["deploy"] if run.deploy_started_at else None
+            run.verify_time = times["verify"] if run.verify_started_at else None
+            run.lease_owner = None
+            run.lease_expires_at = None
+            deployments.transition(
+                session, deployment, status, actor="shipboard", error_message=error
+            )
+
+    def _auto_rollback_by_id(self, deployment_id: uuid.UUID, *, reason: str) -> None:
+        with system_transaction(self.engine) as session:
+            deployment = deployments_repo.get(session, deployment_id)
+            if deployment is not None:
+                self._auto_rollback(session, deployment, reason=reason)
+
+    def _auto_rollback(self, session: Any, deployment: DeploymentConfig, *, reason: str) -> None:
+        environment = deployments_repo.lock_environment(session, deployment.environment)
+        if environment is None or not (environment.features or {}).get("auto_rollback"):
+            return
+        if deployment.rollback_from is not None:
+            # Rolling back a failed rollback would loop; the failure is reported loudly instead.
+            return
+        try:
+            deployments.rollback(
+                session,
+                deployment_id=deployment.id,
+                actor="shipboard",
+                audit_context=None,
+                automatic=True,
+            )
+        except ShipboardError as exc:  # e.g. nothing to roll back to: say so, go on
+            self._log_in(session, deployment.id, "error", f"automatic rollback not possible: {exc}")
+            return
+        log.warning("auto_rollback", deployment_id=str(deployment.id), reason=reason)
+
+    # --- logs -------------------------------------------------------------------------------
+
+    def _load(self, session: Any, job: Job) -> DeploymentConfig:
+        deployment = deployments_repo.get_for_update(session, job.deployment_id)
+        assert deployment is not None
+        return deployment
+
+    def _log(self, job: Job, level: str, message: str, source: str) -> None:
+        with system_transaction(self.engine) as session:
+            self._append(session, job, [(level, message, source)])
+
+    def _log_in(self, session: Any, deployment_id: uuid.UUID, level: str, message: str) -> None:
+        deployments_repo.add_logs(
+            session,
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "deployment_id": deployment_id,
+                    "level": level,
+                    "message": message,
+                    "timestamp": utcnow(),
+                    "source": "shipboard",
+                    "metadata_": None,
+                }
+            ],
+        )
+
+    def _append(self, session: Any, job: Job, lines: list[tuple[str, str, str]]) -> None:
+        # Strictly increasing times keep lines in the order they were produced.
+        rows = []
+        for level, message, source in lines:
+            job.last_log = max(utcnow(), job.last_log + MICROSECOND)
+            rows.append(
+                {
+                    "id": uuid.uuid4(),
+                    "deployment_id": job.deployment_id,
+                    "level": level,
+                    "message": message,
+                    "timestamp": job.last_log,
+                    "source": source,
+                    "metadata_": None,
+                }
+            )
+        deployments_repo.add_logs(session, rows)
+
+
+def start_in_thread(worker: Worker) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), name="shipboard-worker", daemon=True)
+    thread.start()
+    return thread, stop
