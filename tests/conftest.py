@@ -40,6 +40,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 DATA_TABLES = (
     "audit_events",
+    "deployment_runs",
     "deployment_logs",
     "performance_metrics",
     "security_findings",
@@ -269,3 +270,27 @@ def make_user(engine: Engine) -> Callable[[str, str], str]:
             return auth.create_user(session, data=data, audit_context=SYSTEM).token
 
     return _make
+
+
+@pytest.fixture
+def worker(server: LiveServer, engine: Engine) -> Iterator[Any]:
+    """A pipeline worker thread against the test database, stopped after the test."""
+    from shipboard.pipelines.worker import Worker, start_in_thread
+
+    instance = Worker(engine, server.app.state.keyring, poll_s=0.05, lease_s=3)
+    thread, stop = start_in_thread(instance)
+    yield instance
+    stop.set()
+    thread.join(timeout=30)
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 20, interval: float = 0.05) -> Any:
+    """Poll until ``predicate`` returns something truthy; fail with its last value otherwise."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last value: {value!r})")
+        time.sleep(interval)
+        value = predicate()
+    return value

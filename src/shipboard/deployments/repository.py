@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard.core.pagination import Page
+from shipboard.db.engine import is_postgres
 from shipboard.db.keyset import keyset_page
 from shipboard.deployments.models import DeploymentConfig, DeploymentLog, DeploymentRun
 from shipboard.deployments.schemas import DeploymentFilter, LogFilter
@@ -37,16 +38,27 @@ def get_run(session: Session, deployment_id: uuid.UUID) -> DeploymentRun | None:
     return session.get(DeploymentRun, deployment_id)
 
 
+def _advisory_lock(session: Session, key: str) -> None:
+    # Advisory, not row, locks: under row-level security a caller may not be allowed to
+    # SELECT ... FOR UPDATE a row it may still act on through the service. SQLite's write
+    # transactions are serialized already.
+    if is_postgres(session):
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
+
+
 def get_for_update(session: Session, deployment_id: uuid.UUID) -> DeploymentConfig | None:
-    return session.scalar(
-        sa.select(DeploymentConfig).where(DeploymentConfig.id == deployment_id).with_for_update()
-    )
+    """The deployment, with its changes serialized until this transaction ends."""
+    _advisory_lock(session, f"shipboard-deployment:{deployment_id}")
+    deployment = session.get(DeploymentConfig, deployment_id)
+    if deployment is not None:
+        session.refresh(deployment)
+    return deployment
 
 
 def lock_environment(session: Session, name: str) -> Environment | None:
-    """Serialize deployment creation per environment (PostgreSQL row lock; SQLite's write
-    transactions are serialized already)."""
-    return session.scalar(sa.select(Environment).where(Environment.name == name).with_for_update())
+    """The environment, with deployment creation in it serialized until this transaction ends."""
+    _advisory_lock(session, f"shipboard-environment:{name}")
+    return session.get(Environment, name)
 
 
 def page(
@@ -147,15 +159,20 @@ def threshold_regressions(session: Session, environment: str, version: str) -> l
 
 
 def last_success_before(
-    session: Session, environment: str, created_at: datetime, exclude: uuid.UUID
+    session: Session, environment: str, created_at: datetime, other_than: DeploymentConfig
 ) -> DeploymentConfig | None:
+    """The newest success before ``created_at`` of a different version than ``other_than``."""
     return session.scalar(
         sa.select(DeploymentConfig)
         .where(
             DeploymentConfig.environment == environment,
             DeploymentConfig.status == "success",
             DeploymentConfig.created_at < created_at,
-            DeploymentConfig.id != exclude,
+            DeploymentConfig.id != other_than.id,
+            sa.or_(
+                DeploymentConfig.version != other_than.version,
+                DeploymentConfig.commit_sha != other_than.commit_sha,
+            ),
         )
         .order_by(DeploymentConfig.created_at.desc(), DeploymentConfig.id.desc())
         .limit(1)

@@ -23,6 +23,7 @@ from shipboard.core.errors import (
 )
 from shipboard.core.pagination import clamp_limit
 from shipboard.core.time import utcnow
+from shipboard.db.engine import act_as_system
 from shipboard.deployments import gates, repository, state
 from shipboard.deployments.models import DeploymentConfig, DeploymentLog, DeploymentRun
 from shipboard.deployments.schemas import (
@@ -345,6 +346,7 @@ def _finish_rollback(
     original = repository.get(session, rollback.rollback_from)
     if original is None:
         return
+    act_as_system(session)
     if succeeded:
         original_run = repository.get_run(session, original.id)
         deploy_ran = original_run is None or original_run.deploy_started_at is not None
@@ -402,6 +404,7 @@ def reject(
         raise Conflict("only a pending deployment waiting for approval can be rejected")
     if caller.name == deployment.triggered_by:
         raise Forbidden("you triggered this deployment; cancel it instead")
+    act_as_system(session)
     transition(
         session, deployment, "failed", actor=caller.name, error_message=f"rejected by {caller.name}"
     )
@@ -421,12 +424,8 @@ def cancel(
     """Cancel a pending or running deployment; a running step's process group is killed."""
     deployment = _require(session, deployment_id, for_update=True)
     run = repository.get_run(session, deployment_id)
-    if (
-        caller.role != "admin"
-        and caller.name != deployment.triggered_by
-        and caller.role != "deployer"
-    ):
-        raise Forbidden("you may not cancel this deployment")
+    if caller.role != "admin" and caller.name != deployment.triggered_by:
+        raise Forbidden("only the deployment's triggerer or an admin may cancel it")
     if deployment.status in state.TERMINAL:
         raise Conflict(f"the deployment is already {deployment.status}")
     reason = f"cancelled by {caller.name}"
@@ -466,7 +465,7 @@ def rollback(
         )
     assert original.created_at is not None
     target = repository.last_success_before(
-        session, original.environment, original.created_at, exclude=original.id
+        session, original.environment, original.created_at, other_than=original
     )
     if target is None:
         raise Conflict(f"no successful deployment of {original.environment} before this one")
