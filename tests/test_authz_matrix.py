@@ -14,6 +14,9 @@ ROLES = ("viewer", "deployer", "service", "admin")
 EVERYONE = "public"
 ALL_USERS = frozenset(ROLES)
 ADMIN = frozenset({"admin"})
+DEPLOYERS = frozenset({"deployer", "admin"})
+# Deployers create deployments; CI pipelines (service) report the ones they run themselves.
+CREATORS = frozenset({"deployer", "service", "admin"})
 
 MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/healthz"): EVERYONE,
@@ -28,15 +31,42 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("PUT", "/api/v1/environments/{name}/secrets/{key}"): ADMIN,
     ("DELETE", "/api/v1/environments/{name}/secrets/{key}"): ADMIN,
     ("GET", "/api/v1/audit"): ADMIN,
+    ("POST", "/api/v1/deployments"): CREATORS,
+    ("GET", "/api/v1/deployments"): ALL_USERS,
+    ("GET", "/api/v1/deployments/{deployment_id}"): ALL_USERS,
+    ("POST", "/api/v1/deployments/{deployment_id}/status"): CREATORS,
+    ("POST", "/api/v1/deployments/{deployment_id}/cancel"): CREATORS,
+    ("POST", "/api/v1/deployments/{deployment_id}/approve"): DEPLOYERS,
+    ("POST", "/api/v1/deployments/{deployment_id}/reject"): DEPLOYERS,
+    ("POST", "/api/v1/deployments/{deployment_id}/rollback"): DEPLOYERS,
+    ("POST", "/api/v1/environments/{name}/rollback"): DEPLOYERS,
+    ("GET", "/api/v1/deployments/{deployment_id}/logs"): ALL_USERS,
+    ("POST", "/api/v1/deployments/{deployment_id}/logs"): CREATORS,
+    ("GET", "/api/v1/deployments/{deployment_id}/logs/stream"): ALL_USERS,
 }
 
-PATH_VALUES = {"{name}": "staging", "{flag}": "matrix_flag", "{key}": "MATRIX_KEY"}
+# A deployment id that does not exist: allowed callers get 404 (not 401/403), which is the point.
+PATH_VALUES = {
+    "{name}": "staging",
+    "{flag}": "matrix_flag",
+    "{key}": "MATRIX_KEY",
+    "{deployment_id}": "00000000-0000-4000-8000-000000000000",
+}
 
 BODIES = {
     ("PATCH", "/api/v1/environments/{name}"): {"features": {"matrix": True}},
     ("PUT", "/api/v1/environments/{name}/features/{flag}"): {"enabled": True},
     ("PUT", "/api/v1/environments/{name}/secrets/{key}"): {"value": "matrix-value"},
     ("PUT", "/api/v1/environments/{name}"): {"domain": "staging.example", "config": {}},
+    ("POST", "/api/v1/deployments"): {
+        "environment": "development",
+        "version": "1.0.0",
+        "commit_sha": "abcdef1",
+    },
+    ("POST", "/api/v1/deployments/{deployment_id}/status"): {"status": "building"},
+    ("POST", "/api/v1/deployments/{deployment_id}/logs"): {
+        "logs": [{"level": "info", "message": "m", "source": "s"}]
+    },
 }
 
 

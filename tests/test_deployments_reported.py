@@ -228,7 +228,7 @@ def test_manual_rollback_of_a_reported_deployment(clients: Clients) -> None:
         assert original["status"] == "rolled_back"
         # Nothing succeeded before the first one: nothing to roll back to.
         assert_problem(client.post(f"/api/v1/deployments/{ids[0]}/rollback"), 409)
-        # The environment route rolls back what serves now (the rollback, 1.0.0): again nothing before.
+        # What serves now is the rollback (1.0.0); before it, only 1.0.0 again: nothing to go to.
         again = client.post("/api/v1/environments/development/rollback")
         assert_problem(again, 409)
 

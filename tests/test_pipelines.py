@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
-from tests.conftest import Clients, Database, LiveServer, _free_port, wait_for
+from tests.conftest import Clients, Database, _free_port, wait_for
 from tests.test_api import assert_problem
 
 TERMINAL = ("success", "failed", "rolled_back")
@@ -69,7 +69,7 @@ class Health:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 current = state_file.read_text().strip() if state_file.exists() else ""
                 outer.hits += 1
                 self.send_response(503 if current == bad_version else 200)
@@ -279,7 +279,8 @@ def test_queue_runs_one_at_a_time_in_creation_order(
                 (
                     "ship",
                     "deploy",
-                    f"echo start $SHIPBOARD_VERSION >> {trace}; sleep 0.3; echo end $SHIPBOARD_VERSION >> {trace}",
+                    f"echo start $SHIPBOARD_VERSION >> {trace}; sleep 0.3; "
+                    f"echo end $SHIPBOARD_VERSION >> {trace}",
                 )
             ),
         )
