@@ -124,6 +124,102 @@ def bench_ingest(url: str, backend: str, n: int, repeats: int) -> list[dict[str,
     ]
 
 
+def bench_deployment_overhead(url: str, backend: str, runs: int) -> list[dict[str, Any]]:
+    """POST /deployments -> success for a three-step pipeline of `true`, through a real server
+    and the in-process worker with default settings, against the same three commands run with
+    /bin/sh -c directly."""
+    import subprocess
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from shipboard.app import create_app
+    from shipboard.audit.service import AuditContext
+    from shipboard.auth.schemas import UserCreate
+    from shipboard.auth.service import create_user
+    from shipboard.config import Settings
+    from shipboard.pipelines.worker import Worker, start_in_thread
+
+    migrate.upgrade(url)
+    engine = create_db_engine(url)
+    with system_transaction(engine) as s:
+        seed_environments(s)
+        token = create_user(
+            s,
+            data=UserCreate(name=f"bench-{uuid.uuid4().hex[:6]}", role="admin"),
+            audit_context=AuditContext(actor="bench"),
+        ).token
+    with tempfile.TemporaryDirectory() as home:
+        app = create_app(
+            Settings(database_url=url, home=Path(home), log_level="warning"), engine=engine
+        )
+        worker = Worker(engine, app.state.keyring)
+        app.state.wake_worker = worker.wake.set
+        _, stop = start_in_thread(worker)
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.01)
+        client = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
+        )
+        steps = [
+            {"name": f"s{i}", "stage": stage, "run": "true"}
+            for i, stage in enumerate(("build", "deploy", "verify"))
+        ]
+        client.patch(
+            "/api/v1/environments/development", json={"config": {"pipeline": {"steps": steps}}}
+        )
+        durations = []
+        for i in range(runs):
+            started = time.perf_counter()
+            did = client.post(
+                "/api/v1/deployments",
+                json={"environment": "development", "version": f"1.0.{i}", "commit_sha": "abcdef1"},
+            ).json()["id"]
+            while client.get(f"/api/v1/deployments/{did}").json()["status"] not in (
+                "success",
+                "failed",
+            ):
+                time.sleep(0.002)
+            durations.append(time.perf_counter() - started)
+        client.close()
+        server.should_exit = True
+        thread.join(timeout=10)
+        stop.set()
+    engine.dispose()
+
+    baseline = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        for _ in range(3):
+            subprocess.run(["/bin/sh", "-c", "true"], check=True)
+        baseline.append(time.perf_counter() - started)
+    value_ms = statistics.median(durations) * 1000
+    base_ms = statistics.median(baseline) * 1000
+    return [
+        {
+            "name": "deployment POST->success (3 steps)",
+            "backend": backend,
+            "value": round(value_ms, 1),
+            "unit": "ms",
+            "baseline": round(base_ms, 1),
+            "ratio": round(value_ms / base_ms, 2),
+            "target": "overhead (value - baseline) < 300 ms on SQLite",
+            "overhead_ms": round(value_ms - base_ms, 1),
+        }
+    ]
+
+
 def _pg_database() -> tuple[str, Callable[[], None]] | None:
     try:
         admin = create_db_engine(PG_URL, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
@@ -148,10 +244,13 @@ def main() -> int:
     args = parser.parse_args()
     n, repeats = (2_000, 3) if args.quick else (10_000, 5)
 
+    runs = 5 if args.quick else 20
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         print(f"sqlite: ingest of {n} points x {repeats}", file=sys.stderr)
         results += bench_ingest(f"sqlite:///{tmp}/bench.db", "sqlite", n, repeats)
+        print(f"sqlite: {runs} deployments", file=sys.stderr)
+        results += bench_deployment_overhead(f"sqlite:///{tmp}/deploy.db", "sqlite", runs)
     pg = _pg_database()
     if pg is None:
         print(f"postgres: skipped, no server at {PG_URL}", file=sys.stderr)
@@ -160,9 +259,12 @@ def main() -> int:
         try:
             print(f"postgres: ingest of {n} points x {repeats}", file=sys.stderr)
             results += bench_ingest(url, "postgres", n, repeats)
+            print(f"postgres: {runs} deployments", file=sys.stderr)
+            results += bench_deployment_overhead(url, "postgres", runs)
         finally:
             drop()
 
+    sys.stderr.flush()
     header = f"{'figure':36} {'backend':9} {'value':>12} {'baseline':>12} {'ratio':>7}  unit"
     print(header)
     print("-" * len(header))
@@ -170,6 +272,7 @@ def main() -> int:
         print(
             f"{r['name']:36} {r['backend']:9} {r['value']:>12} {r['baseline']:>12} "
             f"{r['ratio']:>7.3f}  {r['unit']}"
+            + (f"  (overhead {r['overhead_ms']} ms)" if "overhead_ms" in r else "")
         )
     Path(__file__).with_name("results.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0

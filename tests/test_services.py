@@ -9,10 +9,16 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from shipboard.auth.schemas import Principal
 from shipboard.core.errors import InvalidInput, NotFound
 from shipboard.db.engine import transaction
 from shipboard.deployments import service as deployments
-from shipboard.deployments.schemas import DeploymentCreate, DeploymentFilter, DeploymentLogCreate
+from shipboard.deployments.schemas import (
+    DeploymentCreate,
+    DeploymentFilter,
+    DeploymentLogCreate,
+    LogFilter,
+)
 from shipboard.environments import service as environments
 from shipboard.monitoring import service as monitoring
 from shipboard.monitoring.schemas import MonitoringMetricCreate, MonitoringMetricFilter
@@ -25,6 +31,13 @@ from shipboard.security.schemas import (
     SecurityScanCreate,
     SecurityScanFilter,
 )
+from tests.conftest import SYSTEM
+
+BUILD = LogFilter(source="build")
+
+
+def _as(name: str) -> Principal:
+    return Principal(user_id=uuid.uuid4(), name=name, role="deployer")
 
 
 def test_seed_is_idempotent_and_uses_spec_domains(engine: Engine) -> None:
@@ -52,7 +65,8 @@ def test_deployments_page_newest_first_without_gaps_or_repeats(engine: Engine) -
                 data=DeploymentCreate(
                     environment="staging", version=f"1.0.{i}", commit_sha=f"{i:07x}"
                 ),
-                triggered_by="alice" if i % 2 else "bob",
+                caller=_as("alice" if i % 2 else "bob"),
+                audit_context=SYSTEM,
             )
             created.append(d.id)
     seen: list[uuid.UUID] = []
@@ -74,12 +88,14 @@ def test_deployment_filters(engine: Engine) -> None:
         a = deployments.create_deployment(
             s,
             data=DeploymentCreate(environment="staging", version="1", commit_sha="aaaaaaa"),
-            triggered_by="alice",
+            caller=_as("alice"),
+            audit_context=SYSTEM,
         )
         deployments.create_deployment(
             s,
-            data=DeploymentCreate(environment="production", version="1", commit_sha="bbbbbbb"),
-            triggered_by="bob",
+            data=DeploymentCreate(environment="development", version="1", commit_sha="bbbbbbb"),
+            caller=_as("bob"),
+            audit_context=SYSTEM,
         )
     with transaction(engine, write=False) as s:
         by_env = deployments.list_deployments(s, filters=DeploymentFilter(environment="staging"))
@@ -106,7 +122,8 @@ def test_deployment_in_unknown_environment_changes_nothing(engine: Engine) -> No
         deployments.create_deployment(
             s,
             data=DeploymentCreate(environment="development", version="1", commit_sha="aaaaaaa"),
-            triggered_by="x",
+            caller=_as("x"),
+            audit_context=SYSTEM,
         )
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM deployment_configs")).scalar() == 0
@@ -117,7 +134,8 @@ def test_logs_append_in_order_and_page_oldest_first(engine: Engine) -> None:
         d = deployments.create_deployment(
             s,
             data=DeploymentCreate(environment="staging", version="1", commit_sha="abcdef0"),
-            triggered_by="x",
+            caller=_as("x"),
+            audit_context=SYSTEM,
         )
         base = datetime.now(UTC)
         count = deployments.add_logs(
@@ -136,8 +154,10 @@ def test_logs_append_in_order_and_page_oldest_first(engine: Engine) -> None:
         )
     assert count == 5
     with transaction(engine, write=False) as s:
-        first = deployments.list_logs(s, deployment_id=d.id, limit=3)
-        rest = deployments.list_logs(s, deployment_id=d.id, cursor=first.next_cursor, limit=3)
+        first = deployments.list_logs(s, deployment_id=d.id, filters=BUILD, limit=3)
+        rest = deployments.list_logs(
+            s, deployment_id=d.id, filters=BUILD, cursor=first.next_cursor, limit=3
+        )
     assert [log.message for log in first.items + rest.items] == [f"line {i}" for i in range(5)]
     assert rest.next_cursor is None
     assert first.items[2].metadata == {"i": 2}

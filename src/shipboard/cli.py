@@ -89,7 +89,9 @@ def serve(
     if worker:
         from shipboard.pipelines.worker import Worker, start_in_thread
 
-        _, stop = start_in_thread(Worker(engine, application.state.keyring))
+        pipeline_worker = Worker(engine, application.state.keyring)
+        application.state.wake_worker = pipeline_worker.wake.set
+        _, stop = start_in_thread(pipeline_worker)
         err.print("pipeline worker: in-process")
     try:
         uvicorn.run(application, host=host, port=port, log_level="warning")

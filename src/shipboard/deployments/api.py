@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -49,10 +49,24 @@ CHANGE: dict[int | str, dict[str, Any]] = {404: {"model": Problem}, 409: {"model
     },
 )
 def create_deployment(
-    data: DeploymentCreate, db: DbSession, caller: Creator, audit: Audit
+    data: DeploymentCreate,
+    db: DbSession,
+    caller: Creator,
+    audit: Audit,
+    request: Request,
+    background: BackgroundTasks,
 ) -> DeploymentDetail:
     """Create a deployment; it runs through the environment's pipeline, or is reported by you."""
-    return service.create_deployment(db, data=data, caller=caller, audit_context=audit)
+    detail = service.create_deployment(db, data=data, caller=caller, audit_context=audit)
+    _wake_worker(request, background)
+    return detail
+
+
+def _wake_worker(request: Request, background: BackgroundTasks) -> None:
+    # Background tasks run after the response, so after the commit: the worker finds the row.
+    wake = getattr(request.app.state, "wake_worker", None)
+    if wake is not None:
+        background.add_task(wake)
 
 
 @router.get("/deployments", response_model=DeploymentPage, responses={422: {"model": Problem}})
@@ -135,10 +149,17 @@ def rollback(
     responses=CHANGE,
 )
 def rollback_environment(
-    name: str, db: DbSession, caller: DeployerOrAdmin, audit: Audit
+    name: str,
+    db: DbSession,
+    caller: DeployerOrAdmin,
+    audit: Audit,
+    request: Request,
+    background: BackgroundTasks,
 ) -> DeploymentDetail:
     """Roll back the deployment now serving the environment."""
-    return service.rollback_environment(db, name=name, actor=caller.name, audit_context=audit)
+    detail = service.rollback_environment(db, name=name, actor=caller.name, audit_context=audit)
+    _wake_worker(request, background)
+    return detail
 
 
 @router.get(

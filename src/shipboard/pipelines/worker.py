@@ -78,6 +78,9 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_s = lease_s
         self.poll_s = poll_s
+        # Set by the API in the same process when it commits new work, so an idle worker
+        # starts at once instead of at its next poll.
+        self.wake = threading.Event()
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -90,7 +93,8 @@ class Worker:
                 log.exception("worker_step_failed", worker=self.worker_id)
                 busy = False
             if not busy:
-                stop.wait(self.poll_s)
+                self.wake.wait(self.poll_s)
+                self.wake.clear()
         log.info("worker_stopped", worker=self.worker_id)
 
     def step(self) -> bool:
@@ -423,7 +427,19 @@ class Worker:
 
 
 def start_in_thread(worker: Worker) -> tuple[threading.Thread, threading.Event]:
-    stop = threading.Event()
+    stop = _LinkedStop(worker.wake)
     thread = threading.Thread(target=worker.run, args=(stop,), name="shipboard-worker", daemon=True)
     thread.start()
     return thread, stop
+
+
+class _LinkedStop(threading.Event):
+    """A stop event that also wakes the worker, so stopping does not wait for a poll."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def set(self) -> None:
+        super().set()
+        self._wake.set()
