@@ -157,3 +157,65 @@ def test_cli_token_and_user_changes_are_audited(clients: Clients, db: Database) 
             if e["actor"].startswith("cli:")
         }
     assert {"user.create", "token.create", "token.revoke", "user.disable"} <= actions
+
+
+def test_each_deployment_route_writes_exactly_one_event(
+    clients: Clients, engine: Engine, make_user: object
+) -> None:
+    approver = make_user("audit-approver", "deployer")  # type: ignore[operator]
+    deploy = {"environment": "development", "version": "1.0.0", "commit_sha": "abcdef1"}
+
+    def one_event(action: str, call: object) -> dict[str, object]:
+        before = _count(engine)
+        response = call()  # type: ignore[operator]
+        assert response.status_code in (200, 201), response.text
+        assert _count(engine) == before + 1, action
+        with clients.as_role("admin") as admin:
+            (event,) = admin.get("/api/v1/audit", params={"action": action, "limit": 1}).json()[
+                "items"
+            ]
+        return dict(event)
+
+    with clients.as_role("deployer") as client:
+        first = one_event(
+            "deployment.create", lambda: client.post("/api/v1/deployments", json=deploy)
+        )
+        did = first["target_id"]
+        for status in ("building", "deploying", "success"):
+            one_event(
+                "deployment.status",
+                lambda s=status: client.post(
+                    f"/api/v1/deployments/{did}/status", json={"status": s}
+                ),
+            )
+        second = client.post("/api/v1/deployments", json={**deploy, "version": "2.0.0"}).json()
+        for status in ("building", "deploying", "success"):
+            client.post(f"/api/v1/deployments/{second['id']}/status", json={"status": status})
+        one_event(
+            "deployment.rollback",
+            lambda: client.post(f"/api/v1/deployments/{second['id']}/rollback"),
+        )
+        third = client.post("/api/v1/deployments", json={**deploy, "version": "3.0.0"}).json()
+        one_event(
+            "deployment.cancel", lambda: client.post(f"/api/v1/deployments/{third['id']}/cancel")
+        )
+    with clients.as_role("admin") as admin:
+        admin.put(
+            "/api/v1/environments/development/features/require_approval", json={"enabled": True}
+        )
+    with clients.as_role("deployer") as client:
+        fourth = client.post("/api/v1/deployments", json={**deploy, "version": "4.0.0"}).json()
+        fifth = client.post("/api/v1/deployments", json={**deploy, "version": "5.0.0"}).json()
+    headers = {"Authorization": f"Bearer {approver}"}
+    base = clients.server.base_url
+    import httpx
+
+    one_event(
+        "deployment.approve",
+        lambda: httpx.post(f"{base}/api/v1/deployments/{fourth['id']}/approve", headers=headers),
+    )
+    event = one_event(
+        "deployment.reject",
+        lambda: httpx.post(f"{base}/api/v1/deployments/{fifth['id']}/reject", headers=headers),
+    )
+    assert event["actor"] == "audit-approver"

@@ -106,7 +106,9 @@ def test_pipeline_success_with_times_ordered_logs_and_masked_secret(
             "staging",
             _steps(
                 ("compile", "build", 'echo "building $SHIPBOARD_VERSION"; sleep 0.2; echo two'),
-                ("leak", "build", 'echo "password is $DB_PASSWORD"; echo oops >&2'),
+                # stdout and stderr are two pipes: lines keep their order within each, and
+                # across them only by arrival, hence the pause.
+                ("leak", "build", 'echo "password is $DB_PASSWORD"; sleep 0.2; echo oops >&2'),
                 (
                     "ship",
                     "deploy",
