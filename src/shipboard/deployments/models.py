@@ -72,7 +72,10 @@ class DeploymentRun(Base):
     reported), its gates and analysis with their numbers, approval, and the worker's lease."""
 
     __tablename__ = "deployment_runs"
-    __table_args__ = (sa.Index("ix_deployment_runs_lease", "lease_expires_at"),)
+    __table_args__ = (
+        sa.Index("ix_deployment_runs_lease", "lease_expires_at"),
+        sa.Index("ix_deployment_runs_watch", "watch_state", "watch_next_at"),
+    )
 
     deployment_id: Mapped[uuid.UUID] = mapped_column(
         GUID, sa.ForeignKey("deployment_configs.id", ondelete="CASCADE"), primary_key=True
@@ -93,3 +96,6 @@ class DeploymentRun(Base):
     lease_owner: Mapped[str | None] = mapped_column(sa.Text)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested_by: Mapped[str | None] = mapped_column(sa.Text)
+    # The post-deploy watch: running / passed / failed / stopped, and when it is next due.
+    watch_state: Mapped[str | None] = mapped_column(sa.Text)
+    watch_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -114,6 +114,9 @@ class DeploymentDetail(DeploymentRead):
     approval: Approval
     verify_time: int | None = None
     cancel_requested_by: str | None = None
+    watch_state: str | None = Field(
+        default=None, description="Post-deploy watch: running, passed, failed or stopped"
+    )
 
 
 class StatusUpdate(BaseModel):

@@ -259,6 +259,7 @@ def _detail(deployment: DeploymentConfig, run: DeploymentRun | None) -> Deployme
         ),
         verify_time=run.verify_time,
         cancel_requested_by=run.cancel_requested_by,
+        watch_state=run.watch_state,
     )
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,3 +38,28 @@ def page(
         cursor=cursor,
         limit=limit,
     )
+
+
+def values(
+    session: Session,
+    *,
+    environment: str,
+    name: str,
+    tags: dict[str, str],
+    since: datetime,
+    until: datetime,
+) -> list[float]:
+    """Values of one metric in [since, until), keeping points whose tags include ``tags``."""
+    rows = session.execute(
+        sa.select(MonitoringMetric.value, MonitoringMetric.tags).where(
+            MonitoringMetric.environment == environment,
+            MonitoringMetric.name == name,
+            MonitoringMetric.timestamp >= since,
+            MonitoringMetric.timestamp < until,
+        )
+    ).all()
+    return [
+        float(value)
+        for value, point_tags in rows
+        if all((point_tags or {}).get(k) == v for k, v in tags.items())
+    ]

@@ -97,3 +97,14 @@ def expired_leases(session: Session, now: datetime) -> list[tuple[DeploymentConf
     if is_postgres(session):
         stmt = stmt.with_for_update(skip_locked=True)
     return [(r[0], r[1]) for r in session.execute(stmt).all()]
+
+
+def due_watches(session: Session, now: datetime) -> list[tuple[DeploymentConfig, DeploymentRun]]:
+    stmt = (
+        sa.select(DeploymentConfig, DeploymentRun)
+        .join(DeploymentRun, DeploymentRun.deployment_id == DeploymentConfig.id)
+        .where(DeploymentRun.watch_state == "running", DeploymentRun.watch_next_at <= now)
+    )
+    if is_postgres(session):
+        stmt = stmt.with_for_update(skip_locked=True)
+    return [(r[0], r[1]) for r in session.execute(stmt).all()]

@@ -31,7 +31,8 @@ from shipboard.deployments import repository as deployments_repo
 from shipboard.deployments import service as deployments
 from shipboard.deployments.models import DeploymentConfig
 from shipboard.environments.service import decrypted_secrets
-from shipboard.pipelines import repository
+from shipboard.monitoring import repository as monitoring_repo
+from shipboard.pipelines import analysis, repository
 from shipboard.pipelines.runner import mask, run_step
 from shipboard.pipelines.schemas import Healthcheck, Pipeline, Step
 
@@ -98,8 +99,10 @@ class Worker:
         log.info("worker_stopped", worker=self.worker_id)
 
     def step(self) -> bool:
-        """Reap lost leases, then claim and run one deployment. True if one ran."""
+        """Reap lost leases, evaluate due watches, then claim and run one deployment.
+        True if one ran."""
         self.reap()
+        self.watch()
         job = self.claim()
         if job is None:
             return False
@@ -160,6 +163,104 @@ class Worker:
                 if run.deploy_started_at is not None:
                     self._auto_rollback(session, deployment, reason="worker lost during deploy")
         return reaped
+
+    # --- post-deploy watch -------------------------------------------------------------------
+
+    def watch(self) -> int:
+        """Take one measurement of every check of every watch that is due; act on verdicts."""
+        evaluated = 0
+        with system_transaction(self.engine) as session:
+            now = utcnow()
+            for deployment, run in repository.due_watches(session, now):
+                evaluated += 1
+                self._evaluate_watch(session, deployment, run, now)
+        return evaluated
+
+    def _evaluate_watch(
+        self, session: Any, deployment: DeploymentConfig, run: Any, now: datetime
+    ) -> None:
+        assert run.pipeline is not None
+        watch = Pipeline.model_validate(run.pipeline).watch
+        assert watch is not None
+        assert deployment.completed_at is not None
+        if deployment.status != "success":
+            run.watch_state = "stopped"
+            return
+        interval = timedelta(seconds=watch.interval_s)
+        window = timedelta(seconds=watch.window_s)
+        deploy_start = run.deploy_started_at or deployment.completed_at
+        # Contiguous intervals: each measurement starts where the previous one ended, so a point
+        # that lands while the worker is busy elsewhere is still counted.
+        previous = [e["at"] for e in run.analysis or [] if e.get("kind") == "watch"]
+        since = datetime.fromisoformat(previous[-1]) if previous else deployment.completed_at
+        taken = []
+        for check in watch.checks:
+            if check.kind == "threshold":
+                points = monitoring_repo.values(
+                    session,
+                    environment=deployment.environment,
+                    name=check.metric,
+                    tags=check.tags,
+                    since=since,
+                    until=now,
+                )
+                measurement = analysis.threshold(
+                    check.name,
+                    points,
+                    aggregate=check.aggregate,
+                    op=check.op,
+                    value=check.value if check.value is not None else 0.0,
+                )
+            else:
+                before = monitoring_repo.values(
+                    session,
+                    environment=deployment.environment,
+                    name=check.metric,
+                    tags=check.tags,
+                    since=deploy_start - window,
+                    until=deploy_start,
+                )
+                after = monitoring_repo.values(
+                    session,
+                    environment=deployment.environment,
+                    name=check.metric,
+                    tags=check.tags,
+                    since=deployment.completed_at,
+                    until=now,
+                )
+                measurement = analysis.compare(
+                    check.name,
+                    before,
+                    after,
+                    direction=check.direction,
+                    min_effect=check.min_effect,
+                    alpha=check.alpha,
+                )
+            taken.append({"kind": "watch", "at": now.isoformat(), **measurement.as_dict()})
+        history = [*(run.analysis or []), *taken]
+        run.analysis = history
+        for entry in taken:
+            level = "error" if entry["result"] == "Failed" else "info"
+            self._log_in(
+                session,
+                deployment.id,
+                level,
+                f"watch {entry['check']}: {entry['result']} ({entry['reason']})",
+            )
+        watch_entries = [e for e in history if e.get("kind") == "watch"]
+        if not analysis.verdict(watch_entries, watch.failure_limit):
+            run.watch_state = "failed"
+            run.watch_next_at = None
+            failures = sum(1 for e in watch_entries if e["result"] == "Failed")
+            reason = f"watch failed: {failures} failed measurement(s), limit {watch.failure_limit}"
+            self._log_in(session, deployment.id, "error", reason)
+            self._auto_rollback(session, deployment, reason=reason)
+        elif now >= deployment.completed_at + window:
+            run.watch_state = "passed"
+            run.watch_next_at = None
+            self._log_in(session, deployment.id, "info", "watch passed")
+        else:
+            run.watch_next_at = now + interval
 
     # --- running ----------------------------------------------------------------------------
 
@@ -353,6 +454,14 @@ class Worker:
             deployments.transition(
                 session, deployment, status, actor="shipboard", error_message=error
             )
+            if status == "success" and job.pipeline.watch is not None:
+                run.watch_state = "running"
+                run.watch_next_at = utcnow() + timedelta(seconds=job.pipeline.watch.interval_s)
+                self._append(
+                    session,
+                    job,
+                    [("info", f"watching for {job.pipeline.watch.window_s:g} s", "verify")],
+                )
 
     def _auto_rollback_by_id(self, deployment_id: uuid.UUID, *, reason: str) -> None:
         with system_transaction(self.engine) as session:

@@ -40,6 +40,8 @@ def upgrade() -> None:
         sa.Column("lease_owner", sa.Text()),
         sa.Column("lease_expires_at", UTCDateTime()),
         sa.Column("cancel_requested_by", sa.Text()),
+        sa.Column("watch_state", sa.Text()),
+        sa.Column("watch_next_at", UTCDateTime()),
         sa.PrimaryKeyConstraint("deployment_id", name=op.f("deployment_runs_pkey")),
         sa.ForeignKeyConstraint(
             ["deployment_id"],
@@ -49,6 +51,7 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_deployment_runs_lease", "deployment_runs", ["lease_expires_at"])
+    op.create_index("ix_deployment_runs_watch", "deployment_runs", ["watch_state", "watch_next_at"])
     if pg:
         op.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON deployment_runs TO shipboard_app")
 
