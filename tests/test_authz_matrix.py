@@ -17,6 +17,7 @@ ADMIN = frozenset({"admin"})
 DEPLOYERS = frozenset({"deployer", "admin"})
 # Deployers create deployments; CI pipelines (service) report the ones they run themselves.
 CREATORS = frozenset({"deployer", "service", "admin"})
+INGEST = frozenset({"service", "admin"})
 
 MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/healthz"): EVERYONE,
@@ -43,6 +44,10 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/deployments/{deployment_id}/logs"): ALL_USERS,
     ("POST", "/api/v1/deployments/{deployment_id}/logs"): CREATORS,
     ("GET", "/api/v1/deployments/{deployment_id}/logs/stream"): ALL_USERS,
+    ("POST", "/api/v1/metrics"): INGEST,
+    ("GET", "/api/v1/metrics/series"): ALL_USERS,
+    ("GET", "/api/v1/metrics/names"): ALL_USERS,
+    ("POST", "/v1/metrics"): INGEST,
 }
 
 # A deployment id that does not exist: allowed callers get 404 (not 401/403), which is the point.
@@ -67,7 +72,12 @@ BODIES = {
     ("POST", "/api/v1/deployments/{deployment_id}/logs"): {
         "logs": [{"level": "info", "message": "m", "source": "s"}]
     },
+    ("POST", "/api/v1/metrics"): {
+        "metrics": [{"name": "m", "value": 1, "environment": "staging", "source": "test"}]
+    },
+    ("POST", "/v1/metrics"): {"resourceMetrics": []},
 }
+QUERY = {("GET", "/api/v1/metrics/series"): {"name": "m"}}
 
 
 def _routes(clients: Clients) -> list[tuple[str, str]]:
@@ -98,7 +108,7 @@ def test_matrix(clients: Clients, role: str | None) -> None:
         allowed = MATRIX[(method, template)]
         body = BODIES.get((method, template))
         with clients.as_role(role) as client:
-            response = client.request(method, path, json=body)
+            response = client.request(method, path, json=body, params=QUERY.get((method, template)))
         if allowed == EVERYONE or (role is not None and role in allowed):
             ok = response.status_code not in (401, 403)
             expected = "allowed"

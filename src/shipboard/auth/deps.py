@@ -88,18 +88,22 @@ def audit_context(
 Audit = Annotated[AuditContext, Depends(audit_context)]
 
 
+def spend_budget(request: Request, db: Session, principal: Principal, environment: str) -> None:
+    """Spend one request of the environment's ``limits.api_rate_limit`` for this caller."""
+    per_minute = rate_limit_per_minute(db, name=environment)
+    if per_minute:
+        limiter: RateLimiter = request.app.state.rate_limiter
+        caller = str(principal.token_id or principal.name)
+        limiter.hit(per_minute, "env-writes", environment, caller)
+
+
 def environment_rate_limit(
     request: Request,
     name: str,
     db: DbSession,
     principal: Annotated[Principal, Depends(current_principal)],
 ) -> None:
-    """Spend one request of the environment's ``limits.api_rate_limit`` for this caller."""
-    per_minute = rate_limit_per_minute(db, name=name)
-    if per_minute:
-        limiter: RateLimiter = request.app.state.rate_limiter
-        caller = str(principal.token_id or principal.name)
-        limiter.hit(per_minute, "env-writes", name, caller)
+    spend_budget(request, db, principal, name)
 
 
 EnvironmentRateLimit = Annotated[None, Depends(environment_rate_limit)]

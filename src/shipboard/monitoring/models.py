@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -28,3 +29,16 @@ class MonitoringMetric(Base):
     )
     tags: Mapped[dict[str, str] | None] = mapped_column(JSONType, default=dict)
     source: Mapped[str] = mapped_column(sa.Text, nullable=False)
+
+
+class IdempotencyKey(Base):
+    """A batch already accepted under an ``Idempotency-Key``: its hash and the answer given."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (sa.Index("ix_idempotency_keys_created_at", "created_at"),)
+
+    scope: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    request_hash: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    response: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from shipboard.core.pagination import Page
 from shipboard.db.keyset import keyset_page
-from shipboard.monitoring.models import MonitoringMetric
+from shipboard.monitoring.models import IdempotencyKey, MonitoringMetric
 from shipboard.monitoring.schemas import MonitoringMetricFilter
 
 
@@ -63,3 +63,59 @@ def values(
         for value, point_tags in rows
         if all((point_tags or {}).get(k) == v for k, v in tags.items())
     ]
+
+
+def idempotency_get(session: Session, scope: str, key: str) -> IdempotencyKey | None:
+    return session.get(IdempotencyKey, (scope, key))
+
+
+def idempotency_put(
+    session: Session, *, scope: str, key: str, request_hash: str, response: dict[str, Any]
+) -> None:
+    session.add(IdempotencyKey(scope=scope, key=key, request_hash=request_hash, response=response))
+    session.flush()
+
+
+def points(
+    session: Session,
+    *,
+    environment: str | None,
+    name: str,
+    since: datetime,
+    until: datetime,
+) -> list[tuple[datetime, float, dict[str, str]]]:
+    stmt = sa.select(
+        MonitoringMetric.timestamp, MonitoringMetric.value, MonitoringMetric.tags
+    ).where(
+        MonitoringMetric.name == name,
+        MonitoringMetric.timestamp >= since,
+        MonitoringMetric.timestamp < until,
+    )
+    if environment is not None:
+        stmt = stmt.where(MonitoringMetric.environment == environment)
+    return [
+        (t, float(v), tags or {}) for t, v, tags in session.execute(stmt).all() if t is not None
+    ]
+
+
+def names(session: Session, *, environment: str | None) -> list[tuple[str, str, int]]:
+    stmt = sa.select(MonitoringMetric.name, MonitoringMetric.source, sa.func.count()).group_by(
+        MonitoringMetric.name, MonitoringMetric.source
+    )
+    if environment is not None:
+        stmt = stmt.where(MonitoringMetric.environment == environment)
+    return [(n, s, int(c)) for n, s, c in session.execute(stmt).all()]
+
+
+def recent_tags(
+    session: Session, *, environment: str | None, name: str, limit: int = 200
+) -> list[dict[str, str]]:
+    stmt = (
+        sa.select(MonitoringMetric.tags)
+        .where(MonitoringMetric.name == name)
+        .order_by(MonitoringMetric.timestamp.desc())
+        .limit(limit)
+    )
+    if environment is not None:
+        stmt = stmt.where(MonitoringMetric.environment == environment)
+    return [t or {} for t in session.scalars(stmt)]

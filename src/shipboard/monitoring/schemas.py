@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,3 +50,40 @@ class MonitoringMetricFilter(BaseModel):
     source: str | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
+
+
+class MetricBatch(BaseModel):
+    """``POST /api/v1/metrics``: up to 10,000 points, stored all or nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: list[MonitoringMetricCreate] = Field(min_length=1)
+
+
+class Accepted(BaseModel):
+    accepted: int
+
+
+Aggregation = Literal["avg", "min", "max", "sum", "count", "p50", "p95", "p99"]
+
+
+class Series(BaseModel):
+    name: str
+    environment: EnvironmentName | None
+    agg: Aggregation
+    step_s: int
+    since: datetime
+    until: datetime
+    tags: dict[str, str]
+    points: list[tuple[datetime, float]]
+
+
+class MetricNameInfo(BaseModel):
+    name: str
+    sources: list[str]
+    tag_keys: list[str]
+    points: int
+
+
+class MetricNames(BaseModel):
+    items: list[MetricNameInfo]

@@ -1,27 +1,49 @@
-"""Monitoring metrics: batch ingest and listing."""
+"""Monitoring metrics: batch ingest (idempotent), listing, series and names."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
+from datetime import datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shipboard.core.errors import Conflict, InvalidInput, PayloadTooLarge
 from shipboard.core.pagination import clamp_limit
 from shipboard.core.time import utcnow
 from shipboard.environments.service import require_known_environments
 from shipboard.monitoring import repository
 from shipboard.monitoring.schemas import (
+    Accepted,
+    MetricBatch,
+    MetricNameInfo,
+    MetricNames,
     MonitoringMetricCreate,
     MonitoringMetricFilter,
     MonitoringMetricPage,
     MonitoringMetricRead,
+    Series,
 )
+from shipboard.monitoring.series import bucket, default_step
+
+MAX_BATCH = 10_000
+MAX_FUTURE = timedelta(minutes=10)
 
 
 def ingest_metrics(session: Session, *, metrics: list[MonitoringMetricCreate]) -> int:
     """Store a batch of points in one statement; an unknown environment rejects the batch."""
     require_known_environments(session, field="metrics", names=[m.environment for m in metrics])
     now = utcnow()
+    late = now + MAX_FUTURE
+    future = [
+        {"loc": ["body", "metrics", i, "timestamp"], "msg": "more than 10 minutes in the future"}
+        for i, m in enumerate(metrics)
+        if m.timestamp is not None and m.timestamp > late
+    ]
+    if future:
+        raise InvalidInput("batch has timestamps in the future", errors=future)
     rows = [
         {
             "id": uuid.uuid4(),
@@ -50,3 +72,104 @@ def list_metrics(
         items=[MonitoringMetricRead.model_validate(m) for m in page.items],
         next_cursor=page.next_cursor,
     )
+
+
+def ingest_batch(
+    session: Session,
+    *,
+    batch: MetricBatch,
+    scope: str,
+    idempotency_key: str | None,
+) -> Accepted:
+    """Store a batch once: a retry under the same ``Idempotency-Key`` gets the first answer."""
+    if len(batch.metrics) > MAX_BATCH:
+        raise PayloadTooLarge(
+            f"at most {MAX_BATCH} points a request; this one has {len(batch.metrics)}"
+        )
+    if idempotency_key is None:
+        return Accepted(accepted=ingest_metrics(session, metrics=batch.metrics))
+    digest = hashlib.sha256(
+        json.dumps(batch.model_dump(mode="json"), sort_keys=True).encode()
+    ).hexdigest()
+    seen = repository.idempotency_get(session, scope, idempotency_key)
+    if seen is not None:
+        if seen.request_hash != digest:
+            raise Conflict("this Idempotency-Key was used for a different batch")
+        return Accepted.model_validate(seen.response)
+    accepted = Accepted(accepted=ingest_metrics(session, metrics=batch.metrics))
+    try:
+        repository.idempotency_put(
+            session,
+            scope=scope,
+            key=idempotency_key,
+            request_hash=digest,
+            response=accepted.model_dump(),
+        )
+    except IntegrityError as exc:
+        # The same key is being stored by a concurrent request; this one rolls back whole.
+        raise Conflict("a batch with this Idempotency-Key is being stored; retry") from exc
+    return accepted
+
+
+def series(
+    session: Session,
+    *,
+    name: str,
+    environment: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    step_s: int | None,
+    agg: str,
+    tags: dict[str, str],
+) -> Series:
+    """Points of one metric bucketed by ``step_s`` and aggregated, filtered by tags."""
+    until = until or utcnow()
+    since = since or until - timedelta(hours=1)
+    if since >= until:
+        raise InvalidInput(
+            "since must be before until",
+            errors=[{"loc": ["query", "since"], "msg": "not before until"}],
+        )
+    step = step_s or default_step(since, until)
+    if (until - since).total_seconds() / step > 11_000:
+        raise InvalidInput(
+            "step too small for the range: at most 11,000 buckets",
+            errors=[{"loc": ["query", "step"], "msg": "too small for the range"}],
+        )
+    rows = repository.points(session, environment=environment, name=name, since=since, until=until)
+    chosen = [
+        (t, v)
+        for t, v, point_tags in rows
+        if all(point_tags.get(k) == val for k, val in tags.items())
+    ]
+    return Series(
+        name=name,
+        environment=environment,
+        agg=agg,
+        step_s=step,
+        since=since,
+        until=until,
+        tags=tags,
+        points=bucket(chosen, since=since, until=until, step_s=step, agg=agg),
+    )
+
+
+def metric_names(session: Session, *, environment: str | None) -> MetricNames:
+    """Every metric name with its sources, the tag keys seen recently, and its point count."""
+    grouped: dict[str, tuple[set[str], int]] = {}
+    for name, source, count in repository.names(session, environment=environment):
+        sources, total = grouped.get(name, (set(), 0))
+        sources.add(source)
+        grouped[name] = (sources, total + count)
+    items = []
+    for name in sorted(grouped):
+        sources, total = grouped[name]
+        keys = {
+            k
+            for tags in repository.recent_tags(session, environment=environment, name=name)
+            for k in tags
+        }
+        items.append(
+            MetricNameInfo(name=name, sources=sorted(sources), tag_keys=sorted(keys), points=total)
+        )
+    return MetricNames(items=items)

@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import gzip
+import uuid
+import zlib
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from shipboard.auth.deps import AnyUser, DbSession, ServiceOrAdmin, spend_budget
+from shipboard.core.bodylimit import read_limited_body, too_large
+from shipboard.core.errors import InvalidInput, ShipboardError
+from shipboard.core.problems import Problem
+from shipboard.core.time import utcnow
+from shipboard.core.types import EnvironmentName, MetricName
+from shipboard.environments import repository as environments
+from shipboard.monitoring import otlp, repository, service
+from shipboard.monitoring.schemas import Accepted, Aggregation, MetricBatch, MetricNames, Series
+
+router = APIRouter(
+    tags=["monitoring"], responses={401: {"model": Problem}, 403: {"model": Problem}}
+)
+
+
+@router.post(
+    "/api/v1/metrics",
+    response_model=Accepted,
+    responses={
+        409: {"model": Problem},
+        413: {"model": Problem},
+        422: {"model": Problem},
+        429: {"model": Problem},
+    },
+)
+def ingest(
+    batch: MetricBatch,
+    request: Request,
+    db: DbSession,
+    caller: ServiceOrAdmin,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=255, description="A retried batch with the same key is stored once"),
+    ] = None,
+) -> Accepted:
+    """Store up to 10,000 points, all or nothing."""
+    for environment in sorted({m.environment for m in batch.metrics}):
+        spend_budget(request, db, caller, environment)
+    return service.ingest_batch(
+        db, batch=batch, scope=f"metrics:{caller.name}", idempotency_key=idempotency_key
+    )
+
+
+@router.get("/api/v1/metrics/series", response_model=Series, responses={422: {"model": Problem}})
+def series(
+    request: Request,
+    db: DbSession,
+    _: AnyUser,
+    name: Annotated[MetricName, Query()],
+    environment: EnvironmentName | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    step: Annotated[
+        int | None, Query(ge=1, le=31_536_000, description="Bucket width in seconds")
+    ] = None,
+    agg: Aggregation = "avg",
+) -> Series:
+    """A metric bucketed by `step` and aggregated; filter by tags with `tag.<key>=<value>`."""
+    for label, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidInput(
+                f"{label} needs a UTC offset",
+                errors=[{"loc": ["query", label], "msg": "naive time"}],
+            )
+    tags = {
+        k[4:]: v for k, v in request.query_params.items() if k.startswith("tag.") and len(k) > 4
+    }
+    return service.series(
+        db,
+        name=name,
+        environment=environment,
+        since=since,
+        until=until,
+        step_s=step,
+        agg=agg,
+        tags=tags,
+    )
+
+
+@router.get("/api/v1/metrics/names", response_model=MetricNames)
+def names(db: DbSession, _: AnyUser, environment: EnvironmentName | None = None) -> MetricNames:
+    """Metric names with their sources, tag keys and number of points."""
+    return service.metric_names(db, environment=environment)
+
+
+PROTOBUF = "application/x-protobuf"
+MAX_DECOMPRESSED = 64 * 1024 * 1024
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise InvalidInput(f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+    # Bounded streaming decompression: a small bomb cannot expand past the limit.
+    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except (zlib.error, gzip.BadGzipFile) as exc:
+        raise InvalidInput("request body is not valid " + encoding) from exc
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise too_large(limit)
+    return data
+
+
+async def _otlp_request(request: Request) -> tuple[ExportMetricsServiceRequest, bool]:
+    cap = int(request.app.state.settings.max_request_mb * 1024 * 1024)
+    raw = await read_limited_body(request, cap)
+    body = _decompress(
+        raw, request.headers.get("content-encoding", "").lower(), min(cap, MAX_DECOMPRESSED)
+    )
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    message = ExportMetricsServiceRequest()
+    try:
+        if content_type == PROTOBUF:
+            message.ParseFromString(body)
+            return message, True
+        if content_type == "application/json":
+            json_format.Parse(body.decode("utf-8"), message, ignore_unknown_fields=True)
+            return message, False
+    except (DecodeError, json_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
+        raise OtlpBadRequest(f"cannot decode the OTLP request: {type(exc).__name__}") from exc
+    raise OtlpUnsupported(f"Content-Type must be {PROTOBUF} or application/json")
+
+
+class OtlpBadRequest(ShipboardError):
+    status_code = 400
+    title = "Bad OTLP request"
+    type_slug = "otlp-bad-request"
+
+
+class OtlpUnsupported(ShipboardError):
+    status_code = 415
+    title = "Unsupported media type"
+    type_slug = "unsupported-media-type"
+
+
+@router.post(
+    "/v1/metrics",
+    responses={
+        200: {"content": {PROTOBUF: {}, "application/json": {}}},
+        400: {"model": Problem},
+        413: {"model": Problem},
+        415: {"model": Problem},
+        429: {"model": Problem},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        }
+    },
+)
+async def otlp_metrics(request: Request, db: DbSession, caller: ServiceOrAdmin) -> Response:
+    """OTLP/HTTP metrics export (protobuf or JSON, optionally gzip)."""
+    message, binary = await _otlp_request(request)
+
+    # The request's own transaction (the dependency's), used from a worker thread: a second
+    # transaction here would wait on the first for SQLite's write lock.
+    def store(session: Session = db) -> otlp.Converted:
+        converted = otlp.convert(
+            message, known_environments=environments.names(session), now=utcnow()
+        )
+        for environment in sorted({row["environment"] for row in converted.rows}):
+            spend_budget(request, session, caller, environment)
+        repository.add_many(session, [{"id": uuid.uuid4(), **row} for row in converted.rows])
+        return converted
+
+    converted = await run_in_threadpool(store)
+    answer = otlp.response(converted)
+    if binary:
+        return Response(answer.SerializeToString(), media_type=PROTOBUF)
+    return Response(json_format.MessageToJson(answer), media_type="application/json")

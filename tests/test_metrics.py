@@ -1,0 +1,356 @@
+"""Metric ingest (REST and OTLP), series and names, against a live server."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import random
+import statistics
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from shipboard.monitoring.otlp import histogram_quantile
+from shipboard.monitoring.series import bucket, default_step, percentile
+from tests.conftest import Clients
+from tests.test_api import assert_problem
+
+FIXTURES = Path(__file__).parent / "fixtures" / "metrics" / "otlp"
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def _point(i: int = 0, **overrides: Any) -> dict[str, Any]:
+    return {
+        "name": "http_request_duration_ms",
+        "value": float(i),
+        "timestamp": (T0 + timedelta(seconds=i)).isoformat(),
+        "environment": "staging",
+        "tags": {"route": "/"},
+        "source": "application",
+        **overrides,
+    }
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM monitoring_metrics")).scalar_one())
+
+
+def test_batch_ingest_and_atomicity(clients: Clients, engine: Engine) -> None:
+    with clients.as_role("service") as client:
+        ok = client.post("/api/v1/metrics", json={"metrics": [_point(i) for i in range(100)]})
+        assert ok.json() == {"accepted": 100}
+        bad = client.post(
+            "/api/v1/metrics",
+            json={"metrics": [_point(1), _point(2, value="NaN"), _point(3, name="9bad")]},
+        )
+        body = assert_problem(bad, 422)
+        locs = {tuple(e["loc"][:3]) for e in body["errors"]}  # type: ignore[union-attr]
+        assert locs == {("body", "metrics", 1), ("body", "metrics", 2)}
+        future = client.post(
+            "/api/v1/metrics",
+            json={
+                "metrics": [
+                    _point(1),
+                    _point(2, timestamp=(datetime.now(UTC) + timedelta(minutes=11)).isoformat()),
+                ]
+            },
+        )
+        body = assert_problem(future, 422)
+        assert body["errors"][0]["loc"] == ["body", "metrics", 1, "timestamp"]  # type: ignore[index]
+        unknown = client.post(
+            "/api/v1/metrics", json={"metrics": [_point(1), _point(2, tags={"a": 1})]}
+        )
+        assert_problem(unknown, 422)
+    assert _count(engine) == 100
+    with clients.as_role("viewer") as viewer:
+        assert_problem(viewer.post("/api/v1/metrics", json={"metrics": [_point(1)]}), 403)
+
+
+def test_more_than_ten_thousand_points_is_413(clients: Clients, engine: Engine) -> None:
+    with clients.as_role("service") as client:
+        response = client.post(
+            "/api/v1/metrics", json={"metrics": [_point(i % 60) for i in range(10_001)]}
+        )
+    assert_problem(response, 413)
+    assert _count(engine) == 0
+
+
+def test_idempotent_retry_is_stored_once(clients: Clients, engine: Engine) -> None:
+    key = str(uuid.uuid4())
+    batch = {"metrics": [_point(i) for i in range(10)]}
+    with clients.as_role("service") as client:
+        first = client.post("/api/v1/metrics", json=batch, headers={"Idempotency-Key": key})
+        again = client.post("/api/v1/metrics", json=batch, headers={"Idempotency-Key": key})
+        other = client.post(
+            "/api/v1/metrics", json={"metrics": [_point(99)]}, headers={"Idempotency-Key": key}
+        )
+        fresh = client.post("/api/v1/metrics", json=batch, headers={"Idempotency-Key": key + "-2"})
+    assert first.json() == again.json() == {"accepted": 10}
+    assert_problem(other, 409)
+    assert fresh.status_code == 200
+    assert _count(engine) == 20
+
+
+def test_series_buckets_and_every_aggregation_match_a_computed_truth(clients: Clients) -> None:
+    rng = random.Random(3)
+    values = [rng.uniform(0, 100) for _ in range(600)]
+    points = [
+        _point(i, value=v, tags={"route": "/a" if i % 2 else "/b"}) for i, v in enumerate(values)
+    ]
+    with clients.as_role("service") as client:
+        assert client.post("/api/v1/metrics", json={"metrics": points}).status_code == 200
+    since, until = T0, T0 + timedelta(seconds=600)
+    expected_route_a = {}
+    for i, v in enumerate(values):
+        if i % 2:
+            expected_route_a.setdefault(i // 60, []).append(v)
+    truths = {
+        "avg": statistics.fmean,
+        "min": min,
+        "max": max,
+        "sum": math.fsum,
+        "count": len,
+        "p50": percentile(0.5),
+        "p95": percentile(0.95),
+        "p99": percentile(0.99),
+    }
+    with clients.as_role("viewer") as viewer:
+        for agg, truth in truths.items():
+            body = viewer.get(
+                "/api/v1/metrics/series",
+                params={
+                    "name": "http_request_duration_ms",
+                    "environment": "staging",
+                    "since": since.isoformat(),
+                    "until": until.isoformat(),
+                    "step": 60,
+                    "agg": agg,
+                    "tag.route": "/a",
+                },
+            ).json()
+            assert len(body["points"]) == 10
+            for (stamp, value), (index, group) in zip(
+                body["points"], sorted(expected_route_a.items()), strict=True
+            ):
+                assert datetime.fromisoformat(stamp) == since + timedelta(seconds=60 * index)
+                assert value == pytest.approx(truth(group)), agg
+        default = viewer.get(
+            "/api/v1/metrics/series",
+            params={
+                "name": "http_request_duration_ms",
+                "since": since.isoformat(),
+                "until": until.isoformat(),
+            },
+        ).json()
+        assert default["step_s"] == 1
+        assert len(default["points"]) == 600
+        assert_problem(
+            viewer.get("/api/v1/metrics/series", params={"name": "x", "agg": "median"}), 422
+        )
+        assert_problem(
+            viewer.get(
+                "/api/v1/metrics/series", params={"name": "x", "since": "2026-01-01T00:00:00"}
+            ),
+            422,
+        )
+
+
+def test_pure_bucketing_and_default_step() -> None:
+    pts = [(T0 + timedelta(seconds=s), float(s)) for s in (0, 1, 59, 60, 61, 200)]
+    out = bucket(pts, since=T0, until=T0 + timedelta(seconds=120), step_s=60, agg="sum")
+    assert out == [(T0, 60.0), (T0 + timedelta(seconds=60), 121.0)]
+    assert default_step(T0, T0 + timedelta(days=1)) == 87
+    assert percentile(0.5)([1, 2, 3, 4]) == 2.5
+
+
+def test_names_list_sources_and_tag_keys(clients: Clients) -> None:
+    with clients.as_role("service") as client:
+        client.post(
+            "/api/v1/metrics",
+            json={
+                "metrics": [
+                    _point(1),
+                    _point(2, source="infrastructure", tags={"host": "a"}),
+                    _point(3, name="cpu", tags={}),
+                ]
+            },
+        )
+    with clients.as_role("viewer") as viewer:
+        items = viewer.get("/api/v1/metrics/names", params={"environment": "staging"}).json()[
+            "items"
+        ]
+    assert items == [
+        {"name": "cpu", "sources": ["application"], "tag_keys": [], "points": 1},
+        {
+            "name": "http_request_duration_ms",
+            "sources": ["application", "infrastructure"],
+            "tag_keys": ["host", "route"],
+            "points": 2,
+        },
+    ]
+
+
+def test_histogram_quantile_estimates() -> None:
+    # 10 in (0, 1], 80 in (1, 2], 10 in (2, +Inf)
+    assert histogram_quantile(0.5, [1, 2], [10, 80, 10]) == pytest.approx(1.5)
+    assert histogram_quantile(0.05, [1, 2], [10, 80, 10]) == pytest.approx(0.5)
+    assert histogram_quantile(0.99, [1, 2], [10, 80, 10]) == 2
+    assert histogram_quantile(0.5, [1], [0, 0]) is None
+
+
+def _with_environment(request: dict[str, Any], environment: str) -> dict[str, Any]:
+    copy = json.loads(json.dumps(request))
+    for resource_metrics in copy["resourceMetrics"]:
+        resource_metrics.setdefault("resource", {}).setdefault("attributes", []).append(
+            {"key": "deployment.environment.name", "value": {"stringValue": environment}}
+        )
+    return copy
+
+
+def _rows(engine: Engine) -> dict[str, tuple[float, dict[str, str], str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT name, value, tags, environment FROM monitoring_metrics")
+        ).all()
+    return {
+        r[0]: (float(r[1]), r[2] if isinstance(r[2], dict) else json.loads(r[2]), r[3])
+        for r in rows
+    }
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "opentelemetry-proto_examples_metrics.json",
+        "opentelemetry-proto_examples_metrics@c269bbe_uint64-as-numbers.json",
+    ],
+)
+def test_otlp_json_fixture(clients: Clients, engine: Engine, fixture: str) -> None:
+    request = _with_environment(json.loads((FIXTURES / fixture).read_text()), "production")
+    with clients.as_role("service") as client:
+        response = client.post("/v1/metrics", json=request)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {}
+    rows = _rows(engine)
+    assert rows["my.counter"][0] == 5
+    assert rows["my.counter"][1]["otel.temporality"] == "delta"
+    assert rows["my.counter"][1]["service.name"] == "my.service"
+    assert rows["my.gauge"][0] == 10
+    assert rows["my.histogram_count"][0] == 2
+    assert rows["my.exponential.histogram_count"][0] == 3
+    assert all(env == "production" for _, _, env in rows.values())
+
+
+def test_otlp_enum_by_name_gzip_and_partial_success(clients: Clients, engine: Engine) -> None:
+    enum_text = json.loads(
+        (FIXTURES / "opentelemetry.io_php-sdk_sum_enum-as-string.json").read_text()
+    )
+    request = _with_environment(enum_text, "staging")
+    with clients.as_role("service") as client:
+        response = client.post(
+            "/v1/metrics",
+            content=gzip.compress(json.dumps(request).encode()),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+        assert response.status_code == 200, response.text
+        unknown = client.post("/v1/metrics", json=_with_environment(enum_text, "qa"))
+        missing = client.post("/v1/metrics", json=enum_text)
+        garbage = client.post(
+            "/v1/metrics",
+            content=b"\x00\xff nope",
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+        wrong_type = client.post(
+            "/v1/metrics", content=b"x", headers={"Content-Type": "text/plain"}
+        )
+    assert _rows(engine)["queued"][0] == 6
+    assert unknown.json()["partialSuccess"]["rejectedDataPoints"] == "1"
+    assert "unknown environment 'qa'" in unknown.json()["partialSuccess"]["errorMessage"]
+    assert "deployment.environment.name" in missing.json()["partialSuccess"]["errorMessage"]
+    assert_problem(garbage, 400)
+    assert_problem(wrong_type, 415)
+
+
+def test_otlp_ndjson_lines_are_separate_requests(clients: Clients, engine: Engine) -> None:
+    lines = (FIXTURES / "opentelemetry.io_php-sdk_gauge.ndjson").read_text().splitlines()
+    with clients.as_role("service") as client:
+        for line in lines:
+            if line.strip():
+                response = client.post(
+                    "/v1/metrics", json=_with_environment(json.loads(line), "staging")
+                )
+                assert response.status_code == 200, response.text
+    with engine.connect() as conn:
+        values = sorted(
+            conn.execute(
+                sa.text("SELECT value FROM monitoring_metrics WHERE name = 'queued'")
+            ).scalars()
+        )
+    assert [float(v) for v in values] == [2.0, 3.0]
+
+
+def test_otlp_gzip_bomb_is_refused(clients: Clients, engine: Engine) -> None:
+    bomb = gzip.compress(b"\x00" * (80 * 1024 * 1024))
+    with clients.as_role("service") as client:
+        response = client.post(
+            "/v1/metrics",
+            content=bomb,
+            headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"},
+        )
+    assert_problem(response, 413)
+    assert _count(engine) == 0
+
+
+def test_real_opentelemetry_sdk_exporter(clients: Clients, engine: Engine) -> None:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    exporter = OTLPMetricExporter(
+        endpoint=f"{clients.server.base_url}/v1/metrics",
+        headers={"Authorization": f"Bearer {clients.tokens['service']}"},
+    )
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=60_000)
+    provider = MeterProvider(
+        resource=Resource.create(
+            {"service.name": "checkout", "deployment.environment.name": "production"}
+        ),
+        metric_readers=[reader],
+    )
+    meter = provider.get_meter("tests")
+    counter = meter.create_counter("orders_total")
+    histogram = meter.create_histogram("request_ms")
+    meter.create_observable_gauge(
+        "queue_depth",
+        callbacks=[
+            lambda _: [
+                __import__("opentelemetry.metrics", fromlist=["Observation"]).Observation(
+                    7, {"queue": "emails"}
+                )
+            ]
+        ],
+    )
+    counter.add(3, {"region": "eu"})
+    for value in (5, 15, 25, 250):
+        histogram.record(value)
+    assert reader.force_flush(timeout_millis=10_000)
+    provider.shutdown()
+    rows = _rows(engine)
+    assert rows["orders_total"][0] == 3
+    assert rows["orders_total"][1]["region"] == "eu"
+    assert rows["orders_total"][1]["service.name"] == "checkout"
+    assert rows["orders_total"][1]["otel.temporality"] == "cumulative"
+    assert rows["queue_depth"][0] == 7
+    assert rows["request_ms_count"][0] == 4
+    assert rows["request_ms_sum"][0] == 295
+    assert 0 < rows["request_ms_p50"][0] <= 25
+    assert all(env == "production" for _, _, env in rows.values())
