@@ -220,6 +220,82 @@ def bench_deployment_overhead(url: str, backend: str, runs: int) -> list[dict[st
     ]
 
 
+def bench_http_ingest(
+    url: str, backend: str, n: int, requests_per_client: int
+) -> list[dict[str, Any]]:
+    """POST /api/v1/metrics with 10,000-point batches from 4 concurrent clients, server with
+    default settings (auth, validation, one transaction per batch)."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from shipboard.app import create_app
+    from shipboard.audit.service import AuditContext
+    from shipboard.auth.schemas import UserCreate
+    from shipboard.auth.service import create_user
+    from shipboard.config import Settings
+
+    migrate.upgrade(url)
+    engine = create_db_engine(url)
+    with system_transaction(engine) as s:
+        seed_environments(s)
+        token = create_user(
+            s,
+            data=UserCreate(name=f"ingest-{uuid.uuid4().hex[:6]}", role="service"),
+            audit_context=AuditContext(actor="bench"),
+        ).token
+    with tempfile.TemporaryDirectory() as home:
+        app = create_app(
+            Settings(database_url=url, home=Path(home), log_level="warning"), engine=engine
+        )
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.01)
+        body = json.dumps({"metrics": _points(n)}).encode()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+        def client() -> None:
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=120
+            ) as c:
+                for _ in range(requests_per_client):
+                    response = c.post("/api/v1/metrics", content=body)
+                    response.raise_for_status()
+
+        started = time.perf_counter()
+        clients = [threading.Thread(target=client) for _ in range(4)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join()
+        rate = 4 * requests_per_client * n / (time.perf_counter() - started)
+        server.should_exit = True
+        thread.join(timeout=10)
+    engine.dispose()
+    baseline = bench_ingest(url, backend, n, 3)[0]["baseline"]
+    target = 0.8 if backend == "postgres" else 0.6
+    return [
+        {
+            "name": "metric ingest via POST /api/v1/metrics",
+            "backend": backend,
+            "value": round(rate),
+            "unit": "points/s",
+            "baseline": baseline,
+            "ratio": round(rate / baseline, 3),
+            "target": target,
+        }
+    ]
+
+
 def _pg_database() -> tuple[str, Callable[[], None]] | None:
     try:
         admin = create_db_engine(PG_URL, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
@@ -249,6 +325,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         print(f"sqlite: ingest of {n} points x {repeats}", file=sys.stderr)
         results += bench_ingest(f"sqlite:///{tmp}/bench.db", "sqlite", n, repeats)
+        print("sqlite: HTTP ingest, 4 clients", file=sys.stderr)
+        results += bench_http_ingest(
+            f"sqlite:///{tmp}/http.db", "sqlite", 10_000, 1 if args.quick else 3
+        )
         print(f"sqlite: {runs} deployments", file=sys.stderr)
         results += bench_deployment_overhead(f"sqlite:///{tmp}/deploy.db", "sqlite", runs)
     pg = _pg_database()
@@ -259,18 +339,20 @@ def main() -> int:
         try:
             print(f"postgres: ingest of {n} points x {repeats}", file=sys.stderr)
             results += bench_ingest(url, "postgres", n, repeats)
+            print("postgres: HTTP ingest, 4 clients", file=sys.stderr)
+            results += bench_http_ingest(url, "postgres", 10_000, 1 if args.quick else 3)
             print(f"postgres: {runs} deployments", file=sys.stderr)
             results += bench_deployment_overhead(url, "postgres", runs)
         finally:
             drop()
 
     sys.stderr.flush()
-    header = f"{'figure':36} {'backend':9} {'value':>12} {'baseline':>12} {'ratio':>7}  unit"
+    header = f"{'figure':40} {'backend':9} {'value':>12} {'baseline':>12} {'ratio':>7}  unit"
     print(header)
     print("-" * len(header))
     for r in results:
         print(
-            f"{r['name']:36} {r['backend']:9} {r['value']:>12} {r['baseline']:>12} "
+            f"{r['name']:40} {r['backend']:9} {r['value']:>12} {r['baseline']:>12} "
             f"{r['ratio']:>7.3f}  {r['unit']}"
             + (f"  (overhead {r['overhead_ms']} ms)" if "overhead_ms" in r else "")
         )
