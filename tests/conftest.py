@@ -39,6 +39,13 @@ SYSTEM = AuditContext(actor="tests", actor_role="admin")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 DATA_TABLES = (
+    "notification_deliveries",
+    "notification_groups",
+    "notification_channels",
+    "silences",
+    "alerts",
+    "alert_rules",
+    "idempotency_keys",
     "audit_events",
     "deployment_runs",
     "deployment_logs",

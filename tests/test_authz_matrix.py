@@ -48,6 +48,19 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/metrics/series"): ALL_USERS,
     ("GET", "/api/v1/metrics/names"): ALL_USERS,
     ("POST", "/v1/metrics"): INGEST,
+    ("GET", "/api/v1/alert-rules"): ALL_USERS,
+    ("POST", "/api/v1/alert-rules"): ADMIN,
+    ("GET", "/api/v1/alert-rules/{rule_id}"): ALL_USERS,
+    ("DELETE", "/api/v1/alert-rules/{rule_id}"): ADMIN,
+    ("GET", "/api/v1/alerts"): ALL_USERS,
+    ("GET", "/api/v1/silences"): ALL_USERS,
+    ("POST", "/api/v1/silences"): DEPLOYERS,
+    ("DELETE", "/api/v1/silences/{silence_id}"): DEPLOYERS,
+    ("GET", "/api/v1/notification-channels"): ALL_USERS,
+    ("POST", "/api/v1/notification-channels"): ADMIN,
+    ("DELETE", "/api/v1/notification-channels/{channel_id}"): ADMIN,
+    ("GET", "/api/v1/notification-channels/{channel_id}/deliveries"): ADMIN,
+    ("POST", "/api/v1/notification-channels/{channel_id}/test"): ADMIN,
 }
 
 # A deployment id that does not exist: allowed callers get 404 (not 401/403), which is the point.
@@ -56,6 +69,9 @@ PATH_VALUES = {
     "{flag}": "matrix_flag",
     "{key}": "MATRIX_KEY",
     "{deployment_id}": "00000000-0000-4000-8000-000000000000",
+    "{rule_id}": "00000000-0000-4000-8000-000000000000",
+    "{silence_id}": "00000000-0000-4000-8000-000000000000",
+    "{channel_id}": "00000000-0000-4000-8000-000000000000",
 }
 
 BODIES = {

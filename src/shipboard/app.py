@@ -18,6 +18,7 @@ from shipboard.core.ratelimit import RateLimiter
 from shipboard.db.engine import create_db_engine
 from shipboard.deployments.api import router as deployments_router
 from shipboard.environments.api import router as environments_router
+from shipboard.monitoring.alert_api import router as alerting_router
 from shipboard.monitoring.api import router as monitoring_router
 from shipboard.ops.api import router as ops_router
 
@@ -45,5 +46,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(environments_router)
     app.include_router(deployments_router)
     app.include_router(monitoring_router)
+    app.include_router(alerting_router)
     app.include_router(audit_router)
     return app

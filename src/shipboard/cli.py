@@ -92,12 +92,17 @@ def serve(
         pipeline_worker = Worker(engine, application.state.keyring)
         application.state.wake_worker = pipeline_worker.wake.set
         _, stop = start_in_thread(pipeline_worker)
-        err.print("pipeline worker: in-process")
+        from shipboard.monitoring.scheduler import Scheduler
+        from shipboard.monitoring.scheduler import start_in_thread as start_scheduler
+
+        scheduler_stop = start_scheduler(Scheduler(engine, application.state.keyring))
+        err.print("pipeline worker and alert scheduler: in-process")
     try:
         uvicorn.run(application, host=host, port=port, log_level="warning")
     finally:
         if stop is not None:
             stop.set()
+            scheduler_stop.set()
 
 
 @app.command("worker")
@@ -123,7 +128,14 @@ def worker_command(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     err.print(f"worker on {_describe(settings.effective_database_url)}")
-    Worker(engine, keyring, poll_s=poll, lease_s=lease).run(stop)
+    from shipboard.monitoring.scheduler import Scheduler
+    from shipboard.monitoring.scheduler import start_in_thread as start_scheduler
+
+    scheduler_stop = start_scheduler(Scheduler(engine, keyring))
+    try:
+        Worker(engine, keyring, poll_s=poll, lease_s=lease).run(stop)
+    finally:
+        scheduler_stop.set()
 
 
 def _describe(url: str) -> str:

@@ -6,6 +6,7 @@ from shipboard.db.base import Base
 from shipboard.deployments import models as _deployments  # noqa: F401
 from shipboard.environments import models as _environments  # noqa: F401
 from shipboard.monitoring import models as _monitoring  # noqa: F401
+from shipboard.notifications import models as _notifications  # noqa: F401
 from shipboard.performance import models as _performance  # noqa: F401
 from shipboard.security import models as _security  # noqa: F401
 

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+
+from shipboard.auth.deps import AdminOnly, AnyUser, Audit, DbSession, DeployerOrAdmin
+from shipboard.core.problems import Problem
+from shipboard.monitoring import alert_service
+from shipboard.monitoring.alert_schemas import (
+    AlertPage,
+    AlertRuleCreate,
+    AlertRulePage,
+    AlertRuleRead,
+    SilenceCreate,
+    SilencePage,
+    SilenceRead,
+)
+from shipboard.notifications import service as notifications
+from shipboard.notifications.schemas import (
+    ChannelCreate,
+    ChannelPage,
+    ChannelRead,
+    DeliveryPage,
+    DeliveryRead,
+)
+
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["alerting"],
+    responses={401: {"model": Problem}, 403: {"model": Problem}},
+)
+CHANGE: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem},
+    409: {"model": Problem},
+    422: {"model": Problem},
+}
+
+
+@router.get("/alert-rules", response_model=AlertRulePage)
+def list_rules(db: DbSession, _: AnyUser) -> AlertRulePage:
+    """Alert rules with their health (`error` when the last evaluation failed)."""
+    return AlertRulePage(items=alert_service.list_rules(db))
+
+
+@router.post("/alert-rules", status_code=201, response_model=AlertRuleRead, responses=CHANGE)
+def create_rule(data: AlertRuleCreate, db: DbSession, _: AdminOnly, audit: Audit) -> AlertRuleRead:
+    """Create a threshold or anomaly rule."""
+    return alert_service.create_rule(db, data=data, audit_context=audit)
+
+
+@router.get("/alert-rules/{rule_id}", response_model=AlertRuleRead, responses=CHANGE)
+def get_rule(rule_id: uuid.UUID, db: DbSession, _: AnyUser) -> AlertRuleRead:
+    """One rule."""
+    return alert_service.get_rule(db, rule_id=rule_id)
+
+
+@router.delete("/alert-rules/{rule_id}", status_code=204, response_class=Response, responses=CHANGE)
+def delete_rule(rule_id: uuid.UUID, db: DbSession, _: AdminOnly, audit: Audit) -> Response:
+    """Delete a rule and its alerts."""
+    alert_service.delete_rule(db, rule_id=rule_id, audit_context=audit)
+    return Response(status_code=204)
+
+
+@router.get("/alerts", response_model=AlertPage)
+def list_alerts(
+    db: DbSession, _: AnyUser, state: Literal["pending", "firing", "resolved"] | None = None
+) -> AlertPage:
+    """Alerts with their transitions; filter by state."""
+    return alert_service.list_alerts(db, state=state)
+
+
+@router.get("/silences", response_model=SilencePage)
+def list_silences(db: DbSession, _: AnyUser) -> SilencePage:
+    """Silences, active or not."""
+    return SilencePage(items=alert_service.list_silences(db))
+
+
+@router.post("/silences", status_code=201, response_model=SilenceRead, responses=CHANGE)
+def create_silence(
+    data: SilenceCreate, db: DbSession, caller: DeployerOrAdmin, audit: Audit
+) -> SilenceRead:
+    """Mute notifications of matching alerts for a while (they still change state)."""
+    return alert_service.create_silence(db, data=data, creator=caller.name, audit_context=audit)
+
+
+@router.delete("/silences/{silence_id}", response_model=SilenceRead, responses=CHANGE)
+def expire_silence(
+    silence_id: uuid.UUID, db: DbSession, _: DeployerOrAdmin, audit: Audit
+) -> SilenceRead:
+    """Expire a silence now."""
+    return alert_service.expire_silence(db, silence_id=silence_id, audit_context=audit)
+
+
+@router.get("/notification-channels", response_model=ChannelPage)
+def list_channels(db: DbSession, _: AnyUser) -> ChannelPage:
+    """Channels; credentials show as ***."""
+    return ChannelPage(items=notifications.list_channels(db))
+
+
+@router.post(
+    "/notification-channels", status_code=201, response_model=ChannelRead, responses=CHANGE
+)
+def create_channel(
+    data: ChannelCreate, request: Request, db: DbSession, _: AdminOnly, audit: Audit
+) -> ChannelRead:
+    """Create a webhook, slack, email or alertmanager channel."""
+    return notifications.create_channel(
+        db, data=data, keyring=request.app.state.keyring, audit_context=audit
+    )
+
+
+@router.delete(
+    "/notification-channels/{channel_id}",
+    status_code=204,
+    response_class=Response,
+    responses=CHANGE,
+)
+def delete_channel(channel_id: uuid.UUID, db: DbSession, _: AdminOnly, audit: Audit) -> Response:
+    """Delete a channel."""
+    notifications.delete_channel(db, channel_id=channel_id, audit_context=audit)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/notification-channels/{channel_id}/deliveries", response_model=DeliveryPage, responses=CHANGE
+)
+def list_deliveries(channel_id: uuid.UUID, db: DbSession, _: AdminOnly) -> DeliveryPage:
+    """Every delivery of the channel with every attempt."""
+    return notifications.list_deliveries(db, channel_id=channel_id)
+
+
+@router.post(
+    "/notification-channels/{channel_id}/test",
+    status_code=202,
+    response_model=DeliveryRead,
+    responses=CHANGE,
+)
+def send_test_message(
+    channel_id: uuid.UUID, db: DbSession, _: AdminOnly, audit: Audit
+) -> DeliveryRead:
+    """Queue a test message through the channel (sent within a second by the scheduler)."""
+    delivery = notifications.enqueue_test(db, channel_id=channel_id, audit_context=audit)
+    return notifications._delivery_read(delivery)

@@ -1,0 +1,124 @@
+"""Shapes of alert rules, alerts and silences."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shipboard.core.types import EnvironmentName, MetricName, Severity, Timestamp
+
+Comparison = Literal[">", ">=", "<", "<="]
+RuleAggregation = Literal["avg", "min", "max", "sum", "count", "p50", "p95", "p99"]
+
+
+class AlertRuleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\- ]+$")
+    kind: Literal["threshold", "anomaly"]
+    environment: EnvironmentName
+    metric: MetricName
+    tags: dict[str, str] = Field(default_factory=dict)
+    agg: RuleAggregation = "avg"
+    window_s: float = Field(default=300, gt=0, le=86400 * 7)
+    op: Comparison = ">"
+    value: float | None = None
+    for_s: float = Field(default=0, ge=0, le=86400)
+    keep_firing_for_s: float = Field(default=0, ge=0, le=86400)
+    method: Literal["robust_zscore", "ewma"] = "robust_zscore"
+    sensitivity: float = Field(default=3.0, gt=0, le=100)
+    history_s: float = Field(default=86400, gt=0, le=86400 * 90)
+    min_points: int = Field(default=20, ge=3, le=100_000)
+    severity: Severity = "medium"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    channels: list[str] = Field(default_factory=list)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _threshold_needs_value(self) -> AlertRuleCreate:
+        if self.kind == "threshold" and self.value is None:
+            raise ValueError("a threshold rule needs a value")
+        return self
+
+    def spec(self) -> dict[str, Any]:
+        keys = (
+            ("tags", "agg", "window_s", "op", "value", "for_s", "keep_firing_for_s")
+            if self.kind == "threshold"
+            else (
+                "tags",
+                "window_s",
+                "method",
+                "sensitivity",
+                "history_s",
+                "min_points",
+                "for_s",
+                "keep_firing_for_s",
+            )
+        )
+        return {k: getattr(self, k) for k in keys}
+
+
+class AlertRuleRead(AlertRuleCreate):
+    id: uuid.UUID
+    last_evaluated_at: datetime | None = None
+    last_error: str | None = Field(default=None, description="Why the last evaluation failed")
+    health: Literal["ok", "error", "unknown"] = "unknown"
+
+
+class AlertRulePage(BaseModel):
+    items: list[AlertRuleRead]
+
+
+class AlertRead(BaseModel):
+    id: uuid.UUID
+    rule_id: uuid.UUID
+    rule: str
+    fingerprint: str
+    state: Literal["pending", "firing", "resolved"]
+    value: float | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    silenced: bool = False
+    transitions: list[dict[str, Any]]
+
+
+class AlertPage(BaseModel):
+    items: list[AlertRead]
+
+
+class Matcher(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1)
+    value: str
+    isRegex: bool = False  # noqa: N815 - Alertmanager's spelling
+    isEqual: bool = True  # noqa: N815
+
+
+class SilenceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    matchers: list[Matcher] = Field(min_length=1)
+    starts_at: Timestamp | None = None
+    ends_at: Timestamp
+    comment: str = Field(min_length=1, max_length=1024)
+
+
+class SilenceRead(BaseModel):
+    id: uuid.UUID
+    matchers: list[Matcher]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+    active: bool
+
+
+class SilencePage(BaseModel):
+    items: list[SilenceRead]

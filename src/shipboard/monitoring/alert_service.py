@@ -1,0 +1,445 @@
+"""Alert rules, their evaluation into alerts, and silences."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from shipboard.audit import service as audit
+from shipboard.audit.service import AuditContext
+from shipboard.core.errors import Conflict, InvalidInput, NotFound
+from shipboard.core.time import utcnow
+from shipboard.environments.service import require_environment
+from shipboard.monitoring import alerting
+from shipboard.monitoring import repository as metrics
+from shipboard.monitoring.alert_schemas import (
+    AlertPage,
+    AlertRead,
+    AlertRuleCreate,
+    AlertRuleRead,
+    SilenceCreate,
+    SilenceRead,
+)
+from shipboard.monitoring.models import Alert, AlertRule, Silence
+from shipboard.notifications import service as notifications
+from shipboard.notifications.models import NotificationChannel, NotificationGroup
+
+ACTIVE = ("pending", "firing")
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+
+def create_rule(
+    session: Session, *, data: AlertRuleCreate, audit_context: AuditContext
+) -> AlertRuleRead:
+    """Create an alert rule; the channels it names must exist."""
+    require_environment(session, data.environment)
+    if session.scalar(sa.select(AlertRule).where(AlertRule.name == data.name)):
+        raise Conflict(f"alert rule {data.name!r} already exists")
+    _check_channels(session, data.channels)
+    now = utcnow()
+    rule = AlertRule(
+        id=uuid.uuid4(),
+        name=data.name,
+        kind=data.kind,
+        environment=data.environment,
+        metric=data.metric,
+        spec=data.spec(),
+        severity=data.severity,
+        labels=data.labels,
+        annotations=data.annotations,
+        channels=data.channels,
+        enabled=data.enabled,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(rule)
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="alert_rule.create",
+        target_type="alert_rule",
+        target_id=data.name,
+    )
+    return rule_read(rule)
+
+
+def _check_channels(session: Session, names: list[str]) -> None:
+    known = set(
+        session.scalars(
+            sa.select(NotificationChannel.name).where(NotificationChannel.name.in_(names))
+        )
+    )
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise InvalidInput(
+            f"unknown notification channel(s): {', '.join(missing)}",
+            errors=[
+                {"loc": ["body", "channels", names.index(n)], "msg": "no such channel"}
+                for n in missing
+            ],
+        )
+
+
+def rule_read(rule: AlertRule) -> AlertRuleRead:
+    health = "unknown" if rule.last_evaluated_at is None else ("error" if rule.last_error else "ok")
+    fields: dict[str, Any] = {
+        "id": rule.id,
+        "name": rule.name,
+        "kind": rule.kind,
+        "environment": rule.environment,
+        "metric": rule.metric,
+        "severity": rule.severity,
+        "labels": rule.labels,
+        "annotations": rule.annotations,
+        "channels": rule.channels,
+        "enabled": rule.enabled,
+        "last_evaluated_at": rule.last_evaluated_at,
+        "last_error": rule.last_error,
+        "health": health,
+        **rule.spec,
+    }
+    try:
+        return AlertRuleRead.model_validate(fields)
+    except ValidationError:
+        # A rule stored by an older version (or edited by hand) must still be listable,
+        # erroring and all, so people can see it and fix it.
+        return AlertRuleRead.model_construct(**fields)
+
+
+def list_rules(session: Session) -> list[AlertRuleRead]:
+    """All alert rules with their health."""
+    return [rule_read(r) for r in session.scalars(sa.select(AlertRule).order_by(AlertRule.name))]
+
+
+def get_rule(session: Session, *, rule_id: uuid.UUID) -> AlertRuleRead:
+    """One rule."""
+    return rule_read(_require_rule(session, rule_id))
+
+
+def delete_rule(session: Session, *, rule_id: uuid.UUID, audit_context: AuditContext) -> None:
+    """Remove a rule and its alerts."""
+    rule = _require_rule(session, rule_id)
+    session.delete(rule)
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="alert_rule.delete",
+        target_type="alert_rule",
+        target_id=rule.name,
+    )
+
+
+def _require_rule(session: Session, rule_id: uuid.UUID) -> AlertRule:
+    rule = session.get(AlertRule, rule_id)
+    if rule is None:
+        raise NotFound(f"alert rule {rule_id} does not exist")
+    return rule
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+def evaluate_rules(session: Session, *, now: datetime | None = None) -> int:
+    """Evaluate every enabled rule once at ``now``; returns how many alerts changed state."""
+    now = now or utcnow()
+    changed = 0
+    for rule in list(session.scalars(sa.select(AlertRule).where(AlertRule.enabled.is_(True)))):
+        try:
+            with session.begin_nested():
+                condition = _condition(session, rule, now)
+        except (SQLAlchemyError, ValueError, KeyError) as exc:
+            # A rule that cannot be evaluated is shown as erroring, never as quietly green.
+            rule.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            rule.last_evaluated_at = now
+            continue
+        rule.last_error = None
+        rule.last_evaluated_at = now
+        changed += _apply(session, rule, condition, now)
+    session.flush()
+    return changed
+
+
+def _condition(session: Session, rule: AlertRule, now: datetime) -> alerting.Condition:
+    spec = rule.spec
+    tags = spec.get("tags") or {}
+    window = timedelta(seconds=float(spec["window_s"]))
+
+    def values(since: datetime, until: datetime) -> list[float]:
+        return metrics.values(
+            session,
+            environment=rule.environment,
+            name=rule.metric,
+            tags=tags,
+            since=since,
+            until=until,
+        )
+
+    if rule.kind == "threshold":
+        return alerting.threshold(
+            values(now - window, now), agg=spec["agg"], op=spec["op"], value=float(spec["value"])
+        )
+    history = values(now - window - timedelta(seconds=float(spec["history_s"])), now - window)
+    return alerting.anomaly(
+        history,
+        values(now - window, now),
+        method=spec["method"],
+        sensitivity=float(spec["sensitivity"]),
+        min_points=int(spec["min_points"]),
+    )
+
+
+def _apply(session: Session, rule: AlertRule, condition: alerting.Condition, now: datetime) -> int:
+    alert = session.scalar(
+        sa.select(Alert).where(Alert.rule_id == rule.id, Alert.state.in_(ACTIVE)).limit(1)
+    )
+    current = (
+        alerting.AlertState(
+            alert.state, alert.active_since, alert.starts_at, alert.ends_at, alert.last_true_at
+        )
+        if alert
+        else alerting.AlertState("inactive")
+    )
+    if condition.active is None and alert is None:
+        return 0
+    # No data keeps the state it had (a gap in metrics is not a recovery).
+    active = bool(condition.active) if condition.active is not None else current.state in ACTIVE
+    new = alerting.step(
+        current,
+        active,
+        now,
+        for_s=float(rule.spec.get("for_s", 0)),
+        keep_firing_for_s=float(rule.spec.get("keep_firing_for_s", 0)),
+    )
+    if new.state == current.state:
+        if alert is not None:
+            alert.last_true_at = new.last_true_at
+            alert.value = condition.value if condition.value is not None else alert.value
+        return 0
+    labels = {
+        "alertname": rule.name,
+        "environment": rule.environment,
+        "severity": rule.severity,
+        **rule.labels,
+    }
+    if alert is None:
+        alert = Alert(
+            id=uuid.uuid4(),
+            rule_id=rule.id,
+            fingerprint=alerting.fingerprint(labels),
+            state=new.state,
+            labels=labels,
+            annotations=dict(rule.annotations),
+            transitions=[],
+            updated_at=now,
+        )
+        session.add(alert)
+    alert.transitions = [
+        *alert.transitions,
+        {
+            "from": current.state,
+            "to": new.state,
+            "at": now.isoformat(),
+            "value": condition.value,
+            "reason": condition.reason,
+        },
+    ]
+    alert.state = new.state
+    alert.active_since, alert.starts_at, alert.ends_at = (
+        new.active_since,
+        new.starts_at,
+        new.ends_at,
+    )
+    alert.last_true_at = new.last_true_at
+    alert.value = condition.value
+    alert.updated_at = now
+    session.flush()
+    if new.state in ("firing", "resolved") and (new.state == "firing" or current.state == "firing"):
+        for channel in _channels(session, rule):
+            notifications.touch_group(session, channel=channel, labels=alert.labels, now=now)
+    return 1
+
+
+def _channels(session: Session, rule: AlertRule) -> list[NotificationChannel]:
+    if not rule.channels:
+        return []
+    return list(
+        session.scalars(
+            sa.select(NotificationChannel).where(NotificationChannel.name.in_(rule.channels))
+        )
+    )
+
+
+def group_alerts(session: Session, now: datetime) -> Any:
+    """For the notifier: a channel's alerts in one group, as webhook alert dicts."""
+
+    def alerts_for(
+        channel: NotificationChannel, group_labels: dict[str, str], last_sent_at: datetime | None
+    ) -> list[dict[str, Any]]:
+        silences = active_silences(session, now)
+        rows = session.execute(
+            sa.select(Alert, AlertRule.channels)
+            .join(AlertRule, AlertRule.id == Alert.rule_id)
+            .where(Alert.state.in_(("firing", "resolved")))
+        ).all()
+        out = []
+        for alert, channels in rows:
+            if channel.name not in channels:
+                continue
+            if any(alert.labels.get(k, "") != v for k, v in group_labels.items()):
+                continue
+            if alert.state == "resolved" and (
+                alert.starts_at is None
+                or (
+                    last_sent_at is not None
+                    and alert.ends_at is not None
+                    and alert.ends_at < last_sent_at
+                )
+                or last_sent_at is None
+            ):
+                continue  # never fired, or its resolution was told already
+            if any(alerting.matches(s.matchers, alert.labels) for s in silences):
+                continue
+            out.append(_webhook_alert(alert))
+        return sorted(out, key=lambda a: a["fingerprint"])
+
+    return alerts_for
+
+
+def _webhook_alert(alert: Alert) -> dict[str, Any]:
+    return {
+        "status": "firing" if alert.state == "firing" else "resolved",
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "startsAt": (alert.starts_at or alert.active_since or utcnow()).isoformat(),
+        "endsAt": alert.ends_at.isoformat() if alert.ends_at else "0001-01-01T00:00:00Z",
+        "generatorURL": f"{notifications.EXTERNAL_URL}/alerts/{alert.id}",
+        "fingerprint": alert.fingerprint,
+    }
+
+
+def list_alerts(session: Session, *, state: str | None = None, limit: int = 200) -> AlertPage:
+    """Alerts, newest change first; `silenced` tells whether a silence mutes them now."""
+    stmt = (
+        sa.select(Alert, AlertRule.name)
+        .join(AlertRule, AlertRule.id == Alert.rule_id)
+        .order_by(Alert.updated_at.desc())
+        .limit(limit)
+    )
+    if state is not None:
+        stmt = stmt.where(Alert.state == state)
+    silences = active_silences(session, utcnow())
+    return AlertPage(
+        items=[
+            AlertRead(
+                id=a.id,
+                rule_id=a.rule_id,
+                rule=name,
+                fingerprint=a.fingerprint,
+                state=a.state,
+                value=a.value,
+                starts_at=a.starts_at,
+                ends_at=a.ends_at,
+                labels=a.labels,
+                annotations=a.annotations,
+                transitions=a.transitions,
+                silenced=any(alerting.matches(s.matchers, a.labels) for s in silences),
+            )
+            for a, name in session.execute(stmt).all()
+        ]
+    )
+
+
+# --- silences -------------------------------------------------------------------------------
+
+
+def active_silences(session: Session, now: datetime) -> list[Silence]:
+    return list(
+        session.scalars(sa.select(Silence).where(Silence.starts_at <= now, Silence.ends_at > now))
+    )
+
+
+def create_silence(
+    session: Session, *, data: SilenceCreate, creator: str, audit_context: AuditContext
+) -> SilenceRead:
+    """Mute notifications of alerts whose labels match, from start to end."""
+    now = utcnow()
+    starts = data.starts_at or now
+    if data.ends_at <= starts:
+        raise InvalidInput(
+            "ends_at must be after starts_at",
+            errors=[{"loc": ["body", "ends_at"], "msg": "not after start"}],
+        )
+    silence = Silence(
+        id=uuid.uuid4(),
+        matchers=[m.model_dump() for m in data.matchers],
+        starts_at=starts,
+        ends_at=data.ends_at,
+        created_by=creator,
+        comment=data.comment,
+        created_at=now,
+    )
+    session.add(silence)
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="silence.create",
+        target_type="silence",
+        target_id=str(silence.id),
+    )
+    return silence_read(silence, now)
+
+
+def silence_read(silence: Silence, now: datetime) -> SilenceRead:
+    return SilenceRead(
+        id=silence.id,
+        matchers=silence.matchers,
+        starts_at=silence.starts_at,
+        ends_at=silence.ends_at,
+        created_by=silence.created_by,
+        comment=silence.comment,
+        active=silence.starts_at <= now < silence.ends_at,
+    )
+
+
+def list_silences(session: Session) -> list[SilenceRead]:
+    """Silences, newest first."""
+    now = utcnow()
+    return [
+        silence_read(s, now)
+        for s in session.scalars(sa.select(Silence).order_by(Silence.created_at.desc()))
+    ]
+
+
+def expire_silence(
+    session: Session, *, silence_id: uuid.UUID, audit_context: AuditContext
+) -> SilenceRead:
+    """End a silence now; what still fires is notified again at the next flush."""
+    silence = session.get(Silence, silence_id)
+    if silence is None:
+        raise NotFound(f"silence {silence_id} does not exist")
+    now = utcnow()
+    if silence.ends_at > now:
+        silence.ends_at = now
+        # Groups muted by it must be told again: forget what they last sent.
+        for group in session.scalars(sa.select(NotificationGroup)):
+            group.last_sent_state = None
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="silence.expire",
+        target_type="silence",
+        target_id=str(silence_id),
+    )
+    return silence_read(silence, now)

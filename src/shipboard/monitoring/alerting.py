@@ -1,0 +1,121 @@
+"""Alert rule evaluation and the alert state machine (Prometheus' semantics). Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shipboard.monitoring.series import AGGREGATIONS
+from shipboard.pipelines.analysis import OPS
+
+MAD_SCALE = 1.4826  # makes the MAD a consistent estimator of the standard deviation
+
+
+@dataclass(frozen=True)
+class Condition:
+    active: bool | None  # None: no data, the rule cannot say
+    value: float | None
+    reason: str
+
+
+def threshold(values: Sequence[float], *, agg: str, op: str, value: float) -> Condition:
+    if not values and agg != "count":
+        return Condition(None, None, "no data in the window")
+    measured = AGGREGATIONS[agg](values) if values else 0.0
+    active = OPS[op](measured, value)
+    return Condition(active, measured, f"{agg} = {measured:.6g} {op} {value:g} is {active}")
+
+
+def anomaly(
+    history: Sequence[float],
+    recent: Sequence[float],
+    *,
+    method: str,
+    sensitivity: float,
+    min_points: int,
+) -> Condition:
+    """Is the recent value far from the history? robust_zscore: |x - median| / (1.4826·MAD);
+    ewma: outside the EWMA ± sensitivity·σ band. Fires when the score exceeds ``sensitivity``."""
+    if len(history) < min_points or not recent:
+        return Condition(None, None, f"need {min_points} history points and a recent one")
+    current = statistics.fmean(recent)
+    if method == "ewma":
+        alpha = 0.3
+        mean = history[0]
+        variance = 0.0
+        for x in history[1:]:
+            diff = x - mean
+            mean += alpha * diff
+            variance = (1 - alpha) * (variance + alpha * diff * diff)
+        spread = variance**0.5
+        score = (
+            abs(current - mean) / spread if spread else (0.0 if current == mean else float("inf"))
+        )
+        centre = mean
+    else:
+        centre = statistics.median(history)
+        mad = statistics.median([abs(x - centre) for x in history]) * MAD_SCALE
+        score = abs(current - centre) / mad if mad else (0.0 if current == centre else float("inf"))
+    return Condition(
+        score > sensitivity,
+        current,
+        f"{method} score {score:.3g} (value {current:.6g}, centre {centre:.6g})",
+    )
+
+
+@dataclass(frozen=True)
+class AlertState:
+    state: str  # inactive, pending, firing, resolved
+    active_since: datetime | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    last_true_at: datetime | None = None
+
+
+def step(  # noqa: PLR0911 - one return per edge of the state machine reads best
+    current: AlertState, condition: bool, now: datetime, *, for_s: float, keep_firing_for_s: float
+) -> AlertState:
+    """One evaluation. Pending until the condition has held ``for_s``; firing until it has been
+    false for ``keep_firing_for_s``; then resolved. A pending alert whose condition clears is
+    resolved without ever having fired."""
+    if condition:
+        if current.state in ("inactive", "resolved"):
+            if for_s <= 0:
+                return AlertState("firing", now, now, None, now)
+            return AlertState("pending", now, None, None, now)
+        assert current.active_since is not None
+        if current.state == "pending" and now - current.active_since >= timedelta(seconds=for_s):
+            return AlertState("firing", current.active_since, now, None, now)
+        return AlertState(current.state, current.active_since, current.starts_at, None, now)
+    if current.state == "pending":
+        return AlertState("resolved", current.active_since, None, now, current.last_true_at)
+    if current.state == "firing":
+        last = current.last_true_at or now
+        if now - last >= timedelta(seconds=keep_firing_for_s):
+            return AlertState("resolved", current.active_since, current.starts_at, now, last)
+        return current
+    return current
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """Stable identity of an alert: a hash of its sorted labels (like Alertmanager's)."""
+    return hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def matches(matchers: Sequence[dict[str, object]], labels: dict[str, str]) -> bool:
+    """Silence matchers: every one must hold (``isEqual`` false negates, ``isRegex`` matches)."""
+    import re
+
+    for matcher in matchers:
+        name, value = str(matcher["name"]), str(matcher["value"])
+        actual = labels.get(name, "")
+        hit = re.fullmatch(value, actual) is not None if matcher.get("isRegex") else actual == value
+        if matcher.get("isEqual", True) is False:
+            hit = not hit
+        if not hit:
+            return False
+    return True

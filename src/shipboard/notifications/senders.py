@@ -1,0 +1,112 @@
+"""Turning a notification into a request to a receiver: Alertmanager webhook, Slack, email,
+Alertmanager's own API. Each returns (ok, status code or None, error text)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import smtplib
+from email.message import EmailMessage
+from html import escape
+from typing import Any
+
+import httpx
+
+TIMEOUT_S = 5.0
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def send(
+    kind: str, config: dict[str, Any], secrets: dict[str, str], payload: dict[str, Any]
+) -> tuple[bool, int | None, str | None]:
+    try:
+        if kind == "email":
+            _email(config, secrets, payload)
+            return True, None, None
+        url, body, headers = _http_request(kind, config, secrets, payload)
+        response = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT_S)
+    except (httpx.HTTPError, smtplib.SMTPException, OSError) as exc:
+        return False, None, f"{type(exc).__name__}: {exc}"[:500]
+    if 200 <= response.status_code < 300:
+        return True, response.status_code, None
+    return False, response.status_code, f"HTTP {response.status_code}"
+
+
+def _http_request(
+    kind: str, config: dict[str, Any], secrets: dict[str, str], payload: dict[str, Any]
+) -> tuple[str, bytes, dict[str, str]]:
+    headers = {"Content-Type": "application/json", "User-Agent": "shipboard"}
+    if kind == "webhook":
+        body = json.dumps(payload).encode()
+        if secrets.get("secret"):
+            headers["X-Shipboard-Signature"] = sign(secrets["secret"], body)
+        return str(config["url"]), body, headers
+    if kind == "slack":
+        return str(config["url"]), json.dumps({"text": text_summary(payload)}).encode(), headers
+    alerts = [
+        {
+            "labels": a["labels"],
+            "annotations": a["annotations"],
+            "startsAt": a["startsAt"],
+            "endsAt": a["endsAt"] if a["status"] == "resolved" else None,
+            "generatorURL": a.get("generatorURL", ""),
+        }
+        for a in payload.get("alerts", [])
+    ]
+    url = str(config["url"]).rstrip("/") + "/api/v2/alerts"
+    return (
+        url,
+        json.dumps([{k: v for k, v in a.items() if v is not None} for a in alerts]).encode(),
+        headers,
+    )
+
+
+def text_summary(payload: dict[str, Any]) -> str:
+    if "message" in payload:
+        return str(payload["message"])
+    alerts = payload.get("alerts", [])
+    head = f"[{payload.get('status', 'firing').upper()}:{len(alerts)}] " + ", ".join(
+        f"{k}={v}" for k, v in sorted(payload.get("groupLabels", {}).items())
+    )
+    lines = [head]
+    for alert in alerts:
+        summary = alert["annotations"].get("summary") or alert["labels"].get("alertname", "")
+        lines.append(f"- {alert['status']}: {summary} ({_labels(alert)})")
+    return "\n".join(lines)
+
+
+def _email(config: dict[str, Any], secrets: dict[str, str], payload: dict[str, Any]) -> None:
+    message = EmailMessage()
+    message["From"] = str(config["from"])
+    recipients = config["to"] if isinstance(config["to"], list) else [config["to"]]
+    message["To"] = ", ".join(str(r) for r in recipients)
+    text = text_summary(payload)
+    message["Subject"] = text.splitlines()[0][:200]
+    message.set_content(text)
+    rows = "".join(
+        f"<tr><td>{escape(a['status'])}</td>"
+        f"<td>{escape(a['annotations'].get('summary') or a['labels'].get('alertname', ''))}</td>"
+        f"<td>{escape(_labels(a))}</td></tr>"
+        for a in payload.get("alerts", [])
+    )
+    message.add_alternative(
+        f"<html><body><h2>{escape(text.splitlines()[0])}</h2>"
+        "<table border='1' cellpadding='4'>"
+        f"<tr><th>status</th><th>summary</th><th>labels</th></tr>{rows}</table>"
+        "</body></html>",
+        subtype="html",
+    )
+    with smtplib.SMTP(str(config["host"]), int(config.get("port", 25)), timeout=TIMEOUT_S) as smtp:
+        if config.get("starttls"):
+            smtp.starttls()
+        if config.get("username") and secrets.get("password"):
+            smtp.login(str(config["username"]), secrets["password"])
+        smtp.send_message(message)
+
+
+def _labels(alert: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(alert["labels"].items()))

@@ -1,0 +1,364 @@
+"""Notification channels, Alertmanager-style grouping, and deliveries retried with backoff."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from shipboard.audit import service as audit
+from shipboard.audit.service import AuditContext
+from shipboard.core.crypto import Keyring
+from shipboard.core.errors import Conflict, NotFound
+from shipboard.core.time import utcnow
+from shipboard.db.engine import is_postgres, system_transaction
+from shipboard.notifications import senders
+from shipboard.notifications.models import (
+    NotificationChannel,
+    NotificationDelivery,
+    NotificationGroup,
+)
+from shipboard.notifications.schemas import (
+    SECRET_KEYS,
+    ChannelCreate,
+    ChannelRead,
+    DeliveryPage,
+    DeliveryRead,
+)
+
+MAX_ATTEMPTS = 6
+MAX_AGE = timedelta(hours=1)
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 300.0
+EXTERNAL_URL = "http://localhost:8000"
+
+
+# --- channels -------------------------------------------------------------------------------
+
+
+def create_channel(
+    session: Session, *, data: ChannelCreate, keyring: Keyring, audit_context: AuditContext
+) -> ChannelRead:
+    """Create a channel; credential values in its config are stored encrypted."""
+    if session.scalar(sa.select(NotificationChannel).where(NotificationChannel.name == data.name)):
+        raise Conflict(f"channel {data.name!r} already exists")
+    config = {k: v for k, v in data.config.items() if k not in SECRET_KEYS}
+    secrets = {k: keyring.encrypt(str(v)) for k, v in data.config.items() if k in SECRET_KEYS and v}
+    channel = NotificationChannel(
+        id=uuid.uuid4(),
+        name=data.name,
+        kind=data.kind,
+        config=config,
+        secrets=secrets,
+        group_by=data.group_by,
+        group_wait_s=data.group_wait_s,
+        group_interval_s=data.group_interval_s,
+        repeat_interval_s=data.repeat_interval_s,
+        send_resolved=data.send_resolved,
+        created_at=utcnow(),
+    )
+    session.add(channel)
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="channel.create",
+        target_type="channel",
+        target_id=data.name,
+        details={"kind": data.kind},
+    )
+    return channel_read(channel)
+
+
+def channel_read(channel: NotificationChannel) -> ChannelRead:
+    return ChannelRead(
+        id=channel.id,
+        name=channel.name,
+        kind=channel.kind,
+        config={**channel.config, **dict.fromkeys(channel.secrets, "***")},
+        group_by=channel.group_by,
+        group_wait_s=channel.group_wait_s,
+        group_interval_s=channel.group_interval_s,
+        repeat_interval_s=channel.repeat_interval_s,
+        send_resolved=channel.send_resolved,
+    )
+
+
+def list_channels(session: Session) -> list[ChannelRead]:
+    """All channels, by name."""
+    rows = session.scalars(sa.select(NotificationChannel).order_by(NotificationChannel.name))
+    return [channel_read(c) for c in rows]
+
+
+def require_channel(session: Session, channel_id: uuid.UUID) -> NotificationChannel:
+    channel = session.get(NotificationChannel, channel_id)
+    if channel is None:
+        raise NotFound(f"channel {channel_id} does not exist")
+    return channel
+
+
+def delete_channel(session: Session, *, channel_id: uuid.UUID, audit_context: AuditContext) -> None:
+    """Remove a channel with its pending deliveries."""
+    channel = require_channel(session, channel_id)
+    session.delete(channel)
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="channel.delete",
+        target_type="channel",
+        target_id=channel.name,
+    )
+
+
+def list_deliveries(session: Session, *, channel_id: uuid.UUID, limit: int = 100) -> DeliveryPage:
+    """A channel's deliveries, newest first, each with every attempt."""
+    require_channel(session, channel_id)
+    rows = session.scalars(
+        sa.select(NotificationDelivery)
+        .where(NotificationDelivery.channel_id == channel_id)
+        .order_by(NotificationDelivery.created_at.desc())
+        .limit(limit)
+    )
+    return DeliveryPage(items=[_delivery_read(d) for d in rows])
+
+
+def _delivery_read(d: NotificationDelivery) -> DeliveryRead:
+    return DeliveryRead(
+        id=d.id,
+        channel_id=d.channel_id,
+        event=d.event,
+        group_key=d.group_key,
+        status=d.status,
+        attempts=d.attempts,
+        next_attempt_at=d.next_attempt_at,
+        created_at=d.created_at,
+        sent_at=d.sent_at,
+    )
+
+
+def enqueue(
+    session: Session,
+    *,
+    channel: NotificationChannel,
+    event: str,
+    payload: dict[str, Any],
+    group_key: str | None = None,
+    now: datetime | None = None,
+) -> NotificationDelivery:
+    now = now or utcnow()
+    delivery = NotificationDelivery(
+        id=uuid.uuid4(),
+        channel_id=channel.id,
+        group_key=group_key,
+        event=event,
+        payload=payload,
+        status="pending",
+        attempts=[],
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(delivery)
+    session.flush()
+    return delivery
+
+
+def enqueue_test(
+    session: Session, *, channel_id: uuid.UUID, audit_context: AuditContext
+) -> NotificationDelivery:
+    """A test message through a channel, in the shape its receiver expects."""
+    channel = require_channel(session, channel_id)
+    audit.record(
+        session,
+        context=audit_context,
+        action="channel.test",
+        target_type="channel",
+        target_id=channel.name,
+    )
+    now = utcnow()
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "ShipboardTest", "severity": "low"},
+        "annotations": {"summary": f"Test message from Shipboard for channel {channel.name}"},
+        "startsAt": now.isoformat(),
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": EXTERNAL_URL,
+        "fingerprint": "0000000000000000",
+    }
+    return enqueue(
+        session,
+        channel=channel,
+        event="test",
+        payload=webhook_payload(channel.name, "firing", [alert], {"alertname": "ShipboardTest"}),
+    )
+
+
+# --- grouping -------------------------------------------------------------------------------
+
+
+def webhook_payload(
+    receiver: str, status: str, alerts: list[dict[str, Any]], group_labels: dict[str, str]
+) -> dict[str, Any]:
+    """Alertmanager's webhook payload, version 4."""
+
+    def common(key: str) -> dict[str, str]:
+        if not alerts:
+            return {}
+        shared = dict(alerts[0][key])
+        for alert in alerts[1:]:
+            shared = {k: v for k, v in shared.items() if alert[key].get(k) == v}
+        return shared
+
+    return {
+        "version": "4",
+        "receiver": receiver,
+        "status": status,
+        "alerts": alerts,
+        "groupLabels": group_labels,
+        "commonLabels": common("labels"),
+        "commonAnnotations": common("annotations"),
+        "externalURL": EXTERNAL_URL,
+        "groupKey": "{}:{" + ",".join(f'{k}="{v}"' for k, v in sorted(group_labels.items())) + "}",
+        "truncatedAlerts": 0,
+    }
+
+
+def group_key_for(
+    channel: NotificationChannel, labels: dict[str, str]
+) -> tuple[str, dict[str, str]]:
+    group_labels = {k: labels.get(k, "") for k in channel.group_by}
+    return ",".join(f"{k}={v}" for k, v in sorted(group_labels.items())), group_labels
+
+
+def touch_group(
+    session: Session, *, channel: NotificationChannel, labels: dict[str, str], now: datetime
+) -> None:
+    """Make sure an aggregation group exists for an alert routed to ``channel``."""
+    key, group_labels = group_key_for(channel, labels)
+    if session.get(NotificationGroup, (channel.id, key)) is None:
+        session.add(
+            NotificationGroup(
+                channel_id=channel.id, group_key=key, group_labels=group_labels, first_seen_at=now
+            )
+        )
+        session.flush()
+
+
+def flush_groups(session: Session, *, now: datetime, alerts_for: Any) -> int:
+    """Send each group whose state is due: group_wait for a new group, group_interval after a
+    change, repeat_interval while nothing changes. ``alerts_for(channel, group_labels)`` gives
+    the group's current alerts as webhook alert dicts (firing, and resolved since last send)."""
+    sent = 0
+    for group in list(session.scalars(sa.select(NotificationGroup))):
+        channel = session.get(NotificationChannel, group.channel_id)
+        if channel is None:
+            continue
+        alerts = [
+            a
+            for a in alerts_for(channel, group.group_labels, group.last_sent_at)
+            if a["status"] == "firing" or channel.send_resolved
+        ]
+        state = {a["fingerprint"]: a["status"] for a in alerts}
+        firing = [a for a in alerts if a["status"] == "firing"]
+        last = group.last_sent_state or {}
+        if group.last_sent_at is None:
+            due = bool(firing) and now >= group.first_seen_at + timedelta(
+                seconds=channel.group_wait_s
+            )
+        elif state != {k: v for k, v in last.items() if k in state} or set(state) - set(last):
+            due = bool(alerts) and now >= group.last_sent_at + timedelta(
+                seconds=channel.group_interval_s
+            )
+        else:
+            due = bool(firing) and now >= group.last_sent_at + timedelta(
+                seconds=channel.repeat_interval_s
+            )
+        if not due:
+            if not firing and group.last_sent_at is not None and not alerts:
+                session.delete(group)  # everything resolved and told: the group is done
+            continue
+        status = "firing" if firing else "resolved"
+        enqueue(
+            session,
+            channel=channel,
+            event=f"alert.{status}",
+            group_key=group.group_key,
+            payload=webhook_payload(channel.name, status, alerts, group.group_labels),
+            now=now,
+        )
+        group.last_sent_at = now
+        group.last_sent_state = {**last, **state}
+        sent += 1
+    session.flush()
+    return sent
+
+
+# --- delivery -------------------------------------------------------------------------------
+
+
+def backoff(attempt: int, rng: random.Random | None = None) -> float:
+    """Exponential backoff with "equal jitter": uniform in [c/2, c], c = min(cap, base·2^n)."""
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+def send_due(
+    engine: Engine, keyring: Keyring, *, now: datetime | None = None, limit: int = 20
+) -> int:
+    """Attempt every due delivery once; never holds a transaction while talking to a receiver."""
+    now = now or utcnow()
+    with system_transaction(engine) as session:
+        stmt = (
+            sa.select(NotificationDelivery)
+            .where(
+                NotificationDelivery.status == "pending",
+                NotificationDelivery.next_attempt_at <= now,
+            )
+            .order_by(NotificationDelivery.next_attempt_at)
+            .limit(limit)
+        )
+        if is_postgres(session):
+            stmt = stmt.with_for_update(skip_locked=True)
+        claimed = []
+        for pending in session.scalars(stmt):
+            delivery = pending
+            channel = session.get(NotificationChannel, delivery.channel_id)
+            if channel is None:
+                continue
+            # A short lease, so a crashed sender's delivery is retried and not sent twice at once.
+            delivery.next_attempt_at = now + timedelta(seconds=60)
+            secrets = {k: keyring.decrypt(v) for k, v in channel.secrets.items()}
+            claimed.append(
+                (delivery.id, channel.kind, dict(channel.config), secrets, delivery.payload)
+            )
+    for delivery_id, kind, config, secrets, payload in claimed:
+        started = utcnow()
+        ok, status_code, error = senders.send(kind, config, secrets, payload)
+        with system_transaction(engine) as session:
+            current = session.get(NotificationDelivery, delivery_id)
+            if current is None:
+                continue
+            delivery = current
+            attempt = {
+                "at": started.isoformat(),
+                "ok": ok,
+                "status_code": status_code,
+                "error": error,
+                "duration_ms": round((utcnow() - started).total_seconds() * 1000, 1),
+            }
+            delivery.attempts = [*delivery.attempts, attempt]
+            if ok:
+                delivery.status = "sent"
+                delivery.sent_at = utcnow()
+                delivery.next_attempt_at = None
+            elif len(delivery.attempts) >= MAX_ATTEMPTS or now - delivery.created_at > MAX_AGE:
+                delivery.status = "failed"
+                delivery.next_attempt_at = None
+            else:
+                delivery.next_attempt_at = now + timedelta(seconds=backoff(len(delivery.attempts)))
+    return len(claimed)

@@ -1,0 +1,442 @@
+"""Alert rules, the alert state machine, silences, grouping, and deliveries to real receivers."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from shipboard.db.engine import system_transaction, transaction
+from shipboard.monitoring import alert_service, alerting
+from shipboard.monitoring.schemas import MonitoringMetricCreate
+from shipboard.monitoring.service import ingest_metrics
+from shipboard.notifications import service as notifications
+from tests.conftest import Clients, _free_port
+from tests.test_api import assert_problem
+
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+
+
+# --- pure -----------------------------------------------------------------------------------
+
+
+def test_state_machine_honours_for_and_keep_firing_for() -> None:
+    state = alerting.AlertState("inactive")
+    timeline = []
+    for second, condition in [
+        (0, True),
+        (10, True),
+        (30, True),
+        (40, False),
+        (50, False),
+        (60, False),
+    ]:
+        state = alerting.step(
+            state, condition, T0 + timedelta(seconds=second), for_s=30, keep_firing_for_s=25
+        )
+        timeline.append(state.state)
+    assert timeline == ["pending", "pending", "firing", "firing", "firing", "resolved"]
+    assert state.starts_at == T0 + timedelta(seconds=30)
+    assert state.ends_at == T0 + timedelta(seconds=60)
+    pending = alerting.step(
+        alerting.AlertState("inactive"), True, T0, for_s=30, keep_firing_for_s=0
+    )
+    assert (
+        alerting.step(
+            pending, False, T0 + timedelta(seconds=5), for_s=30, keep_firing_for_s=0
+        ).state
+        == "resolved"
+    )
+    immediate = alerting.step(
+        alerting.AlertState("inactive"), True, T0, for_s=0, keep_firing_for_s=0
+    )
+    assert immediate.state == "firing"
+
+
+@pytest.mark.parametrize("method", ["robust_zscore", "ewma"])
+def test_anomaly_fires_on_a_spike_and_not_on_noise(method: str) -> None:
+    rng = random.Random(42)
+    history = [100 + rng.gauss(0, 5) for _ in range(200)]
+    noise = [100 + rng.gauss(0, 5) for _ in range(5)]
+    spike = [160 + rng.gauss(0, 5) for _ in range(5)]
+    quiet = alerting.anomaly(history, noise, method=method, sensitivity=4, min_points=20)
+    loud = alerting.anomaly(history, spike, method=method, sensitivity=4, min_points=20)
+    assert quiet.active is False, quiet.reason
+    assert loud.active is True, loud.reason
+    assert (
+        alerting.anomaly(history[:5], spike, method=method, sensitivity=4, min_points=20).active
+        is None
+    )
+
+
+def test_silence_matchers() -> None:
+    labels = {"alertname": "HighLatency", "environment": "production", "severity": "high"}
+    assert alerting.matches([{"name": "alertname", "value": "HighLatency"}], labels)
+    assert alerting.matches([{"name": "alertname", "value": "High.*", "isRegex": True}], labels)
+    assert not alerting.matches(
+        [{"name": "environment", "value": "production", "isEqual": False}], labels
+    )
+    assert not alerting.matches([{"name": "alertname", "value": "Other"}], labels)
+
+
+# --- receivers ------------------------------------------------------------------------------
+
+
+class Receiver:
+    """A local HTTP receiver that records requests and answers with scripted statuses."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.statuses = list(statuses or [])
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests.append((dict(self.headers), body))
+                self.send_response(outer.statuses.pop(0) if outer.statuses else 200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", _free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def payloads(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body in self.requests]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+def _push(
+    engine: Engine, name: str, values: list[float], at: datetime, environment: str = "production"
+) -> None:
+    with transaction(engine) as session:
+        ingest_metrics(
+            session,
+            metrics=[
+                MonitoringMetricCreate(
+                    name=name,
+                    value=v,
+                    timestamp=at + timedelta(milliseconds=i),
+                    environment=environment,
+                    source="application",
+                )
+                for i, v in enumerate(values)
+            ],
+        )
+
+
+def _rule(client: httpx.Client, name: str, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "name": name,
+        "kind": "threshold",
+        "environment": "production",
+        "metric": "errors",
+        "agg": "avg",
+        "window_s": 60,
+        "op": ">",
+        "value": 10,
+        "for_s": 30,
+        "keep_firing_for_s": 30,
+        "severity": "high",
+        "annotations": {"summary": f"{name} is high"},
+        **overrides,
+    }
+    response = client.post("/api/v1/alert-rules", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def _channel(client: httpx.Client, name: str, url: str, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "name": name,
+        "kind": "webhook",
+        "config": {"url": url, "secret": "s3cret"},
+        "group_by": ["environment"],
+        "group_wait_s": 0,
+        "group_interval_s": 0,
+        **overrides,
+    }
+    response = client.post("/api/v1/notification-channels", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def _tick(engine: Engine, keyring: Any, now: datetime) -> None:
+    with system_transaction(engine) as session:
+        alert_service.evaluate_rules(session, now=now)
+        notifications.flush_groups(
+            session, now=now, alerts_for=alert_service.group_alerts(session, now)
+        )
+    notifications.send_due(engine, keyring, now=now)
+
+
+def test_threshold_rule_lifecycle_on_a_fake_clock(clients: Clients, engine: Engine) -> None:
+    with clients.as_role("admin") as admin:
+        rule = _rule(admin, "HighErrors", window_s=20)
+    keyring = clients.server.app.state.keyring
+    states = []
+    for second, value in [(0, 50), (15, 50), (35, 50), (65, 50), (80, 1), (100, 1), (115, 1)]:
+        now = T0 + timedelta(seconds=second)
+        _push(engine, "errors", [value], now - timedelta(seconds=1))
+        _tick(engine, keyring, now)
+        with clients.as_role("viewer") as viewer:
+            alerts = viewer.get("/api/v1/alerts").json()["items"]
+        states.append(alerts[0]["state"] if alerts else None)
+    assert states == ["pending", "pending", "firing", "firing", "firing", "firing", "resolved"]
+    with clients.as_role("viewer") as viewer:
+        (alert,) = viewer.get("/api/v1/alerts").json()["items"]
+        health = viewer.get(f"/api/v1/alert-rules/{rule['id']}").json()["health"]
+    assert [(t["from"], t["to"]) for t in alert["transitions"]] == [
+        ("inactive", "pending"),
+        ("pending", "firing"),
+        ("firing", "resolved"),
+    ]
+    assert alert["value"] == 1
+    assert alert["labels"] == {
+        "alertname": "HighErrors",
+        "environment": "production",
+        "severity": "high",
+    }
+    assert len(alert["fingerprint"]) == 16
+    assert health == "ok"
+
+
+def test_rule_that_cannot_be_evaluated_shows_as_erroring(clients: Clients, engine: Engine) -> None:
+    with clients.as_role("admin") as admin:
+        rule = _rule(admin, "Broken")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE alert_rules SET spec = :s"),
+            {"s": json.dumps({"window_s": 60, "agg": "median", "op": ">", "value": 1})},
+        )
+    _push(engine, "errors", [5], T0 - timedelta(seconds=1))
+    _tick(engine, clients.server.app.state.keyring, T0)
+    with clients.as_role("viewer") as viewer:
+        body = viewer.get(f"/api/v1/alert-rules/{rule['id']}").json()
+    assert body["health"] == "error"
+    assert "median" in body["last_error"]
+
+
+def test_webhook_receives_signed_alertmanager_payload(
+    clients: Clients, engine: Engine, receiver: Receiver
+) -> None:
+    with clients.as_role("admin") as admin:
+        _channel(admin, "ops-hook", receiver.url)
+        _rule(admin, "HighErrors", for_s=0, channels=["ops-hook"], labels={"team": "web"})
+    _push(engine, "errors", [50], T0 - timedelta(seconds=1))
+    _tick(engine, clients.server.app.state.keyring, T0)
+    (headers, body) = receiver.requests[0]
+    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Shipboard-Signature"], expected)
+    payload = json.loads(body)
+    assert payload["version"] == "4"
+    assert payload["status"] == "firing"
+    assert payload["receiver"] == "ops-hook"
+    assert payload["groupLabels"] == {"environment": "production"}
+    assert payload["commonLabels"]["team"] == "web"
+    (alert,) = payload["alerts"]
+    assert {
+        "status",
+        "labels",
+        "annotations",
+        "startsAt",
+        "endsAt",
+        "generatorURL",
+        "fingerprint",
+    } <= set(alert)
+    assert alert["annotations"]["summary"] == "HighErrors is high"
+    # Resolution is told too.
+    _push(engine, "errors", [1], T0 + timedelta(seconds=60))
+    _tick(engine, clients.server.app.state.keyring, T0 + timedelta(seconds=61))
+    _tick(engine, clients.server.app.state.keyring, T0 + timedelta(seconds=95))
+    statuses = [p["status"] for p in receiver.payloads()]
+    assert statuses == ["firing", "resolved"]
+
+
+def test_retries_until_the_receiver_recovers_then_exactly_one_success(
+    clients: Clients, engine: Engine
+) -> None:
+    flaky = Receiver(statuses=[500, 500, 500, 200])
+    try:
+        with clients.as_role("admin") as admin:
+            channel = _channel(admin, "flaky", flaky.url)
+            _rule(admin, "HighErrors", for_s=0, channels=["flaky"])
+        _push(engine, "errors", [50], T0 - timedelta(seconds=1))
+        keyring = clients.server.app.state.keyring
+        _tick(engine, keyring, T0)
+        for minutes in range(1, 8):
+            notifications.send_due(engine, keyring, now=T0 + timedelta(minutes=minutes))
+        with clients.as_role("admin") as admin:
+            (delivery,) = admin.get(
+                f"/api/v1/notification-channels/{channel['id']}/deliveries"
+            ).json()["items"]
+    finally:
+        flaky.server.shutdown()
+    assert delivery["status"] == "sent"
+    assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 500, 200]
+    assert len(flaky.requests) == 4
+
+
+def test_silence_mutes_and_expiry_notifies_again(
+    clients: Clients, engine: Engine, receiver: Receiver
+) -> None:
+    keyring = clients.server.app.state.keyring
+    # Silences are created and expired on the real clock, so this test runs on it too.
+    start = datetime.now(UTC)
+    with clients.as_role("admin") as admin:
+        _channel(admin, "ops-hook", receiver.url)
+        _rule(admin, "HighErrors", for_s=0, channels=["ops-hook"])
+        silence = admin.post(
+            "/api/v1/silences",
+            json={
+                "matchers": [{"name": "alertname", "value": "HighErrors"}],
+                "ends_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+                "comment": "maintenance",
+            },
+        ).json()
+    _push(engine, "errors", [50], start)
+    _tick(engine, keyring, start + timedelta(milliseconds=500))
+    with clients.as_role("viewer") as viewer:
+        (alert,) = viewer.get("/api/v1/alerts").json()["items"]
+    assert alert["state"] == "firing"
+    assert alert["silenced"] is True
+    assert receiver.requests == []
+    with clients.as_role("admin") as admin:
+        assert admin.delete(f"/api/v1/silences/{silence['id']}").json()["active"] is False
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    _push(engine, "errors", [50], later - timedelta(seconds=1))
+    _tick(engine, keyring, later)
+    assert [p["status"] for p in receiver.payloads()] == ["firing"]
+
+
+def test_grouping_sends_one_message_for_five_alerts(
+    clients: Clients, engine: Engine, receiver: Receiver
+) -> None:
+    with clients.as_role("admin") as admin:
+        _channel(admin, "ops-hook", receiver.url, group_wait_s=30)
+        for i in range(5):
+            _rule(admin, f"Rule{i}", metric=f"errors_{i}", for_s=0, channels=["ops-hook"])
+    for i in range(5):
+        _push(engine, f"errors_{i}", [50], T0 - timedelta(seconds=1))
+    keyring = clients.server.app.state.keyring
+    _tick(engine, keyring, T0)
+    assert receiver.requests == []  # group_wait collects first
+    _tick(engine, keyring, T0 + timedelta(seconds=31))
+    (payload,) = receiver.payloads()
+    assert len(payload["alerts"]) == 5
+    assert payload["commonLabels"] == {"environment": "production", "severity": "high"}
+
+
+def test_email_reaches_a_real_smtp_server(clients: Clients, engine: Engine) -> None:
+    from aiosmtpd.controller import Controller
+
+    received: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            received.append(envelope)
+            return "250 OK"
+
+    port = _free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with clients.as_role("admin") as admin:
+            _channel(
+                admin,
+                "mail",
+                "",
+                kind="email",
+                config={
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "from": "shipboard@example.org",
+                    "to": ["oncall@example.org"],
+                },
+            )
+            _rule(admin, "HighErrors", for_s=0, channels=["mail"])
+        _push(engine, "errors", [50], T0 - timedelta(seconds=1))
+        _tick(engine, clients.server.app.state.keyring, T0)
+        deadline = time.monotonic() + 5
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        controller.stop()
+    (envelope,) = received
+    text = envelope.content.decode()
+    assert envelope.rcpt_tos == ["oncall@example.org"]
+    assert "Subject: [FIRING:1]" in text
+    assert "HighErrors is high" in text
+    assert "text/html" in text
+
+
+def test_channel_api_hides_secrets_and_sends_a_test_message(
+    clients: Clients, engine: Engine, receiver: Receiver
+) -> None:
+    with clients.as_role("admin") as admin:
+        channel = _channel(admin, "ops-hook", receiver.url)
+        assert channel["config"]["secret"] == "***"
+        listed = admin.get("/api/v1/notification-channels").json()["items"]
+        assert "s3cret" not in json.dumps(listed)
+        assert admin.post(f"/api/v1/notification-channels/{channel['id']}/test").status_code == 202
+        assert_problem(
+            admin.post(
+                "/api/v1/notification-channels", json={"name": "x", "kind": "webhook", "config": {}}
+            ),
+            422,
+        )
+        assert_problem(
+            admin.post(
+                "/api/v1/alert-rules",
+                json={"name": "n", "kind": "threshold", "environment": "production", "metric": "m"},
+            ),
+            422,
+        )
+        assert_problem(
+            admin.post(
+                "/api/v1/alert-rules",
+                json={
+                    "name": "n",
+                    "kind": "threshold",
+                    "environment": "production",
+                    "metric": "m",
+                    "value": 1,
+                    "channels": ["nope"],
+                },
+            ),
+            422,
+        )
+    with engine.connect() as conn:
+        stored = json.dumps(
+            [
+                list(r)
+                for r in conn.execute(
+                    sa.text("SELECT config, secrets FROM notification_channels")
+                ).all()
+            ],
+            default=str,
+        )
+    assert "s3cret" not in stored
+    notifications.send_due(engine, clients.server.app.state.keyring)
+    assert receiver.payloads()[0]["alerts"][0]["labels"]["alertname"] == "ShipboardTest"
