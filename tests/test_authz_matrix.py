@@ -61,6 +61,7 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("DELETE", "/api/v1/notification-channels/{channel_id}"): ADMIN,
     ("GET", "/api/v1/notification-channels/{channel_id}/deliveries"): ADMIN,
     ("POST", "/api/v1/notification-channels/{channel_id}/test"): ADMIN,
+    ("GET", "/api/v1/reports/monitoring"): ALL_USERS,
 }
 
 # A deployment id that does not exist: allowed callers get 404 (not 401/403), which is the point.
@@ -93,7 +94,10 @@ BODIES = {
     },
     ("POST", "/v1/metrics"): {"resourceMetrics": []},
 }
-QUERY = {("GET", "/api/v1/metrics/series"): {"name": "m"}}
+QUERY = {
+    ("GET", "/api/v1/metrics/series"): {"name": "m"},
+    ("GET", "/api/v1/reports/monitoring"): {"environment": "staging"},
+}
 
 
 def _routes(clients: Clients) -> list[tuple[str, str]]:

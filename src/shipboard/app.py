@@ -21,6 +21,7 @@ from shipboard.environments.api import router as environments_router
 from shipboard.monitoring.alert_api import router as alerting_router
 from shipboard.monitoring.api import router as monitoring_router
 from shipboard.ops.api import router as ops_router
+from shipboard.reports.api import router as reports_router
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -47,5 +48,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(deployments_router)
     app.include_router(monitoring_router)
     app.include_router(alerting_router)
+    app.include_router(reports_router)
     app.include_router(audit_router)
     return app

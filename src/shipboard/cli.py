@@ -17,6 +17,8 @@ from shipboard.core.errors import ShipboardError
 from shipboard.db.cli import app as db_app
 from shipboard.deployments.cli import register as register_deploy_commands
 from shipboard.environments.cli import app as env_app
+from shipboard.monitoring.cli import app as metrics_app
+from shipboard.monitoring.cli import report_app
 from shipboard.ops.cli import secrets_app
 
 app = typer.Typer(
@@ -30,6 +32,8 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(env_app, name="env")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(metrics_app, name="metrics")
+app.add_typer(report_app, name="report")
 register_deploy_commands(app)
 err = Console(stderr=True, soft_wrap=True)
 

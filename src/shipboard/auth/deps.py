@@ -27,10 +27,19 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the route returns, rolled back if it raises."""
+    """One transaction per request: committed when the route returns, rolled back if it raises.
+
+    Work that must survive a rollback (telling people a request was refused) registers a
+    callable in ``request.state.after_rollback``; it runs once the rollback has released the
+    transaction's locks."""
     write = request.method not in _READ_METHODS
-    with transaction(request.app.state.engine, write=write) as session:
-        yield session
+    try:
+        with transaction(request.app.state.engine, write=write) as session:
+            yield session
+    except Exception:
+        for callback in getattr(request.state, "after_rollback", []):
+            callback()
+        raise
 
 
 # scope="function": commit before the response is sent, so a failed commit is an error response.

@@ -12,8 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from shipboard.auth.deps import AnyUser, Audit, DbSession, DeployerOrAdmin, require_role
 from shipboard.auth.schemas import Principal
+from shipboard.core.errors import GateBlocked
 from shipboard.core.problems import Problem
-from shipboard.db.engine import transaction
+from shipboard.db.engine import system_transaction, transaction
 from shipboard.deployments import service, stream
 from shipboard.deployments.schemas import (
     Accepted,
@@ -57,7 +58,16 @@ def create_deployment(
     background: BackgroundTasks,
 ) -> DeploymentDetail:
     """Create a deployment; it runs through the environment's pipeline, or is reported by you."""
-    detail = service.create_deployment(db, data=data, caller=caller, audit_context=audit)
+    try:
+        detail = service.create_deployment(db, data=data, caller=caller, audit_context=audit)
+    except GateBlocked as blocked:
+        # The request's transaction rolls back; the notice of the block must survive it.
+        def notify(error: GateBlocked = blocked) -> None:
+            with system_transaction(request.app.state.engine) as session:
+                service.notify_gate_block(session, data=data, caller=caller.name, error=error)
+
+        request.state.after_rollback = [notify]
+        raise
     _wake_worker(request, background)
     return detail
 

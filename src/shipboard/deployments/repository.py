@@ -55,6 +55,10 @@ def get_for_update(session: Session, deployment_id: uuid.UUID) -> DeploymentConf
     return deployment
 
 
+def get_environment(session: Session, name: str) -> Environment | None:
+    return session.get(Environment, name)
+
+
 def lock_environment(session: Session, name: str) -> Environment | None:
     """The environment, with deployment creation in it serialized until this transaction ends."""
     _advisory_lock(session, f"shipboard-environment:{name}")

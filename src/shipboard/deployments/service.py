@@ -42,6 +42,7 @@ from shipboard.deployments.schemas import (
 )
 from shipboard.environments.models import Environment
 from shipboard.environments.service import require_environment
+from shipboard.notifications import service as notifications
 from shipboard.pipelines.schemas import Pipeline
 
 SYSTEM_ACTOR = "shipboard"
@@ -336,6 +337,7 @@ def transition(
         text += f": {error_message}"
     _log(session, deployment.id, level, text, now=now)
     session.flush()
+    _notify(session, deployment, notifications.DEPLOYMENT_EVENTS.get(target), text)
     if deployment.rollback_from is not None and target in ("success", "failed"):
         _finish_rollback(session, deployment, succeeded=target == "success", now=now)
 
@@ -363,6 +365,39 @@ def _finish_rollback(
     )
     _log(session, original.id, "error", message, now=now)
     _log(session, rollback.id, "error", message, now=now)
+    _notify(session, original, "deployment.rollback_failed", message)
+
+
+def _notify(
+    session: Session, deployment: DeploymentConfig, event: str | None, message: str
+) -> None:
+    if event is None:
+        return
+    environment = require_environment(session, deployment.environment)
+    notifications.notify_environment(
+        session,
+        environment_config=environment.config or {},
+        event=event,
+        message=f"{deployment.environment} {deployment.version}: {message}",
+        details={"deployment": DeploymentRead.model_validate(deployment).model_dump(mode="json")},
+    )
+
+
+def notify_gate_block(
+    session: Session, *, data: DeploymentCreate, caller: str, error: GateBlocked
+) -> None:
+    """Tell the environment's channels that a deployment was blocked (its own transaction)."""
+    environment = repository.get_environment(session, data.environment)
+    if environment is None:
+        return
+    failed = ", ".join(str(e["loc"][-1]) for e in error.errors or [])
+    notifications.notify_environment(
+        session,
+        environment_config=environment.config or {},
+        event="deployment.blocked",
+        message=f"{data.environment} {data.version} by {caller} blocked by {failed}",
+        details={"gates": error.extra.get("gates", [])},
+    )
 
 
 def approve(

@@ -15,7 +15,9 @@ from sqlalchemy.engine import Engine
 from shipboard.core.crypto import Keyring
 from shipboard.core.time import utcnow
 from shipboard.db.engine import is_postgres, system_transaction
-from shipboard.monitoring import alert_service
+from shipboard.environments import repository as environments
+from shipboard.monitoring import alert_service, scrape
+from shipboard.monitoring import repository as metrics
 from shipboard.notifications import service as notifications
 
 log = structlog.get_logger("shipboard.scheduler")
@@ -36,6 +38,8 @@ class Scheduler:
         self.eval_interval_s = eval_interval_s
         self.poll_s = poll_s
         self._next_eval = 0.0
+        self._next_scrape: dict[tuple[str, str], float] = {}
+        self.leader = False
 
     def run(self, stop: threading.Event) -> None:
         import time
@@ -44,7 +48,9 @@ class Scheduler:
             try:
                 if time.monotonic() >= self._next_eval:
                     self._next_eval = time.monotonic() + self.eval_interval_s
-                    self.evaluate()
+                    self.leader = self.evaluate()
+                if self.leader:
+                    self.scrape_due()
                 notifications.send_due(self.engine, self.keyring)
             except Exception:
                 log.exception("scheduler_tick_failed")
@@ -63,6 +69,28 @@ class Scheduler:
                 session, now=now, alerts_for=alert_service.group_alerts(session, now)
             )
         return True
+
+    def scrape_due(self) -> int:
+        """Scrape the targets that are due (on the elected node only, so samples are not doubled).
+        Fetches happen outside any transaction."""
+        import time
+        import uuid
+
+        with system_transaction(self.engine) as session:
+            due = [
+                target
+                for environment in environments.list_all(session)
+                for target in scrape.targets(environment.name, environment.config or {})
+                if self._next_scrape.get((target.environment, target.url), 0.0) <= time.monotonic()
+            ]
+        for target in due:
+            self._next_scrape[(target.environment, target.url)] = (
+                time.monotonic() + target.interval_s
+            )
+            rows = scrape.scrape(target)
+            with system_transaction(self.engine) as session:
+                metrics.add_many(session, [{"id": uuid.uuid4(), **row} for row in rows])
+        return len(due)
 
 
 def start_in_thread(scheduler: Scheduler) -> threading.Event:

@@ -362,3 +362,46 @@ def send_due(
             else:
                 delivery.next_attempt_at = now + timedelta(seconds=backoff(len(delivery.attempts)))
     return len(claimed)
+
+
+# --- deployment events ----------------------------------------------------------------------
+
+DEPLOYMENT_EVENTS = {
+    "building": "deployment.started",
+    "success": "deployment.succeeded",
+    "failed": "deployment.failed",
+    "rolled_back": "deployment.rolled_back",
+}
+
+
+def notify_environment(
+    session: Session,
+    *,
+    environment_config: dict[str, Any],
+    event: str,
+    message: str,
+    details: dict[str, Any],
+    now: datetime | None = None,
+) -> int:
+    """Queue an event for the channels named in the environment's ``config.notification_channels``
+    (Alertmanager channels take alerts only and are skipped)."""
+    names = environment_config.get("notification_channels") or []
+    if not isinstance(names, list) or not names:
+        return 0
+    channels = session.scalars(
+        sa.select(NotificationChannel).where(
+            NotificationChannel.name.in_([str(n) for n in names]),
+            NotificationChannel.kind != "alertmanager",
+        )
+    )
+    count = 0
+    for channel in channels:
+        enqueue(
+            session,
+            channel=channel,
+            event=event,
+            now=now,
+            payload={"event": event, "message": message, **details},
+        )
+        count += 1
+    return count

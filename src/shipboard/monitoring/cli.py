@@ -1,0 +1,158 @@
+"""`shipboard metrics …` and `shipboard report monitoring`: through the API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shipboard.client import ShipboardClient
+from shipboard.core.errors import InvalidInput
+from shipboard.core.time import parse_duration
+
+app = typer.Typer(help="Push and query monitoring metrics (through the API).", no_args_is_help=True)
+report_app = typer.Typer(help="Reports (through the API).", no_args_is_help=True)
+out = Console(soft_wrap=True, highlight=False)
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    span = high - low or 1.0
+    return "".join(
+        BARS[min(len(BARS) - 1, int((v - low) / span * (len(BARS) - 1) + 0.5))] for v in values
+    )
+
+
+@app.command("push")
+def push(
+    environment: Annotated[str, typer.Option("--env", help="Environment of the points")],
+    source: Annotated[str, typer.Option(help="e.g. application, infrastructure")] = "application",
+    file: Annotated[
+        str, typer.Option(help="JSON lines file of {name, value, timestamp?, tags?}; - for stdin")
+    ] = "-",
+    idempotency_key: Annotated[str | None, typer.Option(help="Retry-safe batch key")] = None,
+) -> None:
+    """Push points (JSON lines) in batches of 10,000."""
+    stream = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115
+    points: list[dict[str, Any]] = []
+    with stream, ShipboardClient.from_settings() as client:
+        total = 0
+        for number, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"line {number} is not JSON: {exc.msg}") from exc
+            points.append({"environment": environment, "source": source, **item})
+            if len(points) == 10_000:
+                total += _send(client, points, idempotency_key, total)
+                points = []
+        if points:
+            total += _send(client, points, idempotency_key, total)
+    out.print(f"accepted {total} point(s)")
+
+
+def _send(
+    client: ShipboardClient, points: list[dict[str, Any]], key: str | None, offset: int
+) -> int:
+    headers = {"Idempotency-Key": f"{key}-{offset}"} if key else {}
+    answer = client.request("POST", "/api/v1/metrics", json={"metrics": points}, headers=headers)
+    return int(answer["accepted"])
+
+
+@app.command("query")
+def query(
+    name: str,
+    environment: Annotated[str | None, typer.Option("--env")] = None,
+    since: Annotated[str, typer.Option(help="How far back, like 1h or 7d")] = "1h",
+    step: Annotated[int | None, typer.Option(help="Bucket width in seconds")] = None,
+    agg: Annotated[str, typer.Option(help="avg, min, max, sum, count, p50, p95, p99")] = "avg",
+    tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE; repeatable")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print a series as a table with a sparkline."""
+    until = datetime.now(UTC)
+    try:
+        start = until - parse_duration(since)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+    params: dict[str, Any] = {
+        "name": name,
+        "since": start.isoformat(),
+        "until": until.isoformat(),
+        "agg": agg,
+    }
+    if environment:
+        params["environment"] = environment
+    if step:
+        params["step"] = step
+    for item in tag or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidInput(f"--tag takes KEY=VALUE, got {item!r}")
+        params[f"tag.{key}"] = value
+    with ShipboardClient.from_settings() as client:
+        series = client.get("/api/v1/metrics/series", params=params)
+    if as_json:
+        print(json.dumps(series))
+        return
+    values = [v for _, v in series["points"]]
+    out.print(f"{name} {agg} every {series['step_s']} s: {sparkline(values)}")
+    table = Table("time", agg)
+    for stamp, value in series["points"][-20:]:
+        table.add_row(stamp[:19], f"{value:.6g}")
+    out.print(table)
+
+
+@report_app.command("monitoring")
+def monitoring_report(
+    environment: Annotated[str, typer.Option("--env")],
+    period: Annotated[str, typer.Option(help="Like 7d")] = "7d",
+    as_json: JsonFlag = False,
+    csv: Annotated[bool, typer.Option("--csv", help="Print CSV")] = False,
+) -> None:
+    """Per metric range, trend and anomalies; alerts and time to resolve."""
+    params = {"environment": environment, "period": period}
+    with ShipboardClient.from_settings() as client:
+        if csv:
+            response = client._http.get(
+                "/api/v1/reports/monitoring", params={**params, "format": "csv"}
+            )
+            print(response.text, end="")
+            return
+        report = client.get("/api/v1/reports/monitoring", params=params)
+    if as_json:
+        print(json.dumps(report))
+        return
+    table = Table("metric", "points", "min", "avg", "p95", "max", "trend/day", "anomalies")
+    for m in report["metrics"]:
+        trend = (
+            f"{m['trend_per_day']:+.3g} ({m['trend']})" if m["trend_per_day"] is not None else "-"
+        )
+        table.add_row(
+            m["name"],
+            str(m["points"]),
+            f"{m['min']:.4g}",
+            f"{m['avg']:.4g}",
+            f"{m['p95']:.4g}",
+            f"{m['max']:.4g}",
+            trend,
+            str(m["anomalies"]),
+        )
+    out.print(table)
+    alerts = report["alerts"]
+    mttr = alerts["median_time_to_resolve_s"]
+    out.print(
+        f"alerts fired: {alerts['fired']}, resolved: {alerts['resolved']}, median time to resolve: "
+        + (str(timedelta(seconds=round(mttr))) if mttr is not None else "-")
+    )

@@ -1,0 +1,75 @@
+"""`shipboard metrics push|query` and `shipboard report monitoring` against a live server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+from tests.conftest import Clients
+
+
+def _cli(
+    clients: Clients, role: str, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "SHIPBOARD_URL": clients.server.base_url,
+        "SHIPBOARD_TOKEN": clients.tokens[role],
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "shipboard", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_push_query_and_report(clients: Clients) -> None:
+    now = datetime.now(UTC)
+    lines = "\n".join(
+        json.dumps(
+            {
+                "name": "cpu",
+                "value": v,
+                "timestamp": (now - timedelta(minutes=10 - i)).isoformat(),
+                "tags": {"host": "a"},
+            }
+        )
+        for i, v in enumerate([1, 2, 3, 4, 5, 6, 7, 8])
+    )
+    pushed = _cli(clients, "service", "metrics", "push", "--env", "staging", stdin=lines + "\n")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "accepted 8 point(s)" in pushed.stdout
+    query = _cli(
+        clients,
+        "viewer",
+        "metrics",
+        "query",
+        "cpu",
+        "--env",
+        "staging",
+        "--step",
+        "60",
+        "--tag",
+        "host=a",
+        "--json",
+    )
+    assert query.returncode == 0, query.stderr
+    assert [v for _, v in json.loads(query.stdout)["points"]] == [1, 2, 3, 4, 5, 6, 7, 8]
+    pretty = _cli(clients, "viewer", "metrics", "query", "cpu", "--env", "staging", "--step", "60")
+    assert "▁" in pretty.stdout
+    assert "█" in pretty.stdout
+    report = _cli(clients, "viewer", "report", "monitoring", "--env", "staging", "--json")
+    assert json.loads(report.stdout)["metrics"][0]["name"] == "cpu"
+    bad = _cli(clients, "service", "metrics", "push", "--env", "staging", stdin="{not json\n")
+    assert bad.returncode == 1
+    assert "line 1 is not JSON" in bad.stderr
+    refused = _cli(clients, "viewer", "metrics", "push", "--env", "staging", stdin=lines)
+    assert refused.returncode == 1
+    assert "403" in refused.stderr
