@@ -440,3 +440,45 @@ def test_channel_api_hides_secrets_and_sends_a_test_message(
     assert "s3cret" not in stored
     notifications.send_due(engine, clients.server.app.state.keyring)
     assert receiver.payloads()[0]["alerts"][0]["labels"]["alertname"] == "ShipboardTest"
+
+
+def test_delivery_gives_up_after_max_attempts(clients: Clients, engine: Engine) -> None:
+    dead = Receiver(statuses=[500] * 10)
+    try:
+        with clients.as_role("admin") as admin:
+            channel = _channel(admin, "dead", dead.url)
+            admin.post(f"/api/v1/notification-channels/{channel['id']}/test")
+        keyring = clients.server.app.state.keyring
+        for minutes in range(6):
+            notifications.send_due(
+                engine, keyring, now=datetime.now(UTC) + timedelta(minutes=minutes), max_attempts=3
+            )
+        with clients.as_role("admin") as admin:
+            (delivery,) = admin.get(
+                f"/api/v1/notification-channels/{channel['id']}/deliveries"
+            ).json()["items"]
+    finally:
+        dead.server.shutdown()
+    assert delivery["status"] == "failed"
+    assert len(delivery["attempts"]) == 3
+    assert len(dead.requests) == 3
+
+
+@pytest.mark.parametrize("kind", ["slack", "alertmanager"])
+def test_slack_and_alertmanager_shapes(
+    clients: Clients, engine: Engine, receiver: Receiver, kind: str
+) -> None:
+    with clients.as_role("admin") as admin:
+        channel = _channel(
+            admin, f"{kind}-channel", receiver.url, kind=kind, config={"url": receiver.url}
+        )
+        admin.post(f"/api/v1/notification-channels/{channel['id']}/test")
+    notifications.send_due(engine, clients.server.app.state.keyring)
+    (body,) = receiver.payloads()
+    if kind == "slack":
+        assert body["text"].startswith("[FIRING:1]")
+        assert "Test message from Shipboard" in body["text"]
+    else:
+        (alert,) = body
+        assert alert["labels"]["alertname"] == "ShipboardTest"
+        assert receiver.requests[0][0]["Host"].startswith("127.0.0.1")

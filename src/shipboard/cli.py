@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -96,10 +96,9 @@ def serve(
         pipeline_worker = Worker(engine, application.state.keyring)
         application.state.wake_worker = pipeline_worker.wake.set
         _, stop = start_in_thread(pipeline_worker)
-        from shipboard.monitoring.scheduler import Scheduler
         from shipboard.monitoring.scheduler import start_in_thread as start_scheduler
 
-        scheduler_stop = start_scheduler(Scheduler(engine, application.state.keyring))
+        scheduler_stop = start_scheduler(_scheduler(engine, application.state.keyring, settings))
         err.print("pipeline worker and alert scheduler: in-process")
     try:
         uvicorn.run(application, host=host, port=port, log_level="warning")
@@ -132,14 +131,25 @@ def worker_command(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     err.print(f"worker on {_describe(settings.effective_database_url)}")
-    from shipboard.monitoring.scheduler import Scheduler
     from shipboard.monitoring.scheduler import start_in_thread as start_scheduler
 
-    scheduler_stop = start_scheduler(Scheduler(engine, keyring))
+    scheduler_stop = start_scheduler(_scheduler(engine, keyring, settings))
     try:
         Worker(engine, keyring, poll_s=poll, lease_s=lease).run(stop)
     finally:
         scheduler_stop.set()
+
+
+def _scheduler(engine: Any, keyring: Any, settings: Any) -> Any:
+    from shipboard.monitoring.scheduler import Scheduler
+
+    return Scheduler(
+        engine,
+        keyring,
+        eval_interval_s=settings.eval_interval_s,
+        max_attempts=settings.notify_max_attempts,
+        max_age_s=settings.notify_max_age_s,
+    )
 
 
 def _describe(url: str) -> str:

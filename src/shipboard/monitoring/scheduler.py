@@ -7,6 +7,7 @@ evaluation and a slow receiver never delays either.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import sqlalchemy as sa
 import structlog
@@ -32,7 +33,11 @@ class Scheduler:
         *,
         eval_interval_s: float = 15.0,
         poll_s: float = 0.5,
+        max_attempts: int = notifications.MAX_ATTEMPTS,
+        max_age_s: float = notifications.MAX_AGE.total_seconds(),
     ) -> None:
+        self.max_attempts = max_attempts
+        self.max_age = timedelta(seconds=max_age_s)
         self.engine = engine
         self.keyring = keyring
         self.eval_interval_s = eval_interval_s
@@ -51,7 +56,9 @@ class Scheduler:
                     self.leader = self.evaluate()
                 if self.leader:
                     self.scrape_due()
-                notifications.send_due(self.engine, self.keyring)
+                notifications.send_due(
+                    self.engine, self.keyring, max_attempts=self.max_attempts, max_age=self.max_age
+                )
             except Exception:
                 log.exception("scheduler_tick_failed")
             stop.wait(self.poll_s)

@@ -308,9 +308,16 @@ def backoff(attempt: int, rng: random.Random | None = None) -> float:
 
 
 def send_due(
-    engine: Engine, keyring: Keyring, *, now: datetime | None = None, limit: int = 20
+    engine: Engine,
+    keyring: Keyring,
+    *,
+    now: datetime | None = None,
+    limit: int = 20,
+    max_attempts: int = MAX_ATTEMPTS,
+    max_age: timedelta = MAX_AGE,
 ) -> int:
-    """Attempt every due delivery once; never holds a transaction while talking to a receiver."""
+    """Attempt every due delivery once; never holds a transaction while talking to a receiver.
+    A delivery fails for good after ``max_attempts`` attempts or once older than ``max_age``."""
     now = now or utcnow()
     with system_transaction(engine) as session:
         stmt = (
@@ -356,7 +363,7 @@ def send_due(
                 delivery.status = "sent"
                 delivery.sent_at = utcnow()
                 delivery.next_attempt_at = None
-            elif len(delivery.attempts) >= MAX_ATTEMPTS or now - delivery.created_at > MAX_AGE:
+            elif len(delivery.attempts) >= max_attempts or now - delivery.created_at > max_age:
                 delivery.status = "failed"
                 delivery.next_attempt_at = None
             else:
