@@ -19,12 +19,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from shipboard.db import migrate
 from shipboard.db.engine import create_db_engine, system_transaction, transaction
@@ -124,14 +126,13 @@ def bench_ingest(url: str, backend: str, n: int, repeats: int) -> list[dict[str,
     ]
 
 
-def bench_deployment_overhead(url: str, backend: str, runs: int) -> list[dict[str, Any]]:
-    """POST /deployments -> success for a three-step pipeline of `true`, through a real server
-    and the in-process worker with default settings, against the same three commands run with
-    /bin/sh -c directly."""
-    import subprocess
+@contextmanager
+def _live_instance(url: str, role: str) -> Iterator[tuple[Any, Engine, str, str]]:
+    """A migrated, seeded database and a real server on loopback with default settings:
+    yields (app, engine, token of a user with ``role``, base URL)."""
+    import socket
     import threading
 
-    import httpx
     import uvicorn
 
     from shipboard.app import create_app
@@ -139,7 +140,6 @@ def bench_deployment_overhead(url: str, backend: str, runs: int) -> list[dict[st
     from shipboard.auth.schemas import UserCreate
     from shipboard.auth.service import create_user
     from shipboard.config import Settings
-    from shipboard.pipelines.worker import Worker, start_in_thread
 
     migrate.upgrade(url)
     engine = create_db_engine(url)
@@ -147,18 +147,13 @@ def bench_deployment_overhead(url: str, backend: str, runs: int) -> list[dict[st
         seed_environments(s)
         token = create_user(
             s,
-            data=UserCreate(name=f"bench-{uuid.uuid4().hex[:6]}", role="admin"),
+            data=UserCreate(name=f"bench-{uuid.uuid4().hex[:6]}", role=role),  # type: ignore[arg-type]
             audit_context=AuditContext(actor="bench"),
         ).token
     with tempfile.TemporaryDirectory() as home:
         app = create_app(
             Settings(database_url=url, home=Path(home), log_level="warning"), engine=engine
         )
-        worker = Worker(engine, app.state.keyring)
-        app.state.wake_worker = worker.wake.set
-        _, stop = start_in_thread(worker)
-        import socket
-
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -169,9 +164,30 @@ def bench_deployment_overhead(url: str, backend: str, runs: int) -> list[dict[st
         thread.start()
         while not server.started:
             time.sleep(0.01)
-        client = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
-        )
+        try:
+            yield app, engine, token, f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            engine.dispose()
+
+
+def bench_deployment_overhead(url: str, backend: str, runs: int) -> list[dict[str, Any]]:
+    """POST /deployments -> success for a three-step pipeline of `true`, through a real server
+    and the in-process worker with default settings, against the same three commands run with
+    /bin/sh -c directly."""
+    import subprocess
+
+    import httpx
+
+    from shipboard.pipelines.worker import Worker, start_in_thread
+
+    durations = []
+    with _live_instance(url, "admin") as (app, engine, token, base_url):
+        worker = Worker(engine, app.state.keyring)
+        app.state.wake_worker = worker.wake.set
+        _, stop = start_in_thread(worker)
+        client = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"})
         steps = [
             {"name": f"s{i}", "stage": stage, "run": "true"}
             for i, stage in enumerate(("build", "deploy", "verify"))
@@ -179,7 +195,6 @@ def bench_deployment_overhead(url: str, backend: str, runs: int) -> list[dict[st
         client.patch(
             "/api/v1/environments/development", json={"config": {"pipeline": {"steps": steps}}}
         )
-        durations = []
         for i in range(runs):
             started = time.perf_counter()
             did = client.post(
@@ -193,10 +208,7 @@ def bench_deployment_overhead(url: str, backend: str, runs: int) -> list[dict[st
                 time.sleep(0.002)
             durations.append(time.perf_counter() - started)
         client.close()
-        server.should_exit = True
-        thread.join(timeout=10)
         stop.set()
-    engine.dispose()
 
     baseline = []
     for _ in range(runs):
@@ -244,59 +256,24 @@ def _otlp_body(n: int) -> bytes:
 def bench_http_ingest(
     url: str, backend: str, n: int, requests_per_client: int, *, otlp: bool = False
 ) -> list[dict[str, Any]]:
-    """POST /api/v1/metrics with 10,000-point batches from 4 concurrent clients, server with
-    default settings (auth, validation, one transaction per batch)."""
-    import socket
+    """10,000-point batches from 4 concurrent clients to POST /api/v1/metrics (JSON) or
+    POST /v1/metrics (OTLP protobuf), server with default settings (auth, validation on)."""
     import threading
 
     import httpx
-    import uvicorn
 
-    from shipboard.app import create_app
-    from shipboard.audit.service import AuditContext
-    from shipboard.auth.schemas import UserCreate
-    from shipboard.auth.service import create_user
-    from shipboard.config import Settings
-
-    migrate.upgrade(url)
-    engine = create_db_engine(url)
-    with system_transaction(engine) as s:
-        seed_environments(s)
-        token = create_user(
-            s,
-            data=UserCreate(name=f"ingest-{uuid.uuid4().hex[:6]}", role="service"),
-            audit_context=AuditContext(actor="bench"),
-        ).token
-    with tempfile.TemporaryDirectory() as home:
-        app = create_app(
-            Settings(database_url=url, home=Path(home), log_level="warning"), engine=engine
-        )
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.01)
-        if otlp:
-            body = _otlp_body(n)
-            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-protobuf"}
-            path = "/v1/metrics"
-        else:
-            body = json.dumps({"metrics": _points(n)}).encode()
-            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-            path = "/api/v1/metrics"
+    if otlp:
+        body, content_type, path = _otlp_body(n), "application/x-protobuf", "/v1/metrics"
+    else:
+        body = json.dumps({"metrics": _points(n)}).encode()
+        content_type, path = "application/json", "/api/v1/metrics"
+    with _live_instance(url, "service") as (_app, _engine, token, base_url):
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
 
         def client() -> None:
-            with httpx.Client(
-                base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=120
-            ) as c:
+            with httpx.Client(base_url=base_url, headers=headers, timeout=120) as c:
                 for _ in range(requests_per_client):
-                    response = c.post(path, content=body)
-                    response.raise_for_status()
+                    c.post(path, content=body).raise_for_status()
 
         started = time.perf_counter()
         clients = [threading.Thread(target=client) for _ in range(4)]
@@ -305,9 +282,6 @@ def bench_http_ingest(
         for t in clients:
             t.join()
         rate = 4 * requests_per_client * n / (time.perf_counter() - started)
-        server.should_exit = True
-        thread.join(timeout=10)
-    engine.dispose()
     baseline = bench_ingest(url, backend, n, 3)[0]["baseline"]
     target = 0.4 if otlp else 0.8 if backend == "postgres" else 0.6
     return [

@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 from shipboard.audit.models import AuditEvent
 from shipboard.audit.schemas import AuditFilter
 from shipboard.core.pagination import Page
-from shipboard.db.keyset import keyset_page
+from shipboard.db.keyset import filter_by, keyset_page
 
 
 def add(session: Session, event: AuditEvent) -> None:
@@ -17,15 +17,13 @@ def add(session: Session, event: AuditEvent) -> None:
 def page(
     session: Session, *, filters: AuditFilter, cursor: str | None, limit: int
 ) -> Page[AuditEvent]:
-    stmt = sa.select(AuditEvent)
-    for column in ("actor", "action", "target_type", "target_id"):
-        value = getattr(filters, column)
-        if value is not None:
-            stmt = stmt.where(getattr(AuditEvent, column) == value)
-    if filters.since is not None:
-        stmt = stmt.where(AuditEvent.occurred_at >= filters.since)
-    if filters.until is not None:
-        stmt = stmt.where(AuditEvent.occurred_at < filters.until)
+    stmt = filter_by(
+        sa.select(AuditEvent),
+        AuditEvent,
+        filters,
+        equal=("actor", "action", "target_type", "target_id"),
+        time_column="occurred_at",
+    )
     return keyset_page(
         session,
         stmt,

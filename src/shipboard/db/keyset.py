@@ -45,3 +45,26 @@ def keyset_page(
         last = rows[-1]
         next_cursor = encode_cursor(getattr(last, sort_col.key), getattr(last, id_col.key))
     return Page(items=rows, next_cursor=next_cursor)
+
+
+def filter_by(
+    stmt: sa.Select[Any],
+    model: Any,
+    filters: Any,
+    *,
+    equal: tuple[str, ...],
+    time_column: str | None = None,
+) -> sa.Select[Any]:
+    """Equality filters on ``equal`` columns (None means no filter), and ``since`` (inclusive) /
+    ``until`` (exclusive) on ``time_column``, read from a filter schema of the same names."""
+    for column in equal:
+        value = getattr(filters, column)
+        if value is not None:
+            stmt = stmt.where(getattr(model, column) == value)
+    if time_column is not None:
+        since, until = getattr(filters, "since", None), getattr(filters, "until", None)
+        if since is not None:
+            stmt = stmt.where(getattr(model, time_column) >= since)
+        if until is not None:
+            stmt = stmt.where(getattr(model, time_column) < until)
+    return stmt

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from shipboard.core.pagination import Page
 from shipboard.db.engine import is_postgres
-from shipboard.db.keyset import keyset_page
+from shipboard.db.keyset import filter_by, keyset_page
 from shipboard.deployments.models import DeploymentConfig, DeploymentLog, DeploymentRun
 from shipboard.deployments.schemas import DeploymentFilter, LogFilter
 from shipboard.environments.models import Environment
@@ -68,15 +68,13 @@ def lock_environment(session: Session, name: str) -> Environment | None:
 def page(
     session: Session, *, filters: DeploymentFilter, cursor: str | None, limit: int
 ) -> Page[DeploymentConfig]:
-    stmt = sa.select(DeploymentConfig)
-    for column in ("environment", "status", "triggered_by", "commit_sha"):
-        value = getattr(filters, column)
-        if value is not None:
-            stmt = stmt.where(getattr(DeploymentConfig, column) == value)
-    if filters.since is not None:
-        stmt = stmt.where(DeploymentConfig.created_at >= filters.since)
-    if filters.until is not None:
-        stmt = stmt.where(DeploymentConfig.created_at < filters.until)
+    stmt = filter_by(
+        sa.select(DeploymentConfig),
+        DeploymentConfig,
+        filters,
+        equal=("environment", "status", "triggered_by", "commit_sha"),
+        time_column="created_at",
+    )
     return keyset_page(
         session,
         stmt,

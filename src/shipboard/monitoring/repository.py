@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard.core.pagination import Page
-from shipboard.db.keyset import keyset_page
+from shipboard.db.keyset import filter_by, keyset_page
 from shipboard.monitoring.models import IdempotencyKey, MonitoringMetric
 from shipboard.monitoring.schemas import MonitoringMetricFilter
 
@@ -21,15 +21,13 @@ def add_many(session: Session, rows: list[dict[str, Any]]) -> int:
 def page(
     session: Session, *, filters: MonitoringMetricFilter, cursor: str | None, limit: int
 ) -> Page[MonitoringMetric]:
-    stmt = sa.select(MonitoringMetric)
-    for column in ("name", "environment", "source"):
-        value = getattr(filters, column)
-        if value is not None:
-            stmt = stmt.where(getattr(MonitoringMetric, column) == value)
-    if filters.since is not None:
-        stmt = stmt.where(MonitoringMetric.timestamp >= filters.since)
-    if filters.until is not None:
-        stmt = stmt.where(MonitoringMetric.timestamp < filters.until)
+    stmt = filter_by(
+        sa.select(MonitoringMetric),
+        MonitoringMetric,
+        filters,
+        equal=("name", "environment", "source"),
+        time_column="timestamp",
+    )
     return keyset_page(
         session,
         stmt,

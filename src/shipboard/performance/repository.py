@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard.core.pagination import Page
-from shipboard.db.keyset import keyset_page
+from shipboard.db.keyset import filter_by, keyset_page
 from shipboard.performance.models import PerformanceMetric
 from shipboard.performance.schemas import PerformanceMetricFilter
 
@@ -20,15 +20,13 @@ def add_many(session: Session, rows: list[dict[str, Any]]) -> int:
 def page(
     session: Session, *, filters: PerformanceMetricFilter, cursor: str | None, limit: int
 ) -> Page[PerformanceMetric]:
-    stmt = sa.select(PerformanceMetric)
-    for column in ("name", "environment"):
-        value = getattr(filters, column)
-        if value is not None:
-            stmt = stmt.where(getattr(PerformanceMetric, column) == value)
-    if filters.since is not None:
-        stmt = stmt.where(PerformanceMetric.timestamp >= filters.since)
-    if filters.until is not None:
-        stmt = stmt.where(PerformanceMetric.timestamp < filters.until)
+    stmt = filter_by(
+        sa.select(PerformanceMetric),
+        PerformanceMetric,
+        filters,
+        equal=("name", "environment"),
+        time_column="timestamp",
+    )
     return keyset_page(
         session,
         stmt,

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard.core.pagination import Page
-from shipboard.db.keyset import keyset_page
+from shipboard.db.keyset import filter_by, keyset_page
 from shipboard.security.models import SecurityFinding, SecurityScan
 from shipboard.security.schemas import SecurityFindingFilter, SecurityScanFilter
 
@@ -27,11 +27,9 @@ def get_finding(session: Session, finding_id: uuid.UUID) -> SecurityFinding | No
 def scan_page(
     session: Session, *, filters: SecurityScanFilter, cursor: str | None, limit: int
 ) -> Page[SecurityScan]:
-    stmt = sa.select(SecurityScan)
-    for column in ("environment", "status", "type"):
-        value = getattr(filters, column)
-        if value is not None:
-            stmt = stmt.where(getattr(SecurityScan, column) == value)
+    stmt = filter_by(
+        sa.select(SecurityScan), SecurityScan, filters, equal=("environment", "status", "type")
+    )
     return keyset_page(
         session,
         stmt,
@@ -45,11 +43,12 @@ def scan_page(
 def finding_page(
     session: Session, *, filters: SecurityFindingFilter, cursor: str | None, limit: int
 ) -> Page[SecurityFinding]:
-    stmt = sa.select(SecurityFinding)
-    for column in ("scan_id", "severity", "resolved"):
-        value = getattr(filters, column)
-        if value is not None:
-            stmt = stmt.where(getattr(SecurityFinding, column) == value)
+    stmt = filter_by(
+        sa.select(SecurityFinding),
+        SecurityFinding,
+        filters,
+        equal=("scan_id", "severity", "resolved"),
+    )
     return keyset_page(
         session,
         stmt,
