@@ -1,0 +1,57 @@
+"""Scan report importers: detect the format from content, parse to findings. Pure."""
+
+from __future__ import annotations
+
+import json
+
+from shipboard.security.importers import native, sarif
+from shipboard.security.importers.common import (
+    ImportFailed,
+    ParsedFinding,
+    ParsedReport,
+    collapse,
+    infer_type,
+)
+
+EXPECTED = "SARIF 2.1.0, or the JSON of bandit, semgrep, checkov, pip-audit, trivy or npm audit"
+
+__all__ = ["EXPECTED", "ImportFailed", "ParsedFinding", "ParsedReport", "parse_report"]
+
+
+def parse_report(
+    data: bytes, *, scan_type: str | None = None, tool: str | None = None
+) -> ParsedReport:
+    """Read a report; raise ImportFailed saying what was expected if it is not one."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportFailed(f"the file is not UTF-8 text; expected {EXPECTED}") from exc
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ImportFailed(f"the file is not valid JSON ({exc}); expected {EXPECTED}") from exc
+    if sarif.looks_like(doc):
+        tool_name, findings, results = sarif.parse(doc)
+        fmt = "sarif"
+    else:
+        detected = native.detect(doc)
+        if detected is None:
+            raise ImportFailed(f"unrecognized report; expected {EXPECTED}")
+        try:
+            tool_name, findings, results = native.parse(detected, doc)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ImportFailed(
+                f"the {detected} report is malformed: {type(exc).__name__}: {exc}"
+            ) from exc
+        fmt = detected
+    tool_name = tool or tool_name
+    kind = infer_type(tool_name, hint=scan_type)
+    if fmt == "trivy" and scan_type is None:
+        kind = (
+            "container"
+            if isinstance(doc, dict) and doc.get("ArtifactType") == "container_image"
+            else "dependency"
+        )
+    return ParsedReport(
+        format=fmt, tool=tool_name, scan_type=kind, findings=collapse(findings), results=results
+    )
