@@ -50,6 +50,8 @@ DATA_TABLES = (
     "deployment_runs",
     "deployment_logs",
     "performance_metrics",
+    "finding_occurrences",
+    "finding_identities",
     "security_findings",
     "security_scans",
     "monitoring_metrics",

@@ -62,6 +62,12 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/notification-channels/{channel_id}/deliveries"): ADMIN,
     ("POST", "/api/v1/notification-channels/{channel_id}/test"): ADMIN,
     ("GET", "/api/v1/reports/monitoring"): ALL_USERS,
+    ("POST", "/api/v1/security/scans/import"): CREATORS,
+    ("GET", "/api/v1/security/scans"): ALL_USERS,
+    ("GET", "/api/v1/security/scans/{scan_id}"): ALL_USERS,
+    ("GET", "/api/v1/security/scans/{scan_id}/findings"): ALL_USERS,
+    ("GET", "/api/v1/security/findings"): ALL_USERS,
+    ("PATCH", "/api/v1/security/findings/{finding_id}"): DEPLOYERS,
 }
 
 # A deployment id that does not exist: allowed callers get 404 (not 401/403), which is the point.
@@ -73,6 +79,8 @@ PATH_VALUES = {
     "{rule_id}": "00000000-0000-4000-8000-000000000000",
     "{silence_id}": "00000000-0000-4000-8000-000000000000",
     "{channel_id}": "00000000-0000-4000-8000-000000000000",
+    "{scan_id}": "00000000-0000-4000-8000-000000000000",
+    "{finding_id}": "00000000-0000-4000-8000-000000000000",
 }
 
 BODIES = {
@@ -93,6 +101,7 @@ BODIES = {
         "metrics": [{"name": "m", "value": 1, "environment": "staging", "source": "test"}]
     },
     ("POST", "/v1/metrics"): {"resourceMetrics": []},
+    ("PATCH", "/api/v1/security/findings/{finding_id}"): {"status": "fixed", "reason": "r"},
 }
 QUERY = {
     ("GET", "/api/v1/metrics/series"): {"name": "m"},

@@ -8,13 +8,19 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard.core.pagination import Page
+from shipboard.core.time import utcnow
 from shipboard.db.engine import is_postgres
 from shipboard.db.keyset import filter_by, keyset_page
 from shipboard.deployments.models import DeploymentConfig, DeploymentLog, DeploymentRun
 from shipboard.deployments.schemas import DeploymentFilter, LogFilter
 from shipboard.environments.models import Environment
 from shipboard.performance.models import PerformanceMetric
-from shipboard.security.models import SecurityFinding, SecurityScan
+from shipboard.security.models import (
+    FindingIdentity,
+    FindingOccurrence,
+    SecurityFinding,
+    SecurityScan,
+)
 
 RATE_UNITS = ("ops/s", "req/s", "rps", "%")
 
@@ -111,6 +117,8 @@ def succeeded_in(session: Session, environment: str, version: str, commit_sha: s
 
 
 def unresolved_critical_in_latest_scans(session: Session, environment: str) -> int:
+    """Critical findings of the latest completed scan of each type, neither resolved nor
+    triaged (a triage that has expired counts as none)."""
     scans = session.execute(
         sa.select(SecurityScan.id, SecurityScan.type)
         .where(SecurityScan.environment == environment, SecurityScan.status == "completed")
@@ -122,6 +130,20 @@ def unresolved_critical_in_latest_scans(session: Session, environment: str) -> i
         latest.setdefault(scan_type, scan_id)
     if not latest:
         return 0
+    now = utcnow()
+    triaged = (
+        sa.select(FindingOccurrence.finding_id)
+        .join(FindingIdentity, FindingIdentity.id == FindingOccurrence.identity_id)
+        .where(
+            FindingOccurrence.finding_id == SecurityFinding.id,
+            FindingIdentity.triage_status.is_not(None),
+            sa.or_(
+                FindingIdentity.triage_expires_at.is_(None),
+                FindingIdentity.triage_expires_at > now,
+            ),
+        )
+        .exists()
+    )
     return (
         session.scalar(
             sa.select(sa.func.count())
@@ -130,6 +152,7 @@ def unresolved_critical_in_latest_scans(session: Session, environment: str) -> i
                 SecurityFinding.scan_id.in_(list(latest.values())),
                 SecurityFinding.severity == "critical",
                 sa.or_(SecurityFinding.resolved.is_(False), SecurityFinding.resolved.is_(None)),
+                ~triaged,
             )
         )
         or 0

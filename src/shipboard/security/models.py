@@ -60,3 +60,54 @@ class SecurityFinding(Base):
     resolved: Mapped[bool | None] = mapped_column(sa.Boolean, default=False)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FindingIdentity(Base):
+    """One finding across scans: its fingerprint within an environment, scan type and tool,
+    when it was first seen, whether it is open now, and a manual triage that carries forward."""
+
+    __tablename__ = "finding_identities"
+    __table_args__ = (
+        sa.UniqueConstraint("environment", "scan_type", "tool", "fingerprint"),
+        sa.CheckConstraint(check_in("status", ("open", "resolved")), name="status"),
+        sa.CheckConstraint(
+            "triage_status IS NULL OR "
+            + check_in("triage_status", ("fixed", "false_positive", "accepted_risk")),
+            name="triage_status",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default=uuid.uuid4)
+    environment: Mapped[str] = mapped_column(
+        sa.Text, sa.ForeignKey("environments.name"), nullable=False
+    )
+    scan_type: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    tool: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    fingerprint: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    rule_id: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    status: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reopened_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    latest_finding_id: Mapped[uuid.UUID | None] = mapped_column(GUID)
+    triage_status: Mapped[str | None] = mapped_column(sa.Text)
+    triage_reason: Mapped[str | None] = mapped_column(sa.Text)
+    triaged_by: Mapped[str | None] = mapped_column(sa.Text)
+    triage_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class FindingOccurrence(Base):
+    """Links a spec finding row to its identity, with what the spec's row has no room for."""
+
+    __tablename__ = "finding_occurrences"
+
+    finding_id: Mapped[uuid.UUID] = mapped_column(
+        GUID, sa.ForeignKey("security_findings.id", ondelete="CASCADE"), primary_key=True
+    )
+    identity_id: Mapped[uuid.UUID] = mapped_column(
+        GUID, sa.ForeignKey("finding_identities.id", ondelete="CASCADE"), nullable=False
+    )
+    occurrences: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1)
+    reopened: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    suppressed: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)

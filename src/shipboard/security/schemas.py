@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
@@ -101,3 +102,29 @@ class SecurityFindingFilter(BaseModel):
     scan_id: uuid.UUID | None = None
     severity: Severity | None = None
     resolved: bool | None = None
+
+
+class Triage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["fixed", "false_positive", "accepted_risk"]
+    reason: str = Field(min_length=1, max_length=2000)
+    expires_at: Timestamp | None = None
+
+
+class CurrentFinding(SecurityFindingRead):
+    """A finding as it stands now: its latest occurrence and its identity across scans."""
+
+    fingerprint: str
+    tool: str
+    scan_type: ScanType
+    status: Literal["open", "resolved", "triaged"]
+    first_seen_at: datetime
+    reopened_count: int
+    occurrences: int
+    triage_status: str | None = None
+    triage_reason: str | None = None
+
+
+class CurrentFindingPage(BaseModel):
+    items: list[CurrentFinding]

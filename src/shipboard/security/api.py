@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
+
+from shipboard.auth.deps import AnyUser, Audit, DbSession, require_role
+from shipboard.auth.schemas import Principal
+from shipboard.core.errors import PayloadTooLarge
+from shipboard.core.problems import Problem
+from shipboard.core.types import EnvironmentName, ScanStatus, ScanType, Severity
+from shipboard.environments.service import max_upload_bytes
+from shipboard.security import imports, service
+from shipboard.security.schemas import (
+    CurrentFindingPage,
+    SecurityFindingFilter,
+    SecurityFindingPage,
+    SecurityScanFilter,
+    SecurityScanPage,
+    SecurityScanRead,
+    Triage,
+)
+
+router = APIRouter(
+    prefix="/api/v1/security",
+    tags=["security"],
+    responses={401: {"model": Problem}, 403: {"model": Problem}},
+)
+Importer = Annotated[Principal, Depends(require_role("deployer", "service", "admin"))]
+Triager = Annotated[Principal, Depends(require_role("deployer", "admin"))]
+CHANGE: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem},
+    413: {"model": Problem},
+    422: {"model": Problem},
+}
+
+
+@router.post("/scans/import", status_code=201, responses=CHANGE)
+def import_scan(
+    db: DbSession,
+    _: Importer,
+    audit: Audit,
+    file: Annotated[UploadFile, File(description="SARIF 2.1.0 or a native JSON report")],
+    environment: Annotated[EnvironmentName, Form()],
+    type: Annotated[ScanType | None, Form()] = None,
+    tool: Annotated[str | None, Form(max_length=128)] = None,
+) -> dict[str, Any]:
+    """Import a scan report: a completed scan, its findings, and their lifecycle across scans."""
+    limit = max_upload_bytes(db, name=environment)
+    data = file.file.read((limit or 0) + 1 if limit else -1)
+    if limit and len(data) > limit:
+        raise PayloadTooLarge(f"the report is larger than {environment}'s max_file_size_mb")
+    return imports.import_report(
+        db, environment=environment, data=data, scan_type=type, tool=tool, audit_context=audit
+    )
+
+
+@router.get("/scans", response_model=SecurityScanPage, responses={422: {"model": Problem}})
+def list_scans(
+    db: DbSession,
+    _: AnyUser,
+    environment: EnvironmentName | None = None,
+    status: ScanStatus | None = None,
+    type: ScanType | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> SecurityScanPage:
+    """Scans, newest first."""
+    filters = SecurityScanFilter(environment=environment, status=status, type=type)
+    return service.list_scans(db, filters=filters, cursor=cursor, limit=limit)
+
+
+@router.get(
+    "/scans/{scan_id}", response_model=SecurityScanRead, responses={404: {"model": Problem}}
+)
+def get_scan(scan_id: uuid.UUID, db: DbSession, _: AnyUser) -> SecurityScanRead:
+    """One scan with its summary."""
+    return service.get_scan(db, scan_id=scan_id)
+
+
+@router.get(
+    "/scans/{scan_id}/findings",
+    response_model=SecurityFindingPage,
+    responses={404: {"model": Problem}},
+)
+def scan_findings(
+    scan_id: uuid.UUID,
+    db: DbSession,
+    _: AnyUser,
+    severity: Severity | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> SecurityFindingPage:
+    """The findings of one scan."""
+    service.get_scan(db, scan_id=scan_id)
+    return service.list_findings(
+        db,
+        filters=SecurityFindingFilter(scan_id=scan_id, severity=severity),
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+@router.get("/findings", response_model=CurrentFindingPage)
+def current_findings(
+    db: DbSession,
+    _: AnyUser,
+    environment: EnvironmentName | None = None,
+    severity: Severity | None = None,
+    status: Literal["open", "resolved", "triaged"] | None = None,
+) -> CurrentFindingPage:
+    """Every finding as it stands now (its latest occurrence), with its lifecycle state."""
+    rows = imports.current_findings(db, environment=environment, severity=severity, status=status)
+    return CurrentFindingPage.model_validate({"items": rows})
+
+
+@router.patch("/findings/{finding_id}", status_code=204, response_class=Response, responses=CHANGE)
+def triage_finding(
+    finding_id: uuid.UUID, body: Triage, db: DbSession, caller: Triager, audit: Audit
+) -> Response:
+    """Triage a finding (fixed, false_positive, accepted_risk); later scans carry it forward."""
+    imports.triage(
+        db,
+        finding_id=finding_id,
+        status=body.status,
+        reason=body.reason,
+        expires_at=body.expires_at,
+        actor=caller.name,
+        audit_context=audit,
+    )
+    return Response(status_code=204)

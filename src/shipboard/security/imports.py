@@ -1,0 +1,276 @@
+"""Importing a scan report: one completed scan with its findings, and the lifecycle of every
+finding across scans of the same environment, scan type and tool — all in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from shipboard.audit import service as audit
+from shipboard.audit.service import AuditContext
+from shipboard.core.errors import InvalidInput
+from shipboard.core.time import utcnow
+from shipboard.environments.service import require_environment
+from shipboard.security.importers import ImportFailed, ParsedFinding, parse_report
+from shipboard.security.models import (
+    FindingIdentity,
+    FindingOccurrence,
+    SecurityFinding,
+    SecurityScan,
+)
+from shipboard.security.schemas import SecurityScanRead
+
+WEIGHTS = {"critical": 10, "high": 5, "medium": 3, "low": 1}
+
+
+def import_report(
+    session: Session,
+    *,
+    environment: str,
+    data: bytes,
+    scan_type: str | None,
+    tool: str | None,
+    audit_context: AuditContext,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Parse, store the scan and its findings, resolve what is gone, reopen what came back."""
+    require_environment(session, environment)
+    try:
+        report = parse_report(data, scan_type=scan_type, tool=tool)
+    except ImportFailed as exc:
+        raise InvalidInput(str(exc), errors=[{"loc": ["body", "file"], "msg": str(exc)}]) from exc
+    now = now or utcnow()
+    scan = SecurityScan(
+        id=uuid.uuid4(),
+        type=report.scan_type,
+        environment=environment,
+        status="completed",
+        started_at=now,
+        completed_at=now,
+    )
+    session.add(scan)
+    session.flush()
+    identities = {
+        i.fingerprint: i
+        for i in session.scalars(
+            sa.select(FindingIdentity).where(
+                FindingIdentity.environment == environment,
+                FindingIdentity.scan_type == report.scan_type,
+                FindingIdentity.tool == report.tool,
+            )
+        )
+    }
+    new = reopened = 0
+    seen: set[str] = set()
+    for parsed in report.findings:
+        seen.add(parsed.fingerprint)
+        identity = identities.get(parsed.fingerprint)
+        was_resolved = identity is not None and identity.status == "resolved"
+        if identity is None:
+            identity = FindingIdentity(
+                id=uuid.uuid4(),
+                environment=environment,
+                scan_type=report.scan_type,
+                tool=report.tool,
+                fingerprint=parsed.fingerprint,
+                rule_id=parsed.rule_id,
+                status="open",
+                first_seen_at=now,
+                last_seen_at=now,
+                reopened_count=0,
+            )
+            session.add(identity)
+            new += 1
+        elif was_resolved:
+            identity.status, identity.resolved_at = "open", None
+            identity.reopened_count += 1
+            reopened += 1
+        identity.last_seen_at = now
+        if parsed.suppressed and identity.triage_status is None:
+            identity.triage_status, identity.triage_reason = (
+                "false_positive",
+                "suppressed in the report",
+            )
+        finding = _store_finding(session, scan, parsed, now)
+        identity.latest_finding_id = finding.id
+        session.flush()
+        session.add(
+            FindingOccurrence(
+                finding_id=finding.id,
+                identity_id=identity.id,
+                occurrences=parsed.occurrences,
+                reopened=was_resolved,
+                suppressed=parsed.suppressed,
+            )
+        )
+    resolved = 0
+    for fingerprint_, identity in identities.items():
+        if identity.status == "open" and fingerprint_ not in seen:
+            identity.status, identity.resolved_at = "resolved", now
+            resolved += 1
+            if identity.latest_finding_id is not None:
+                latest = session.get(SecurityFinding, identity.latest_finding_id)
+                if latest is not None:
+                    latest.resolved, latest.resolved_at = True, now
+    session.flush()
+    scan.summary = _summary(session, environment, report.findings)
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="scan.import",
+        target_type="scan",
+        target_id=str(scan.id),
+        details={"tool": report.tool, "format": report.format, "findings": len(report.findings)},
+    )
+    return {
+        "scan": SecurityScanRead.model_validate(scan).model_dump(mode="json"),
+        "tool": report.tool,
+        "format": report.format,
+        "results": report.results,
+        "findings": len(report.findings),
+        "new": new,
+        "reopened": reopened,
+        "resolved": resolved,
+    }
+
+
+def _store_finding(
+    session: Session, scan: SecurityScan, parsed: ParsedFinding, now: datetime
+) -> SecurityFinding:
+    finding = SecurityFinding(
+        id=uuid.uuid4(),
+        scan_id=scan.id,
+        severity=parsed.severity,
+        title=parsed.title,
+        description=parsed.description or parsed.title,
+        location=parsed.location,
+        cwe_id=parsed.cwe_id,
+        remediation=parsed.remediation,
+        resolved=False,
+        created_at=now,
+    )
+    session.add(finding)
+    return finding
+
+
+def _summary(session: Session, environment: str, findings: list[ParsedFinding]) -> dict[str, Any]:
+    counts = dict.fromkeys(WEIGHTS, 0)
+    for finding in findings:
+        counts[finding.severity] += 1
+    # The score weighs the environment's open, untriaged findings (Dependency-Track's weights).
+    open_rows = session.execute(
+        sa.select(SecurityFinding.severity)
+        .join(FindingIdentity, FindingIdentity.latest_finding_id == SecurityFinding.id)
+        .where(
+            FindingIdentity.environment == environment,
+            FindingIdentity.status == "open",
+            FindingIdentity.triage_status.is_(None),
+        )
+    ).scalars()
+    penalty = sum(WEIGHTS[s] for s in open_rows)
+    return {
+        "total_findings": len(findings),
+        "critical_findings": counts["critical"],
+        "high_findings": counts["high"],
+        "medium_findings": counts["medium"],
+        "low_findings": counts["low"],
+        "scan_duration_ms": 0,
+        "compliance_score": float(max(0, 100 - penalty)),
+    }
+
+
+def current_findings(
+    session: Session,
+    *,
+    environment: str | None,
+    severity: str | None = None,
+    status: str | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """The latest occurrence of every finding identity, with its lifecycle state."""
+    stmt = (
+        sa.select(SecurityFinding, FindingIdentity, FindingOccurrence.occurrences)
+        .join(FindingIdentity, FindingIdentity.latest_finding_id == SecurityFinding.id)
+        .join(FindingOccurrence, FindingOccurrence.finding_id == SecurityFinding.id)
+        .order_by(FindingIdentity.first_seen_at.desc(), FindingIdentity.id)
+        .limit(limit)
+    )
+    if environment is not None:
+        stmt = stmt.where(FindingIdentity.environment == environment)
+    if severity is not None:
+        stmt = stmt.where(SecurityFinding.severity == severity)
+    now = utcnow()
+    out = []
+    for finding, identity, occurrences in session.execute(stmt).all():
+        triaged = identity.triage_status is not None and (
+            identity.triage_expires_at is None or identity.triage_expires_at > now
+        )
+        state = "resolved" if identity.status == "resolved" else "triaged" if triaged else "open"
+        if status is not None and state != status:
+            continue
+        out.append(
+            {
+                **{
+                    c: getattr(finding, c)
+                    for c in (
+                        "id",
+                        "scan_id",
+                        "severity",
+                        "title",
+                        "description",
+                        "location",
+                        "cwe_id",
+                        "remediation",
+                        "resolved",
+                        "resolved_at",
+                        "created_at",
+                    )
+                },
+                "fingerprint": identity.fingerprint,
+                "tool": identity.tool,
+                "scan_type": identity.scan_type,
+                "status": state,
+                "first_seen_at": identity.first_seen_at,
+                "reopened_count": identity.reopened_count,
+                "occurrences": occurrences,
+                "triage_status": identity.triage_status if triaged else None,
+                "triage_reason": identity.triage_reason if triaged else None,
+            }
+        )
+    return out
+
+
+def triage(
+    session: Session,
+    *,
+    finding_id: uuid.UUID,
+    status: str,
+    reason: str,
+    expires_at: datetime | None,
+    actor: str,
+    audit_context: AuditContext,
+) -> None:
+    """Record a manual triage on the finding's identity, so later scans carry it forward."""
+    occurrence = session.get(FindingOccurrence, finding_id)
+    if occurrence is None:
+        from shipboard.core.errors import NotFound
+
+        raise NotFound(f"finding {finding_id} does not exist or was not imported")
+    identity = session.get(FindingIdentity, occurrence.identity_id)
+    assert identity is not None
+    identity.triage_status, identity.triage_reason = status, reason
+    identity.triaged_by, identity.triage_expires_at = actor, expires_at
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="finding.triage",
+        target_type="finding",
+        target_id=str(finding_id),
+        details={"status": status, "reason": reason},
+    )
