@@ -62,6 +62,7 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/notification-channels/{channel_id}/deliveries"): ADMIN,
     ("POST", "/api/v1/notification-channels/{channel_id}/test"): ADMIN,
     ("GET", "/api/v1/reports/monitoring"): ALL_USERS,
+    ("GET", "/api/v1/reports/security"): ALL_USERS,
     ("POST", "/api/v1/security/scans/import"): CREATORS,
     ("GET", "/api/v1/security/scans"): ALL_USERS,
     ("GET", "/api/v1/security/scans/{scan_id}"): ALL_USERS,
@@ -106,6 +107,7 @@ BODIES = {
 QUERY = {
     ("GET", "/api/v1/metrics/series"): {"name": "m"},
     ("GET", "/api/v1/reports/monitoring"): {"environment": "staging"},
+    ("GET", "/api/v1/reports/security"): {"environment": "staging"},
 }
 
 

@@ -20,6 +20,8 @@ from shipboard.environments.cli import app as env_app
 from shipboard.monitoring.cli import app as metrics_app
 from shipboard.monitoring.cli import report_app
 from shipboard.ops.cli import secrets_app
+from shipboard.security.cli import app as scan_app
+from shipboard.security.cli import security_report
 
 app = typer.Typer(
     help="Shipboard: a self-hosted release control plane.",
@@ -34,6 +36,8 @@ app.add_typer(env_app, name="env")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(report_app, name="report")
+app.add_typer(scan_app, name="scan")
+report_app.command("security")(security_report)
 register_deploy_commands(app)
 err = Console(stderr=True, soft_wrap=True)
 

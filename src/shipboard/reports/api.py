@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from shipboard.auth.deps import AnyUser, DbSession
 from shipboard.core.errors import InvalidInput
@@ -11,7 +12,7 @@ from shipboard.core.problems import Problem
 from shipboard.core.time import parse_duration
 from shipboard.core.types import EnvironmentName
 from shipboard.environments.service import require_environment
-from shipboard.reports import monitoring
+from shipboard.reports import monitoring, security
 from shipboard.reports.monitoring import MonitoringReport
 
 router = APIRouter(
@@ -50,3 +51,37 @@ def monitoring_report(
     if format == "csv":
         return PlainTextResponse(monitoring.to_csv(report), media_type="text/csv")
     return report
+
+
+@router.get(
+    "/security",
+    responses={
+        200: {
+            "content": {
+                "application/json": {},
+                "text/csv": {},
+                "text/html": {},
+                "application/sarif+json": {},
+            }
+        },
+        404: {"model": Problem},
+        422: {"model": Problem},
+    },
+)
+def security_report(
+    db: DbSession,
+    _: AnyUser,
+    environment: EnvironmentName,
+    format: Literal["json", "csv", "html", "sarif"] = "json",
+) -> Any:
+    """Open findings by severity and type, overdue, mean time to resolve, top CWEs, score over
+    time; `format=sarif` gives the open findings as one SARIF 2.1.0 file."""
+    require_environment(db, environment)
+    report = security.security_report(db, environment=environment)
+    if format == "csv":
+        return PlainTextResponse(security.to_csv(report), media_type="text/csv")
+    if format == "html":
+        return HTMLResponse(security.to_html(report))
+    if format == "sarif":
+        return JSONResponse(security.to_sarif(report), media_type="application/sarif+json")
+    return JSONResponse(jsonable_encoder(report))

@@ -109,9 +109,12 @@ def current_findings(
     environment: EnvironmentName | None = None,
     severity: Severity | None = None,
     status: Literal["open", "resolved", "triaged"] | None = None,
+    overdue: bool | None = None,
 ) -> CurrentFindingPage:
-    """Every finding as it stands now (its latest occurrence), with its lifecycle state."""
-    rows = imports.current_findings(db, environment=environment, severity=severity, status=status)
+    """Every finding as it stands now (its latest occurrence), with its lifecycle state and SLA."""
+    rows = imports.current_findings(
+        db, environment=environment, severity=severity, status=status, overdue=overdue
+    )
     return CurrentFindingPage.model_validate({"items": rows})
 
 

@@ -4,7 +4,7 @@ finding across scans of the same environment, scan type and tool — all in one 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +25,18 @@ from shipboard.security.models import (
 from shipboard.security.schemas import SecurityScanRead
 
 WEIGHTS = {"critical": 10, "high": 5, "medium": 3, "low": 1}
+# DefectDojo's defaults; an environment overrides them in config.security.sla_days.
+DEFAULT_SLA_DAYS = {"critical": 7, "high": 30, "medium": 90, "low": 120}
+
+
+def sla_days(environment_config: dict[str, Any]) -> dict[str, int]:
+    custom = ((environment_config.get("security") or {}).get("sla_days")) or {}
+    return {
+        severity: int(custom.get(severity, days))
+        if isinstance(custom.get(severity, days), int)
+        else days
+        for severity, days in DEFAULT_SLA_DAYS.items()
+    }
 
 
 def import_report(
@@ -190,9 +202,10 @@ def current_findings(
     environment: str | None,
     severity: str | None = None,
     status: str | None = None,
+    overdue: bool | None = None,
     limit: int = 500,
 ) -> list[dict[str, Any]]:
-    """The latest occurrence of every finding identity, with its lifecycle state."""
+    """The latest occurrence of every finding identity, with its lifecycle state and SLA."""
     stmt = (
         sa.select(SecurityFinding, FindingIdentity, FindingOccurrence.occurrences)
         .join(FindingIdentity, FindingIdentity.latest_finding_id == SecurityFinding.id)
@@ -205,13 +218,24 @@ def current_findings(
     if severity is not None:
         stmt = stmt.where(SecurityFinding.severity == severity)
     now = utcnow()
+    slas: dict[str, dict[str, int]] = {}
     out = []
     for finding, identity, occurrences in session.execute(stmt).all():
+        if identity.environment not in slas:
+            slas[identity.environment] = sla_days(
+                require_environment(session, identity.environment).config or {}
+            )
+        due_at = identity.first_seen_at + timedelta(
+            days=slas[identity.environment][finding.severity]
+        )
         triaged = identity.triage_status is not None and (
             identity.triage_expires_at is None or identity.triage_expires_at > now
         )
         state = "resolved" if identity.status == "resolved" else "triaged" if triaged else "open"
-        if status is not None and state != status:
+        is_overdue = state == "open" and now > due_at
+        if (status is not None and state != status) or (
+            overdue is not None and is_overdue != overdue
+        ):
             continue
         out.append(
             {
@@ -240,6 +264,11 @@ def current_findings(
                 "occurrences": occurrences,
                 "triage_status": identity.triage_status if triaged else None,
                 "triage_reason": identity.triage_reason if triaged else None,
+                "due_at": due_at,
+                "overdue": is_overdue,
+                "resolved_after_s": (identity.resolved_at - identity.first_seen_at).total_seconds()
+                if identity.status == "resolved" and identity.resolved_at
+                else None,
             }
         )
     return out

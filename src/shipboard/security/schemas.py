@@ -124,6 +124,9 @@ class CurrentFinding(SecurityFindingRead):
     occurrences: int
     triage_status: str | None = None
     triage_reason: str | None = None
+    due_at: datetime = Field(description="first seen + the SLA days of its severity")
+    overdue: bool
+    resolved_after_s: float | None = None
 
 
 class CurrentFindingPage(BaseModel):
