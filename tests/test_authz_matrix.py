@@ -64,6 +64,7 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/reports/monitoring"): ALL_USERS,
     ("GET", "/api/v1/reports/security"): ALL_USERS,
     ("POST", "/api/v1/security/scans/import"): CREATORS,
+    ("POST", "/api/v1/security/scans"): CREATORS,
     ("GET", "/api/v1/security/scans"): ALL_USERS,
     ("GET", "/api/v1/security/scans/{scan_id}"): ALL_USERS,
     ("GET", "/api/v1/security/scans/{scan_id}/findings"): ALL_USERS,
@@ -103,6 +104,7 @@ BODIES = {
     },
     ("POST", "/v1/metrics"): {"resourceMetrics": []},
     ("PATCH", "/api/v1/security/findings/{finding_id}"): {"status": "fixed", "reason": "r"},
+    ("POST", "/api/v1/security/scans"): {"type": "sast", "environment": "staging", "target": "/x"},
 }
 QUERY = {
     ("GET", "/api/v1/metrics/series"): {"name": "m"},

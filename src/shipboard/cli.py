@@ -97,7 +97,9 @@ def serve(
     if worker:
         from shipboard.pipelines.worker import Worker, start_in_thread
 
-        pipeline_worker = Worker(engine, application.state.keyring)
+        pipeline_worker = Worker(
+            engine, application.state.keyring, scan_roots=settings.scan_roots.split(":")
+        )
         application.state.wake_worker = pipeline_worker.wake.set
         _, stop = start_in_thread(pipeline_worker)
         from shipboard.monitoring.scheduler import start_in_thread as start_scheduler
@@ -139,7 +141,9 @@ def worker_command(
 
     scheduler_stop = start_scheduler(_scheduler(engine, keyring, settings))
     try:
-        Worker(engine, keyring, poll_s=poll, lease_s=lease).run(stop)
+        Worker(
+            engine, keyring, poll_s=poll, lease_s=lease, scan_roots=settings.scan_roots.split(":")
+        ).run(stop)
     finally:
         scheduler_stop.set()
 

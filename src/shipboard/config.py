@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     )
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    scan_roots: str = Field(
+        default=".", description="Colon-separated directories scan targets must lie inside"
+    )
     eval_interval_s: float = Field(default=15, gt=0, description="How often alert rules run")
     notify_max_attempts: int = Field(default=6, ge=1, le=100)
     notify_max_age_s: float = Field(default=3600, gt=0)

@@ -35,6 +35,7 @@ from shipboard.monitoring import repository as monitoring_repo
 from shipboard.pipelines import analysis, repository
 from shipboard.pipelines.runner import mask, run_step
 from shipboard.pipelines.schemas import Healthcheck, Pipeline, Step
+from shipboard.security import runs
 
 log = structlog.get_logger("shipboard.worker")
 MICROSECOND = timedelta(microseconds=1)
@@ -73,7 +74,9 @@ class Worker:
         worker_id: str | None = None,
         lease_s: float = 30.0,
         poll_s: float = 0.5,
+        scan_roots: list[str] | None = None,
     ) -> None:
+        self.scan_roots = scan_roots or ["."]
         self.engine = engine
         self.keyring = keyring
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -105,7 +108,7 @@ class Worker:
         self.watch()
         job = self.claim()
         if job is None:
-            return False
+            return runs.run_next(self.engine, worker=self.worker_id, roots=self.scan_roots)
         self.execute(job)
         return True
 

@@ -3,7 +3,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    File,
+    Form,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 
 from shipboard.auth.deps import AnyUser, Audit, DbSession, require_role
 from shipboard.auth.schemas import Principal
@@ -11,9 +21,10 @@ from shipboard.core.errors import PayloadTooLarge
 from shipboard.core.problems import Problem
 from shipboard.core.types import EnvironmentName, ScanStatus, ScanType, Severity
 from shipboard.environments.service import max_upload_bytes
-from shipboard.security import imports, service
+from shipboard.security import imports, runs, service
 from shipboard.security.schemas import (
     CurrentFindingPage,
+    ScanRun,
     SecurityFindingFilter,
     SecurityFindingPage,
     SecurityScanFilter,
@@ -54,6 +65,26 @@ def import_scan(
     return imports.import_report(
         db, environment=environment, data=data, scan_type=type, tool=tool, audit_context=audit
     )
+
+
+@router.post("/scans", status_code=202, response_model=SecurityScanRead, responses=CHANGE)
+def run_scan(
+    data: ScanRun,
+    request: Request,
+    background: BackgroundTasks,
+    db: DbSession,
+    caller: Importer,
+    audit: Audit,
+) -> SecurityScanRead:
+    """Queue a scanner run on a target inside SHIPBOARD_SCAN_ROOTS; a worker runs it."""
+    roots = request.app.state.settings.scan_roots.split(":")
+    scan = runs.request_scan(
+        db, data=data, roots=roots, requested_by=caller.name, audit_context=audit
+    )
+    wake = getattr(request.app.state, "wake_worker", None)
+    if wake is not None:
+        background.add_task(wake)  # after the response, so after the commit
+    return scan
 
 
 @router.get("/scans", response_model=SecurityScanPage, responses={422: {"model": Problem}})

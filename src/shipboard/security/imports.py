@@ -15,7 +15,7 @@ from shipboard.audit.service import AuditContext
 from shipboard.core.errors import InvalidInput
 from shipboard.core.time import utcnow
 from shipboard.environments.service import require_environment
-from shipboard.security.importers import ImportFailed, ParsedFinding, parse_report
+from shipboard.security.importers import ImportFailed, ParsedFinding, ParsedReport, parse_report
 from shipboard.security.models import (
     FindingIdentity,
     FindingOccurrence,
@@ -46,26 +46,66 @@ def import_report(
     data: bytes,
     scan_type: str | None,
     tool: str | None,
-    audit_context: AuditContext,
+    audit_context: AuditContext | None,
     now: datetime | None = None,
+    scan: SecurityScan | None = None,
 ) -> dict[str, Any]:
-    """Parse, store the scan and its findings, resolve what is gone, reopen what came back."""
+    """Parse, store the scan and its findings, resolve what is gone, reopen what came back.
+    ``scan``: a requested scan that ran (it is completed here), instead of a new one."""
     require_environment(session, environment)
     try:
         report = parse_report(data, scan_type=scan_type, tool=tool)
     except ImportFailed as exc:
         raise InvalidInput(str(exc), errors=[{"loc": ["body", "file"], "msg": str(exc)}]) from exc
     now = now or utcnow()
-    scan = SecurityScan(
-        id=uuid.uuid4(),
-        type=report.scan_type,
-        environment=environment,
-        status="completed",
-        started_at=now,
-        completed_at=now,
-    )
-    session.add(scan)
+    if scan is None:
+        scan = SecurityScan(
+            id=uuid.uuid4(),
+            type=report.scan_type,
+            environment=environment,
+            status="completed",
+            started_at=now,
+            completed_at=now,
+        )
+        session.add(scan)
+    else:
+        scan.status, scan.completed_at = "completed", now
     session.flush()
+    new, reopened, resolved = _apply_lifecycle(session, report, environment, scan, now)
+    scan.summary = _summary(session, environment, report.findings)
+    if scan.started_at is not None:
+        scan.summary["scan_duration_ms"] = round((now - scan.started_at).total_seconds() * 1000)
+    session.flush()
+    if audit_context is not None:
+        audit.record(
+            session,
+            context=audit_context,
+            action="scan.import",
+            target_type="scan",
+            target_id=str(scan.id),
+            details={
+                "tool": report.tool,
+                "format": report.format,
+                "findings": len(report.findings),
+            },
+        )
+    return {
+        "scan": SecurityScanRead.model_validate(scan).model_dump(mode="json"),
+        "tool": report.tool,
+        "format": report.format,
+        "results": report.results,
+        "findings": len(report.findings),
+        "new": new,
+        "reopened": reopened,
+        "resolved": resolved,
+    }
+
+
+def _apply_lifecycle(
+    session: Session, report: ParsedReport, environment: str, scan: SecurityScan, now: datetime
+) -> tuple[int, int, int]:
+    """Store the findings under their identities; resolve the identities the report lacks.
+    Returns (new, reopened, resolved)."""
     identities = {
         i.fingerprint: i
         for i in session.scalars(
@@ -129,26 +169,7 @@ def import_report(
                 if latest is not None:
                     latest.resolved, latest.resolved_at = True, now
     session.flush()
-    scan.summary = _summary(session, environment, report.findings)
-    session.flush()
-    audit.record(
-        session,
-        context=audit_context,
-        action="scan.import",
-        target_type="scan",
-        target_id=str(scan.id),
-        details={"tool": report.tool, "format": report.format, "findings": len(report.findings)},
-    )
-    return {
-        "scan": SecurityScanRead.model_validate(scan).model_dump(mode="json"),
-        "tool": report.tool,
-        "format": report.format,
-        "results": report.results,
-        "findings": len(report.findings),
-        "new": new,
-        "reopened": reopened,
-        "resolved": resolved,
-    }
+    return new, reopened, resolved
 
 
 def _store_finding(

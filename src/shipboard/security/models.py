@@ -111,3 +111,17 @@ class FindingOccurrence(Base):
     occurrences: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1)
     reopened: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     suppressed: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+
+
+class ScanRequest(Base):
+    """What to run for a scan requested through the API (the spec's scan row has no room)."""
+
+    __tablename__ = "scan_requests"
+
+    scan_id: Mapped[uuid.UUID] = mapped_column(
+        GUID, sa.ForeignKey("security_scans.id", ondelete="CASCADE"), primary_key=True
+    )
+    target: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    tool: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    requested_by: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    worker: Mapped[str | None] = mapped_column(sa.Text)

@@ -131,3 +131,14 @@ class CurrentFinding(SecurityFindingRead):
 
 class CurrentFindingPage(BaseModel):
     items: list[CurrentFinding]
+
+
+class ScanRun(BaseModel):
+    """``POST /api/v1/security/scans``: run a scanner on a target inside the allowed roots."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: ScanType
+    environment: EnvironmentName
+    target: str = Field(min_length=1, max_length=4096)
+    tool: Literal["bandit", "semgrep", "checkov", "pip-audit", "trivy"] | None = None

@@ -1,0 +1,125 @@
+"""Requested scans: queued by the API, run by a worker with the real scanner."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from shipboard.audit import service as audit
+from shipboard.audit.service import AuditContext
+from shipboard.core.errors import InvalidInput, ShipboardError
+from shipboard.core.time import utcnow
+from shipboard.db.engine import is_postgres, system_transaction
+from shipboard.environments.service import require_environment
+from shipboard.security import imports, scanners
+from shipboard.security.models import ScanRequest, SecurityScan
+from shipboard.security.schemas import ScanRun, SecurityScanRead
+
+log = structlog.get_logger("shipboard.scans")
+
+
+def request_scan(
+    session: Session,
+    *,
+    data: ScanRun,
+    roots: list[str],
+    requested_by: str,
+    audit_context: AuditContext,
+) -> SecurityScanRead:
+    """Queue a scan (``pending``); a worker runs it."""
+    require_environment(session, data.environment)
+    try:
+        target = scanners.allowed_target(data.target, roots)
+    except scanners.ScanError as exc:
+        raise InvalidInput(str(exc), errors=[{"loc": ["body", "target"], "msg": str(exc)}]) from exc
+    scan = SecurityScan(
+        id=uuid.uuid4(),
+        type=data.type,
+        environment=data.environment,
+        status="pending",
+        started_at=utcnow(),
+    )
+    session.add(scan)
+    session.flush()
+    session.add(
+        ScanRequest(
+            scan_id=scan.id,
+            target=str(target),
+            tool=data.tool or scanners.DEFAULT_TOOLS[data.type],
+            requested_by=requested_by,
+        )
+    )
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="scan.request",
+        target_type="scan",
+        target_id=str(scan.id),
+        details={"type": data.type, "target": str(target)},
+    )
+    return SecurityScanRead.model_validate(scan)
+
+
+def run_next(engine: Engine, *, worker: str, roots: list[str]) -> bool:
+    """Claim the oldest pending requested scan, run it, store its result. True if one ran."""
+    with system_transaction(engine) as session:
+        stmt = (
+            sa.select(SecurityScan, ScanRequest)
+            .join(ScanRequest, ScanRequest.scan_id == SecurityScan.id)
+            .where(SecurityScan.status == "pending")
+            .order_by(SecurityScan.started_at)
+            .limit(1)
+        )
+        if is_postgres(session):
+            stmt = stmt.with_for_update(skip_locked=True)
+        row = session.execute(stmt).first()
+        if row is None:
+            return False
+        scan, request = row
+        scan.status, scan.started_at, request.worker = "running", utcnow(), worker
+        job: dict[str, Any] = {
+            "scan_id": scan.id,
+            "type": scan.type,
+            "environment": scan.environment,
+            "target": request.target,
+            "tool": request.tool,
+            "config": dict(require_environment(session, scan.environment).config or {}),
+        }
+    error: str | None = None
+    output = b""
+    try:
+        target = scanners.allowed_target(job["target"], roots)
+        with tempfile.TemporaryDirectory(prefix="shipboard-scan-") as cwd:
+            output = scanners.run(
+                scanners.command(job["type"], job["tool"], target, job["config"]), cwd=cwd
+            )
+    except scanners.ScanError as exc:
+        error = str(exc)
+    with system_transaction(engine) as session:
+        ran = session.get(SecurityScan, job["scan_id"])
+        if ran is None:
+            return True
+        if error is None:
+            try:
+                imports.import_report(
+                    session,
+                    environment=job["environment"],
+                    data=output,
+                    scan_type=job["type"],
+                    tool=job["tool"],
+                    audit_context=None,
+                    scan=ran,
+                )
+            except ShipboardError as exc:
+                error = f"{job['tool']} output could not be read: {exc.detail}"
+        if error is not None:
+            ran.status, ran.completed_at, ran.error_message = "failed", utcnow(), error
+            log.warning("scan_failed", scan_id=str(ran.id), error=error)
+    return True

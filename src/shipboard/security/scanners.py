@@ -1,0 +1,92 @@
+"""Running real scanners through their CLIs and reading their output with the importers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TOOLS = {
+    "sast": "bandit",
+    "iac": "checkov",
+    "dependency": "pip-audit",
+    "container": "trivy",
+}
+TIMEOUT_S = 900
+
+
+class ScanError(Exception):
+    """The scanner could not produce a report; the message is shown on the scan."""
+
+
+@dataclass(frozen=True)
+class ScannerRun:
+    tool: str
+    command: list[str]
+
+
+def allowed_target(target: str, roots: list[str]) -> Path:
+    """The resolved target, if it lies inside one of the allowed roots (symlinks resolved)."""
+    path = Path(target).resolve()
+    for root in roots:
+        base = Path(root).resolve()
+        if path == base or base in path.parents:
+            return path
+    raise ScanError(f"target {target!r} is outside the allowed scan roots (SHIPBOARD_SCAN_ROOTS)")
+
+
+def executable(tool: str) -> str:
+    """The tool on PATH, or beside this Python (the `scanners` extra installs it there)."""
+    found = shutil.which(tool) or shutil.which(tool, path=str(Path(sys.executable).parent))
+    if not found:
+        raise ScanError(f"{tool} is not installed")
+    return found
+
+
+def command(scan_type: str, tool: str, target: Path, config: dict[str, Any]) -> ScannerRun:
+    security = config.get("security") or {}
+    binary = executable(tool)
+    if tool == "bandit":
+        return ScannerRun(tool, [binary, "-r", str(target), "-f", "json", "-q"])
+    if tool == "semgrep":
+        rules = security.get("semgrep_rules")
+        if not rules:
+            raise ScanError("semgrep needs config.security.semgrep_rules (a local rules file)")
+        return ScannerRun(
+            tool, [binary, "--config", str(rules), "--json", "--metrics=off", str(target)]
+        )
+    if tool == "checkov":
+        return ScannerRun(tool, [binary, "-d", str(target), "-o", "json", "--quiet"])
+    if tool == "pip-audit":
+        args = [binary, "-f", "json", "--progress-spinner", "off", "-s", "osv"]
+        if security.get("osv_url"):
+            args += ["--osv-url", str(security["osv_url"])]
+        if target.is_file():
+            # Pinned requirements are read as they are, without building an environment.
+            args += ["-r", str(target), "--no-deps", "--disable-pip"]
+        else:
+            args += ["--path", str(target)]
+        return ScannerRun(tool, args)
+    if tool == "trivy":
+        kind = "image" if scan_type == "container" else "fs"
+        return ScannerRun(tool, [binary, kind, "--format", "json", "--quiet", str(target)])
+    raise ScanError(f"no runner for {tool!r} (use bandit, semgrep, checkov, pip-audit or trivy)")
+
+
+def run(scanner: ScannerRun, *, cwd: str) -> bytes:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": cwd, "LANG": "C.UTF-8"}
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argument lists, never a shell
+            scanner.command, cwd=cwd, env=env, capture_output=True, timeout=TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ScanError(f"{scanner.tool} did not finish within {TIMEOUT_S} s") from exc
+    # Scanners exit non-zero when they find something; no JSON on stdout is the real failure.
+    if not done.stdout.strip():
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        raise ScanError(f"{scanner.tool} failed (exit {done.returncode}): {' | '.join(tail)[:500]}")
+    return done.stdout

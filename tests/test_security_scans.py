@@ -1,0 +1,194 @@
+"""Real scanners run by the worker: bandit on a small vulnerable sample, pip-audit against a local
+OSV server (the only faked thing: the internet's vulnerability database)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from shipboard.security import runs
+from tests.conftest import Clients, _free_port
+from tests.test_api import assert_problem
+
+VULNERABLE = """\
+import subprocess
+import pickle
+
+
+def run(cmd):
+    return subprocess.call(cmd, shell=True)
+
+
+def load(blob):
+    return pickle.loads(blob)
+
+
+def check(password):
+    assert password == "hunter2"
+"""
+
+
+@pytest.fixture
+def roots(clients: Clients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(clients.server.app.state.settings, "scan_roots", str(tmp_path))
+    return tmp_path
+
+
+def _scan(client: Any, **body: str) -> dict[str, Any]:
+    response = client.post("/api/v1/security/scans", json={"environment": "staging", **body})
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+def _run(engine: Engine, root: Path) -> None:
+    assert runs.run_next(engine, worker="test", roots=[str(root)])
+
+
+def test_bandit_scan_then_fix_one_and_move_the_rest(
+    clients: Clients, engine: Engine, roots: Path
+) -> None:
+    app = roots / "app"
+    app.mkdir()
+    (app / "service.py").write_text(VULNERABLE)
+    with clients.as_role("deployer") as client:
+        pending = _scan(client, type="sast", target=str(app))
+        assert pending["status"] == "pending"
+        _run(engine, roots)
+        scan = client.get(f"/api/v1/security/scans/{pending['id']}").json()
+        assert scan["status"] == "completed", scan
+        before = {
+            f["title"]: f
+            for f in client.get(
+                "/api/v1/security/findings", params={"environment": "staging"}
+            ).json()["items"]
+        }
+        assert len(before) >= 3
+        fixed_title = next(t for t in before if "shell" in t.lower())
+        # Fix the shell=True call and push everything else down by a few lines.
+        (app / "service.py").write_text("\n\n\n" + VULNERABLE.replace("cmd, shell=True", "[cmd]"))
+        _scan(client, type="sast", target=str(app))
+        _run(engine, roots)
+        after = {
+            f["title"]: f
+            for f in client.get(
+                "/api/v1/security/findings", params={"environment": "staging"}
+            ).json()["items"]
+        }
+    assert after[fixed_title]["status"] == "resolved"
+    for title, finding in before.items():
+        if title != fixed_title:
+            assert after[title]["status"] == "open"
+            assert after[title]["fingerprint"] == finding["fingerprint"]
+            assert after[title]["location"] != finding["location"]  # the lines moved
+
+
+class OSV:
+    """A local OSV-compatible /v1/query endpoint with one advisory for requests 2.19.0."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                query = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                package = query.get("package", {}).get("name", "").lower()
+                vulns = []
+                if package == "requests" and query.get("version") == "2.19.0":
+                    vulns = [
+                        {
+                            "id": "PYSEC-2018-28",
+                            "aliases": ["CVE-2018-18074"],
+                            "summary": "requests leaks Authorization headers on redirects",
+                            "details": "Requests sends Authorization headers to http URIs.",
+                            "affected": [
+                                {
+                                    "package": {"name": "requests", "ecosystem": "PyPI"},
+                                    "ranges": [
+                                        {
+                                            "type": "ECOSYSTEM",
+                                            "events": [{"introduced": "0"}, {"fixed": "2.20.0"}],
+                                        }
+                                    ],
+                                }
+                            ],
+                        }
+                    ]
+                body = json.dumps({"vulns": vulns}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", _free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/query"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def osv() -> Iterator[OSV]:
+    server = OSV()
+    yield server
+    server.server.shutdown()
+
+
+def test_pip_audit_against_a_local_osv_server(
+    clients: Clients, engine: Engine, roots: Path, osv: OSV
+) -> None:
+    requirements = roots / "requirements.txt"
+    requirements.write_text("requests==2.19.0\nidna==3.7\n")
+    with clients.as_role("admin") as admin:
+        admin.patch(
+            "/api/v1/environments/staging", json={"config": {"security": {"osv_url": osv.url}}}
+        )
+        pending = _scan(admin, type="dependency", target=str(requirements))
+        _run(engine, roots)
+        scan = admin.get(f"/api/v1/security/scans/{pending['id']}").json()
+        findings = admin.get(f"/api/v1/security/scans/{pending['id']}/findings").json()["items"]
+    assert scan["status"] == "completed", scan
+    (finding,) = findings
+    assert finding["title"] == "PYSEC-2018-28 in requests:2.19.0"
+    assert finding["location"] == "requests@2.19.0"
+    assert finding["remediation"] == "Upgrade to version: 2.20.0"
+
+
+def test_missing_scanner_fails_the_scan_with_a_reason(
+    clients: Clients, engine: Engine, roots: Path
+) -> None:
+    (roots / "main.tf").write_text('resource "aws_s3_bucket" "b" {}\n')
+    with clients.as_role("deployer") as client:
+        pending = _scan(client, type="iac", target=str(roots), tool="trivy")
+        _run(engine, roots)
+        scan = client.get(f"/api/v1/security/scans/{pending['id']}").json()
+    assert scan["status"] == "failed"
+    assert scan["error_message"] == "trivy is not installed"
+
+
+def test_targets_outside_the_roots_are_refused(
+    clients: Clients, engine: Engine, roots: Path
+) -> None:
+    with clients.as_role("deployer") as client:
+        body = assert_problem(
+            client.post(
+                "/api/v1/security/scans",
+                json={"environment": "staging", "type": "sast", "target": "/etc"},
+            ),
+            422,
+        )
+        assert "outside the allowed scan roots" in str(body["detail"])
+        assert_problem(
+            client.post(
+                "/api/v1/security/scans",
+                json={"environment": "staging", "type": "sast", "target": str(roots / ".." / "..")},
+            ),
+            422,
+        )
+        assert client.get("/api/v1/security/scans").json()["items"] == []
