@@ -192,3 +192,96 @@ def test_targets_outside_the_roots_are_refused(
             422,
         )
         assert client.get("/api/v1/security/scans").json()["items"] == []
+
+
+def test_scheduled_scans_fire_once_per_cron_tick(
+    clients: Clients, engine: Engine, roots: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shipboard.monitoring.scheduler import Scheduler
+
+    (roots / "app.py").write_text(VULNERABLE)
+    with clients.as_role("admin") as admin:
+        admin.patch(
+            "/api/v1/environments/staging",
+            json={
+                "config": {
+                    "security": {
+                        "schedule": [
+                            {"type": "sast", "target": str(roots), "cron": "0 * * * *"},
+                        ]
+                    }
+                }
+            },
+        )
+    scheduler = Scheduler(engine, clients.server.app.state.keyring, scan_roots=[str(roots)])
+    start = datetime(2026, 11, 26, 9, 59, 30, tzinfo=UTC)
+    assert scheduler.schedule_scans(now=start) == 0  # the first look only sets the clock
+    assert scheduler.schedule_scans(now=start + timedelta(seconds=20)) == 0
+    assert scheduler.schedule_scans(now=start + timedelta(seconds=40)) == 1  # 10:00 passed
+    assert scheduler.schedule_scans(now=start + timedelta(seconds=90)) == 0
+    _run(engine, roots)
+    with clients.as_role("viewer") as viewer:
+        (scan,) = viewer.get("/api/v1/security/scans").json()["items"]
+    assert (scan["type"], scan["status"]) == ("sast", "completed")
+
+
+def test_overdue_high_gate(clients: Clients, engine: Engine) -> None:
+    from tests.test_security_import_api import _import, _ok
+    from tests.test_security_report import _age_identities
+
+    deploy = {"environment": "development", "version": "1.0.0", "commit_sha": "abcdef1"}
+    with clients.as_role("admin") as admin:
+        admin.put(
+            "/api/v1/environments/development/features/block_on_overdue_high",
+            json={"enabled": True},
+        )
+        _ok(_import(admin, "npm_audit/dd_npm6_many_vuln.json", environment="development"))
+        assert admin.post("/api/v1/deployments", json=deploy).status_code == 201
+        _age_identities(engine, days=45)
+        body = assert_problem(
+            admin.post("/api/v1/deployments", json={**deploy, "version": "1.0.1"}), 422
+        )
+    assert [e["loc"] for e in body["errors"]] == [["gates", "block_on_overdue_high"]]  # type: ignore[union-attr]
+    assert "3 open high finding(s) past their SLA" in body["errors"][0]["msg"]  # type: ignore[index]
+
+
+def test_scan_run_cli_waits_and_prints_the_summary(
+    clients: Clients, engine: Engine, roots: Path, worker: Any
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    worker.scan_roots = [str(roots)]
+    (roots / "app.py").write_text(VULNERABLE)
+    env = {
+        **os.environ,
+        "SHIPBOARD_URL": clients.server.base_url,
+        "SHIPBOARD_TOKEN": clients.tokens["deployer"],
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shipboard",
+            "scan",
+            "run",
+            "sast",
+            "--env",
+            "staging",
+            "--target",
+            str(roots),
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    scan = json.loads(result.stdout.strip().splitlines()[-1])
+    assert scan["status"] == "completed"
+    assert scan["summary"]["total_findings"] >= 3

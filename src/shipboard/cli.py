@@ -157,6 +157,7 @@ def _scheduler(engine: Any, keyring: Any, settings: Any) -> Any:
         eval_interval_s=settings.eval_interval_s,
         max_attempts=settings.notify_max_attempts,
         max_age_s=settings.notify_max_age_s,
+        scan_roots=settings.scan_roots.split(":"),
     )
 
 

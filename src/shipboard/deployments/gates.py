@@ -21,6 +21,7 @@ class GateFacts:
     staging_success: bool
     unresolved_critical: int
     regressions: list[str] = field(default_factory=list)
+    overdue_high: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,15 @@ def evaluate(facts: GateFacts) -> list[GateResult]:
                 facts.unresolved_critical == 0,
                 f"{facts.unresolved_critical} unresolved critical finding(s) in the latest scans",
                 {"unresolved_critical": facts.unresolved_critical},
+            )
+        )
+    if feature(facts, "block_on_overdue_high"):
+        results.append(
+            GateResult(
+                "block_on_overdue_high",
+                facts.overdue_high == 0,
+                f"{facts.overdue_high} open high finding(s) past their SLA",
+                {"overdue_high": facts.overdue_high},
             )
         )
     results.append(

@@ -44,6 +44,7 @@ from shipboard.environments.models import Environment
 from shipboard.environments.service import require_environment
 from shipboard.notifications import service as notifications
 from shipboard.pipelines.schemas import Pipeline
+from shipboard.security.imports import current_findings
 
 SYSTEM_ACTOR = "shipboard"
 MICROSECOND = timedelta(microseconds=1)
@@ -210,9 +211,21 @@ def _gate_facts(
         if environment.name != "staging"
         else []
     )
+    overdue_high = (
+        sum(
+            1
+            for f in current_findings(
+                session, environment=environment.name, severity="high", status="open"
+            )
+            if f["overdue"]
+        )
+        if gates.feature(facts, "block_on_overdue_high")
+        else 0
+    )
     return gates.GateFacts(
         **{
             **facts.__dict__,
+            "overdue_high": overdue_high,
             "staging_success": staging_ok,
             "unresolved_critical": critical,
             "regressions": regressions,

@@ -7,13 +7,14 @@ evaluation and a slow receiver never delays either.
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Engine
 
 from shipboard.core.crypto import Keyring
+from shipboard.core.errors import ShipboardError
 from shipboard.core.time import utcnow
 from shipboard.db.engine import is_postgres, system_transaction
 from shipboard.environments import repository as environments
@@ -35,7 +36,9 @@ class Scheduler:
         poll_s: float = 0.5,
         max_attempts: int = notifications.MAX_ATTEMPTS,
         max_age_s: float = notifications.MAX_AGE.total_seconds(),
+        scan_roots: list[str] | None = None,
     ) -> None:
+        self.scan_roots = scan_roots or ["."]
         self.max_attempts = max_attempts
         self.max_age = timedelta(seconds=max_age_s)
         self.engine = engine
@@ -45,6 +48,7 @@ class Scheduler:
         self._next_eval = 0.0
         self._next_scrape: dict[tuple[str, str], float] = {}
         self.leader = False
+        self._last_schedule_check: float | None = None
 
     def run(self, stop: threading.Event) -> None:
         import time
@@ -56,6 +60,7 @@ class Scheduler:
                     self.leader = self.evaluate()
                 if self.leader:
                     self.scrape_due()
+                    self.schedule_scans()
                 notifications.send_due(
                     self.engine, self.keyring, max_attempts=self.max_attempts, max_age=self.max_age
                 )
@@ -98,6 +103,49 @@ class Scheduler:
             with system_transaction(self.engine) as session:
                 metrics.add_many(session, [{"id": uuid.uuid4(), **row} for row in rows])
         return len(due)
+
+    def schedule_scans(self, *, now: datetime | None = None) -> int:
+        """Request the scans of ``config.security.schedule`` whose cron fired since the last look
+        (elected node only, so each fires once)."""
+        from croniter import croniter
+
+        from shipboard.audit.service import AuditContext
+        from shipboard.security.runs import request_scan
+        from shipboard.security.schemas import ScanRun
+
+        now = now or utcnow()
+        last = self._last_schedule_check
+        self._last_schedule_check = now.timestamp()
+        if last is None:
+            return 0  # start from now: a restart does not replay missed schedules
+        requested = 0
+        with system_transaction(self.engine) as session:
+            for environment in environments.list_all(session):
+                schedule = ((environment.config or {}).get("security") or {}).get("schedule") or []
+                for entry in schedule if isinstance(schedule, list) else []:
+                    try:
+                        fired = croniter(str(entry["cron"]), now).get_prev(float)
+                        if fired <= last:
+                            continue
+                        data = ScanRun(
+                            environment=environment.name,
+                            **{k: entry[k] for k in entry if k != "cron"},
+                        )
+                        request_scan(
+                            session,
+                            data=data,
+                            roots=self.scan_roots,
+                            requested_by="scheduler",
+                            audit_context=AuditContext(actor="scheduler", actor_role="admin"),
+                        )
+                        requested += 1
+                    except (KeyError, ValueError, TypeError, ShipboardError) as exc:
+                        log.warning(
+                            "scheduled_scan_invalid",
+                            environment=environment.name,
+                            error=str(exc)[:300],
+                        )
+        return requested
 
 
 def start_in_thread(scheduler: Scheduler) -> threading.Event:

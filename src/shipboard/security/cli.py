@@ -62,6 +62,60 @@ def import_report(
     out.print(table)
 
 
+@app.command("run")
+def run_scan(
+    scan_type: Annotated[str, typer.Argument(help="sast, dependency, iac or container")],
+    environment: Annotated[str, typer.Option("--env")],
+    target: Annotated[str, typer.Option(help="Path inside SHIPBOARD_SCAN_ROOTS on the server")],
+    tool: Annotated[
+        str | None, typer.Option(help="bandit, semgrep, checkov, pip-audit, trivy")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the result")] = 900,
+    as_json: JsonFlag = False,
+) -> None:
+    """Ask the server to run a scanner, wait for it with a spinner, print the summary."""
+    import time
+
+    body = {"type": scan_type, "environment": environment, "target": target}
+    if tool:
+        body["tool"] = tool
+    with ShipboardClient.from_settings() as client:
+        scan = client.request("POST", "/api/v1/security/scans", json=body)
+        deadline = time.monotonic() + timeout
+        with out.status(f"{scan_type} scan of {target} ({scan['status']})…") as spinner:
+            while scan["status"] in ("pending", "running"):
+                if time.monotonic() > deadline:
+                    raise InvalidInput(
+                        f"scan {scan['id']} still {scan['status']} after {timeout:g} s"
+                    )
+                time.sleep(0.5)
+                scan = client.get(f"/api/v1/security/scans/{scan['id']}")
+                spinner.update(f"{scan_type} scan of {target} ({scan['status']})…")
+    if as_json:
+        print(json.dumps(scan))
+    elif scan["status"] == "failed":
+        out.print(f"[bold red]scan failed:[/] {scan['error_message']}")
+    else:
+        summary = scan["summary"] or {}
+        table = Table("critical", "high", "medium", "low", "total", "score", "duration")
+        table.add_row(
+            *(
+                str(summary.get(k, 0))
+                for k in (
+                    "critical_findings",
+                    "high_findings",
+                    "medium_findings",
+                    "low_findings",
+                    "total_findings",
+                )
+            ),
+            f"{summary.get('compliance_score', 0):g}",
+            f"{summary.get('scan_duration_ms', 0)} ms",
+        )
+        out.print(table)
+    raise typer.Exit(0 if scan["status"] == "completed" else 1)
+
+
 def security_report(
     environment: Annotated[str, typer.Option("--env")],
     fmt: Annotated[str, typer.Option("--format", help="json, csv, html or sarif")] = "table",
