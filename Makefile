@@ -6,7 +6,10 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test test-fast lint format bench bench-quick clean
+TOOLS  := .tools
+TOOLS_STAMP := $(TOOLS)/.installed-stamp
+
+.PHONY: install tools run test test-fast lint format bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +19,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# semgrep and checkov live in their own venv: semgrep pins an older OpenTelemetry than Shipboard.
+$(TOOLS_STAMP):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/bin/pip install --quiet semgrep checkov
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
 ## make run: install, then serve on SQLite in ./.shipboard (prints the URL and, the first time, an admin token)
 run: install
 	$(BIN)/shipboard serve --host $(HOST) --port $(PORT)
 
 ## make test: install, then run the whole suite (PostgreSQL tests skip without a server unless CI=true)
-test: install
-	$(BIN)/pytest
+test: install tools
+	SHIPBOARD_SCANNER_PATH=$(CURDIR)/$(TOOLS)/bin $(BIN)/pytest
 
 test-fast: install
 	$(BIN)/pytest -x -q -m "not postgres and not slow"
@@ -44,4 +56,4 @@ bench-quick: install
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

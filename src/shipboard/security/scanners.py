@@ -40,8 +40,14 @@ def allowed_target(target: str, roots: list[str]) -> Path:
 
 
 def executable(tool: str) -> str:
-    """The tool on PATH, or beside this Python (the `scanners` extra installs it there)."""
-    found = shutil.which(tool) or shutil.which(tool, path=str(Path(sys.executable).parent))
+    """The tool in SHIPBOARD_SCANNER_PATH, on PATH, or beside this Python (where the
+    `scanners` extra installs bandit and pip-audit)."""
+    extra = os.environ.get("SHIPBOARD_SCANNER_PATH")
+    found = (
+        (shutil.which(tool, path=extra) if extra else None)
+        or shutil.which(tool)
+        or shutil.which(tool, path=str(Path(sys.executable).parent))
+    )
     if not found:
         raise ScanError(f"{tool} is not installed")
     return found
@@ -57,7 +63,17 @@ def command(scan_type: str, tool: str, target: Path, config: dict[str, Any]) -> 
         if not rules:
             raise ScanError("semgrep needs config.security.semgrep_rules (a local rules file)")
         return ScannerRun(
-            tool, [binary, "--config", str(rules), "--json", "--metrics=off", str(target)]
+            tool,
+            # No version check: it waits on the network, which a closed machine never answers.
+            [
+                binary,
+                "--config",
+                str(rules),
+                "--json",
+                "--metrics=off",
+                "--disable-version-check",
+                str(target),
+            ],
         )
     if tool == "checkov":
         return ScannerRun(tool, [binary, "-d", str(target), "-o", "json", "--quiet"])

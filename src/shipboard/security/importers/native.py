@@ -113,7 +113,9 @@ def _semgrep(doc: dict[str, Any]) -> list[ParsedFinding]:
                 location=f"{r.get('path')}:{line}" if line else r.get("path"),
                 cwe_id=normalize_cwe(cwe),
                 remediation=extra.get("fix") or next(iter(metadata.get("references") or []), None),
-                key=str(usable) if usable else (snippet_key(snippet) or f"{r.get('path')}:{line}"),
+                # Logged out, semgrep hides both fingerprint and lines: the message is what is
+                # left that does not move with the code.
+                key=str(usable) if usable else (snippet_key(snippet) or str(extra.get("message"))),
             )
         )
     return out
