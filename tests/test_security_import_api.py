@@ -196,3 +196,34 @@ def test_production_gate_reads_imported_criticals_and_honours_triage(clients: Cl
                 json={"status": "accepted_risk", "reason": "test fixture secrets, revoked"},
             )
         assert admin.post("/api/v1/deployments", json=deploy).status_code == 201
+
+
+def test_findings_filter_by_type_tool_and_cwe(clients: Clients) -> None:
+    with clients.as_role("service") as client:
+        _ok(_import(client, "sarif/codeql-2.5.4__dd_codeQL-output.sarif"))
+        _ok(_import(client, "pip_audit/dd_many_vulns_new.json"))
+        assert len(_current(client, type="dependency")) == 7
+        assert len(_current(client, tool="pip-audit")) == 7
+        with_cwe = [f for f in _current(client, type="sast") if f["cwe_id"]]
+        cwe = with_cwe[0]["cwe_id"]
+        assert all(f["cwe_id"] == cwe for f in _current(client, cwe=cwe))
+        assert_problem(client.get("/api/v1/security/findings", params={"cwe": "79"}), 422)
+
+
+def test_a_two_gigabyte_upload_is_refused_before_it_is_read(clients: Clients) -> None:
+    import socket
+
+    host, port = "127.0.0.1", clients.server.port
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(
+            (
+                "POST /api/v1/security/scans/import HTTP/1.1\r\n"
+                f"Host: {host}\r\n"
+                f"Authorization: Bearer {clients.tokens['service']}\r\n"
+                "Content-Type: multipart/form-data; boundary=x\r\n"
+                f"Content-Length: {2 * 1024**3}\r\n\r\n"
+            ).encode()
+        )
+        sock.sendall(b"--x\r\n" + b"a" * 65536)
+        answer = sock.recv(4096).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413"), answer

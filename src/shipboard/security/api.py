@@ -141,10 +141,20 @@ def current_findings(
     severity: Severity | None = None,
     status: Literal["open", "resolved", "triaged"] | None = None,
     overdue: bool | None = None,
+    type: ScanType | None = None,
+    tool: str | None = None,
+    cwe: Annotated[str | None, Query(pattern=r"^CWE-[0-9]+$")] = None,
 ) -> CurrentFindingPage:
     """Every finding as it stands now (its latest occurrence), with its lifecycle state and SLA."""
     rows = imports.current_findings(
-        db, environment=environment, severity=severity, status=status, overdue=overdue
+        db,
+        environment=environment,
+        severity=severity,
+        status=status,
+        overdue=overdue,
+        scan_type=type,
+        tool=tool,
+        cwe=cwe,
     )
     return CurrentFindingPage.model_validate({"items": rows})
 

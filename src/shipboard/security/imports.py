@@ -224,6 +224,9 @@ def current_findings(
     severity: str | None = None,
     status: str | None = None,
     overdue: bool | None = None,
+    scan_type: str | None = None,
+    tool: str | None = None,
+    cwe: str | None = None,
     limit: int = 500,
 ) -> list[dict[str, Any]]:
     """The latest occurrence of every finding identity, with its lifecycle state and SLA."""
@@ -238,6 +241,12 @@ def current_findings(
         stmt = stmt.where(FindingIdentity.environment == environment)
     if severity is not None:
         stmt = stmt.where(SecurityFinding.severity == severity)
+    if scan_type is not None:
+        stmt = stmt.where(FindingIdentity.scan_type == scan_type)
+    if tool is not None:
+        stmt = stmt.where(FindingIdentity.tool == tool)
+    if cwe is not None:
+        stmt = stmt.where(SecurityFinding.cwe_id == cwe)
     now = utcnow()
     slas: dict[str, dict[str, int]] = {}
     out = []
