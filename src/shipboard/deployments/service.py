@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -103,9 +102,9 @@ def create_deployment(
     )
     repository.add_run(session, run)
     summary = "gates skipped (forced by admin)" if data.force else "all gates passed"
-    _log(session, deployment.id, "info", f"created by {caller.name}; {summary}", now=now)
+    log_line(session, deployment.id, "info", f"created by {caller.name}; {summary}")
     if run.needs_approval:
-        _log(session, deployment.id, "info", "waiting for approval by another deployer", now=now)
+        log_line(session, deployment.id, "info", "waiting for approval by another deployer")
     audit.record(
         session,
         context=audit_context,
@@ -348,7 +347,7 @@ def transition(
     text = f"status {previous} -> {target} ({actor})"
     if error_message:
         text += f": {error_message}"
-    _log(session, deployment.id, level, text, now=now)
+    log_line(session, deployment.id, level, text)
     session.flush()
     _notify(session, deployment, notifications.DEPLOYMENT_EVENTS.get(target), text)
     if deployment.rollback_from is not None and target in ("success", "failed"):
@@ -368,7 +367,7 @@ def _finish_rollback(
         deploy_ran = original_run is None or original_run.deploy_started_at is not None
         if state.can_roll_back(original.status, deploy_ran=deploy_ran):
             transition(session, original, "rolled_back", actor=SYSTEM_ACTOR, now=now)
-            _log(session, original.id, "info", f"rolled back by deployment {rollback.id}", now=now)
+            log_line(session, original.id, "info", f"rolled back by deployment {rollback.id}")
         return
     # A rollback that fails must not go unnoticed: say it on both deployments, at error level.
     message = (
@@ -376,8 +375,8 @@ def _finish_rollback(
         f"{': ' + rollback.error_message if rollback.error_message else ''}; "
         f"{original.environment} is still on the state left by {original.id}"
     )
-    _log(session, original.id, "error", message, now=now)
-    _log(session, rollback.id, "error", message, now=now)
+    log_line(session, original.id, "error", message)
+    log_line(session, rollback.id, "error", message)
     _notify(session, original, "deployment.rollback_failed", message)
 
 
@@ -432,7 +431,7 @@ def approve(
     run.approved_by = caller.name
     run.approved_at = utcnow()
     session.flush()
-    _log(session, deployment.id, "info", f"approved by {caller.name}")
+    log_line(session, deployment.id, "info", f"approved by {caller.name}")
     audit.record(
         session,
         context=audit_context,
@@ -482,7 +481,7 @@ def cancel(
         # The worker running it sees the request, kills the step and fails the deployment.
         run.cancel_requested_by = caller.name
         session.flush()
-        _log(session, deployment.id, "warn", f"cancel requested by {caller.name}")
+        log_line(session, deployment.id, "warn", f"cancel requested by {caller.name}")
     else:
         transition(session, deployment, "failed", actor=caller.name, error_message=reason)
     audit.record(
@@ -547,13 +546,12 @@ def rollback(
         ),
     )
     kind = "automatic rollback" if automatic else f"rollback by {actor}"
-    _log(session, new.id, "info", f"{kind} of {original.id}: redeploying {target.version}", now=now)
-    _log(
+    log_line(session, new.id, "info", f"{kind} of {original.id}: redeploying {target.version}")
+    log_line(
         session,
         original.id,
         "warn",
         f"{kind} started: deployment {new.id} ({target.version})",
-        now=now,
     )
     if audit_context is not None:
         audit.record(
@@ -641,15 +639,8 @@ def log_read(row: DeploymentLog) -> DeploymentLogRead:
     )
 
 
-def _log(
-    session: Session,
-    deployment_id: uuid.UUID,
-    level: str,
-    message: str,
-    *,
-    now: datetime | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> None:
+def log_line(session: Session, deployment_id: uuid.UUID, level: str, message: str) -> None:
+    """One line from Shipboard itself (``source: shipboard``) in a deployment's log."""
     repository.add_logs(
         session,
         [
@@ -658,9 +649,9 @@ def _log(
                 "deployment_id": deployment_id,
                 "level": level,
                 "message": message,
-                "timestamp": max(now or utcnow(), utcnow()),
+                "timestamp": utcnow(),
                 "source": "shipboard",
-                "metadata_": metadata,
+                "metadata_": None,
             }
         ],
     )

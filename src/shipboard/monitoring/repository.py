@@ -48,19 +48,8 @@ def values(
     until: datetime,
 ) -> list[float]:
     """Values of one metric in [since, until), keeping points whose tags include ``tags``."""
-    rows = session.execute(
-        sa.select(MonitoringMetric.value, MonitoringMetric.tags).where(
-            MonitoringMetric.environment == environment,
-            MonitoringMetric.name == name,
-            MonitoringMetric.timestamp >= since,
-            MonitoringMetric.timestamp < until,
-        )
-    ).all()
-    return [
-        float(value)
-        for value, point_tags in rows
-        if all((point_tags or {}).get(k) == v for k, v in tags.items())
-    ]
+    found = points(session, environment=environment, name=name, tags=tags, since=since, until=until)
+    return [value for _, value in found]
 
 
 def idempotency_get(session: Session, scope: str, key: str) -> IdempotencyKey | None:
@@ -79,9 +68,12 @@ def points(
     *,
     environment: str | None,
     name: str,
+    tags: dict[str, str],
     since: datetime,
     until: datetime,
-) -> list[tuple[datetime, float, dict[str, str]]]:
+) -> list[tuple[datetime, float]]:
+    """(time, value) of one metric in [since, until), keeping points whose tags include ``tags``
+    (tags are compared here, in Python, the same way on both backends)."""
     stmt = sa.select(
         MonitoringMetric.timestamp, MonitoringMetric.value, MonitoringMetric.tags
     ).where(
@@ -92,7 +84,9 @@ def points(
     if environment is not None:
         stmt = stmt.where(MonitoringMetric.environment == environment)
     return [
-        (t, float(v), tags or {}) for t, v, tags in session.execute(stmt).all() if t is not None
+        (t, float(v))
+        for t, v, point_tags in session.execute(stmt).all()
+        if t is not None and all((point_tags or {}).get(k) == val for k, val in tags.items())
     ]
 
 

@@ -136,12 +136,9 @@ def series(
             "step too small for the range: at most 11,000 buckets",
             errors=[{"loc": ["query", "step"], "msg": "too small for the range"}],
         )
-    rows = repository.points(session, environment=environment, name=name, since=since, until=until)
-    chosen = [
-        (t, v)
-        for t, v, point_tags in rows
-        if all(point_tags.get(k) == val for k, val in tags.items())
-    ]
+    chosen = repository.points(
+        session, environment=environment, name=name, tags=tags, since=since, until=until
+    )
     return Series(
         name=name,
         environment=environment,

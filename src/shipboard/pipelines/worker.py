@@ -244,7 +244,7 @@ class Worker:
         run.analysis = history
         for entry in taken:
             level = "error" if entry["result"] == "Failed" else "info"
-            self._log_in(
+            deployments.log_line(
                 session,
                 deployment.id,
                 level,
@@ -256,12 +256,12 @@ class Worker:
             run.watch_next_at = None
             failures = sum(1 for e in watch_entries if e["result"] == "Failed")
             reason = f"watch failed: {failures} failed measurement(s), limit {watch.failure_limit}"
-            self._log_in(session, deployment.id, "error", reason)
+            deployments.log_line(session, deployment.id, "error", reason)
             self._auto_rollback(session, deployment, reason=reason)
         elif now >= deployment.completed_at + window:
             run.watch_state = "passed"
             run.watch_next_at = None
-            self._log_in(session, deployment.id, "info", "watch passed")
+            deployments.log_line(session, deployment.id, "info", "watch passed")
         else:
             run.watch_next_at = now + interval
 
@@ -488,7 +488,9 @@ class Worker:
                 automatic=True,
             )
         except ShipboardError as exc:  # e.g. nothing to roll back to: say so, go on
-            self._log_in(session, deployment.id, "error", f"automatic rollback not possible: {exc}")
+            deployments.log_line(
+                session, deployment.id, "error", f"automatic rollback not possible: {exc}"
+            )
             return
         log.warning("auto_rollback", deployment_id=str(deployment.id), reason=reason)
 
@@ -502,22 +504,6 @@ class Worker:
     def _log(self, job: Job, level: str, message: str, source: str) -> None:
         with system_transaction(self.engine) as session:
             self._append(session, job, [(level, message, source)])
-
-    def _log_in(self, session: Any, deployment_id: uuid.UUID, level: str, message: str) -> None:
-        deployments_repo.add_logs(
-            session,
-            [
-                {
-                    "id": uuid.uuid4(),
-                    "deployment_id": deployment_id,
-                    "level": level,
-                    "message": message,
-                    "timestamp": utcnow(),
-                    "source": "shipboard",
-                    "metadata_": None,
-                }
-            ],
-        )
 
     def _append(self, session: Any, job: Job, lines: list[tuple[str, str, str]]) -> None:
         # Strictly increasing times keep lines in the order they were produced.

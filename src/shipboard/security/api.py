@@ -59,7 +59,7 @@ def import_scan(
 ) -> dict[str, Any]:
     """Import a scan report: a completed scan, its findings, and their lifecycle across scans."""
     limit = max_upload_bytes(db, name=environment)
-    data = file.file.read((limit or 0) + 1 if limit else -1)
+    data = file.file.read(limit + 1 if limit else -1)
     if limit and len(data) > limit:
         raise PayloadTooLarge(f"the report is larger than {environment}'s max_file_size_mb")
     return imports.import_report(
