@@ -7,6 +7,7 @@ creates its own databases and drops them afterwards. Without a server they skip,
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
@@ -15,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import httpx
@@ -49,6 +51,7 @@ DATA_TABLES = (
     "audit_events",
     "deployment_runs",
     "deployment_logs",
+    "performance_regressions",
     "performance_metrics",
     "finding_occurrences",
     "finding_identities",
@@ -303,3 +306,36 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 20, interval: flo
         time.sleep(interval)
         value = predicate()
     return value
+
+
+class Receiver:
+    """A local HTTP receiver that records requests and answers with scripted statuses."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.statuses = list(statuses or [])
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests.append((dict(self.headers), body))
+                self.send_response(outer.statuses.pop(0) if outer.statuses else 200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", _free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def payloads(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body in self.requests]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()

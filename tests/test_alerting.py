@@ -6,11 +6,8 @@ import hashlib
 import hmac
 import json
 import random
-import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import httpx
@@ -23,7 +20,7 @@ from shipboard.monitoring import alert_service, alerting
 from shipboard.monitoring.schemas import MonitoringMetricCreate
 from shipboard.monitoring.service import ingest_metrics
 from shipboard.notifications import service as notifications
-from tests.conftest import Clients, _free_port
+from tests.conftest import Clients, Receiver, _free_port
 from tests.test_api import assert_problem
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
@@ -89,42 +86,6 @@ def test_silence_matchers() -> None:
         [{"name": "environment", "value": "production", "isEqual": False}], labels
     )
     assert not alerting.matches([{"name": "alertname", "value": "Other"}], labels)
-
-
-# --- receivers ------------------------------------------------------------------------------
-
-
-class Receiver:
-    """A local HTTP receiver that records requests and answers with scripted statuses."""
-
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.statuses = list(statuses or [])
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.requests.append((dict(self.headers), body))
-                self.send_response(outer.statuses.pop(0) if outer.statuses else 200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", _free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def payloads(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for _, body in self.requests]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
 
 
 def _push(

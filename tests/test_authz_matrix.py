@@ -63,6 +63,12 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/api/v1/notification-channels/{channel_id}/test"): ADMIN,
     ("GET", "/api/v1/reports/monitoring"): ALL_USERS,
     ("GET", "/api/v1/reports/security"): ALL_USERS,
+    ("GET", "/api/v1/reports/dora"): ALL_USERS,
+    ("GET", "/api/v1/reports/performance"): ALL_USERS,
+    ("POST", "/api/v1/performance/metrics"): CREATORS,
+    ("GET", "/api/v1/performance/metrics"): ALL_USERS,
+    ("POST", "/api/v1/performance/import"): CREATORS,
+    ("GET", "/api/v1/performance/regressions"): ALL_USERS,
     ("POST", "/api/v1/security/scans/import"): CREATORS,
     ("POST", "/api/v1/security/scans"): CREATORS,
     ("GET", "/api/v1/security/scans"): ALL_USERS,
@@ -105,11 +111,15 @@ BODIES = {
     ("POST", "/v1/metrics"): {"resourceMetrics": []},
     ("PATCH", "/api/v1/security/findings/{finding_id}"): {"status": "fixed", "reason": "r"},
     ("POST", "/api/v1/security/scans"): {"type": "sast", "environment": "staging", "target": "/x"},
+    ("POST", "/api/v1/performance/metrics"): {
+        "metrics": [{"name": "b", "value": 1, "unit": "ms", "environment": "staging"}]
+    },
 }
 QUERY = {
     ("GET", "/api/v1/metrics/series"): {"name": "m"},
     ("GET", "/api/v1/reports/monitoring"): {"environment": "staging"},
     ("GET", "/api/v1/reports/security"): {"environment": "staging"},
+    ("GET", "/api/v1/reports/performance"): {"environment": "staging"},
 }
 
 

@@ -21,6 +21,7 @@ from shipboard.environments.api import router as environments_router
 from shipboard.monitoring.alert_api import router as alerting_router
 from shipboard.monitoring.api import router as monitoring_router
 from shipboard.ops.api import router as ops_router
+from shipboard.performance.api import router as performance_router
 from shipboard.reports.api import router as reports_router
 from shipboard.security.api import router as security_router
 
@@ -51,5 +52,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(alerting_router)
     app.include_router(reports_router)
     app.include_router(security_router)
+    app.include_router(performance_router)
     app.include_router(audit_router)
     return app

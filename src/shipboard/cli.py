@@ -20,6 +20,8 @@ from shipboard.environments.cli import app as env_app
 from shipboard.monitoring.cli import app as metrics_app
 from shipboard.monitoring.cli import report_app
 from shipboard.ops.cli import secrets_app
+from shipboard.performance.cli import app as perf_app
+from shipboard.performance.cli import dora_report, performance_report
 from shipboard.security.cli import app as scan_app
 from shipboard.security.cli import security_report
 
@@ -38,6 +40,9 @@ app.add_typer(metrics_app, name="metrics")
 app.add_typer(report_app, name="report")
 app.add_typer(scan_app, name="scan")
 report_app.command("security")(security_report)
+report_app.command("dora")(dora_report)
+report_app.command("performance")(performance_report)
+app.add_typer(perf_app, name="perf")
 register_deploy_commands(app)
 err = Console(stderr=True, soft_wrap=True)
 

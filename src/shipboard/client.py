@@ -68,6 +68,19 @@ class ShipboardClient:
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)
 
+    def text(self, path: str, **kwargs: Any) -> str:
+        """A GET whose answer is not JSON (CSV, HTML), with the same errors as ``request``."""
+        try:
+            response = self._http.get(path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ShipboardError(
+                f"cannot reach Shipboard at {self._http.base_url} ({type(exc).__name__}); "
+                "check SHIPBOARD_URL"
+            ) from exc
+        if response.status_code >= 400:
+            raise _problem(response)
+        return response.text
+
     def put(self, path: str, body: Any) -> Any:
         return self.request("PUT", path, json=body)
 

@@ -18,6 +18,9 @@ def ensure_utc(value: datetime) -> datetime:
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+MAX_DURATION_S = 3660 * 86400
+
+
 def parse_duration(text: str) -> timedelta:
     """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` -> a timedelta."""
     text = text.strip().lower()
@@ -26,4 +29,7 @@ def parse_duration(text: str) -> timedelta:
     amount = int(text[:-1])
     if amount <= 0:
         raise ValueError("duration must be positive")
-    return timedelta(seconds=amount * _UNITS[text[-1]])
+    seconds = amount * _UNITS[text[-1]]
+    if seconds > MAX_DURATION_S:  # beyond this, date arithmetic overflows or means nothing
+        raise ValueError("duration may be at most 10 years")
+    return timedelta(seconds=seconds)

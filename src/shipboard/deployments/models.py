@@ -83,6 +83,9 @@ class DeploymentRun(Base):
     managed: Mapped[bool] = mapped_column(sa.Boolean, nullable=False)
     pipeline: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     commit_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # success or failed, as first reached: a later rollback overwrites the status, and DORA must
+    # still tell a deployment that failed from one that succeeded and was then rolled back.
+    outcome: Mapped[str | None] = mapped_column(sa.Text)
     forced: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     gate_results: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     analysis: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)

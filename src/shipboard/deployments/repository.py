@@ -14,15 +14,12 @@ from shipboard.db.keyset import filter_by, keyset_page
 from shipboard.deployments.models import DeploymentConfig, DeploymentLog, DeploymentRun
 from shipboard.deployments.schemas import DeploymentFilter, LogFilter
 from shipboard.environments.models import Environment
-from shipboard.performance.models import PerformanceMetric
 from shipboard.security.models import (
     FindingIdentity,
     FindingOccurrence,
     SecurityFinding,
     SecurityScan,
 )
-
-RATE_UNITS = ("ops/s", "req/s", "rps", "%")
 
 
 def add(session: Session, deployment: DeploymentConfig) -> DeploymentConfig:
@@ -157,30 +154,6 @@ def unresolved_critical_in_latest_scans(session: Session, environment: str) -> i
         )
         or 0
     )
-
-
-def threshold_regressions(session: Session, environment: str, version: str) -> list[str]:
-    """Results for ``version`` past their own threshold, in the worse direction for the unit."""
-    rows = session.execute(
-        sa.select(
-            PerformanceMetric.name,
-            PerformanceMetric.value,
-            PerformanceMetric.unit,
-            PerformanceMetric.threshold,
-        ).where(
-            PerformanceMetric.environment == environment,
-            PerformanceMetric.tags["version"].as_string() == version,
-            PerformanceMetric.threshold.is_not(None),
-        )
-    ).all()
-    names = set()
-    for name, value, unit, threshold in rows:
-        if threshold is None:
-            continue
-        higher_is_better = unit in RATE_UNITS
-        if (value < threshold) if higher_is_better else (value > threshold):
-            names.add(name)
-    return sorted(names)
 
 
 def last_success_before(

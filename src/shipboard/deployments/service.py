@@ -42,6 +42,7 @@ from shipboard.deployments.schemas import (
 from shipboard.environments.models import Environment
 from shipboard.environments.service import require_environment
 from shipboard.notifications import service as notifications
+from shipboard.performance.service import blocking_regressions
 from shipboard.pipelines.schemas import Pipeline
 from shipboard.security.imports import current_findings
 
@@ -205,9 +206,10 @@ def _gate_facts(
         if gates.feature(facts, "block_on_critical_findings")
         else 0
     )
+    # Evidence from staging gates production only: development must stay free to try things.
     regressions = (
-        repository.threshold_regressions(session, "staging", data.version)
-        if environment.name != "staging"
+        blocking_regressions(session, environment="staging", version=data.version)
+        if environment.name == "production"
         else []
     )
     overdue_high = (
@@ -339,8 +341,18 @@ def transition(
     now = now or utcnow()
     previous = deployment.status
     deployment.status = target
-    if target in state.TERMINAL:
+    # A rollback turns a finished deployment into rolled_back; when it finished stays true (DORA's
+    # time to restore is measured from it).
+    if target in state.TERMINAL and deployment.completed_at is None:
         deployment.completed_at = now
+    if target in ("deploying", "success", "failed"):
+        run = repository.get_run(session, deployment.id)
+        if run is not None and target == "deploying" and run.deploy_started_at is None:
+            # Reported deployments too: whether the deploy stage ran decides if one can be
+            # rolled back after it failed.
+            run.deploy_started_at = now
+        if run is not None and target != "deploying" and run.outcome is None:
+            run.outcome = target
     if error_message is not None:
         deployment.error_message = error_message
     level = "error" if target == "failed" else "info"

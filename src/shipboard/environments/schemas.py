@@ -6,6 +6,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, StrictBool
 
 from shipboard.core.types import EnvironmentName, HttpUrlStr, NonNegativeFloat, Url
+from shipboard.performance.schemas import PerformanceSettings
+from shipboard.reports.schemas import ReportSchedule
 
 
 class EnvironmentConfig(BaseModel):
@@ -23,6 +25,9 @@ class EnvironmentConfig(BaseModel):
     google_translate_api_key: str | None = None
     api_rate_limit: NonNegativeInt
     max_file_size_mb: NonNegativeInt
+    # Shipboard's own keys, typed so that a bad value is a 422 on write, not a surprise later.
+    performance: PerformanceSettings | None = None
+    reports: list[ReportSchedule] | None = Field(default=None, max_length=50)
 
 
 class EnvironmentLimits(BaseModel):
@@ -73,6 +78,8 @@ class EnvironmentConfigPatch(BaseModel):
     google_translate_api_key: str | None = None
     api_rate_limit: NonNegativeInt | None = None
     max_file_size_mb: NonNegativeInt | None = None
+    performance: PerformanceSettings | None = None
+    reports: list[ReportSchedule] | None = Field(default=None, max_length=50)
 
 
 class EnvironmentLimitsPatch(BaseModel):

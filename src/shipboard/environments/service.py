@@ -156,7 +156,7 @@ def replace_environment(
     """PUT: replace domain, config, features and limits (secrets are kept)."""
     environment = require_environment(session, name)
     environment.domain = data.domain
-    environment.config = data.config.model_dump(exclude_none=True)
+    environment.config = data.config.model_dump(exclude_none=True, exclude_unset=True)
     environment.features = dict(data.features)
     environment.limits = data.limits.model_dump() if data.limits else {}
     environment.updated_at = utcnow()

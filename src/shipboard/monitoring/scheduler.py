@@ -49,6 +49,7 @@ class Scheduler:
         self._next_scrape: dict[tuple[str, str], float] = {}
         self.leader = False
         self._last_schedule_check: float | None = None
+        self._last_report_check: datetime | None = None
 
     def run(self, stop: threading.Event) -> None:
         import time
@@ -61,6 +62,7 @@ class Scheduler:
                 if self.leader:
                     self.scrape_due()
                     self.schedule_scans()
+                    self.schedule_reports()
                 notifications.send_due(
                     self.engine, self.keyring, max_attempts=self.max_attempts, max_age=self.max_age
                 )
@@ -146,6 +148,35 @@ class Scheduler:
                             error=str(exc)[:300],
                         )
         return requested
+
+    def schedule_reports(self, *, now: datetime | None = None) -> int:
+        """Queue the reports of ``config.reports`` whose cron fired since the last look (elected
+        node only, so each goes out once). One bad schedule does not stop the others."""
+        from shipboard.reports import scheduled
+
+        now = now or utcnow()
+        last, self._last_report_check = self._last_report_check, now
+        if last is None:
+            return 0  # start from now: a restart does not replay missed reports
+        queued = 0
+        with system_transaction(self.engine) as session:
+            for environment in environments.list_all(session):
+                for schedule in scheduled.schedules(environment.config or {}):
+                    if not scheduled.due(schedule, last=last, now=now):
+                        continue
+                    try:
+                        with session.begin_nested():
+                            queued += scheduled.deliver(
+                                session, environment=environment.name, schedule=schedule, now=now
+                            )
+                    except (ValueError, ShipboardError) as exc:
+                        log.warning(
+                            "scheduled_report_failed",
+                            environment=environment.name,
+                            kind=schedule.kind,
+                            error=str(exc)[:300],
+                        )
+        return queued
 
 
 def start_in_thread(scheduler: Scheduler) -> threading.Event:

@@ -41,7 +41,7 @@ def _http_request(
 ) -> tuple[str, bytes, dict[str, str]]:
     headers = {"Content-Type": "application/json", "User-Agent": "shipboard"}
     if kind == "webhook":
-        body = json.dumps(payload).encode()
+        body = json.dumps({k: v for k, v in payload.items() if k != "attachments"}).encode()
         if secrets.get("secret"):
             headers["X-Shipboard-Signature"] = sign(secrets["secret"], body)
         return str(config["url"]), body, headers
@@ -87,6 +87,18 @@ def _email(config: dict[str, Any], secrets: dict[str, str], payload: dict[str, A
     text = text_summary(payload)
     message["Subject"] = text.splitlines()[0][:200]
     message.set_content(text)
+    attachments = payload.get("attachments") or {}
+    if attachments:  # a scheduled report: its own HTML inline, its CSV attached
+        message.add_alternative(str(attachments.get("html", "")), subtype="html")
+        if attachments.get("csv"):
+            message.add_attachment(
+                str(attachments["csv"]["content"]).encode(),
+                maintype="text",
+                subtype="csv",
+                filename=str(attachments["csv"]["filename"]),
+            )
+        _smtp_send(config, secrets, message)
+        return
     rows = "".join(
         f"<tr><td>{escape(a['status'])}</td>"
         f"<td>{escape(a['annotations'].get('summary') or a['labels'].get('alertname', ''))}</td>"
@@ -100,6 +112,10 @@ def _email(config: dict[str, Any], secrets: dict[str, str], payload: dict[str, A
         "</body></html>",
         subtype="html",
     )
+    _smtp_send(config, secrets, message)
+
+
+def _smtp_send(config: dict[str, Any], secrets: dict[str, str], message: EmailMessage) -> None:
     with smtplib.SMTP(str(config["host"]), int(config.get("port", 25)), timeout=TIMEOUT_S) as smtp:
         if config.get("starttls"):
             smtp.starttls()

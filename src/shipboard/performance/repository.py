@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -7,8 +9,12 @@ from sqlalchemy.orm import Session
 
 from shipboard.core.pagination import Page
 from shipboard.db.keyset import filter_by, keyset_page
-from shipboard.performance.models import PerformanceMetric
+from shipboard.performance.models import PerformanceMetric, PerformanceRegression
 from shipboard.performance.schemas import PerformanceMetricFilter
+
+# How far back one series' history is read. Tags are compared in Python (JSON equality is not
+# portable), so several tag variants of one name share this budget.
+HISTORY_ROWS = 2_000
 
 
 def add_many(session: Session, rows: list[dict[str, Any]]) -> int:
@@ -35,3 +41,70 @@ def page(
         cursor=cursor,
         limit=limit,
     )
+
+
+def history(
+    session: Session, *, environment: str, name: str, limit: int = HISTORY_ROWS
+) -> list[PerformanceMetric]:
+    """The newest results of one name in one environment, oldest first (ties by id, so the
+    order is stable when a batch shares a timestamp)."""
+    rows = session.scalars(
+        sa.select(PerformanceMetric)
+        .where(PerformanceMetric.environment == environment, PerformanceMetric.name == name)
+        .order_by(PerformanceMetric.timestamp.desc(), PerformanceMetric.id.desc())
+        .limit(limit)
+    ).all()
+    return list(reversed(rows))
+
+
+def open_regression(
+    session: Session, *, environment: str, series_key: str
+) -> PerformanceRegression | None:
+    return session.scalars(
+        sa.select(PerformanceRegression).where(
+            PerformanceRegression.environment == environment,
+            PerformanceRegression.series_key == series_key,
+            PerformanceRegression.status == "open",
+        )
+    ).first()
+
+
+def regressions(
+    session: Session,
+    *,
+    environment: str | None,
+    version: str | None,
+    status: str | None,
+    name: str | None = None,
+    limit: int = 1000,
+) -> Sequence[PerformanceRegression]:
+    stmt = sa.select(PerformanceRegression).order_by(
+        PerformanceRegression.detected_at.desc(), PerformanceRegression.id
+    )
+    if environment:
+        stmt = stmt.where(PerformanceRegression.environment == environment)
+    if version:
+        stmt = stmt.where(PerformanceRegression.version == version)
+    if status:
+        stmt = stmt.where(PerformanceRegression.status == status)
+    if name:
+        stmt = stmt.where(PerformanceRegression.name == name)
+    return session.scalars(stmt.limit(limit)).all()
+
+
+def open_regression_names(session: Session, *, environment: str, version: str) -> list[str]:
+    return sorted(
+        set(
+            session.scalars(
+                sa.select(PerformanceRegression.name).where(
+                    PerformanceRegression.environment == environment,
+                    PerformanceRegression.version == version,
+                    PerformanceRegression.status == "open",
+                )
+            )
+        )
+    )
+
+
+def get_regression(session: Session, regression_id: uuid.UUID) -> PerformanceRegression | None:
+    return session.get(PerformanceRegression, regression_id)

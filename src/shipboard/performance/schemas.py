@@ -2,23 +2,28 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from shipboard.core.types import (
     EnvironmentName,
     FiniteFloat,
-    MetricName,
     ShortText,
     Tags,
     Timestamp,
 )
 
+# Benchmark names come from test ids (``tests/test_x.py::test_y[param].mean``) and k6 threshold
+# expressions (``p(95)<50``), so they are freer than metric names: any printable text.
+BenchmarkName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
+MAX_BATCH = 10_000
+
 
 class PerformanceMetricCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: MetricName
+    name: BenchmarkName
     environment: EnvironmentName
     timestamp: Timestamp | None = None
     value: FiniteFloat
@@ -52,3 +57,88 @@ class PerformanceMetricFilter(BaseModel):
     environment: EnvironmentName | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
+
+
+class PerformanceBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: list[PerformanceMetricCreate] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class RegressionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    environment: str
+    name: str
+    tags: dict[str, str]
+    unit: str
+    version: str | None
+    commit_sha: str | None
+    metric_id: uuid.UUID
+    value: float = Field(description="The newest result")
+    current: float = Field(description="What was compared: the mean of the last n for t_test")
+    baseline: float | None
+    delta_pct: float | None = Field(description="(current - baseline) / |baseline| in percent")
+    p_value: float | None
+    model: str = Field(description="threshold, static, percentage, t_test or z_score")
+    direction: str
+    reason: str
+    status: Literal["open", "resolved"]
+    detected_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+class RegressionList(BaseModel):
+    items: list[RegressionRead]
+
+
+class SeriesVerdict(BaseModel):
+    """What the newest result of one series was judged, after an ingest."""
+
+    name: str
+    tags: dict[str, str]
+    status: Literal["ok", "regression", "insufficient_data"]
+    model: str
+    value: float
+    baseline: float | None
+    delta_pct: float | None
+    p_value: float | None
+    reason: str
+
+
+class IngestResult(BaseModel):
+    accepted: int
+    format: str | None = None
+    regressions: int
+    verdicts: list[SeriesVerdict]
+
+
+class PerformanceRule(BaseModel):
+    """``config.performance.rules[]``: how results whose name matches ``match`` are judged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: str = Field(default="*", min_length=1, max_length=255, description="Glob on the name")
+    model: Literal["t_test", "z_score", "percentage", "static"] = "t_test"
+    direction: Literal["lower", "higher"] | None = None
+    window: PositiveInt = Field(default=20, le=1000)
+    n: PositiveInt = Field(default=5, le=100)
+    min_samples: Annotated[int, Field(ge=2, le=1000)] = 5
+    p_value: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    min_change_pct: Annotated[float, Field(ge=0)] = 5.0
+    percentage: Annotated[float, Field(gt=0)] = 10.0
+    z: Annotated[float, Field(gt=0)] = 3.0
+    limit: FiniteFloat | None = None
+
+
+class PerformanceSettings(BaseModel):
+    """``config.performance`` of an environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[PerformanceRule] = Field(default_factory=list, max_length=200)
+    higher_is_better: list[Annotated[str, Field(max_length=255)]] = Field(
+        default_factory=list, max_length=200
+    )

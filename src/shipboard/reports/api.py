@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -9,10 +10,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from shipboard.auth.deps import AnyUser, DbSession
 from shipboard.core.errors import InvalidInput
 from shipboard.core.problems import Problem
-from shipboard.core.time import parse_duration
-from shipboard.core.types import EnvironmentName
+from shipboard.core.time import parse_duration, utcnow
+from shipboard.core.types import EnvironmentName, Timestamp
 from shipboard.environments.service import require_environment
-from shipboard.reports import monitoring, security
+from shipboard.reports import dora, monitoring, performance, security, service
 from shipboard.reports.monitoring import MonitoringReport
 
 router = APIRouter(
@@ -26,7 +27,7 @@ router = APIRouter(
     "/monitoring",
     response_model=MonitoringReport,
     responses={
-        200: {"content": {"text/csv": {}}},
+        200: {"content": {"text/csv": {}, "text/html": {}}},
         404: {"model": Problem},
         422: {"model": Problem},
     },
@@ -36,20 +37,17 @@ def monitoring_report(
     _: AnyUser,
     environment: EnvironmentName,
     period: Annotated[str, Query(description="Like 7d, 24h, 2w")] = "7d",
-    format: Literal["json", "csv"] = "json",
-) -> MonitoringReport | PlainTextResponse:
+    format: Literal["json", "csv", "html"] = "json",
+) -> Any:
     """Per metric: min/max/avg/p95, least-squares trend per day with its p-value, anomalies;
     alerts fired and their time to resolve."""
-    try:
-        span = parse_duration(period)
-    except ValueError as exc:
-        raise InvalidInput(
-            str(exc), errors=[{"loc": ["query", "period"], "msg": str(exc)}]
-        ) from exc
+    span = _period(period)
     require_environment(db, environment)
     report = monitoring.monitoring_report(db, environment=environment, period=span)
     if format == "csv":
         return PlainTextResponse(monitoring.to_csv(report), media_type="text/csv")
+    if format == "html":
+        return HTMLResponse(monitoring.to_html(report))
     return report
 
 
@@ -85,3 +83,69 @@ def security_report(
     if format == "sarif":
         return JSONResponse(security.to_sarif(report), media_type="application/sarif+json")
     return JSONResponse(jsonable_encoder(report))
+
+
+FORMATS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/csv": {}, "text/html": {}}},
+    404: {"model": Problem},
+    422: {"model": Problem},
+}
+MAX_DORA_SPAN = timedelta(days=3 * 366)
+
+
+def _render(report: dict[str, Any], module: Any, format: str) -> Any:
+    if format == "csv":
+        return PlainTextResponse(module.to_csv(report), media_type="text/csv")
+    if format == "html":
+        return HTMLResponse(module.to_html(report))
+    return JSONResponse(jsonable_encoder(report))
+
+
+def _period(period: str) -> timedelta:
+    try:
+        return parse_duration(period)
+    except ValueError as exc:
+        raise InvalidInput(
+            str(exc), errors=[{"loc": ["query", "period"], "msg": str(exc)}]
+        ) from exc
+
+
+@router.get("/dora", responses=FORMATS)
+def dora_report(
+    db: DbSession,
+    _: AnyUser,
+    environment: EnvironmentName = "production",
+    since: Annotated[Timestamp | None, Query(description="Default: 90 days before until")] = None,
+    until: Annotated[Timestamp | None, Query(description="Default: now")] = None,
+    format: Literal["json", "csv", "html"] = "json",
+) -> Any:
+    """The four DORA metrics with their buckets, the counts behind each, and a weekly series."""
+    until = until or utcnow()
+    since = since or until - timedelta(days=90)
+    if since >= until:
+        raise InvalidInput(
+            "since must be before until", errors=[{"loc": ["query", "since"], "msg": "after until"}]
+        )
+    if until - since > MAX_DORA_SPAN:
+        raise InvalidInput(
+            "the period may span at most three years",
+            errors=[{"loc": ["query", "since"], "msg": "period too long"}],
+        )
+    require_environment(db, environment)
+    report = service.dora_report(db, environment=environment, since=since, until=until)
+    return _render(report, dora, format)
+
+
+@router.get("/performance", responses=FORMATS)
+def performance_report(
+    db: DbSession,
+    _: AnyUser,
+    environment: EnvironmentName,
+    period: Annotated[str, Query(description="Like 7d, 30d, 12w")] = "30d",
+    format: Literal["json", "csv", "html"] = "json",
+) -> Any:
+    """Per benchmark series: latest, median, change over the period, trend; the regressions."""
+    span = _period(period)
+    require_environment(db, environment)
+    report = performance.performance_report(db, environment=environment, period=span)
+    return _render(report, performance, format)

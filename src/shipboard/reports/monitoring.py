@@ -7,6 +7,7 @@ import csv
 import io
 import statistics
 from datetime import datetime, timedelta
+from html import escape
 from typing import Any
 
 import sqlalchemy as sa
@@ -151,3 +152,29 @@ def to_csv(report: MonitoringReport) -> str:
         row: dict[str, Any] = metric.model_dump()
         writer.writerow(row)
     return out.getvalue()
+
+
+def to_html(report: MonitoringReport) -> str:
+    def num(value: float | None) -> str:
+        return "—" if value is None else f"{value:.4g}"
+
+    rows = "".join(
+        f"<tr><td>{escape(m.name)}</td><td>{m.points}</td><td>{num(m.min)}</td>"
+        f"<td>{num(m.avg)}</td><td>{num(m.p95)}</td><td>{num(m.max)}</td>"
+        f"<td>{escape(m.trend)}</td><td>{m.anomalies}</td></tr>"
+        for m in report.metrics
+    )
+    alerts = report.alerts
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>Monitoring report — {escape(report.environment)}</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left}"
+        "@media print{body{margin:0}}</style></head><body>"
+        f"<h1>Monitoring report — {escape(report.environment)}</h1>"
+        f"<p>{report.since:%Y-%m-%d %H:%M} to {report.until:%Y-%m-%d %H:%M} UTC. "
+        f"Alerts fired: {alerts.fired}, resolved: {alerts.resolved}, median time to resolve: "
+        f"{num(alerts.median_time_to_resolve_s)} s.</p>"
+        "<table><tr><th>metric</th><th>points</th><th>min</th><th>avg</th><th>p95</th>"
+        f"<th>max</th><th>trend</th><th>anomalies</th></tr>{rows}</table></body></html>"
+    )

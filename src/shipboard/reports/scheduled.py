@@ -1,0 +1,115 @@
+"""Reports delivered to stakeholders on a schedule (``config.reports``), through the notification
+channels: email gets the HTML report inline and the CSV attached, webhooks the JSON, Slack a line.
+Each is a recorded, retried notification delivery like any other."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+import structlog
+from croniter import croniter
+from sqlalchemy.orm import Session
+
+from shipboard.core.time import parse_duration
+from shipboard.notifications.models import NotificationChannel
+from shipboard.notifications.service import enqueue
+from shipboard.reports import dora, monitoring, performance, security, service
+from shipboard.reports.schemas import ReportSchedule
+
+log = structlog.get_logger("shipboard.reports")
+TITLES = {
+    "dora": "DORA metrics",
+    "security": "Security report",
+    "monitoring": "Monitoring report",
+    "performance": "Performance report",
+}
+
+
+def due(schedule: ReportSchedule, *, last: datetime, now: datetime) -> bool:
+    """Whether the schedule's cron fired in (last, now], read in the schedule's time zone."""
+    local_now = now.astimezone(ZoneInfo(schedule.timezone))
+    fired: datetime = croniter(schedule.cron, local_now).get_prev(datetime)
+    if croniter.match(schedule.cron, local_now):  # get_prev skips a fire exactly at now
+        fired = local_now.replace(second=0, microsecond=0)
+    return last < fired <= now
+
+
+def build(
+    session: Session, *, environment: str, schedule: ReportSchedule, now: datetime
+) -> dict[str, Any]:
+    """The report as JSON, HTML and CSV."""
+    period = parse_duration(schedule.period)
+    kind = schedule.kind
+    if kind == "dora":
+        report = service.dora_report(
+            session, environment=environment, since=now - period, until=now
+        )
+        return {"json": report, "html": dora.to_html(report), "csv": dora.to_csv(report)}
+    if kind == "performance":
+        report = performance.performance_report(session, environment=environment, period=period)
+        return {
+            "json": report,
+            "html": performance.to_html(report),
+            "csv": performance.to_csv(report),
+        }
+    if kind == "security":
+        report = security.security_report(session, environment=environment)
+        return {"json": report, "html": security.to_html(report), "csv": security.to_csv(report)}
+    summary = monitoring.monitoring_report(session, environment=environment, period=period)
+    return {
+        "json": summary.model_dump(mode="json"),
+        "html": monitoring.to_html(summary),
+        "csv": monitoring.to_csv(summary),
+    }
+
+
+def deliver(session: Session, *, environment: str, schedule: ReportSchedule, now: datetime) -> int:
+    """Queue the report for each named channel; returns how many deliveries were queued."""
+    channels = list(
+        session.scalars(
+            sa.select(NotificationChannel).where(
+                NotificationChannel.name.in_(schedule.channels),
+                NotificationChannel.kind != "alertmanager",  # takes alerts only
+            )
+        )
+    )
+    missing = set(schedule.channels) - {c.name for c in channels}
+    if missing:
+        log.warning("report_channels_missing", environment=environment, channels=sorted(missing))
+    if not channels:
+        return 0
+    rendered = build(session, environment=environment, schedule=schedule, now=now)
+    title = f"{TITLES[schedule.kind]} — {environment}"
+    payload = {
+        "event": f"report.{schedule.kind}",
+        "message": f"{title} ({schedule.period} to {now:%Y-%m-%d %H:%M} UTC)",
+        "environment": environment,
+        "kind": schedule.kind,
+        "report": rendered["json"],
+        # Email only: the senders strip these from JSON bodies.
+        "attachments": {
+            "html": rendered["html"],
+            "csv": {
+                "filename": f"{schedule.kind}-{environment}-{now:%Y%m%d}.csv",
+                "content": rendered["csv"],
+            },
+        },
+    }
+    for channel in channels:
+        enqueue(session, channel=channel, event=payload["event"], payload=payload, now=now)
+    return len(channels)
+
+
+def schedules(config: dict[str, Any]) -> list[ReportSchedule]:
+    """The environment's valid report schedules (the API validated them on write; a bad one
+    written before that check is skipped with a warning rather than stopping the others)."""
+    out = []
+    for entry in config.get("reports") or []:
+        try:
+            out.append(ReportSchedule.model_validate(entry))
+        except ValueError as exc:
+            log.warning("report_schedule_invalid", error=str(exc)[:300])
+    return out
