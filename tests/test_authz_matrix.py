@@ -12,6 +12,9 @@ from tests.conftest import Clients
 
 ROLES = ("viewer", "deployer", "service", "admin")
 EVERYONE = "public"
+# Webhooks authenticate with the provider's signature (GitHub) or token (GitLab), not a bearer
+# token: every caller without one, whatever their role, gets 401.
+SIGNED = "signed"
 ALL_USERS = frozenset(ROLES)
 ADMIN = frozenset({"admin"})
 DEPLOYERS = frozenset({"deployer", "admin"})
@@ -76,6 +79,13 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/security/scans/{scan_id}/findings"): ALL_USERS,
     ("GET", "/api/v1/security/findings"): ALL_USERS,
     ("PATCH", "/api/v1/security/findings/{finding_id}"): DEPLOYERS,
+    ("POST", "/api/v1/integrations/github"): SIGNED,
+    ("POST", "/api/v1/integrations/gitlab"): SIGNED,
+    ("GET", "/api/v1/integrations"): ADMIN,
+    ("GET", "/api/v1/integrations/{kind}"): ADMIN,
+    ("PUT", "/api/v1/integrations/{kind}"): ADMIN,
+    ("DELETE", "/api/v1/integrations/{kind}"): ADMIN,
+    ("GET", "/api/v1/integrations/{kind}/deliveries"): ADMIN,
 }
 
 # A deployment id that does not exist: allowed callers get 404 (not 401/403), which is the point.
@@ -89,6 +99,7 @@ PATH_VALUES = {
     "{channel_id}": "00000000-0000-4000-8000-000000000000",
     "{scan_id}": "00000000-0000-4000-8000-000000000000",
     "{finding_id}": "00000000-0000-4000-8000-000000000000",
+    "{kind}": "gitlab",
 }
 
 BODIES = {
@@ -111,6 +122,9 @@ BODIES = {
     ("POST", "/v1/metrics"): {"resourceMetrics": []},
     ("PATCH", "/api/v1/security/findings/{finding_id}"): {"status": "fixed", "reason": "r"},
     ("POST", "/api/v1/security/scans"): {"type": "sast", "environment": "staging", "target": "/x"},
+    ("PUT", "/api/v1/integrations/{kind}"): {"secret": "matrix-secret"},
+    ("POST", "/api/v1/integrations/github"): {"zen": "unsigned"},
+    ("POST", "/api/v1/integrations/gitlab"): {"object_kind": "deployment"},
     ("POST", "/api/v1/performance/metrics"): {
         "metrics": [{"name": "b", "value": 1, "unit": "ms", "environment": "staging"}]
     },
@@ -152,7 +166,10 @@ def test_matrix(clients: Clients, role: str | None) -> None:
         body = BODIES.get((method, template))
         with clients.as_role(role) as client:
             response = client.request(method, path, json=body, params=QUERY.get((method, template)))
-        if allowed == EVERYONE or (role is not None and role in allowed):
+        if allowed == SIGNED:
+            ok = response.status_code == 401
+            expected = "401 (no signature)"
+        elif allowed == EVERYONE or (role is not None and role in allowed):
             ok = response.status_code not in (401, 403)
             expected = "allowed"
         elif role is None:

@@ -69,6 +69,25 @@ def test_serve_on_an_empty_home_migrates_seeds_and_prints_an_admin_token(tmp_pat
                 time.sleep(0.1)
         assert body is not None
         assert [e["name"] for e in body["items"]] == ["development", "staging", "production"]
+        # The printed password signs in to the web pages.
+        while "Web:" not in printed and time.monotonic() < deadline:
+            printed += proc.stderr.readline()
+        password = re.search(r"sign in as 'admin' with password (\S+)", printed)
+        assert password, printed
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as browser:
+            form = browser.get("/login").text
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+            assert csrf
+            signed = browser.post(
+                "/login",
+                data={
+                    "username": "admin",
+                    "password": password.group(1),
+                    "csrf_token": csrf.group(1),
+                },
+            )
+            assert signed.status_code == 303, signed.text
+            assert browser.get("/").status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
@@ -83,8 +102,9 @@ def test_serve_on_an_empty_home_migrates_seeds_and_prints_an_admin_token(tmp_pat
     )
     try:
         assert proc.stderr is not None
-        lines = [proc.stderr.readline() for _ in range(3)]
+        lines = [proc.stderr.readline() for _ in range(4)]
         assert not any("shp_" in line for line in lines), lines
+        assert not any("with password" in line for line in lines), lines
         assert any("shipboard tokens create admin" in line for line in lines), lines
     finally:
         proc.send_signal(signal.SIGINT)
@@ -165,7 +185,7 @@ def test_tokens_create_rejects_bad_durations(db: Database, bad: str) -> None:
     result = shipboard(
         "tokens", "create", "admin", "--expires-in", bad, env={"SHIPBOARD_DATABASE_URL": db.url}
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # usage
     assert "duration" in result.stderr
 
 
@@ -180,6 +200,6 @@ def test_unreachable_database_is_a_clear_error() -> None:
     result = shipboard(
         "users", "list", env={"SHIPBOARD_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
     )
-    assert result.returncode == 1
+    assert result.returncode == 4  # unreachable
     assert "database unreachable" in result.stderr
     assert "Traceback" not in result.stderr

@@ -111,7 +111,7 @@ def test_approve_cancel_and_rollback_commands(clients: Clients, make_user: Any) 
         ).stdout
     )["id"]
     own = _cli(clients, "deployer", "approve", did)
-    assert own.returncode == 1
+    assert own.returncode == 3  # a 403: the exit code for authentication and permission
     assert "another deployer" in own.stderr
     approver = make_user("cli-approver", "deployer")
     assert _cli(clients, "deployer", "approve", did, token=approver).returncode == 0
@@ -121,5 +121,5 @@ def test_approve_cancel_and_rollback_commands(clients: Clients, make_user: Any) 
     assert nothing.returncode == 1
     assert "no successful deployment" in nothing.stderr
     neither = _cli(clients, "deployer", "rollback")
-    assert neither.returncode == 1
+    assert neither.returncode == 2  # usage: nothing was sent
     assert "either a deployment ID or --env" in neither.stderr

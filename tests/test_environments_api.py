@@ -169,5 +169,5 @@ def test_env_cli_shows_sets_and_toggles(clients: Clients) -> None:
 
     env["SHIPBOARD_TOKEN"] = clients.tokens["viewer"]
     result = run("feature", "staging", "auto_rollback", "off")
-    assert result.returncode == 1
+    assert result.returncode == 3  # a 403
     assert "403" in result.stderr

@@ -68,8 +68,8 @@ def test_push_query_and_report(clients: Clients) -> None:
     report = _cli(clients, "viewer", "report", "monitoring", "--env", "staging", "--json")
     assert json.loads(report.stdout)["metrics"][0]["name"] == "cpu"
     bad = _cli(clients, "service", "metrics", "push", "--env", "staging", stdin="{not json\n")
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # usage: the input is wrong, nothing was sent
     assert "line 1 is not JSON" in bad.stderr
     refused = _cli(clients, "viewer", "metrics", "push", "--env", "staging", stdin=lines)
-    assert refused.returncode == 1
+    assert refused.returncode == 3  # a 403
     assert "403" in refused.stderr

@@ -18,6 +18,7 @@ from shipboard.core.ratelimit import RateLimiter
 from shipboard.db.engine import create_db_engine
 from shipboard.deployments.api import router as deployments_router
 from shipboard.environments.api import router as environments_router
+from shipboard.integrations.api import router as integrations_router
 from shipboard.monitoring.alert_api import router as alerting_router
 from shipboard.monitoring.api import router as monitoring_router
 from shipboard.ops.api import router as ops_router
@@ -53,5 +54,31 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(reports_router)
     app.include_router(security_router)
     app.include_router(performance_router)
+    app.include_router(integrations_router)
     app.include_router(audit_router)
+    _install_web(app)
     return app
+
+
+def _install_web(app: FastAPI) -> None:
+    from pathlib import Path
+
+    from fastapi.staticfiles import StaticFiles
+
+    from shipboard.web import account, deployments, pages
+    from shipboard.web import environments as web_environments
+    from shipboard.web import monitoring as web_monitoring
+    from shipboard.web import reports as web_reports
+    from shipboard.web import security as web_security
+    from shipboard.web.errors import html_error
+
+    app.state.html_error = html_error
+    static = Path(__file__).parent / "web" / "static"
+    app.mount("/static", StaticFiles(directory=static), name="static")
+    app.include_router(account.router)
+    app.include_router(pages.router)
+    app.include_router(deployments.router)
+    app.include_router(web_environments.router)
+    app.include_router(web_monitoring.router)
+    app.include_router(web_security.router)
+    app.include_router(web_reports.router)

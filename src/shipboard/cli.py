@@ -12,11 +12,20 @@ from sqlalchemy.exc import OperationalError
 
 from shipboard import __version__
 from shipboard.auth.cli import tokens_app, users_app
+from shipboard.client import (
+    RETRY_STATUSES,
+    ApiError,
+    NoToken,
+    ServerUnreachable,
+    configure,
+    progress_wanted,
+)
 from shipboard.config import get_settings
-from shipboard.core.errors import ShipboardError
+from shipboard.core.errors import Forbidden, InvalidInput, ShipboardError, Unauthorized
 from shipboard.db.cli import app as db_app
 from shipboard.deployments.cli import register as register_deploy_commands
 from shipboard.environments.cli import app as env_app
+from shipboard.integrations.cli import app as integrations_app
 from shipboard.monitoring.cli import app as metrics_app
 from shipboard.monitoring.cli import report_app
 from shipboard.ops.cli import secrets_app
@@ -43,8 +52,16 @@ report_app.command("security")(security_report)
 report_app.command("dora")(dora_report)
 report_app.command("performance")(performance_report)
 app.add_typer(perf_app, name="perf")
+app.add_typer(integrations_app, name="integrations")
 register_deploy_commands(app)
 err = Console(stderr=True, soft_wrap=True)
+
+# Exit codes a pipeline can branch on (DESIGN.md §4, issue #9).
+EXIT_FAILED = 1  # a failed deployment, a blocking gate, or a request the server refused
+EXIT_USAGE = 2  # the command line (or a local file it names) is wrong; nothing was sent
+EXIT_AUTH = 3  # no token, an invalid one (401), or one without the right (403)
+EXIT_UNREACHABLE = 4  # no answer from the server (or the database, for admin commands)
+EXIT_BUG = 70  # EX_SOFTWARE: a bug in Shipboard's CLI, not something the caller did
 
 
 def _version(value: bool) -> None:
@@ -58,8 +75,24 @@ def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Shipboard's URL for user commands (default: SHIPBOARD_URL)"),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="API token (default: SHIPBOARD_TOKEN, which is better: arguments show in "
+            "process lists)",
+        ),
+    ] = None,
 ) -> None:
-    """Shipboard: a self-hosted release control plane."""
+    """Shipboard: a self-hosted release control plane.
+
+    Exit codes: 0 ok, 1 failed (deployment, gate, refused request), 2 usage, 3 authentication
+    or permission, 4 server unreachable."""
+    configure(url=url, token=token)
 
 
 @app.command()
@@ -95,8 +128,12 @@ def serve(
         err.print(
             f"  curl -H 'Authorization: Bearer {prepared.admin_token}' {base}/api/v1/environments"
         )
+    if prepared.admin_password:
+        err.print(f"Web: {base}/ — sign in as 'admin' with password {prepared.admin_password}")
+        err.print("  (shown once; change it with: shipboard users set-password admin)")
     else:
-        err.print("Log in with an existing token, or make one: shipboard tokens create admin")
+        err.print(f"Web: {base}/login   (a password: shipboard users set-password NAME)")
+        err.print("API: use an existing token, or make one: shipboard tokens create admin")
     application = create_app(settings, engine=engine)
     stop = None
     if worker:
@@ -175,17 +212,43 @@ def _describe(url: str) -> str:
     return "PostgreSQL " + make_url(url).render_as_string(hide_password=True)
 
 
+# Raised before any request, InvalidInput means the arguments (or a file they name) are wrong.
+_LOCAL_ERRORS: tuple[tuple[type[ShipboardError], int], ...] = (
+    (NoToken, EXIT_AUTH),
+    (Unauthorized, EXIT_AUTH),
+    (Forbidden, EXIT_AUTH),
+    (ServerUnreachable, EXIT_UNREACHABLE),
+    (InvalidInput, EXIT_USAGE),
+)
+
+
+def exit_code(exc: ShipboardError) -> int:
+    """The exit code for an error that ends a command."""
+    if isinstance(exc, ApiError):
+        if exc.status in (401, 403):
+            return EXIT_AUTH
+        # A proxy's 502/503/504 after every retry: the server behind it does not answer.
+        return EXIT_UNREACHABLE if exc.status in RETRY_STATUSES else EXIT_FAILED
+    for kind, code in _LOCAL_ERRORS:
+        if isinstance(exc, kind):
+            return code
+    return EXIT_FAILED
+
+
 def main() -> None:
+    # Progress bars are for people: not when output is piped, nor with --json (which commands
+    # parse for themselves; the uploads of every command share this one decision).
+    configure(progress=progress_wanted(as_json="--json" in sys.argv[1:]))
     try:
         app()
     except ShipboardError as exc:
         err.print(f"error: {exc.detail}")
-        sys.exit(1)
+        sys.exit(exit_code(exc))
     except OperationalError as exc:
         err.print(
             f"error: database unreachable ({type(exc.orig).__name__}); check SHIPBOARD_DATABASE_URL"
         )
-        sys.exit(1)
+        sys.exit(EXIT_UNREACHABLE)
     except Exception as exc:
         # A bug, not a user error: keep the traceback for those who ask for it.
         if os.environ.get("SHIPBOARD_DEBUG"):
@@ -194,4 +257,4 @@ def main() -> None:
             f"error: internal error ({type(exc).__name__}: {exc}); "
             "run again with SHIPBOARD_DEBUG=1 for the traceback"
         )
-        sys.exit(2)
+        sys.exit(EXIT_BUG)

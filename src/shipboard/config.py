@@ -38,9 +38,31 @@ class Settings(BaseSettings):
     eval_interval_s: float = Field(default=15, gt=0, description="How often alert rules run")
     notify_max_attempts: int = Field(default=6, ge=1, le=100)
     notify_max_age_s: float = Field(default=3600, gt=0)
+    session_idle_minutes: float = Field(
+        default=30, gt=0, description="Browser sessions end after this long without a request"
+    )
+    retries: int = Field(
+        default=3, ge=0, le=10, description="Client: retries of a request that is safe to repeat"
+    )
     max_request_mb: float = Field(
         default=64, gt=0, description="Hard cap on any request body, before environment limits"
     )
+    # Operations (docs/operations.md, docs/scaling.md).
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token Prometheus may scrape /metrics with (else admins)"
+    )
+    ready_queue_stall_s: float = Field(
+        default=120,
+        ge=0,
+        description="/readyz fails when runnable deployments wait this long with no worker "
+        "active; 0 turns the check off",
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies whose X-Forwarded-For/-Proto are trusted (comma-separated, '*')",
+    )
+    db_pool_size: int = Field(default=10, ge=1, description="Connections kept per process")
+    db_max_overflow: int = Field(default=10, ge=0, description="Extra connections under load")
 
     @field_validator("home")
     @classmethod

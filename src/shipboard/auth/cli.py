@@ -104,6 +104,32 @@ def disable_user(name: str, as_json: JsonFlag = False) -> None:
     out.print(f"disabled user {user.name}")
 
 
+@users_app.command("set-password")
+def set_password(
+    name: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
+) -> None:
+    """Set USER's web sign-in password (asked twice, or read from stdin); ends their sessions."""
+    import sys
+
+    from shipboard.auth import sessions
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != password:
+            raise InvalidInput("the passwords differ")
+    _in_session(
+        lambda s: sessions.set_password(
+            s, name=name, password=password, audit_context=cli_audit_context()
+        )
+    )
+    out.print(f"password set for {name}; sign in at /login")
+
+
 @tokens_app.command("create")
 def create_token(
     user: str,

@@ -7,6 +7,7 @@ shows who may call each route.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,13 +15,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from shipboard.audit.service import AuditContext
+from shipboard.auth import sessions
 from shipboard.auth.jwt import JwtVerifier
 from shipboard.auth.schemas import Principal
 from shipboard.auth.service import TOKEN_PREFIX, authenticate_jwt, authenticate_token
 from shipboard.core.errors import Forbidden, Unauthorized
 from shipboard.core.ratelimit import RateLimiter
+from shipboard.core.time import utcnow
 from shipboard.core.types import Role
-from shipboard.db.engine import bind_identity, transaction
+from shipboard.db.engine import bind_identity, system_transaction, transaction
 from shipboard.environments.service import rate_limit_per_minute
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -54,7 +57,15 @@ def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None:
-        raise Unauthorized()
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            raise Unauthorized()
+        # The browser's pages call the API with their session cookie (fetch, EventSource);
+        # a cookie rides along on cross-site requests, so writes also need the CSRF token.
+        info = session_principal(request, db, cookie)
+        if request.method not in _READ_METHODS:
+            sessions.check_csrf(info, request.headers.get("X-CSRF-Token"))
+        return info.principal
     token = credentials.credentials
     verifier: JwtVerifier = request.app.state.jwt
     if token.startswith(TOKEN_PREFIX):
@@ -65,6 +76,27 @@ def current_principal(
         raise Unauthorized()
     bind_identity(db, role=principal.role, user_id=principal.name)
     return principal
+
+
+SESSION_COOKIE = "shipboard_session"
+
+
+def session_principal(request: Request, db: Session, cookie: str) -> sessions.SessionInfo:
+    """Resolve a session cookie; keeps the session alive (coalesced writes)."""
+    now = utcnow()
+    idle = timedelta(minutes=request.app.state.settings.session_idle_minutes)
+    info = sessions.authenticate(db, cookie=cookie, now=now, idle=idle)
+    if info.needs_touch:
+        if request.method in _READ_METHODS:
+            # A read request's transaction is read-only in spirit (and deferred on SQLite):
+            # write the touch in its own short transaction.
+            with system_transaction(request.app.state.engine) as touch_session:
+                sessions.touch(touch_session, id_hash=info.id_hash, now=now)
+        else:
+            sessions.touch(db, id_hash=info.id_hash, now=now)
+    request.state.session = info
+    bind_identity(db, role=info.principal.role, user_id=info.principal.name)
+    return info
 
 
 def require_role(*roles: Role) -> Callable[[Principal], Principal]:

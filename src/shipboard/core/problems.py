@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -68,9 +68,21 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+API_PREFIXES = ("/api/", "/v1/", "/healthz", "/readyz", "/openapi.json", "/docs", "/redoc")
+
+
+def is_page(request: Request) -> bool:
+    """A browser page (HTML errors), as opposed to the API (problem+json)."""
+    return not request.url.path.startswith(API_PREFIXES)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ShipboardError)
-    async def _domain(_: Request, exc: ShipboardError) -> JSONResponse:
+    async def _domain(request: Request, exc: ShipboardError) -> Response:
+        html_error = getattr(request.app.state, "html_error", None)
+        if html_error is not None and is_page(request):
+            response: Response = html_error(request, exc, exc.status_code, exc.title, exc.detail)
+            return response
         return problem_response(
             exc.status_code,
             exc.detail,
@@ -82,8 +94,13 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = _validation_errors(exc)
+        html_error = getattr(request.app.state, "html_error", None)
+        if html_error is not None and is_page(request):
+            detail = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in errors)
+            page: Response = html_error(request, exc, 422, "Invalid input", detail)
+            return page
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
             return problem_response(
                 400, "request body is not valid JSON", errors=errors, slug="malformed-json"
@@ -97,8 +114,13 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        html_error = getattr(request.app.state, "html_error", None)
+        if html_error is not None and is_page(request):
+            title = HTTPStatus(exc.status_code).phrase
+            page: Response = html_error(request, exc, exc.status_code, title, detail)
+            return page
         return problem_response(exc.status_code, detail, headers=dict(exc.headers or {}))
 
     @app.exception_handler(OperationalError)

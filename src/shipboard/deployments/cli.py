@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Annotated, Any
+import uuid
+from collections.abc import Callable
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from shipboard.client import ShipboardClient
-from shipboard.core.errors import InvalidInput, ShipboardError
+from shipboard.client import Client
+from shipboard.core.errors import InvalidInput
+from shipboard.deployments.schemas import DeploymentLogRead
 
 out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 LEVEL_STYLE = {"debug": "dim", "info": "", "warn": "yellow", "error": "bold red"}
 
 
 def register(app: typer.Typer) -> None:
     app.command("deploy")(deploy)
+    app.command("report-status")(report_status)
     app.command("rollback")(rollback)
     app.command("status")(status)
     app.command("approve")(approve)
@@ -34,32 +38,65 @@ def deploy(
     commit_timestamp: Annotated[
         str | None, typer.Option(help="When the commit was made (ISO 8601), for lead time")
     ] = None,
+    logs_url: Annotated[str | None, typer.Option(help="Where the deploy job's logs are")] = None,
+    artifacts_url: Annotated[str | None, typer.Option(help="Where its artifacts are")] = None,
     force: Annotated[bool, typer.Option(help="Skip the gates (admins only; audited)")] = False,
     wait: Annotated[
         bool, typer.Option(help="Follow it live; exit 0 on success, 1 otherwise")
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create a deployment (gates are checked); with --wait, watch it to the end."""
-    body: dict[str, Any] = {"environment": environment, "version": version, "commit_sha": commit}
-    if commit_timestamp:
-        body["commit_timestamp"] = commit_timestamp
-    if force:
-        body["force"] = True
-    with ShipboardClient.from_settings() as client:
-        created = client.request("POST", "/api/v1/deployments", json=body)
+    """Create a deployment (gates are checked: exit 1 when one blocks it); with --wait, stream
+    its log to the end and exit with its result."""
+    with Client.from_settings() as client:
+        created = client.create_deployment(
+            environment,
+            version,
+            commit,
+            commit_timestamp=commit_timestamp,
+            logs_url=logs_url,
+            artifacts_url=artifacts_url,
+            force=force,
+        )
         if as_json and not wait:
-            print(json.dumps(created))
+            print(created.model_dump_json())
             return
-        out.print(f"deployment {created['id']}: {environment} {version} ({created['status']})")
-        if created["approval"]["required"]:
-            out.print("waiting for approval: another deployer runs `shipboard approve ID`")
+        # With --json the log goes to standard error, so that standard output is one document.
+        say = err if as_json else out
+        say.print(f"deployment {created.id}: {environment} {version} ({created.status})")
+        if created.approval.required:
+            say.print("waiting for approval: another deployer runs `shipboard approve ID`")
         if not wait:
             return
-        final = _follow(client, created["id"])
-    if as_json:
-        print(json.dumps({"id": created["id"], "status": final}))
+        final = _wait(client, created.id, as_json=as_json)
     raise typer.Exit(0 if final == "success" else 1)
+
+
+def report_status(
+    deployment_id: Annotated[str, typer.Argument(help="The deployment you report")],
+    new_status: Annotated[
+        str, typer.Argument(metavar="STATUS", help="building, deploying, success or failed")
+    ],
+    error: Annotated[
+        str | None, typer.Option("--error", help="Why it failed (with STATUS failed)")
+    ] = None,
+    build_time: Annotated[int | None, typer.Option(help="Milliseconds spent building")] = None,
+    deploy_time: Annotated[int | None, typer.Option(help="Milliseconds spent deploying")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Advance a deployment your pipeline runs itself (one Shipboard does not run)."""
+    with Client.from_settings() as client:
+        detail = client.report_status(
+            deployment_id,
+            new_status,
+            error_message=error,
+            build_time=build_time,
+            deploy_time=deploy_time,
+        )
+    if as_json:
+        print(detail.model_dump_json())
+    else:
+        out.print(f"deployment {detail.id}: {detail.status}")
 
 
 def rollback(
@@ -71,25 +108,21 @@ def rollback(
     """Redeploy the last good version before a deployment (or before ENV's current one)."""
     if bool(deployment_id) == bool(env):
         raise InvalidInput("give either a deployment ID or --env ENV")
-    path = (
-        f"/api/v1/environments/{env}/rollback"
-        if env
-        else f"/api/v1/deployments/{deployment_id}/rollback"
-    )
-    with ShipboardClient.from_settings() as client:
-        created = client.request("POST", path)
+    with Client.from_settings() as client:
+        created = client.rollback(deployment_id, environment=env)
         if as_json and not wait:
-            print(json.dumps(created))
+            print(created.model_dump_json())
             return
-        out.print(f"rollback {created['id']}: back to {created['version']} ({created['status']})")
+        say = err if as_json else out
+        say.print(f"rollback {created.id}: back to {created.version} ({created.status})")
         if wait:
-            final = _follow(client, created["id"])
+            final = _wait(client, created.id, as_json=as_json)
             raise typer.Exit(0 if final == "success" else 1)
 
 
 def status(as_json: JsonFlag = False) -> None:
     """Per environment: what serves now, the last deployment, what runs or waits."""
-    with ShipboardClient.from_settings() as client:
+    with Client.from_settings() as client:
         envs = client.get("/api/v1/environments")["items"]
         rows = []
         for env in envs:
@@ -132,83 +165,77 @@ def status(as_json: JsonFlag = False) -> None:
 
 def approve(deployment_id: str, as_json: JsonFlag = False) -> None:
     """Approve a deployment that waits for approval (not one you triggered)."""
-    with ShipboardClient.from_settings() as client:
-        detail = client.request("POST", f"/api/v1/deployments/{deployment_id}/approve")
+    with Client.from_settings() as client:
+        detail = client.approve(deployment_id)
     if as_json:
-        print(json.dumps(detail))
+        print(detail.model_dump_json())
     else:
         out.print(f"approved {deployment_id}")
 
 
 def cancel(deployment_id: str, as_json: JsonFlag = False) -> None:
     """Cancel a pending or running deployment."""
-    with ShipboardClient.from_settings() as client:
-        detail = client.request("POST", f"/api/v1/deployments/{deployment_id}/cancel")
+    with Client.from_settings() as client:
+        detail = client.cancel(deployment_id)
     if as_json:
-        print(json.dumps(detail))
+        print(detail.model_dump_json())
     else:
-        out.print(f"cancel requested for {deployment_id} ({detail['status']})")
+        out.print(f"cancel requested for {deployment_id} ({detail.status})")
 
 
 def logs(
     deployment_id: str,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines")] = False,
     level: Annotated[str | None, typer.Option(help="Only this level")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line, for scripts.")
+    ] = False,
 ) -> None:
-    """Print a deployment's log lines (with --follow, live until it ends)."""
-    with ShipboardClient.from_settings() as client:
+    """Print a deployment's log lines (with --follow, live until it ends; exit 0 on success)."""
+    show = _printer(as_json=as_json, level=level, stream=out)
+    with Client.from_settings() as client:
         if follow:
-            final = _follow(client, deployment_id, level=level)
+            final = client.follow(deployment_id, on_log=show)
+            if not as_json:
+                _print_end(out, final)
             raise typer.Exit(0 if final == "success" else 1)
         cursor = None
         while True:
-            params: dict[str, Any] = {"limit": 500}
-            if level:
-                params["level"] = level
-            if cursor:
-                params["cursor"] = cursor
-            page = client.get(f"/api/v1/deployments/{deployment_id}/logs", params=params)
-            for line in page["items"]:
-                _print_line(line)
-            cursor = page["next_cursor"]
+            page = client.logs(deployment_id, level=level, cursor=cursor)
+            for line in page.items:
+                show(line)
+            cursor = page.next_cursor
             if not cursor:
                 return
 
 
-def _follow(client: ShipboardClient, deployment_id: str, *, level: str | None = None) -> str:
-    for event, data in _events(client, f"/api/v1/deployments/{deployment_id}/logs/stream"):
-        if event == "log":
-            line = json.loads(data)
-            if level is None or line["level"] == level:
-                _print_line(line)
-        elif event == "end":
-            final = str(json.loads(data)["status"])
-            style = "bold green" if final == "success" else "bold red"
-            out.print(f"[{style}]deployment {final}[/]")
-            return final
-    raise ShipboardError("the log stream ended before the deployment did")
+def _wait(client: Client, deployment_id: uuid.UUID, *, as_json: bool) -> str:
+    say = err if as_json else out
+    final = client.wait_for_deployment(
+        deployment_id, on_log=_printer(as_json=False, level=None, stream=say)
+    )
+    _print_end(say, final.status)
+    if as_json:
+        print(final.model_dump_json())
+    return final.status
 
 
-def _events(client: ShipboardClient, path: str) -> Iterator[tuple[str, str]]:
-    http = client._http
-    with http.stream("GET", path, timeout=None) as response:
-        if response.status_code >= 400:
-            response.read()
-            raise ShipboardError(f"cannot follow {path}: HTTP {response.status_code}")
-        event, data = "message", list[str]()
-        for raw in response.iter_lines():
-            if raw == "":
-                if data:
-                    yield event, "\n".join(data)
-                event, data = "message", list[str]()
-            elif raw.startswith("event:"):
-                event = raw[6:].strip()
-            elif raw.startswith("data:"):
-                data.append(raw[5:].lstrip())
+def _printer(
+    *, as_json: bool, level: str | None, stream: Console
+) -> Callable[[DeploymentLogRead], None]:
+    def show(line: DeploymentLogRead) -> None:
+        if level is not None and line.level != level:
+            return
+        if as_json:
+            print(line.model_dump_json(), flush=True)
+            return
+        style = LEVEL_STYLE.get(line.level, "")
+        text = f"{line.timestamp.isoformat()[11:23]} {line.source:>9} {line.message}"
+        stream.print(f"[{style}]{text}[/]" if style else text, markup=bool(style))
+
+    return show
 
 
-def _print_line(line: dict[str, Any]) -> None:
-    style = LEVEL_STYLE.get(line["level"], "")
-    stamp = line["timestamp"][11:23]
-    text = f"{stamp} {line['source']:>9} {line['message']}"
-    out.print(f"[{style}]{text}[/]" if style else text, markup=bool(style))
+def _print_end(stream: Console, final: str) -> None:
+    style = "bold green" if final == "success" else "bold red"
+    stream.print(f"[{style}]deployment {final}[/]")

@@ -110,6 +110,11 @@ class DeploymentDetail(DeploymentRead):
     commit_timestamp: datetime | None = None
     forced: bool = False
     gates: list[GateResultRead] = Field(default_factory=list)
+    gate_violations: list[str] = Field(
+        default_factory=list,
+        description="Gates this deployment failed without being blocked: only deployments "
+        "recorded from GitHub/GitLab webhooks, which report what already happened, can have any",
+    )
     analysis: list[dict[str, Any]] = Field(default_factory=list)
     approval: Approval
     verify_time: int | None = None

@@ -268,6 +268,7 @@ def _detail(deployment: DeploymentConfig, run: DeploymentRun | None) -> Deployme
         commit_timestamp=run.commit_timestamp,
         forced=run.forced,
         gates=[GateResultRead.model_validate(g) for g in run.gate_results or []],
+        gate_violations=[g["gate"] for g in run.gate_results or [] if not g.get("passed", True)],
         analysis=list(run.analysis or []),
         approval=Approval(
             required=run.needs_approval, approved_by=run.approved_by, approved_at=run.approved_at

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shipboard.client import ShipboardClient
+from shipboard.client import Client
 from shipboard.core.errors import InvalidInput
 
 app = typer.Typer(help="Show and change environments (through the API).", no_args_is_help=True)
@@ -21,8 +21,8 @@ out = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def _client() -> ShipboardClient:
-    return ShipboardClient.from_settings()
+def _client() -> Client:
+    return Client.from_settings()
 
 
 @app.command("show")
@@ -114,7 +114,7 @@ def feature(
 
 
 @secret_app.command("set")
-def secret_set(env: str, key: str) -> None:
+def secret_set(env: str, key: str, as_json: JsonFlag = False) -> None:
     """Store secret KEY of ENV; the value is read from standard input, never from arguments."""
     if sys.stdin.isatty():
         out.print(f"value for {key} (end with Ctrl-D):", highlight=False)
@@ -124,16 +124,22 @@ def secret_set(env: str, key: str) -> None:
     if not value:
         raise InvalidInput("empty secret value on standard input")
     with _client() as client:
-        client.put(f"/api/v1/environments/{env}/secrets/{key}", {"value": value})
-    out.print(f"stored secret {key} in {env}")
+        stored = client.put(f"/api/v1/environments/{env}/secrets/{key}", {"value": value})
+    if as_json:
+        print(json.dumps(stored))
+    else:
+        out.print(f"stored secret {key} in {env}")
 
 
 @secret_app.command("delete")
-def secret_delete(env: str, key: str) -> None:
+def secret_delete(env: str, key: str, as_json: JsonFlag = False) -> None:
     """Remove secret KEY of ENV (admin)."""
     with _client() as client:
         client.delete(f"/api/v1/environments/{env}/secrets/{key}")
-    out.print(f"deleted secret {key} from {env}")
+    if as_json:
+        print(json.dumps({"deleted": key, "environment": env}))
+    else:
+        out.print(f"deleted secret {key} from {env}")
 
 
 @secret_app.command("list")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -11,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shipboard.client import ShipboardClient
+from shipboard.client import PROGRESS_MIN_BYTES, Client, progress_bar, progress_wanted
 from shipboard.core.errors import InvalidInput
 from shipboard.core.time import parse_duration
 
@@ -35,18 +37,81 @@ def sparkline(values: list[float]) -> str:
 @app.command("push")
 def push(
     environment: Annotated[str, typer.Option("--env", help="Environment of the points")],
+    points: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[NAME=VALUE]...",
+            help="Points measured now, like http_p95_ms=231; without any, --file is read",
+            show_default=False,
+        ),
+    ] = None,
     source: Annotated[str, typer.Option(help="e.g. application, infrastructure")] = "application",
     file: Annotated[
-        str, typer.Option(help="JSON lines file of {name, value, timestamp?, tags?}; - for stdin")
-    ] = "-",
+        str | None,
+        typer.Option(help="JSON lines file of {name, value, timestamp?, tags?}; - for stdin"),
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE for every NAME=VALUE point; repeatable")
+    ] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Retry-safe batch key")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Push points (JSON lines) in batches of 10,000."""
+    """Push points given as NAME=VALUE, or JSON lines from a file or stdin (batches of 10,000)."""
+    if points and file:
+        raise InvalidInput("give NAME=VALUE points or --file, not both")
+    with Client.from_settings() as client:
+        if points:
+            tags = _pairs(tag or [], "--tag")
+            batch = [
+                {"name": name, "value": value, "environment": environment, "source": source}
+                | ({"tags": tags} if tags else {})
+                for name, value in _points(points)
+            ]
+            total = _send(client, batch, idempotency_key, 0)
+        else:
+            total = _push_lines(client, file or "-", environment, source, idempotency_key, as_json)
+    if as_json:
+        print(json.dumps({"accepted": total}))
+    else:
+        out.print(f"accepted {total} point(s)")
+
+
+def _points(items: list[str]) -> list[tuple[str, float]]:
+    parsed = []
+    for item in items:
+        name, sep, raw = item.partition("=")
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not sep or not name or not math.isfinite(value):
+            raise InvalidInput(f"points are NAME=NUMBER, got {item!r}")
+        parsed.append((name, value))
+    return parsed
+
+
+def _pairs(items: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"{option} takes KEY=VALUE, got {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+def _push_lines(
+    client: Client, file: str, environment: str, source: str, key: str | None, as_json: bool
+) -> int:
     stream = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115
+    size = None if file == "-" else os.fstat(stream.fileno()).st_size
+    # Only a big file is worth a bar; stdin's size is unknown until it ends.
+    show = progress_wanted(as_json=as_json) and size is not None and size >= PROGRESS_MIN_BYTES
     points: list[dict[str, Any]] = []
-    with stream, ShipboardClient.from_settings() as client:
-        total = 0
+    total = 0
+    with stream, progress_bar(size, f"pushing {file}", enabled=show) as advance:
         for number, line in enumerate(stream, 1):
+            advance(len(line.encode()))
             if not line.strip():
                 continue
             try:
@@ -55,19 +120,15 @@ def push(
                 raise InvalidInput(f"line {number} is not JSON: {exc.msg}") from exc
             points.append({"environment": environment, "source": source, **item})
             if len(points) == 10_000:
-                total += _send(client, points, idempotency_key, total)
+                total += _send(client, points, key, total)
                 points = []
         if points:
-            total += _send(client, points, idempotency_key, total)
-    out.print(f"accepted {total} point(s)")
+            total += _send(client, points, key, total)
+    return total
 
 
-def _send(
-    client: ShipboardClient, points: list[dict[str, Any]], key: str | None, offset: int
-) -> int:
-    headers = {"Idempotency-Key": f"{key}-{offset}"} if key else {}
-    answer = client.request("POST", "/api/v1/metrics", json={"metrics": points}, headers=headers)
-    return int(answer["accepted"])
+def _send(client: Client, points: list[dict[str, Any]], key: str | None, offset: int) -> int:
+    return client.push_metrics(points, idempotency_key=f"{key}-{offset}" if key else None)
 
 
 @app.command("query")
@@ -101,7 +162,7 @@ def query(
         if not sep:
             raise InvalidInput(f"--tag takes KEY=VALUE, got {item!r}")
         params[f"tag.{key}"] = value
-    with ShipboardClient.from_settings() as client:
+    with Client.from_settings() as client:
         series = client.get("/api/v1/metrics/series", params=params)
     if as_json:
         print(json.dumps(series))
@@ -123,12 +184,10 @@ def monitoring_report(
 ) -> None:
     """Per metric range, trend and anomalies; alerts and time to resolve."""
     params = {"environment": environment, "period": period}
-    with ShipboardClient.from_settings() as client:
+    with Client.from_settings() as client:
         if csv:
-            response = client._http.get(
-                "/api/v1/reports/monitoring", params={**params, "format": "csv"}
-            )
-            print(response.text, end="")
+            csv_text = client.text("/api/v1/reports/monitoring", params={**params, "format": "csv"})
+            print(csv_text, end="")
             return
         report = client.get("/api/v1/reports/monitoring", params=params)
     if as_json:

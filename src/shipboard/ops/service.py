@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
 from shipboard.audit.service import AuditContext
 from shipboard.auth import service as auth
+from shipboard.auth import sessions
 from shipboard.auth.schemas import UserCreate
 from shipboard.db import migrate
 from shipboard.db.engine import is_postgres, system_transaction
@@ -21,6 +23,7 @@ BOOTSTRAP_ADMIN = "admin"
 class Prepared:
     seeded: list[str]
     admin_token: str | None
+    admin_password: str | None = None
 
 
 def prepare_instance(engine: Engine, url: str) -> Prepared:
@@ -38,4 +41,13 @@ def prepare_instance(engine: Engine, url: str) -> Prepared:
                 audit_context=AuditContext(actor="system", actor_role="admin"),
             )
             token = created.token
+            # A first sign-in for the web pages, printed once like the token.
+            password = secrets.token_urlsafe(12)
+            sessions.set_password(
+                session,
+                name=BOOTSTRAP_ADMIN,
+                password=password,
+                audit_context=AuditContext(actor="system", actor_role="admin"),
+            )
+            return Prepared(seeded=seeded, admin_token=token, admin_password=password)
     return Prepared(seeded=seeded, admin_token=token)

@@ -31,7 +31,7 @@ def import_results(
     commit: Annotated[str | None, typer.Option(help="Commit measured (tag `commit`)")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Import a results file; prints each series' verdict. Exits 3 when a regression is found,
+    """Import a results file; prints each series' verdict. Exits 1 when a regression is found,
     so a CI job can fail on it."""
     if not file.is_file():
         raise InvalidInput(f"{file} is not a file")
@@ -64,7 +64,7 @@ def import_results(
             )
         out.print(table)
     if result["regressions"]:
-        raise typer.Exit(3)
+        raise typer.Exit(1)
 
 
 @app.command("regressions")

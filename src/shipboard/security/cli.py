@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shipboard.client import ShipboardClient
-from shipboard.core.errors import InvalidInput
+from shipboard.client import Client
+from shipboard.core.errors import ShipboardError
 
 app = typer.Typer(help="Security scans (through the API).", no_args_is_help=True)
 out = Console(soft_wrap=True, highlight=False)
@@ -30,17 +30,8 @@ def import_report(
     as_json: JsonFlag = False,
 ) -> None:
     """Import a SARIF or native scanner report; prints what changed."""
-    if not file.is_file():
-        raise InvalidInput(f"{file} is not a file")
-    form = {"environment": environment}
-    if scan_type:
-        form["type"] = scan_type
-    if tool:
-        form["tool"] = tool
-    with ShipboardClient.from_settings() as client, file.open("rb") as handle:
-        result = client.request(
-            "POST", "/api/v1/security/scans/import", files={"file": (file.name, handle)}, data=form
-        )
+    with Client.from_settings() as client:
+        result = client.import_scan(file, environment, scan_type=scan_type, tool=tool)
     if as_json:
         print(json.dumps(result))
         return
@@ -79,13 +70,13 @@ def run_scan(
     body = {"type": scan_type, "environment": environment, "target": target}
     if tool:
         body["tool"] = tool
-    with ShipboardClient.from_settings() as client:
+    with Client.from_settings() as client:
         scan = client.request("POST", "/api/v1/security/scans", json=body)
         deadline = time.monotonic() + timeout
         with out.status(f"{scan_type} scan of {target} ({scan['status']})…") as spinner:
             while scan["status"] in ("pending", "running"):
                 if time.monotonic() > deadline:
-                    raise InvalidInput(
+                    raise ShipboardError(
                         f"scan {scan['id']} still {scan['status']} after {timeout:g} s"
                     )
                 time.sleep(0.5)
@@ -121,14 +112,13 @@ def security_report(
     fmt: Annotated[str, typer.Option("--format", help="json, csv, html or sarif")] = "table",
 ) -> None:
     """Open findings by severity, overdue, time to resolve, top CWEs (or the raw format)."""
-    with ShipboardClient.from_settings() as client:
+    with Client.from_settings() as client:
         if fmt in ("csv", "html", "sarif", "json"):
-            response = client._http.get(
-                "/api/v1/reports/security", params={"environment": environment, "format": fmt}
+            print(
+                client.text(
+                    "/api/v1/reports/security", params={"environment": environment, "format": fmt}
+                )
             )
-            if response.status_code >= 400:
-                raise InvalidInput(f"HTTP {response.status_code}: {response.text[:300]}")
-            print(response.text)
             return
         report = client.get("/api/v1/reports/security", params={"environment": environment})
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report["open_by_severity"].items())) or "none"

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
-from shipboard.core.errors import InvalidInput
+from shipboard.core.errors import InvalidInput, NotFound
 from shipboard.core.time import utcnow
 from shipboard.environments.service import require_environment
 from shipboard.security.importers import ImportFailed, ParsedFinding, ParsedReport, parse_report
@@ -227,9 +227,11 @@ def current_findings(
     scan_type: str | None = None,
     tool: str | None = None,
     cwe: str | None = None,
+    finding_id: uuid.UUID | None = None,
     limit: int = 500,
 ) -> list[dict[str, Any]]:
-    """The latest occurrence of every finding identity, with its lifecycle state and SLA."""
+    """The latest occurrence of every finding identity, with its lifecycle state and SLA.
+    ``finding_id``: only the identity that this occurrence (the latest or an older one) is of."""
     stmt = (
         sa.select(SecurityFinding, FindingIdentity, FindingOccurrence.occurrences)
         .join(FindingIdentity, FindingIdentity.latest_finding_id == SecurityFinding.id)
@@ -247,6 +249,13 @@ def current_findings(
         stmt = stmt.where(FindingIdentity.tool == tool)
     if cwe is not None:
         stmt = stmt.where(SecurityFinding.cwe_id == cwe)
+    if finding_id is not None:
+        stmt = stmt.where(
+            FindingIdentity.id
+            == sa.select(FindingOccurrence.identity_id)
+            .where(FindingOccurrence.finding_id == finding_id)
+            .scalar_subquery()
+        )
     now = utcnow()
     slas: dict[str, dict[str, int]] = {}
     out = []
@@ -286,6 +295,7 @@ def current_findings(
                     )
                 },
                 "fingerprint": identity.fingerprint,
+                "environment": identity.environment,
                 "tool": identity.tool,
                 "scan_type": identity.scan_type,
                 "status": state,
@@ -304,6 +314,14 @@ def current_findings(
     return out
 
 
+def current_finding(session: Session, *, finding_id: uuid.UUID) -> dict[str, Any]:
+    """What ``current_findings`` says about the finding this occurrence is of, or NotFound."""
+    rows = current_findings(session, environment=None, finding_id=finding_id, limit=1)
+    if not rows:
+        raise NotFound(f"finding {finding_id} does not exist or was not imported")
+    return rows[0]
+
+
 def triage(
     session: Session,
     *,
@@ -317,8 +335,6 @@ def triage(
     """Record a manual triage on the finding's identity, so later scans carry it forward."""
     occurrence = session.get(FindingOccurrence, finding_id)
     if occurrence is None:
-        from shipboard.core.errors import NotFound
-
         raise NotFound(f"finding {finding_id} does not exist or was not imported")
     identity = session.get(FindingIdentity, occurrence.identity_id)
     assert identity is not None

@@ -1,0 +1,1 @@
+"""GitHub and GitLab deployment webhooks: what CI deployed elsewhere, recorded in Shipboard."""

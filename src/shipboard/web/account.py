@@ -1,0 +1,204 @@
+"""Sign in (password, then a TOTP code once enrolled), sign out, and TOTP enrolment."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from shipboard.audit.service import AuditContext
+from shipboard.auth import sessions, totp
+from shipboard.auth.deps import SESSION_COOKIE, DbSession
+from shipboard.core.time import utcnow
+from shipboard.web.deps import FormUser, Viewer
+from shipboard.web.render import render
+
+router = APIRouter(include_in_schema=False)
+LOGIN_CSRF_COOKIE = "shipboard_login_csrf"
+PENDING_COOKIE = "shipboard_pending"
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: an open redirect would make the sign-in page a phishing tool."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+def _ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _login_form(
+    request: Request, *, error: str | None = None, status_code: int = 200, next_path: str = "/"
+) -> Response:
+    # Login CSRF (double submit): a page from elsewhere cannot sign you in as someone else.
+    token = secrets.token_urlsafe(24)
+    response = render(
+        request,
+        "login.html",
+        error=error,
+        login_csrf=token,
+        next_path=_safe_next(next_path),
+        status_code=status_code,
+    )
+    _set_cookie(request, response, LOGIN_CSRF_COOKIE, token, 3600)
+    return response
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/") -> Response:
+    return _login_form(request, next_path=next)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    db: DbSession,
+    username: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=1000)],
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(expected, csrf_token):
+        return _login_form(
+            request, error="the form expired; try again", status_code=403, next_path=next
+        )
+    outcome = sessions.login(
+        db, name=username.strip(), password=password, source_ip=_ip(request), now=utcnow()
+    )
+    if not outcome.ok or outcome.cookie is None:
+        # Not an exception: the failed attempt (and a lockout) must be committed. A 200 with
+        # the form again, as browsers expect of a form with a mistake in it.
+        return _login_form(request, error=outcome.message, next_path=next)
+    response: Response
+    if outcome.second_factor:
+        response = RedirectResponse(f"/login/code?next={_safe_next(next)}", status_code=303)
+        _set_cookie(request, response, PENDING_COOKIE, outcome.cookie, 600)
+        return response
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    _set_cookie(
+        request, response, SESSION_COOKIE, outcome.cookie, int(sessions.MAX_AGE.total_seconds())
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+    return response
+
+
+@router.get("/login/code")
+def code_page(request: Request, next: str = "/") -> Response:
+    if not request.cookies.get(PENDING_COOKIE):
+        return RedirectResponse("/login", status_code=303)
+    return render(request, "login_code.html", next_path=_safe_next(next))
+
+
+@router.post("/login/code")
+def code(
+    request: Request,
+    db: DbSession,
+    code: Annotated[str, Form(max_length=20)],
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    # The pending cookie is itself the CSRF defence here: SameSite=Lax keeps it off
+    # cross-site POSTs, and it is useless without the second factor.
+    pending = request.cookies.get(PENDING_COOKIE)
+    if not pending:
+        return RedirectResponse("/login", status_code=303)
+    outcome = sessions.second_factor(
+        db,
+        cookie=pending,
+        code=code,
+        keyring=request.app.state.keyring,
+        source_ip=_ip(request),
+        now=utcnow(),
+    )
+    response: Response
+    if not outcome.ok or outcome.cookie is None:
+        response = render(
+            request,
+            "login_code.html",
+            error=outcome.message,
+            next_path=_safe_next(next),
+        )
+        if "expired" in outcome.message or "locked" in outcome.message:
+            response.delete_cookie(PENDING_COOKIE, path="/")
+        return response
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    _set_cookie(
+        request, response, SESSION_COOKIE, outcome.cookie, int(sessions.MAX_AGE.total_seconds())
+    )
+    response.delete_cookie(PENDING_COOKIE, path="/")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, db: DbSession, principal: FormUser) -> Response:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        sessions.logout(db, cookie=cookie)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/account")
+def account(request: Request, db: DbSession, principal: Viewer) -> Response:
+    from shipboard.auth.models import User
+
+    user = db.get(User, principal.user_id)
+    secret = sessions.pending_secret(
+        db, user_id=principal.user_id, keyring=request.app.state.keyring
+    )
+    uri = totp.provisioning_uri(secret, account=principal.name) if secret else None
+    return render(
+        request,
+        "account.html",
+        principal=principal,
+        enrolled=bool(user and user.totp_enabled_at),
+        enrolled_at=user.totp_enabled_at if user else None,
+        secret=secret,
+        uri=uri,
+        qr=totp.qr_svg(uri) if uri else None,
+        error=request.query_params.get("error"),
+    )
+
+
+@router.post("/account/totp")
+def start_totp(request: Request, db: DbSession, principal: FormUser) -> Response:
+    sessions.start_enrolment(db, user_id=principal.user_id, keyring=request.app.state.keyring)
+    return RedirectResponse("/account", status_code=303)
+
+
+@router.post("/account/totp/confirm")
+def confirm_totp(
+    request: Request,
+    db: DbSession,
+    principal: FormUser,
+    code: Annotated[str, Form(max_length=20)],
+) -> Response:
+    ok = sessions.confirm_enrolment(
+        db,
+        user_id=principal.user_id,
+        code=code,
+        keyring=request.app.state.keyring,
+        now=utcnow(),
+        audit_context=AuditContext(
+            actor=principal.name, actor_role=principal.role, source_ip=_ip(request)
+        ),
+    )
+    return RedirectResponse("/account" if ok else "/account?error=wrong+code", status_code=303)

@@ -1,0 +1,65 @@
+"""Who is looking at a page: the session cookie, or a redirect to the sign-in form."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, Form, Request
+
+from shipboard.auth import sessions
+from shipboard.auth.deps import SESSION_COOKIE, DbSession, session_principal
+from shipboard.auth.schemas import Principal
+from shipboard.core.errors import Forbidden, ShipboardError, Unauthorized
+
+
+class LoginRequired(ShipboardError):
+    """Turned into a redirect to /login by the web error handler."""
+
+    status_code = 303
+    title = "Sign in"
+    type_slug = "login-required"
+
+
+def page_user(request: Request, db: DbSession) -> Principal:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise LoginRequired(quote(request.url.path))
+    try:
+        return session_principal(request, db, cookie).principal
+    except Unauthorized as exc:
+        raise LoginRequired(quote(request.url.path)) from exc
+
+
+def csrf_checked(
+    request: Request,
+    principal: Annotated[Principal, Depends(page_user)],
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Principal:
+    sessions.check_csrf(request.state.session, csrf_token)
+    return principal
+
+
+def page_role(*roles: str):  # type: ignore[no-untyped-def]
+    def dependency(principal: Annotated[Principal, Depends(page_user)]) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden(f"this page needs one of: {', '.join(roles)}")
+        return principal
+
+    return dependency
+
+
+def form_role(*roles: str):  # type: ignore[no-untyped-def]
+    def dependency(principal: Annotated[Principal, Depends(csrf_checked)]) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden(f"this action needs one of: {', '.join(roles)}")
+        return principal
+
+    return dependency
+
+
+Viewer = Annotated[Principal, Depends(page_user)]
+AdminPage = Annotated[Principal, Depends(page_role("admin"))]
+FormUser = Annotated[Principal, Depends(csrf_checked)]
+DeployerForm = Annotated[Principal, Depends(form_role("deployer", "admin"))]
+AdminForm = Annotated[Principal, Depends(form_role("admin"))]

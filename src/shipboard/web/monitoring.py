@@ -1,0 +1,232 @@
+"""Monitoring: a metric over a range with deployments marked, alerts, and silences."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import Response
+
+from shipboard.auth.deps import DbSession
+from shipboard.core.errors import InvalidInput
+from shipboard.core.time import utcnow
+from shipboard.core.types import ENVIRONMENTS
+from shipboard.monitoring import alert_service
+from shipboard.monitoring import service as metrics
+from shipboard.monitoring.alert_schemas import SilenceCreate
+from shipboard.web import charts
+from shipboard.web.deps import DeployerForm, Viewer
+from shipboard.web.helpers import (
+    audit_context,
+    back,
+    can_write,
+    deploy_markers,
+    environment_choice,
+    validated,
+)
+from shipboard.web.render import render
+
+router = APIRouter(include_in_schema=False)
+
+Range = Literal["1h", "24h", "7d", "30d"]
+RANGES: dict[str, timedelta] = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+BUCKETS = 240  # points per chart: enough for a smooth line, few enough to stay light
+# Prometheus naming conventions: the unit is the last word of the name.
+UNIT_SUFFIXES = (
+    ("_seconds", "s"),
+    ("_milliseconds", "ms"),
+    ("_ms", "ms"),
+    ("_bytes", "bytes"),
+    ("_percent", "%"),
+    ("_pct", "%"),
+    ("_ratio", "ratio"),
+    ("_total", "count"),
+    ("_count", "count"),
+    ("_rps", "req/s"),
+)
+DURATION = re.compile(r"^\s*(\d{1,4})\s*(m|min|h|d)\s*$", re.IGNORECASE)
+MAX_SILENCE = timedelta(days=90)
+METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:.]*")
+MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+DONE = {
+    "silence-created": "Silence created: matching alerts stay quiet until it ends.",
+    "silence-expired": "Silence expired: matching alerts notify again.",
+}
+
+
+def unit_of(metric: str) -> str:
+    for suffix, unit in UNIT_SUFFIXES:
+        if metric.endswith(suffix):
+            return unit
+    return ""
+
+
+def parse_duration(text: str) -> timedelta:
+    match = DURATION.match(text)
+    if not match:
+        raise InvalidInput(
+            "duration must look like 30m, 2h or 1d",
+            errors=[{"loc": ["form", "duration"], "msg": "not a duration"}],
+        )
+    amount, unit = int(match.group(1)), match.group(2).lower()
+    length = timedelta(seconds=amount * {"m": 60, "min": 60, "h": 3600, "d": 86400}[unit])
+    if not timedelta(minutes=1) <= length <= MAX_SILENCE:
+        raise InvalidInput(
+            "duration must be between 1 minute and 90 days",
+            errors=[{"loc": ["form", "duration"], "msg": "out of range"}],
+        )
+    return length
+
+
+def parse_matchers(text: str) -> list[dict[str, str]]:
+    """``name=value`` pairs, one per line or separated by commas."""
+    out = []
+    for part in re.split(r"[\n,]", text):
+        if not part.strip():
+            continue
+        match = MATCHER.match(part)
+        if not match or not match.group(2):
+            raise InvalidInput(
+                f"matcher {part.strip()[:80]!r} is not name=value",
+                errors=[{"loc": ["form", "matchers"], "msg": "not name=value"}],
+            )
+        out.append({"name": match.group(1), "value": match.group(2)})
+    if not out:
+        raise InvalidInput(
+            "a silence needs at least one matcher",
+            errors=[{"loc": ["form", "matchers"], "msg": "empty"}],
+        )
+    return out
+
+
+@router.get("/monitoring")
+def monitoring_page(
+    request: Request,
+    db: DbSession,
+    principal: Viewer,
+    environment: str | None = None,
+    metric: Annotated[str | None, Query(max_length=255)] = None,
+    range_: Annotated[Range, Query(alias="range")] = "24h",
+    silence: Annotated[str | None, Query(max_length=500)] = None,
+    done: str | None = None,
+) -> Response:
+    env = environment_choice(environment) or "production"
+    if metric and not METRIC.fullmatch(metric):
+        raise InvalidInput(
+            "metric is not a metric name", errors=[{"loc": ["query", "metric"], "msg": "bad name"}]
+        )
+    names = metrics.metric_names(db, environment=env).items
+    chosen = metric or (names[0].name if names else None)
+    until = utcnow()
+    since = until - RANGES[range_]
+    chart = None
+    points = 0
+    if chosen:
+        series = metrics.series(
+            db,
+            name=chosen,
+            environment=env,
+            since=since,
+            until=until,
+            step_s=max(1, int(RANGES[range_].total_seconds() // BUCKETS)),
+            agg="avg",
+            tags={},
+        )
+        points = len(series.points)
+        chart = charts.time_chart(
+            [charts.Series(chosen, series.points)],
+            since=since,
+            until=until,
+            title=f"{chosen} in {env}, last {range_} (average per {series.step_s} s)",
+            unit=unit_of(chosen),
+            markers=deploy_markers(db, environment=env, since=since, until=until),
+            empty_text=f"No {chosen} points in the last {range_}",
+        )
+    alerts = [
+        a
+        for a in alert_service.list_alerts(db, limit=200).items
+        if a.labels.get("environment") in (env, None)
+    ]
+    return render(
+        request,
+        "monitoring.html",
+        principal=principal,
+        notice=DONE.get(done or ""),
+        environments=ENVIRONMENTS,
+        environment=env,
+        names=names,
+        metric=chosen,
+        range=range_,
+        ranges=list(RANGES),
+        chart=chart,
+        points=points,
+        unit=unit_of(chosen or ""),
+        firing=[a for a in alerts if a.state == "firing"],
+        recent=[a for a in alerts if a.state != "firing"][:20],
+        silences=alert_service.list_silences(db)[:50],
+        can_write=can_write(principal),
+        prefill=silence or f"environment={env}",
+    )
+
+
+@router.post("/monitoring/silences")
+def create_silence(
+    request: Request,
+    db: DbSession,
+    principal: DeployerForm,
+    matchers: Annotated[str, Form(max_length=2000)],
+    duration: Annotated[str, Form(max_length=20)],
+    comment: Annotated[str, Form(max_length=1024)],
+    environment: Annotated[str, Form(max_length=40)] = "",
+    metric: Annotated[str, Form(max_length=255)] = "",
+    range_: Annotated[str, Form(alias="range", max_length=8)] = "",
+) -> Response:
+    now = utcnow()
+    data = validated(
+        SilenceCreate,
+        {
+            "matchers": parse_matchers(matchers),
+            "starts_at": now,
+            "ends_at": now + parse_duration(duration),
+            "comment": comment.strip(),
+        },
+    )
+    alert_service.create_silence(
+        db, data=data, creator=principal.name, audit_context=audit_context(request, principal)
+    )
+    return _back(environment, metric, range_, "silence-created")
+
+
+@router.post("/monitoring/silences/{silence_id}/expire")
+def expire_silence(
+    request: Request,
+    silence_id: uuid.UUID,
+    db: DbSession,
+    principal: DeployerForm,
+    environment: Annotated[str, Form(max_length=40)] = "",
+    metric: Annotated[str, Form(max_length=255)] = "",
+    range_: Annotated[str, Form(alias="range", max_length=8)] = "",
+) -> Response:
+    alert_service.expire_silence(
+        db, silence_id=silence_id, audit_context=audit_context(request, principal)
+    )
+    return _back(environment, metric, range_, "silence-expired")
+
+
+def _back(environment: str, metric: str, range_: str, done: str) -> Response:
+    # Back to the same view; values that would not pass the page's own checks are dropped.
+    return back(
+        "/monitoring",
+        done,
+        environment=environment if environment in ENVIRONMENTS else None,
+        metric=metric if METRIC.fullmatch(metric) else None,
+        range=range_ if range_ in RANGES else None,
+    )

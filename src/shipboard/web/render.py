@@ -1,0 +1,97 @@
+"""Templates and the context every page shares."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from shipboard import __version__
+from shipboard.auth.schemas import Principal
+
+TEMPLATES = Path(__file__).parent / "templates"
+env = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+NAV = (
+    ("/", "Overview", None),
+    ("/deployments", "Deployments", None),
+    ("/environments", "Environments", None),
+    ("/monitoring", "Monitoring", None),
+    ("/security", "Security", None),
+    ("/performance", "Performance", None),
+    ("/dora", "DORA", None),
+    ("/audit", "Audit", "admin"),
+)
+
+
+def iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment else ""
+
+
+def when(moment: datetime | str | None) -> Markup:
+    """A <time> element: UTC in the markup and on hover, the viewer's zone once app.js runs."""
+    if not moment:
+        return Markup("<span class='muted'>—</span>")
+    text = moment if isinstance(moment, str) else moment.isoformat()
+    short = text[:16].replace("T", " ") + " UTC"
+    # Markup.format escapes its arguments.
+    return Markup("<time datetime='{0}' title='{0}'>{1}</time>").format(text, short)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+env.filters["when"] = when
+env.filters["duration"] = duration
+env.globals["version"] = __version__
+
+
+def render(
+    request: Request,
+    template: str,
+    *,
+    principal: Principal | None = None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    info = getattr(request.state, "session", None)
+    nav = [
+        (href, label)
+        for href, label, role in NAV
+        if principal is not None and (role is None or principal.role == role)
+    ]
+    html = env.get_template(template).render(
+        request=request,
+        principal=principal,
+        csrf_token=info.csrf_token if info else "",
+        nav=nav,
+        path=request.url.path,
+        **context,
+    )
+    return HTMLResponse(
+        html,
+        status_code=status_code,
+        headers={
+            # Our own script and styles only; no CDN, no inline script.
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+            "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin",
+        },
+    )

@@ -1,0 +1,204 @@
+"""Web sign-in over HTTP (the browser tests cover the same in Chromium): password, TOTP,
+lockout, CSRF, idle timeout, safe redirects, and every attempt audited."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from shipboard.auth import sessions, totp
+from shipboard.auth.models import WebSession
+from shipboard.db.engine import system_transaction
+from tests.conftest import SYSTEM, Clients, LiveServer
+
+PASSWORD = "correct horse battery"
+
+
+def set_password(engine: Engine, name: str, password: str = PASSWORD) -> None:
+    with system_transaction(engine) as session:
+        sessions.set_password(session, name=name, password=password, audit_context=SYSTEM)
+
+
+def browser(server: LiveServer) -> httpx.Client:
+    return httpx.Client(base_url=server.base_url, follow_redirects=False, timeout=30)
+
+
+def login(
+    client: httpx.Client, name: str, password: str = PASSWORD, next_path: str = "/"
+) -> httpx.Response:
+    form = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token, form.text
+    return client.post(
+        "/login",
+        data={
+            "username": name,
+            "password": password,
+            "csrf_token": token.group(1),
+            "next": next_path,
+        },
+    )
+
+
+def csrf_of(page: httpx.Response) -> str:
+    match = re.search(r'data-csrf="([^"]*)"', page.text)
+    assert match
+    return match.group(1)
+
+
+def audit_actions(clients: Clients, target: str, since: datetime) -> list[str]:
+    """Audit actions on ``target`` since ``since`` (on SQLite the append-only audit table is
+    not emptied between tests, so counts must be taken from the test's own start)."""
+    with clients.as_role("admin") as admin:
+        items = admin.get(
+            "/api/v1/audit", params={"target_id": target, "limit": 100, "since": since.isoformat()}
+        ).json()["items"]
+    return sorted(i["action"] for i in items)
+
+
+def test_pages_need_a_session_and_redirect_back_after_sign_in(
+    clients: Clients, engine: Engine
+) -> None:
+    started = datetime.now(UTC)
+    set_password(engine, "viewer-user")
+    with browser(clients.server) as client:
+        first = client.get("/deployments")
+        assert first.status_code == 303
+        assert first.headers["location"] == "/login?next=/deployments"
+        signed = login(client, "viewer-user", next_path="/deployments")
+        assert signed.status_code == 303
+        assert signed.headers["location"] == "/deployments"
+        cookie = signed.headers["set-cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=lax" in cookie or "samesite=lax" in cookie.lower()
+        assert "Secure" not in cookie  # plain HTTP on loopback
+        home = client.get("/")
+        assert home.status_code == 200
+        assert "production" in home.text
+        assert "Content-Security-Policy" in home.headers
+        # No open redirect through ?next=.
+        client.cookies.clear()
+        assert login(client, "viewer-user", next_path="//evil.example/").headers["location"] == "/"
+    assert "login.ok" in audit_actions(clients, "viewer-user", started)
+
+
+def test_wrong_password_five_times_locks_the_account(clients: Clients, engine: Engine) -> None:
+    started = datetime.now(UTC)
+    set_password(engine, "deployer-user")
+    with browser(clients.server) as client:
+        for _ in range(4):
+            failed = login(client, "deployer-user", "wrong password!!")
+            assert failed.status_code == 200  # the form again, with the reason
+            assert "wrong user name, password or code" in failed.text
+        fifth = login(client, "deployer-user", "wrong password!!")
+        assert "locked" in fifth.text
+        # While locked, even the right password is refused.
+        assert "locked" in login(client, "deployer-user").text
+        unknown = login(client, "nobody-at-all", "whatever it is")
+        assert (
+            "set-cookie" not in unknown.headers
+            or "shipboard_session" not in unknown.headers["set-cookie"]
+        )
+        assert "wrong user name, password or code" in unknown.text
+    actions = audit_actions(clients, "deployer-user", started)
+    assert actions.count("login.failed") == 6
+    assert "login.ok" not in actions
+    assert audit_actions(clients, "nobody-at-all", started) == ["login.failed"]
+
+
+def test_totp_enrolment_and_sign_in_with_a_code(clients: Clients, engine: Engine) -> None:
+    started = datetime.now(UTC)
+    set_password(engine, "admin-user")
+    with browser(clients.server) as client:
+        login(client, "admin-user")
+        account = client.get("/account")
+        enrolling = client.post("/account/totp", data={"csrf_token": csrf_of(account)})
+        assert enrolling.status_code == 303
+        page = client.get("/account")
+        secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page.text)
+        assert secret, page.text
+        assert "<svg" in page.text
+        assert "otpauth://totp/Shipboard%3Aadmin-user?secret=" in page.text
+        wrong = client.post(
+            "/account/totp/confirm", data={"csrf_token": csrf_of(page), "code": "000000"}
+        )
+        assert wrong.headers["location"] == "/account?error=wrong+code"
+        code = totp.code_at(secret.group(1), time.time())
+        client.post("/account/totp/confirm", data={"csrf_token": csrf_of(page), "code": code})
+        assert "Enabled since" in client.get("/account").text
+        client.post("/logout", data={"csrf_token": csrf_of(client.get("/account"))})
+        assert client.get("/").status_code == 303
+
+        step = login(client, "admin-user")
+        assert step.headers["location"].startswith("/login/code")
+        assert client.get("/").status_code == 303  # half signed in is not signed in
+        bad = client.post("/login/code", data={"code": "123456"})
+        assert "wrong user name, password or code" in bad.text
+        good = client.post("/login/code", data={"code": totp.code_at(secret.group(1), time.time())})
+        assert good.status_code == 303
+        assert client.get("/").status_code == 200
+    actions = audit_actions(clients, "admin-user", started)
+    assert "user.totp_enabled" in actions
+    assert actions.count("login.ok") == 2
+
+
+def test_csrf_is_required_for_forms_and_cookie_api_writes(clients: Clients, engine: Engine) -> None:
+    set_password(engine, "admin-user")
+    with browser(clients.server) as client:
+        login(client, "admin-user")
+        page = client.get("/")
+        refused = client.post("/logout", data={})
+        assert refused.status_code == 403
+        assert "CSRF" in refused.text
+        # The API accepts the session cookie, and for writes the token in a header.
+        body = {"enabled": True}
+        path = "/api/v1/environments/staging/features/web_flag"
+        assert client.put(path, json=body).status_code == 403
+        ok = client.put(path, json=body, headers={"X-CSRF-Token": csrf_of(page)})
+        assert ok.status_code == 200, ok.text
+        assert client.get("/api/v1/me").json()["name"] == "admin-user"
+    # A login form posted without its double-submit cookie is refused.
+    with browser(clients.server) as fresh:
+        forged = fresh.post(
+            "/login", data={"username": "admin-user", "password": PASSWORD, "csrf_token": "x"}
+        )
+        assert forged.status_code == 403
+        assert "session_cookie" not in str(forged.headers.get("set-cookie", ""))
+
+
+def test_idle_sessions_end(clients: Clients, engine: Engine) -> None:
+    set_password(engine, "viewer-user")
+    with browser(clients.server) as client:
+        login(client, "viewer-user")
+        assert client.get("/").status_code == 200
+        with system_transaction(engine) as session:
+            for row in session.scalars(sa.select(WebSession)):
+                row.last_seen_at -= timedelta(minutes=31)
+        assert client.get("/").status_code == 303
+        assert client.get("/api/v1/me").status_code == 401
+
+
+def test_roles_apply_to_pages_as_to_the_api(clients: Clients, engine: Engine) -> None:
+    set_password(engine, "viewer-user")
+    with browser(clients.server) as client:
+        login(client, "viewer-user")
+        audit = client.get("/audit")
+        assert audit.status_code == 403
+        assert "text/html" in audit.headers["content-type"]
+        missing = client.get("/no-such-page")
+        assert missing.status_code == 404
+        assert "text/html" in missing.headers["content-type"]
+
+
+def test_set_password_rejects_short_passwords(engine: Engine) -> None:
+    import pytest
+
+    from shipboard.core.errors import InvalidInput
+
+    with pytest.raises(InvalidInput), system_transaction(engine) as session:
+        sessions.set_password(session, name="x", password="short", audit_context=SYSTEM)
