@@ -3,10 +3,9 @@
 The machine is small and shared, so absolute numbers drift; the ratio to a baseline taken
 seconds apart on the same database is what to compare between runs.
 
-Figures so far (the HTTP ingest figures come with the ingest routes):
-- metric ingest through the service layer (pydantic validation + one bulk INSERT in a
-  transaction), points/s, against the same rows written by the driver in one stream
-  (``COPY`` on PostgreSQL, ``executemany`` in one transaction on SQLite).
+Figures (docs/benchmarks.md has the table of baselines and targets): metric ingest through
+the service layer, through ``POST /api/v1/metrics`` and OTLP; deployment overhead; log
+append; SARIF import twice.
 """
 
 from __future__ import annotations
@@ -299,6 +298,177 @@ def bench_http_ingest(
     ]
 
 
+def _driver_load(engine: Engine, backend: str, table: str, columns: str, rows: list[tuple]) -> None:
+    """The baseline: rows written by the driver in one stream (COPY / executemany)."""
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        if backend == "postgres":
+            with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" for _ in columns.split(","))
+            cur.execute("BEGIN")
+            cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def bench_log_append(url: str, backend: str, batches: int) -> list[dict[str, Any]]:
+    """POST /api/v1/deployments/{id}/logs with batches of 1,000 lines against the driver."""
+    import httpx
+
+    lines = [
+        {"level": "info", "message": f"step output line {i} " + "x" * 60, "source": "build"}
+        for i in range(1000)
+    ]
+    body = json.dumps({"logs": lines}).encode()
+    with _live_instance(url, "admin") as (_app, engine, token, base_url):
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        with httpx.Client(base_url=base_url, headers=headers, timeout=120) as client:
+            did = client.post(
+                "/api/v1/deployments",
+                json={"environment": "development", "version": "9.9.9", "commit_sha": "abcdef1"},
+            ).json()["id"]
+            started = time.perf_counter()
+            for _ in range(batches):
+                client.post(f"/api/v1/deployments/{did}/logs", content=body).raise_for_status()
+            rate = batches * 1000 / (time.perf_counter() - started)
+
+        def baseline() -> None:
+            now = datetime.now(UTC)
+            rows = [
+                (str(uuid.uuid4()), did, "info", line["message"], now.isoformat(), "build", None)
+                for line in lines
+            ]
+            _driver_load(
+                engine,
+                backend,
+                "deployment_logs",
+                "id, deployment_id, level, message, timestamp, source, metadata",
+                rows,
+            )
+
+        base = _best_rate(baseline, 1000, max(3, batches // 2))
+    return [
+        {
+            "name": "log append via POST .../logs (1,000/batch)",
+            "backend": backend,
+            "value": round(rate),
+            "unit": "lines/s",
+            "baseline": round(base),
+            "ratio": round(rate / base, 3),
+            "target": 0.5,
+        }
+    ]
+
+
+def _sarif(n: int, seed: int) -> bytes:
+    results = [
+        {
+            "ruleId": f"rule-{i % 50}",
+            "level": ("error", "warning", "note")[i % 3],
+            "message": {"text": f"finding {i}"},
+            "partialFingerprints": {
+                "primaryLocationLineHash": f"{seed}-{i}" if i % 10 == 0 else f"h{i}"
+            },
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": f"src/module_{i % 400}.py"},
+                        "region": {"startLine": 1 + i % 500},
+                    }
+                }
+            ],
+        }
+        for i in range(n)
+    ]
+    rules = [{"id": f"rule-{r}", "properties": {"tags": ["security"]}} for r in range(50)]
+    return json.dumps(
+        {
+            "version": "2.1.0",
+            "runs": [{"tool": {"driver": {"name": "semgrep", "rules": rules}}, "results": results}],
+        }
+    ).encode()
+
+
+def bench_security_import(url: str, backend: str, n: int) -> list[dict[str, Any]]:
+    """A SARIF file with ``n`` results imported twice (the second matched against the first:
+    fingerprints, resolve, reopen) against json.load + the driver writing the same rows."""
+    from shipboard.security.imports import import_report
+
+    migrate.upgrade(url)
+    engine = create_db_engine(url)
+    with system_transaction(engine) as s:
+        seed_environments(s)
+    first, second = _sarif(n, 1), _sarif(n, 2)
+    times = []
+    for data in (first, second):
+        started = time.perf_counter()
+        with system_transaction(engine) as s:
+            import_report(
+                s,
+                environment="production",
+                data=data,
+                scan_type=None,
+                tool=None,
+                audit_context=None,
+            )
+        times.append(time.perf_counter() - started)
+
+    def baseline() -> None:
+        document = json.loads(first)
+        scan_id = str(uuid.uuid4())
+        now = datetime.now(UTC).isoformat()
+        with system_transaction(engine) as s:
+            s.execute(
+                sa.text(
+                    "INSERT INTO security_scans (id, type, environment, status, started_at) "
+                    "VALUES (:id, 'sast', 'production', 'completed', :now)"
+                ),
+                {"id": scan_id, "now": now},
+            )
+        rows = [
+            (
+                str(uuid.uuid4()),
+                scan_id,
+                "high",
+                r["message"]["text"],
+                r["message"]["text"],
+                r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+                False,
+                now,
+            )
+            for r in document["runs"][0]["results"]
+        ]
+        _driver_load(
+            engine,
+            backend,
+            "security_findings",
+            "id, scan_id, severity, title, description, location, resolved, created_at",
+            rows,
+        )
+
+    started = time.perf_counter()
+    baseline()
+    base = time.perf_counter() - started
+    engine.dispose()
+    return [
+        {
+            "name": f"SARIF import, {label} ({n:,} results)",
+            "backend": backend,
+            "value": round(t, 2),
+            "unit": "s",
+            "baseline": round(base, 2),
+            "ratio": round(t / base, 2),
+            "target": "<= 3x the baseline",
+        }
+        for label, t in (("first", times[0]), ("re-import", times[1]))
+    ]
+
+
 def _pg_database() -> tuple[str, Callable[[], None]] | None:
     try:
         admin = create_db_engine(PG_URL, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
@@ -324,6 +494,7 @@ def main() -> int:
     n, repeats = (2_000, 3) if args.quick else (10_000, 5)
 
     runs = 5 if args.quick else 20
+    sarif_n = 2_000 if args.quick else 20_000
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         print(f"sqlite: ingest of {n} points x {repeats}", file=sys.stderr)
@@ -337,6 +508,10 @@ def main() -> int:
         )
         print(f"sqlite: {runs} deployments", file=sys.stderr)
         results += bench_deployment_overhead(f"sqlite:///{tmp}/deploy.db", "sqlite", runs)
+        print("sqlite: log append", file=sys.stderr)
+        results += bench_log_append(f"sqlite:///{tmp}/logs.db", "sqlite", 5 if args.quick else 20)
+        print(f"sqlite: SARIF import of {sarif_n} results, twice", file=sys.stderr)
+        results += bench_security_import(f"sqlite:///{tmp}/sarif.db", "sqlite", sarif_n)
     pg = _pg_database()
     if pg is None:
         print(f"postgres: skipped, no server at {PG_URL}", file=sys.stderr)
@@ -350,6 +525,10 @@ def main() -> int:
             results += bench_http_ingest(url, "postgres", 10_000, 1 if args.quick else 3, otlp=True)
             print(f"postgres: {runs} deployments", file=sys.stderr)
             results += bench_deployment_overhead(url, "postgres", runs)
+            print("postgres: log append", file=sys.stderr)
+            results += bench_log_append(url, "postgres", 5 if args.quick else 20)
+            print(f"postgres: SARIF import of {sarif_n} results, twice", file=sys.stderr)
+            results += bench_security_import(url, "postgres", sarif_n)
         finally:
             drop()
 

@@ -25,6 +25,9 @@ def is_postgres(bind: Engine | sa.Connection | Session) -> bool:
 
 def create_db_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_database_url(url)
+    # Statement parameters never go into exception messages (and so never into logs): they
+    # are users' data, and a batch of 10,000 points makes a megabyte of text.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         return _create_sqlite_engine(url, **kwargs)
     kwargs.setdefault("pool_pre_ping", True)

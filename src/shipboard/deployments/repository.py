@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from shipboard.core.pagination import Page
 from shipboard.core.time import utcnow
+from shipboard.db import bulk
 from shipboard.db.engine import is_postgres
 from shipboard.db.keyset import filter_by, keyset_page
 from shipboard.deployments.models import DeploymentConfig, DeploymentLog, DeploymentRun
@@ -187,10 +188,35 @@ def current_for_environment(session: Session, environment: str) -> DeploymentCon
     )
 
 
+LOG_COLUMNS = (
+    bulk.Column("id", "uuid"),
+    bulk.Column("deployment_id", "uuid"),
+    bulk.Column("level", "text"),
+    bulk.Column("message", "text"),
+    bulk.Column("timestamp", "timestamp"),
+    bulk.Column("source", "text"),
+    bulk.Column("metadata", "json"),
+)
+
+
 def add_logs(session: Session, rows: list[dict[str, Any]]) -> int:
-    if rows:
-        session.execute(sa.insert(DeploymentLog), rows)
-    return len(rows)
+    return bulk.insert(
+        session,
+        "deployment_logs",
+        LOG_COLUMNS,
+        [
+            (
+                r["id"],
+                r["deployment_id"],
+                r["level"],
+                r["message"],
+                r["timestamp"],
+                r["source"],
+                r["metadata_"],
+            )
+            for r in rows
+        ],
+    )
 
 
 def last_log_time(session: Session, deployment_id: uuid.UUID) -> datetime | None:

@@ -7,15 +7,40 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard.core.pagination import Page
+from shipboard.db import bulk
 from shipboard.db.keyset import filter_by, keyset_page
 from shipboard.monitoring.models import IdempotencyKey, MonitoringMetric
 from shipboard.monitoring.schemas import MonitoringMetricFilter
 
+POINT_COLUMNS = (
+    bulk.Column("id", "uuid"),
+    bulk.Column("name", "text"),
+    bulk.Column("value", "float"),
+    bulk.Column("timestamp", "timestamp"),
+    bulk.Column("environment", "text"),
+    bulk.Column("tags", "json"),
+    bulk.Column("source", "text"),
+)
+
 
 def add_many(session: Session, rows: list[dict[str, Any]]) -> int:
-    if rows:
-        session.execute(sa.insert(MonitoringMetric), rows)
-    return len(rows)
+    return bulk.insert(
+        session,
+        "monitoring_metrics",
+        POINT_COLUMNS,
+        [
+            (
+                r["id"],
+                r["name"],
+                r["value"],
+                r["timestamp"],
+                r["environment"],
+                r["tags"] or {},
+                r["source"],
+            )
+            for r in rows
+        ],
+    )
 
 
 def page(

@@ -14,6 +14,7 @@ from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.core.errors import InvalidInput, NotFound
 from shipboard.core.time import utcnow
+from shipboard.db import bulk
 from shipboard.environments.service import require_environment
 from shipboard.security.importers import ImportFailed, ParsedFinding, ParsedReport, parse_report
 from shipboard.security.models import (
@@ -101,94 +102,172 @@ def import_report(
     }
 
 
+FINDING_COLUMNS = (
+    bulk.Column("id", "uuid"),
+    bulk.Column("scan_id", "uuid"),
+    bulk.Column("severity", "text"),
+    bulk.Column("title", "text"),
+    bulk.Column("description", "text"),
+    bulk.Column("location", "text"),
+    bulk.Column("cwe_id", "text"),
+    bulk.Column("remediation", "text"),
+    bulk.Column("resolved", "bool"),
+    bulk.Column("created_at", "timestamp"),
+)
+IDENTITY_COLUMNS = (
+    bulk.Column("id", "uuid"),
+    bulk.Column("environment", "text"),
+    bulk.Column("scan_type", "text"),
+    bulk.Column("tool", "text"),
+    bulk.Column("fingerprint", "text"),
+    bulk.Column("rule_id", "text"),
+    bulk.Column("status", "text"),
+    bulk.Column("first_seen_at", "timestamp"),
+    bulk.Column("last_seen_at", "timestamp"),
+    bulk.Column("reopened_count", "int"),
+    bulk.Column("latest_finding_id", "uuid"),
+    bulk.Column("triage_status", "text"),
+    bulk.Column("triage_reason", "text"),
+)
+SEEN_COLUMNS = (
+    bulk.Column("status", "text"),
+    bulk.Column("resolved_at", "timestamp"),
+    bulk.Column("reopened_count", "int"),
+    bulk.Column("last_seen_at", "timestamp"),
+    bulk.Column("latest_finding_id", "uuid"),
+    bulk.Column("triage_status", "text"),
+    bulk.Column("triage_reason", "text"),
+)
+OCCURRENCE_COLUMNS = (
+    bulk.Column("finding_id", "uuid"),
+    bulk.Column("identity_id", "uuid"),
+    bulk.Column("occurrences", "int"),
+    bulk.Column("reopened", "bool"),
+    bulk.Column("suppressed", "bool"),
+)
+ID = bulk.Column("id", "uuid")
+
+
 def _apply_lifecycle(
     session: Session, report: ParsedReport, environment: str, scan: SecurityScan, now: datetime
 ) -> tuple[int, int, int]:
     """Store the findings under their identities; resolve the identities the report lacks.
-    Returns (new, reopened, resolved)."""
-    identities = {
-        i.fingerprint: i
-        for i in session.scalars(
-            sa.select(FindingIdentity).where(
+    Returns (new, reopened, resolved).
+
+    A handful of bulk statements (findings, new identities, the identities seen again,
+    occurrences, resolutions) whatever the report's size: a 20,000-result report is not
+    20,000 round trips, and no ORM object is made per finding."""
+    known = {
+        row.fingerprint: row
+        for row in session.execute(
+            sa.select(
+                FindingIdentity.id,
+                FindingIdentity.fingerprint,
+                FindingIdentity.status,
+                FindingIdentity.resolved_at,
+                FindingIdentity.reopened_count,
+                FindingIdentity.latest_finding_id,
+                FindingIdentity.triage_status,
+                FindingIdentity.triage_reason,
+            ).where(
                 FindingIdentity.environment == environment,
                 FindingIdentity.scan_type == report.scan_type,
                 FindingIdentity.tool == report.tool,
             )
         )
     }
+    findings: list[tuple[Any, ...]] = []
+    created: list[tuple[Any, ...]] = []
+    seen_again: list[tuple[Any, ...]] = []
+    occurrences: list[tuple[Any, ...]] = []
     new = reopened = 0
     seen: set[str] = set()
     for parsed in report.findings:
         seen.add(parsed.fingerprint)
-        identity = identities.get(parsed.fingerprint)
-        was_resolved = identity is not None and identity.status == "resolved"
-        if identity is None:
-            identity = FindingIdentity(
-                id=uuid.uuid4(),
-                environment=environment,
-                scan_type=report.scan_type,
-                tool=report.tool,
-                fingerprint=parsed.fingerprint,
-                rule_id=parsed.rule_id,
-                status="open",
-                first_seen_at=now,
-                last_seen_at=now,
-                reopened_count=0,
-            )
-            session.add(identity)
-            new += 1
-        elif was_resolved:
-            identity.status, identity.resolved_at = "open", None
-            identity.reopened_count += 1
-            reopened += 1
-        identity.last_seen_at = now
-        if parsed.suppressed and identity.triage_status is None:
-            identity.triage_status, identity.triage_reason = (
-                "false_positive",
-                "suppressed in the report",
-            )
-        finding = _store_finding(session, scan, parsed, now)
-        identity.latest_finding_id = finding.id
-        session.flush()
-        session.add(
-            FindingOccurrence(
-                finding_id=finding.id,
-                identity_id=identity.id,
-                occurrences=parsed.occurrences,
-                reopened=was_resolved,
-                suppressed=parsed.suppressed,
+        finding_id = uuid.uuid4()
+        findings.append(
+            (
+                finding_id,
+                scan.id,
+                parsed.severity,
+                parsed.title,
+                parsed.description or parsed.title,
+                parsed.location,
+                parsed.cwe_id,
+                parsed.remediation,
+                False,
+                now,
             )
         )
-    resolved = 0
-    for fingerprint_, identity in identities.items():
-        if identity.status == "open" and fingerprint_ not in seen:
-            identity.status, identity.resolved_at = "resolved", now
-            resolved += 1
-            if identity.latest_finding_id is not None:
-                latest = session.get(SecurityFinding, identity.latest_finding_id)
-                if latest is not None:
-                    latest.resolved, latest.resolved_at = True, now
-    session.flush()
-    return new, reopened, resolved
-
-
-def _store_finding(
-    session: Session, scan: SecurityScan, parsed: ParsedFinding, now: datetime
-) -> SecurityFinding:
-    finding = SecurityFinding(
-        id=uuid.uuid4(),
-        scan_id=scan.id,
-        severity=parsed.severity,
-        title=parsed.title,
-        description=parsed.description or parsed.title,
-        location=parsed.location,
-        cwe_id=parsed.cwe_id,
-        remediation=parsed.remediation,
-        resolved=False,
-        created_at=now,
+        identity = known.get(parsed.fingerprint)
+        was_resolved = identity is not None and identity.status == "resolved"
+        suppress = parsed.suppressed and (identity is None or identity.triage_status is None)
+        triage = (
+            ("false_positive", "suppressed in the report")
+            if suppress
+            else (identity.triage_status, identity.triage_reason)
+            if identity is not None
+            else (None, None)
+        )
+        if identity is None:
+            identity_id = uuid.uuid4()
+            created.append(
+                (
+                    identity_id,
+                    environment,
+                    report.scan_type,
+                    report.tool,
+                    parsed.fingerprint,
+                    parsed.rule_id,
+                    "open",
+                    now,
+                    now,
+                    0,
+                    finding_id,
+                    *triage,
+                )
+            )
+            new += 1
+        else:
+            identity_id = identity.id
+            reopened += was_resolved
+            seen_again.append(
+                (
+                    identity_id,
+                    "open",
+                    None if was_resolved else identity.resolved_at,
+                    identity.reopened_count + was_resolved,
+                    now,
+                    finding_id,
+                    *triage,
+                )
+            )
+        occurrences.append(
+            (finding_id, identity_id, parsed.occurrences, was_resolved, parsed.suppressed)
+        )
+    gone = [row for fp, row in known.items() if row.status == "open" and fp not in seen]
+    session.flush()  # the scan row, which the findings refer to
+    # Parents before children: findings, then identities (which point at their latest
+    # finding), then the occurrences that join the two.
+    bulk.insert(session, "security_findings", FINDING_COLUMNS, findings)
+    bulk.insert(session, "finding_identities", IDENTITY_COLUMNS, created)
+    bulk.update(session, "finding_identities", ID, SEEN_COLUMNS, seen_again)
+    bulk.insert(session, "finding_occurrences", OCCURRENCE_COLUMNS, occurrences)
+    bulk.update(
+        session,
+        "finding_identities",
+        ID,
+        (bulk.Column("status", "text"), bulk.Column("resolved_at", "timestamp")),
+        [(row.id, "resolved", now) for row in gone],
     )
-    session.add(finding)
-    return finding
+    bulk.update(
+        session,
+        "security_findings",
+        ID,
+        (bulk.Column("resolved", "bool"), bulk.Column("resolved_at", "timestamp")),
+        [(row.latest_finding_id, True, now) for row in gone if row.latest_finding_id],
+    )
+    return new, reopened, len(gone)
 
 
 def _summary(session: Session, environment: str, findings: list[ParsedFinding]) -> dict[str, Any]:

@@ -1,0 +1,127 @@
+"""Bulk inserts for the hot paths (metric points, log lines), shaped as each driver loads fastest.
+
+The ORM's executemany converts every value of every row through the column types — half the time
+of a 10,000-row batch. These statements take values already in the driver's shape: on PostgreSQL
+one ``INSERT … SELECT FROM unnest(arrays)`` (the closest to COPY that row-level security allows:
+COPY FROM is refused on tables with RLS); on SQLite one executemany in the caller's transaction.
+Table and column names come from code, never from input; values are always bound.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from shipboard.db.types import format_utc
+
+Kind = Literal["uuid", "text", "float", "int", "bool", "timestamp", "json"]
+_PG_ARRAY = {
+    "uuid": "uuid[]",
+    "text": "text[]",
+    "float": "float8[]",
+    "int": "int8[]",
+    "bool": "bool[]",
+    "timestamp": "timestamptz[]",
+    "json": "text[]::jsonb[]",
+}
+_PASS_THROUGH = ("text", "float", "int", "bool")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _sqlite_value(kind: Kind, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "uuid":
+        return str(value)
+    if kind == "timestamp":
+        return format_utc(value)
+    if kind == "json":
+        return json.dumps(value)
+    return value
+
+
+def _arrays(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> dict[str, list[Any]]:
+    arrays: dict[str, list[Any]] = {}
+    for index, column in enumerate(columns):
+        values = [row[index] for row in rows]
+        arrays[f"c{index}"] = [_json(v) for v in values] if column.kind == "json" else values
+    return arrays
+
+
+def _sqlite_rows(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    kinds = [c.kind for c in columns]
+    return [
+        tuple(
+            v if k in _PASS_THROUGH else _sqlite_value(k, v)
+            for k, v in zip(kinds, row, strict=True)
+        )
+        for row in rows
+    ]
+
+
+def update(
+    session: Session,
+    table: str,
+    key: Column,
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[Any]],
+) -> int:
+    """Set ``columns`` on the rows whose ``key`` is each row's first value, in one statement
+    (rows are ``(key, *values)``)."""
+    if not rows:
+        return 0
+    connection = session.connection()
+    every = [key, *columns]
+    if connection.dialect.name == "postgresql":
+        selects = ", ".join(f"%(c{i})s::{_PG_ARRAY[c.kind]}" for i, c in enumerate(every))
+        names = ", ".join(c.name for c in every)
+        sets = ", ".join(f"{c.name} = v.{c.name}" for c in columns)
+        connection.exec_driver_sql(
+            f"UPDATE {table} AS t SET {sets} FROM unnest({selects}) AS v({names}) "
+            f"WHERE t.{key.name} = v.{key.name}",
+            _arrays(every, rows),
+        )
+    else:
+        sets = ", ".join(f"{c.name} = ?" for c in columns)
+        reordered = [(*row[1:], row[0]) for row in _sqlite_rows(every, rows)]
+        connection.exec_driver_sql(
+            f"UPDATE {table} SET {sets} WHERE {key.name} = ?",
+            reordered,
+        )
+    return len(rows)
+
+
+def insert(
+    session: Session, table: str, columns: Sequence[Column], rows: Sequence[Sequence[Any]]
+) -> int:
+    """Insert ``rows`` (tuples in ``columns`` order) in one statement, in the session's
+    transaction."""
+    if not rows:
+        return 0
+    connection = session.connection()
+    names = ", ".join(c.name for c in columns)
+    if connection.dialect.name == "postgresql":
+        arrays = _arrays(columns, rows)
+        selects = ", ".join(f"%(c{i})s::{_PG_ARRAY[c.kind]}" for i, c in enumerate(columns))
+        connection.exec_driver_sql(
+            f"INSERT INTO {table} ({names}) SELECT * FROM unnest({selects})",
+            arrays,
+        )
+    else:
+        converted = _sqlite_rows(columns, rows)
+        marks = ", ".join("?" for _ in columns)
+        connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", converted)
+    return len(rows)
