@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -469,6 +470,177 @@ def bench_security_import(url: str, backend: str, n: int) -> list[dict[str, Any]
     ]
 
 
+def _load(url: str, token: str | None, seconds: float) -> dict[str, float]:
+    """The load tool in its own process: 32 concurrent connections."""
+    import subprocess
+
+    out = subprocess.run(  # noqa: S603 -- our own interpreter and module, our own arguments
+        [sys.executable, "-m", "bench.load", url, "--concurrency", "32", "--seconds", str(seconds)]
+        + (["--token", token] if token else []),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    result: dict[str, float] = json.loads(out.stdout)
+    return result
+
+
+def bench_deployment_list(
+    url: str, backend: str, rows: int, seconds: float
+) -> list[dict[str, Any]]:
+    """GET /api/v1/deployments?limit=50 over ``rows`` deployments under 32 concurrent
+    connections, against a FastAPI route returning a constant 50-item list served the same way."""
+    import socket
+    import threading
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    with _live_instance(url, "viewer") as (_app, engine, token, base_url):
+        t0 = datetime.now(UTC) - timedelta(days=365)
+        data = [
+            (
+                str(uuid.uuid4()),
+                ("development", "staging", "production")[i % 3],
+                f"1.{i // 1000}.{i % 1000}",
+                f"{i:07x}abc",
+                ("success", "failed", "success", "success")[i % 4],
+                (t0 + timedelta(minutes=5 * i)).isoformat(),
+                (t0 + timedelta(minutes=5 * i + 2)).isoformat(),
+                f"user{i % 25}",
+            )
+            for i in range(rows)
+        ]
+        _driver_load(
+            engine,
+            backend,
+            "deployment_configs",
+            "id, environment, version, commit_sha, status, created_at, completed_at, triggered_by",
+            data,
+        )
+        measured = _load(f"{base_url}/api/v1/deployments?limit=50", token, seconds)
+
+    sample = [
+        {"id": str(uuid.uuid4()), "version": f"1.0.{i}", "status": "success"} for i in range(50)
+    ]
+    constant = FastAPI()
+
+    @constant.get("/constant")
+    def _constant() -> dict[str, Any]:
+        return {"items": sample, "next_cursor": None}
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(constant, host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        base = _load(f"http://127.0.0.1:{port}/constant", None, seconds)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    return [
+        {
+            "name": f"GET /deployments?limit=50 ({rows:,} rows, 32 conn)",
+            "backend": backend,
+            "value": round(measured["rps"]),
+            "unit": "req/s",
+            "baseline": round(base["rps"]),
+            "ratio": round(measured["rps"] / base["rps"], 3),
+            "target": ">= 0.3, p99 <= 100 ms",
+            "p99_ms": round(measured["p99_ms"], 1),
+            "errors": measured["errors"],
+        }
+    ]
+
+
+def bench_series_query(
+    url: str, backend: str, small: int, large: int, names: int = 100
+) -> list[dict[str, Any]]:
+    """24 h at 1-minute buckets, avg, one metric and environment: with ``small`` rows in
+    monitoring_metrics, then with ``large`` (``names`` names x 3 environments, one point a
+    minute, history growing backwards). Both sizes must hold more than 24 h per series, so the
+    query reads the same 1,440 points and only the history around it grows."""
+    from shipboard.monitoring.service import series
+
+    migrate.upgrade(url)
+    engine = create_db_engine(url)
+    with system_transaction(engine) as s:
+        seed_environments(s)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    columns = "id, name, value, timestamp, environment, tags, source"
+
+    def fill(start: int, stop: int) -> None:
+        # Point k of every (name, environment) is k minutes before now: history grows backwards.
+        per_series_from, per_series_to = start // (3 * names), stop // (3 * names)
+        batch: list[tuple[Any, ...]] = []
+        for k in range(per_series_from, per_series_to):
+            moment = (now - timedelta(minutes=k)).isoformat()
+            for name in range(names):
+                for env in ("development", "staging", "production"):
+                    batch.append(
+                        (
+                            str(uuid.uuid4()),
+                            f"metric_{name}",
+                            float(k % 100),
+                            moment,
+                            env,
+                            "{}",
+                            "app",
+                        )
+                    )
+            if len(batch) >= 300_000:
+                _driver_load(engine, backend, "monitoring_metrics", columns, batch)
+                batch = []
+        if batch:
+            _driver_load(engine, backend, "monitoring_metrics", columns, batch)
+
+    def query_ms() -> float:
+        if backend == "postgres":
+            with engine.connect() as conn:
+                conn.execute(sa.text("ANALYZE monitoring_metrics"))
+                conn.commit()
+        timings = []
+        for _ in range(20):
+            started = time.perf_counter()
+            with transaction(engine, write=False) as s:
+                series(
+                    s,
+                    name=f"metric_{names // 2}",
+                    environment="production",
+                    since=now - timedelta(hours=24),
+                    until=now,
+                    step_s=60,
+                    agg="avg",
+                    tags={},
+                )
+            timings.append((time.perf_counter() - started) * 1000)
+        return statistics.median(timings)
+
+    fill(0, small)
+    small_ms = query_ms()
+    fill(small, large)
+    large_ms = query_ms()
+    engine.dispose()
+    return [
+        {
+            "name": f"series 24h/1min avg ({large:,} vs {small:,} rows)",
+            "backend": backend,
+            "value": round(large_ms, 1),
+            "unit": "ms (median)",
+            "baseline": round(small_ms, 1),
+            "ratio": round(large_ms / small_ms, 2),
+            "target": "<= 1.5x, and <= 50 ms on PostgreSQL",
+        }
+    ]
+
+
 def _pg_database() -> tuple[str, Callable[[], None]] | None:
     try:
         admin = create_db_engine(PG_URL, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
@@ -487,60 +659,91 @@ def _pg_database() -> tuple[str, Callable[[], None]] | None:
     return url.render_as_string(hide_password=False), drop
 
 
+@dataclass(frozen=True)
+class Sizes:
+    points: int
+    repeats: int
+    http_requests: int
+    deployments: int
+    log_batches: int
+    sarif: int
+    list_rows: int
+    load_s: float
+    series_small: int
+    series_large: int
+    series_names: int
+
+
+# Quick: 10 names x 3 environments x 2,000 then 20,000 minutes of history (> 24 h either way).
+QUICK = Sizes(2_000, 3, 1, 5, 5, 2_000, 10_000, 3.0, 60_000, 600_000, 10)
+FULL = Sizes(10_000, 5, 3, 20, 20, 20_000, 100_000, 10.0, 1_000_000, 10_000_000, 100)
+
+
+def _suite(backend: str, url_for: Callable[[str], str], z: Sizes) -> list[dict[str, Any]]:
+    """Every figure on one backend; ``url_for(name)`` gives the database for a figure."""
+
+    def say(what: str) -> None:
+        print(f"{backend}: {what}", file=sys.stderr, flush=True)
+
+    results: list[dict[str, Any]] = []
+    say(f"ingest of {z.points} points x {z.repeats}")
+    results += bench_ingest(url_for("ingest"), backend, z.points, z.repeats)
+    say("HTTP and OTLP ingest, 4 clients")
+    results += bench_http_ingest(url_for("http"), backend, 10_000, z.http_requests)
+    results += bench_http_ingest(url_for("otlp"), backend, 10_000, z.http_requests, otlp=True)
+    say(f"{z.deployments} deployments")
+    results += bench_deployment_overhead(url_for("deploy"), backend, z.deployments)
+    say("log append")
+    results += bench_log_append(url_for("logs"), backend, z.log_batches)
+    say(f"SARIF import of {z.sarif:,} results, twice")
+    results += bench_security_import(url_for("sarif"), backend, z.sarif)
+    say(f"deployment list over {z.list_rows:,} rows")
+    results += bench_deployment_list(url_for("list"), backend, z.list_rows, z.load_s)
+    say(f"series query, {z.series_small:,} then {z.series_large:,} rows")
+    results += bench_series_query(
+        url_for("series"), backend, z.series_small, z.series_large, z.series_names
+    )
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--quick", action="store_true", help="fewer rows and repeats (< 2 min)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (< 2 min)")
+    parser.add_argument(
+        "--backend", choices=("sqlite", "postgres", "both"), default="both", help="which to run"
+    )
     args = parser.parse_args()
-    n, repeats = (2_000, 3) if args.quick else (10_000, 5)
-
-    runs = 5 if args.quick else 20
-    sarif_n = 2_000 if args.quick else 20_000
+    sizes = QUICK if args.quick else FULL
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        print(f"sqlite: ingest of {n} points x {repeats}", file=sys.stderr)
-        results += bench_ingest(f"sqlite:///{tmp}/bench.db", "sqlite", n, repeats)
-        print("sqlite: HTTP ingest, 4 clients", file=sys.stderr)
-        results += bench_http_ingest(
-            f"sqlite:///{tmp}/http.db", "sqlite", 10_000, 1 if args.quick else 3
-        )
-        results += bench_http_ingest(
-            f"sqlite:///{tmp}/otlp.db", "sqlite", 10_000, 1 if args.quick else 3, otlp=True
-        )
-        print(f"sqlite: {runs} deployments", file=sys.stderr)
-        results += bench_deployment_overhead(f"sqlite:///{tmp}/deploy.db", "sqlite", runs)
-        print("sqlite: log append", file=sys.stderr)
-        results += bench_log_append(f"sqlite:///{tmp}/logs.db", "sqlite", 5 if args.quick else 20)
-        print(f"sqlite: SARIF import of {sarif_n} results, twice", file=sys.stderr)
-        results += bench_security_import(f"sqlite:///{tmp}/sarif.db", "sqlite", sarif_n)
-    pg = _pg_database()
-    if pg is None:
-        print(f"postgres: skipped, no server at {PG_URL}", file=sys.stderr)
-    else:
-        url, drop = pg
-        try:
-            print(f"postgres: ingest of {n} points x {repeats}", file=sys.stderr)
-            results += bench_ingest(url, "postgres", n, repeats)
-            print("postgres: HTTP ingest, 4 clients", file=sys.stderr)
-            results += bench_http_ingest(url, "postgres", 10_000, 1 if args.quick else 3)
-            results += bench_http_ingest(url, "postgres", 10_000, 1 if args.quick else 3, otlp=True)
-            print(f"postgres: {runs} deployments", file=sys.stderr)
-            results += bench_deployment_overhead(url, "postgres", runs)
-            print("postgres: log append", file=sys.stderr)
-            results += bench_log_append(url, "postgres", 5 if args.quick else 20)
-            print(f"postgres: SARIF import of {sarif_n} results, twice", file=sys.stderr)
-            results += bench_security_import(url, "postgres", sarif_n)
-        finally:
-            drop()
+    if args.backend in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory() as tmp:
+            results += _suite("sqlite", lambda name: f"sqlite:///{tmp}/{name}.db", sizes)
+    if args.backend in ("postgres", "both"):
+        pg = _pg_database()
+        if pg is None:
+            print(f"postgres: skipped, no server at {PG_URL}", file=sys.stderr)
+        else:
+            url, drop = pg
+            try:
+                results += _suite("postgres", lambda _name: url, sizes)
+            finally:
+                drop()
 
-    sys.stderr.flush()
-    header = f"{'figure':40} {'backend':9} {'value':>12} {'baseline':>12} {'ratio':>7}  unit"
+    header = (
+        f"{'figure':52} {'backend':9} {'value':>10} {'baseline':>10} {'ratio':>7}  "
+        f"{'unit':12} target"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
+        extra = "".join(
+            f"  ({label} {r[key]})"
+            for key, label in (("overhead_ms", "overhead ms"), ("p99_ms", "p99 ms"))
+            if key in r
+        )
         print(
-            f"{r['name']:40} {r['backend']:9} {r['value']:>12} {r['baseline']:>12} "
-            f"{r['ratio']:>7.3f}  {r['unit']}"
-            + (f"  (overhead {r['overhead_ms']} ms)" if "overhead_ms" in r else "")
+            f"{r['name']:52} {r['backend']:9} {r['value']:>10} {r['baseline']:>10} "
+            f"{r['ratio']:>7.3f}  {r['unit']:12} {r['target'] or '-'}{extra}"
         )
     Path(__file__).with_name("results.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
