@@ -199,6 +199,10 @@ def test_postgres_rls_is_enabled_and_forced_on_all_spec_tables(migrated: Engine)
         ("deployment_logs", "System can create deployment logs"),
     }
     assert spec_policy_names <= set(policies)
+    # Beyond the spec: retention and erasure, run as admin, may delete and rewrite these rows.
+    for table in ("monitoring_metrics", "performance_metrics", "deployment_logs"):
+        assert (table, f"Admins can delete {table}") in set(policies)
+        assert (table, f"Admins can rewrite {table}") in set(policies)
 
 
 def test_sqlite_runs_with_wal_and_foreign_keys(databases: DatabaseFactory) -> None:

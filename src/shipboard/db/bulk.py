@@ -62,14 +62,27 @@ def _arrays(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> dict[st
 
 
 def _sqlite_rows(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
-    kinds = [c.kind for c in columns]
-    return [
-        tuple(
-            v if k in _PASS_THROUGH else _sqlite_value(k, v)
-            for k, v in zip(kinds, row, strict=True)
-        )
-        for row in rows
-    ]
+    """Convert column by column (one ``map`` each) rather than value by value through a
+    dispatch: on a 20,000-row import this is most of the Python time spent here."""
+    converted: list[Any] = []
+    for index, column in enumerate(columns):
+        values = [row[index] for row in rows]
+        if column.kind in _PASS_THROUGH:
+            converted.append(values)
+        elif column.kind == "uuid":
+            converted.append([None if v is None else str(v) for v in values])
+        elif column.kind == "timestamp":
+            # Batches share a few moments (``now``): format each distinct one once.
+            seen: dict[Any, str | None] = {}
+            converted.append(
+                [
+                    seen[v] if v in seen else seen.setdefault(v, _sqlite_value("timestamp", v))
+                    for v in values
+                ]
+            )
+        else:
+            converted.append([_json(v) for v in values])
+    return list(zip(*converted, strict=True))
 
 
 def update(
