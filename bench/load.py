@@ -1,6 +1,6 @@
 """A small HTTP load tool, run in its own process so it does not share the server's GIL:
 ``python -m bench.load URL --token T --concurrency 32 --seconds 10`` prints one JSON line with
-requests/s and latency percentiles."""
+requests/s and latency percentiles; ``--post FILE --requests N`` sends FILE N times per client."""
 
 from __future__ import annotations
 
@@ -11,6 +11,28 @@ import statistics
 import time
 
 import httpx
+
+
+async def _post(
+    url: str, token: str | None, concurrency: int, requests: int, body: bytes, content_type: str
+) -> dict[str, float]:
+    """``requests`` POSTs of ``body`` from each of ``concurrency`` clients."""
+    headers = {"Content-Type": content_type}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    errors = 0
+    async with httpx.AsyncClient(headers=headers, timeout=300) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            for _ in range(requests):
+                response = await client.post(url, content=body)
+                errors += response.status_code >= 300
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"requests": concurrency * requests, "errors": errors, "seconds": elapsed}
 
 
 async def _run(url: str, token: str | None, concurrency: int, seconds: float) -> dict[str, float]:
@@ -49,8 +71,19 @@ def main() -> None:
     parser.add_argument("--token")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--post", help="POST this file's bytes instead of GETting")
+    parser.add_argument("--requests", type=int, default=1, help="with --post: per client")
+    parser.add_argument("--content-type", default="application/json")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(_run(args.url, args.token, args.concurrency, args.seconds))))
+    if args.post:
+        with open(args.post, "rb") as handle:
+            body = handle.read()
+        result = asyncio.run(
+            _post(args.url, args.token, args.concurrency, args.requests, body, args.content_type)
+        )
+    else:
+        result = asyncio.run(_run(args.url, args.token, args.concurrency, args.seconds))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
