@@ -566,6 +566,7 @@ def bench_deployment_list(
             "ratio": round(measured["rps"] / base["rps"], 3),
             "target": ">= 0.3, p99 <= 100 ms",
             "p99_ms": round(measured["p99_ms"], 1),
+            "baseline_p99_ms": round(base["p99_ms"], 1),
             "errors": measured["errors"],
         }
     ]
@@ -749,7 +750,11 @@ def main() -> int:
     for r in results:
         extra = "".join(
             f"  ({label} {r[key]})"
-            for key, label in (("overhead_ms", "overhead ms"), ("p99_ms", "p99 ms"))
+            for key, label in (
+                ("overhead_ms", "overhead ms"),
+                ("p99_ms", "p99 ms"),
+                ("baseline_p99_ms", "baseline p99 ms"),
+            )
             if key in r
         )
         print(
