@@ -25,6 +25,9 @@ INGEST = frozenset({"service", "admin"})
 MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/healthz"): EVERYONE,
     ("GET", "/readyz"): EVERYONE,
+    # Prometheus scrapes with SHIPBOARD_METRICS_TOKEN (tests/test_observability.py); else admins.
+    ("GET", "/metrics"): ADMIN,
+    ("GET", "/api/v1/ops/db-health"): ADMIN,
     ("GET", "/api/v1/me"): ALL_USERS,
     ("GET", "/api/v1/environments"): ALL_USERS,
     ("GET", "/api/v1/environments/{name}"): ALL_USERS,
@@ -32,6 +35,7 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("PATCH", "/api/v1/environments/{name}"): ADMIN,
     ("PUT", "/api/v1/environments/{name}/features/{flag}"): ADMIN,
     ("GET", "/api/v1/environments/{name}/secrets"): ALL_USERS,
+    ("GET", "/api/v1/environments/{name}/usage"): ALL_USERS,
     ("PUT", "/api/v1/environments/{name}/secrets/{key}"): ADMIN,
     ("DELETE", "/api/v1/environments/{name}/secrets/{key}"): ADMIN,
     ("GET", "/api/v1/audit"): ADMIN,

@@ -354,3 +354,14 @@ def test_real_opentelemetry_sdk_exporter(clients: Clients, engine: Engine) -> No
     assert rows["request_ms_sum"][0] == 295
     assert 0 < rows["request_ms_p50"][0] <= 25
     assert all(env == "production" for _, _, env in rows.values())
+
+
+def test_a_sum_too_large_for_a_float_is_a_clear_error() -> None:
+    import pytest
+
+    from shipboard.core.errors import InvalidInput
+    from shipboard.monitoring.series import total
+
+    assert total([1e308, -1e308, 5.0]) == 5.0
+    with pytest.raises(InvalidInput, match="too large"):
+        total([1.7e308, 1.7e308])

@@ -16,6 +16,7 @@ from shipboard.security.schemas import (
     SecurityScanCreate,
     SecurityScanSummary,
 )
+from tests.conftest import Clients
 
 SCAN_ID = "5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
 
@@ -189,3 +190,16 @@ def test_unknown_fields_are_refused_on_create() -> None:
     assert _error_locs(DeploymentCreate, {**VALID[DeploymentCreate], "status": "success"}) == [
         ("status",)
     ]
+
+
+def test_dates_at_the_edge_of_the_calendar_are_422_not_500(clients: Clients) -> None:
+    # Found by the API fuzzer: subtracting the default period from year 1 overflowed.
+    with clients.as_role("viewer") as viewer:
+        for path, params in (
+            ("/api/v1/metrics/series", {"name": "m", "until": "0001-01-01T00:00:00Z"}),
+            ("/api/v1/reports/dora", {"until": "0001-01-01T00:53:01Z"}),
+        ):
+            response = viewer.get(path, params=params)
+            assert response.status_code == 422, response.text
+            assert response.headers["content-type"] == "application/problem+json"
+            assert "out of the supported range" in response.json()["detail"]

@@ -10,11 +10,13 @@ from shipboard.audit.api import router as audit_router
 from shipboard.auth.api import router as auth_router
 from shipboard.auth.jwt import JwtVerifier
 from shipboard.config import Settings, get_settings
-from shipboard.core import problems
+from shipboard.core import openapi, problems
 from shipboard.core.bodylimit import BodySizeLimitMiddleware
 from shipboard.core.crypto import Keyring
+from shipboard.core.httpmetrics import RequestMetricsMiddleware
 from shipboard.core.logging import RequestLogMiddleware, configure_logging
 from shipboard.core.ratelimit import RateLimiter
+from shipboard.core.transport import StrictTransportSecurityMiddleware
 from shipboard.db.engine import create_db_engine
 from shipboard.deployments.api import router as deployments_router
 from shipboard.environments.api import router as environments_router
@@ -22,6 +24,7 @@ from shipboard.integrations.api import router as integrations_router
 from shipboard.monitoring.alert_api import router as alerting_router
 from shipboard.monitoring.api import router as monitoring_router
 from shipboard.ops.api import router as ops_router
+from shipboard.ops.metrics import Telemetry
 from shipboard.performance.api import router as performance_router
 from shipboard.reports.api import router as reports_router
 from shipboard.security.api import router as security_router
@@ -36,14 +39,23 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         description="Self-hosted release control plane.",
     )
     app.state.settings = settings
-    app.state.engine = engine or create_db_engine(settings.effective_database_url)
+    app.state.engine = engine or create_db_engine(
+        settings.effective_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
     app.state.keyring = Keyring.from_settings(settings.secret_keys, settings.home)
     app.state.jwt = JwtVerifier(settings)
     app.state.rate_limiter = RateLimiter(settings.redis_url)
     problems.install(app)
+    openapi.install(app)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=int(settings.max_request_mb * 1024 * 1024)
     )
+    app.state.telemetry = Telemetry(app.state.engine, app.state)
+    app.add_middleware(RequestMetricsMiddleware, observe=app.state.telemetry.observe_request)
+    app.add_middleware(StrictTransportSecurityMiddleware)
+    # Outermost, so the request id is bound for every other middleware's log lines too.
     app.add_middleware(RequestLogMiddleware)
     app.include_router(ops_router)
     app.include_router(auth_router)

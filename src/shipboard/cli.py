@@ -28,7 +28,8 @@ from shipboard.environments.cli import app as env_app
 from shipboard.integrations.cli import app as integrations_app
 from shipboard.monitoring.cli import app as metrics_app
 from shipboard.monitoring.cli import report_app
-from shipboard.ops.cli import secrets_app
+from shipboard.ops.cli import backup_app, db_copy, secrets_app
+from shipboard.ops.health_cli import db_health
 from shipboard.performance.cli import app as perf_app
 from shipboard.performance.cli import dora_report, performance_report
 from shipboard.security.cli import app as scan_app
@@ -41,10 +42,13 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
+db_app.command("health")(db_health)
+db_app.command("copy")(db_copy)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(env_app, name="env")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(backup_app, name="backup")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(report_app, name="report")
 app.add_typer(scan_app, name="scan")
@@ -102,22 +106,35 @@ def serve(
     worker: Annotated[
         bool, typer.Option("--worker/--no-worker", help="Run the pipeline worker in-process")
     ] = True,
+    ssl_certfile: Annotated[
+        str | None,
+        typer.Option(envvar="SHIPBOARD_SSL_CERTFILE", help="Serve HTTPS with this PEM certificate"),
+    ] = None,
+    ssl_keyfile: Annotated[
+        str | None,
+        typer.Option(envvar="SHIPBOARD_SSL_KEYFILE", help="The certificate's PEM private key"),
+    ] = None,
 ) -> None:
     """Migrate, seed and serve the API and (unless --no-worker) run deployment pipelines.
 
-    The first start on an empty database creates the user 'admin' and prints its token once."""
+    The first start on an empty database creates the user 'admin' and prints, once, its API
+    token and a password for the web pages."""
     import uvicorn
 
     from shipboard.app import create_app
     from shipboard.db.engine import create_db_engine
     from shipboard.ops.service import prepare_instance
 
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        raise InvalidInput("--ssl-certfile and --ssl-keyfile go together")
     settings = get_settings()
     url = settings.effective_database_url
-    engine = create_db_engine(url)
+    engine = create_db_engine(
+        url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
     prepared = prepare_instance(engine, url)
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host  # noqa: S104
-    base = f"http://{shown}:{port}"
+    base = f"{'https' if ssl_certfile else 'http'}://{shown}:{port}"
     err.print(f"Shipboard {__version__} on {_describe(url)}")
     if prepared.seeded:
         err.print(f"seeded environments: {', '.join(prepared.seeded)}")
@@ -143,13 +160,33 @@ def serve(
             engine, application.state.keyring, scan_roots=settings.scan_roots.split(":")
         )
         application.state.wake_worker = pipeline_worker.wake.set
-        _, stop = start_in_thread(pipeline_worker)
+        worker_thread, stop = start_in_thread(pipeline_worker)
         from shipboard.monitoring.scheduler import start_in_thread as start_scheduler
 
-        scheduler_stop = start_scheduler(_scheduler(engine, application.state.keyring, settings))
+        scheduler = _scheduler(engine, application.state.keyring, settings)
+        scheduler_stop = start_scheduler(scheduler)
+        # /readyz fails and /metrics reports it when one of them stops.
+        application.state.background = {
+            "pipeline worker": worker_thread,
+            "scheduler": scheduler.thread,
+        }
+        application.state.scheduler = scheduler
         err.print("pipeline worker and alert scheduler: in-process")
     try:
-        uvicorn.run(application, host=host, port=port, log_level="warning")
+        uvicorn.run(
+            application,
+            host=host,
+            port=port,
+            log_level="warning",
+            # Ours: uvicorn's own lines go through the same JSON logging, request id included.
+            log_config=None,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            # Behind a proxy that terminates TLS, X-Forwarded-Proto makes the scheme https
+            # (secure cookies, HSTS), but only from the proxies named here.
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+        )
     finally:
         if stop is not None:
             stop.set()
@@ -172,7 +209,11 @@ def worker_command(
 
     settings = get_settings()
     configure_logging(settings)
-    engine = create_db_engine(settings.effective_database_url)
+    engine = create_db_engine(
+        settings.effective_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
     keyring = Keyring.from_settings(settings.secret_keys, settings.home)
     stop = threading.Event()
     # SIGTERM finishes the step that runs and then stops; the lease is given up with it.
@@ -200,6 +241,9 @@ def _scheduler(engine: Any, keyring: Any, settings: Any) -> Any:
         max_attempts=settings.notify_max_attempts,
         max_age_s=settings.notify_max_age_s,
         scan_roots=settings.scan_roots.split(":"),
+        backup_schedule=settings.backup_schedule,
+        backup_keep=settings.backup_keep,
+        backup_dir=settings.effective_backup_dir,
     )
 
 

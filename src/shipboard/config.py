@@ -63,11 +63,28 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(default=10, ge=1, description="Connections kept per process")
     db_max_overflow: int = Field(default=10, ge=0, description="Extra connections under load")
+    backup_schedule: str | None = Field(
+        default=None, description="Cron expression (UTC) for scheduled backups; unset: none"
+    )
+    backup_keep: int = Field(default=7, ge=1, description="Scheduled backups kept in the dir")
+    backup_dir: Path | None = Field(
+        default=None, description="Where backups go (default: $SHIPBOARD_HOME/backups)"
+    )
 
     @field_validator("home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("backup_schedule")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        from croniter import croniter
+
+        # Refused at start, not discovered at the first backup that never happens.
+        if value and not croniter.is_valid(value):
+            raise ValueError(f"SHIPBOARD_BACKUP_SCHEDULE {value!r} is not a cron expression")
+        return value or None
 
     @model_validator(mode="after")
     def _refuse_missing_key_in_production(self) -> Settings:
@@ -82,6 +99,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return normalize_database_url(self.database_url)
         return f"sqlite:///{(self.home / 'shipboard.db').resolve()}"
+
+    @property
+    def effective_backup_dir(self) -> Path:
+        return (self.backup_dir or self.home / "backups").expanduser()
 
 
 def normalize_database_url(url: str) -> str:

@@ -6,13 +6,15 @@ shows who may call each route.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
 
 from shipboard.audit.service import AuditContext
 from shipboard.auth import sessions
@@ -29,7 +31,31 @@ from shipboard.environments.service import rate_limit_per_minute
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_db(request: Request) -> Iterator[Session]:
+def _connection_slots(request: Request) -> anyio.Semaphore:
+    slots: anyio.Semaphore | None = getattr(request.app.state, "db_slots", None)
+    if slots is None:
+        pool = request.app.state.engine.pool
+        capacity = 10_000
+        if isinstance(pool, QueuePool):
+            capacity = pool.size() + max(int(getattr(pool, "_max_overflow", 0)), 0)
+        slots = request.app.state.db_slots = anyio.Semaphore(capacity)
+    return slots
+
+
+async def _connection_slot(request: Request) -> AsyncIterator[None]:
+    """Wait for a free database connection here, on the event loop, not in a worker thread.
+
+    Sync dependencies and routes run in a pool of 40 threads. With more requests in flight than
+    database connections, threads blocked waiting for a connection left none for the requests
+    that held one to finish (their route, their commit): every request stalled until the pool
+    timed out (100 concurrent clients acknowledged nothing in minutes, CPU idle)."""
+    async with _connection_slots(request):
+        yield
+
+
+def get_db(
+    request: Request, _slot: Annotated[None, Depends(_connection_slot, scope="function")]
+) -> Iterator[Session]:
     """One transaction per request: committed when the route returns, rolled back if it raises.
 
     Work that must survive a rollback (telling people a request was refused) registers a
@@ -49,6 +75,12 @@ def get_db(request: Request) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (shp_…) or a JWT")
+
+
+def _erased_as(request: Request) -> Callable[[str], list[str]]:
+    from shipboard.ops.privacy import pseudonyms
+
+    return lambda name: pseudonyms(request.app.state.keyring, name)
 
 
 def current_principal(
@@ -71,7 +103,9 @@ def current_principal(
     if token.startswith(TOKEN_PREFIX):
         principal = authenticate_token(db, token=token)
     elif verifier.enabled and token.count(".") == 2:
-        principal = authenticate_jwt(db, claims=verifier.verify(token))
+        principal = authenticate_jwt(
+            db, claims=verifier.verify(token), erased_as=_erased_as(request)
+        )
     else:
         raise Unauthorized()
     bind_identity(db, role=principal.role, user_id=principal.name)

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -151,11 +152,23 @@ def authenticate_token(session: Session, *, token: str) -> Principal:
     return Principal(user_id=user.id, name=user.name, role=user.role, token_id=row.id)
 
 
-def authenticate_jwt(session: Session, *, claims: JwtClaims) -> Principal:
-    """A JWT's subject and role; a local user of that name that is disabled is refused."""
+def authenticate_jwt(
+    session: Session,
+    *,
+    claims: JwtClaims,
+    erased_as: Callable[[str], list[str]] | None = None,
+) -> Principal:
+    """A JWT's subject and role; a local user of that name that is disabled is refused, and so
+    is a subject whose account was erased (``erased_as`` gives the pseudonyms it would have)."""
     if claims.role not in ROLES:
         raise Unauthorized(f"unknown role {claims.role!r} in token")
     user = repository.user_by_name(session, claims.subject)
+    if user is None and erased_as is not None:
+        # The name itself is gone from the database; only its keyed hash can recognise it.
+        for alias in erased_as(claims.subject):
+            erased = repository.user_by_name(session, alias)
+            if erased is not None and erased.disabled:
+                raise Unauthorized("user is disabled")
     if user is not None and user.disabled:
         raise Unauthorized("user is disabled")
     user_id = user.id if user else uuid.uuid5(uuid.NAMESPACE_URL, f"jwt:{claims.subject}")

@@ -29,17 +29,30 @@ class BodySizeLimitMiddleware:
             await _reject(scope, receive, send, self.max_bytes)
             return
         seen = 0
+        exceeded = started = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    exceeded = True
                     raise too_large(self.max_bytes)
             return message
 
-        await self.app(scope, counting_receive, send)
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded and not started:
+                # FastAPI turns any error while it parses a body into 400 "There was an error
+                # parsing the body"; a body cut off at the limit is answered 413 below instead.
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
+        if exceeded and not started:
+            await _reject(scope, receive, send, self.max_bytes)
 
 
 async def read_limited_body(request: Request, max_bytes: int) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 import uuid
@@ -21,6 +22,7 @@ def configure_logging(settings: Settings) -> None:
         if json_logs
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    _route_stdlib_logging(renderer, level)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -35,8 +37,41 @@ def configure_logging(settings: Settings) -> None:
     )
 
 
+_STDLIB_HANDLER = "shipboard"
+# A proxy's id (nginx's $request_id, a load balancer's trace id) is kept so lines can be joined
+# across hops; anything else is replaced, so a header cannot inject text into the logs.
+_INCOMING_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _route_stdlib_logging(renderer: structlog.typing.Processor, level: int) -> None:
+    """Lines of libraries that log through ``logging`` (uvicorn, alembic, SQLAlchemy) get the same
+    format and the same bound fields (the request id) as our own."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_STDLIB_HANDLER)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _STDLIB_HANDLER]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Their INFO lines name every URL they call, and webhook URLs carry credentials.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
 class RequestLogMiddleware:
-    """Binds a request id to every log line of a request and logs one event when it ends."""
+    """Binds a request id to every log line of a request, returns it in ``X-Request-ID`` and
+    logs one event when the request ends."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -46,7 +81,8 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _INCOMING_ID.fullmatch(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
@@ -71,4 +107,13 @@ class RequestLogMiddleware:
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
-            structlog.contextvars.unbind_contextvars("request_id")
+            # The id stays bound: the request's task ends with it (the server runs each request
+            # in a task of its own), and the error handler and the server log an unhandled
+            # exception after this point, which should carry the id too.
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None

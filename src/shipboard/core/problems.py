@@ -10,7 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shipboard.core.errors import ShipboardError
@@ -68,12 +69,27 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-API_PREFIXES = ("/api/", "/v1/", "/healthz", "/readyz", "/openapi.json", "/docs", "/redoc")
+API_PREFIXES = (
+    "/api/",
+    "/v1/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/redoc",
+)
 
 
 def is_page(request: Request) -> bool:
     """A browser page (HTML errors), as opposed to the API (problem+json)."""
     return not request.url.path.startswith(API_PREFIXES)
+
+
+def _is_nul_text(exc: DataError) -> bool:
+    """psycopg refuses NUL in text parameters; PostgreSQL refuses ``\\u0000`` in jsonb (22P05)."""
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) == "22P05" or "NUL (0x00)" in str(orig)
 
 
 def install(app: FastAPI) -> None:
@@ -123,6 +139,17 @@ def install(app: FastAPI) -> None:
             return page
         return problem_response(exc.status_code, detail, headers=dict(exc.headers or {}))
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> Response:
+        # Date arithmetic at the edges of the calendar (until=0001-01-01 minus a period) or a
+        # number past 64 bits: the input is out of range, not the server broken.
+        html_error = getattr(request.app.state, "html_error", None)
+        detail = "a date or number in the request is out of the supported range"
+        if html_error is not None and is_page(request):
+            page: Response = html_error(request, exc, 422, "Invalid input", detail)
+            return page
+        return problem_response(422, detail, title="Invalid input", slug="invalid-input")
+
     @app.exception_handler(OperationalError)
     async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
         log.warning("database_unavailable", error=type(exc.orig).__name__)
@@ -130,12 +157,36 @@ def install(app: FastAPI) -> None:
             503, "the database is unavailable; try again shortly", headers={"Retry-After": "5"}
         )
 
+    @app.exception_handler(PoolTimeoutError)
+    async def _pool_exhausted(_: Request, exc: PoolTimeoutError) -> JSONResponse:
+        # Every connection of the pool stayed busy for pool_timeout: overloaded, not broken.
+        log.warning("database_pool_exhausted")
+        return problem_response(
+            503, "the database is busy; try again shortly", headers={"Retry-After": "1"}
+        )
+
+    @app.exception_handler(DataError)
+    async def _db_data_error(_: Request, exc: DataError) -> JSONResponse:
+        if _is_nul_text(exc):
+            # PostgreSQL's text and jsonb cannot hold U+0000; JSON can. The caller's input.
+            return problem_response(
+                422,
+                "text cannot contain NUL (U+0000) characters",
+                title="Invalid input",
+                slug="invalid-input",
+            )
+        log.error("database_error", error=type(exc.orig).__name__)
+        return problem_response(500, "internal error")
+
     @app.exception_handler(DBAPIError)
     async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:
         log.error("database_error", error=type(exc.orig).__name__)
         return problem_response(500, "internal error")
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", error=type(exc).__name__)
-        return problem_response(500, "internal error")
+        # This answer is sent from outside the middlewares, which add the id to all others.
+        request_id = getattr(request.state, "request_id", None)
+        headers = {"X-Request-ID": request_id} if request_id else None
+        return problem_response(500, "internal error", headers=headers)

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import math
+import re
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AnyUrl, AwareDatetime, Field, HttpUrl, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    AnyUrl,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    HttpUrl,
+    TypeAdapter,
+)
 
 EnvironmentName = Literal["development", "staging", "production"]
 ENVIRONMENTS: tuple[EnvironmentName, ...] = ("development", "staging", "production")
@@ -40,9 +50,34 @@ def _finite(value: float) -> float:
 
 Url = Annotated[str, Field(max_length=2048), AfterValidator(_valid_url)]
 HttpUrlStr = Annotated[str, Field(max_length=2048), AfterValidator(_valid_http_url)]
-Timestamp = AwareDatetime
-FiniteFloat = Annotated[float, AfterValidator(_finite)]
-NonNegativeFloat = Annotated[float, Field(ge=0), AfterValidator(_finite)]
+
+
+def _not_a_number(value: object) -> object:
+    # pydantic reads 0, 3588 or "1700000000" as Unix seconds; the API documents (and means)
+    # ISO 8601 date-times, and a number here is far more often a mistake than an epoch.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("expected an ISO 8601 date-time such as 2026-01-01T00:00:00Z")
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        raise ValueError("expected an ISO 8601 date-time such as 2026-01-01T00:00:00Z")
+    return value
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
+DateTime = Annotated[datetime, BeforeValidator(_not_a_number)]
+
+
+def _not_bool(value: object) -> object:
+    # pydantic's lax mode reads true/false as 1.0/0.0: a measurement of "false" is a mistake.
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    return value
+
+
+FiniteFloat = Annotated[float, BeforeValidator(_not_bool), AfterValidator(_finite)]
+NonNegativeFloat = Annotated[
+    float, Field(ge=0), BeforeValidator(_not_bool), AfterValidator(_finite)
+]
 MetricName = Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$", max_length=255)]
 Tags = dict[Annotated[str, Field(max_length=255)], Annotated[str, Field(max_length=1024)]]
 ShortText = Annotated[str, Field(min_length=1, max_length=255)]

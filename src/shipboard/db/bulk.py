@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any, Literal
 
 from sqlalchemy.orm import Session
@@ -22,7 +23,8 @@ Kind = Literal["uuid", "text", "float", "int", "bool", "timestamp", "json"]
 _PG_ARRAY = {
     "uuid": "uuid[]",
     "text": "text[]",
-    "float": "float8[]",
+    # Through text: float8 → numeric keeps 15 digits; float8 → text is the exact shortest form.
+    "float": "float8[]::text[]::numeric[]",
     "int": "int8[]",
     "bool": "bool[]",
     "timestamp": "timestamptz[]",
@@ -57,7 +59,13 @@ def _arrays(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> dict[st
     arrays: dict[str, list[Any]] = {}
     for index, column in enumerate(columns):
         values = [row[index] for row in rows]
-        arrays[f"c{index}"] = [_json(v) for v in values] if column.kind == "json" else values
+        if column.kind == "json":
+            values = [_json(v) for v in values]
+        elif column.kind == "timestamp":
+            # In UTC, as UTCDateTime binds them: PostgreSQL refuses offsets past ±15:59, which
+            # Python (and ISO 8601 input) allows up to ±23:59.
+            values = [None if v is None else v.astimezone(UTC) for v in values]
+        arrays[f"c{index}"] = values
     return arrays
 
 

@@ -7,8 +7,10 @@ fixed-width UTC ISO-8601 text so that text order is time order (keyset paginatio
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +19,27 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-NumberType = sa.Numeric(asdecimal=False)
+
+
+class _ExactNumber(TypeDecorator[float]):
+    """NUMERIC read back as float, and written exactly.
+
+    psycopg sends a Python float as float8, and PostgreSQL's float8 → numeric cast keeps only 15
+    significant digits: 0.30000000000000004 was stored as 0.3, and the largest doubles were
+    rounded up past the float range and read back as infinity. Binding the float's shortest
+    round-trip text as a Decimal stores exactly the value that was sent.
+    """
+
+    impl = sa.Numeric(asdecimal=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if isinstance(value, float) and dialect.name == "postgresql" and math.isfinite(value):
+            return Decimal(repr(value))
+        return value
+
+
+NumberType = _ExactNumber()
 
 
 class GUID(TypeDecorator[uuid.UUID]):

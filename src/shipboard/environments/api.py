@@ -16,6 +16,7 @@ from shipboard.environments.schemas import (
     EnvironmentPage,
     EnvironmentRead,
     EnvironmentUpdate,
+    EnvironmentUsage,
     FeatureToggle,
     SecretKey,
     SecretList,
@@ -103,6 +104,12 @@ def set_feature(
     )
 
 
+@router.get("/{name}/usage", response_model=EnvironmentUsage, responses={404: {"model": Problem}})
+def get_usage(name: str, db: DbSession, _: AnyUser) -> EnvironmentUsage:
+    """Rows and estimated bytes per table of the environment, against limits.storage_quota_gb."""
+    return service.storage_usage(db, name=name)
+
+
 @router.get("/{name}/secrets", response_model=SecretList, responses={404: {"model": Problem}})
 def list_secrets(name: str, db: DbSession, _: AnyUser) -> SecretList:
     """Secret names and when they changed; values are write-only."""
@@ -116,7 +123,7 @@ async def _secret_body(request: Request, name: str, db: DbSession) -> SecretWrit
     raw = await read_limited_body(request, min(limit or hard_cap, hard_cap))
     try:
         return SecretWrite.model_validate(json.loads(raw))
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, or nested too deeply
         raise InvalidInput("request body is not valid JSON") from exc
     except ValidationError as exc:
         raise InvalidInput(

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, StrictBool
 
 from shipboard.core.types import EnvironmentName, HttpUrlStr, NonNegativeFloat, Url
 from shipboard.performance.schemas import PerformanceSettings
@@ -30,6 +30,12 @@ class EnvironmentConfig(BaseModel):
     reports: list[ReportSchedule] | None = Field(default=None, max_length=50)
 
 
+RetentionDays = Annotated[
+    PositiveInt,
+    Field(le=36600, description="Days kept (metrics default 90, deployment logs default 365)"),
+]
+
+
 class EnvironmentLimits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -38,6 +44,9 @@ class EnvironmentLimits(BaseModel):
     storage_quota_gb: NonNegativeFloat
     bandwidth_limit_gb: NonNegativeFloat
     max_deployment_frequency: NonNegativeInt = Field(description="Deployments per hour")
+    # Shipboard's own limits beyond the spec's; optional, with defaults where they are used.
+    metrics_retention_days: RetentionDays | None = None
+    logs_retention_days: RetentionDays | None = None
 
 
 class SecretRead(BaseModel):
@@ -90,6 +99,8 @@ class EnvironmentLimitsPatch(BaseModel):
     storage_quota_gb: NonNegativeFloat | None = None
     bandwidth_limit_gb: NonNegativeFloat | None = None
     max_deployment_frequency: NonNegativeInt | None = None
+    metrics_retention_days: RetentionDays | None = None
+    logs_retention_days: RetentionDays | None = None
 
 
 Domain = Annotated[
@@ -142,3 +153,22 @@ class SecretWrite(BaseModel):
 
 class SecretList(BaseModel):
     items: list[SecretRead]
+
+
+class TableUsage(BaseModel):
+    table: str
+    rows: int
+    bytes: int = Field(description="Estimated bytes of this environment's rows, indexes included")
+
+
+class EnvironmentUsage(BaseModel):
+    """What an environment stores, table by table, against ``limits.storage_quota_gb``."""
+
+    environment: str
+    tables: list[TableUsage]
+    rows: int
+    bytes: int
+    quota_bytes: int | None = Field(description="storage_quota_gb × 2^30; null without a quota")
+    used_pct: float | None
+    method: str = Field(description="How bytes were estimated")
+    measured_at: datetime

@@ -279,7 +279,7 @@ def _meaning(
     none to apply."""
     try:
         payload = json.loads(webhook.body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
         return 400, "invalid", "request body is not valid JSON"
     if not isinstance(payload, dict):
         return 400, "invalid", "request body is not a JSON object"

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import gzip
+import json
 import uuid
 import zlib
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -20,10 +20,11 @@ from shipboard.core.bodylimit import read_limited_body, too_large
 from shipboard.core.errors import InvalidInput, ShipboardError
 from shipboard.core.problems import Problem
 from shipboard.core.time import utcnow
-from shipboard.core.types import EnvironmentName, MetricName
+from shipboard.core.types import DateTime, EnvironmentName, MetricName
 from shipboard.environments import repository as environments
 from shipboard.monitoring import otlp, repository, service
 from shipboard.monitoring.schemas import Accepted, Aggregation, MetricBatch, MetricNames, Series
+from shipboard.ops.metrics import note_ingest
 
 router = APIRouter(
     tags=["monitoring"], responses={401: {"model": Problem}, 403: {"model": Problem}}
@@ -51,6 +52,7 @@ def ingest(
     ] = None,
 ) -> Accepted:
     """Store up to 10,000 points, all or nothing."""
+    note_ingest(request.state, "metrics", points=len(batch.metrics))
     for environment in sorted({m.environment for m in batch.metrics}):
         spend_budget(request, db, caller, environment)
     return service.ingest_batch(
@@ -65,8 +67,8 @@ def series(
     _: AnyUser,
     name: Annotated[MetricName, Query()],
     environment: EnvironmentName | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: DateTime | None = None,
+    until: DateTime | None = None,
     step: Annotated[
         int | None, Query(ge=1, le=31_536_000, description="Bucket width in seconds")
     ] = None,
@@ -133,9 +135,13 @@ async def _otlp_request(request: Request) -> tuple[ExportMetricsServiceRequest, 
             message.ParseFromString(body)
             return message, True
         if content_type == "application/json":
-            json_format.Parse(body.decode("utf-8"), message, ignore_unknown_fields=True)
+            document = json.loads(body.decode("utf-8"))
+            if not isinstance(document, dict):
+                # json_format.Parse takes "" or [] for an empty export; an export is an object.
+                raise OtlpBadRequest("an OTLP JSON request is an object")
+            json_format.ParseDict(document, message, ignore_unknown_fields=True)
             return message, False
-    except (DecodeError, json_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
+    except (DecodeError, json_format.ParseError, ValueError, RecursionError) as exc:
         raise OtlpBadRequest(f"cannot decode the OTLP request: {type(exc).__name__}") from exc
     raise OtlpUnsupported(f"Content-Type must be {PROTOBUF} or application/json")
 
@@ -180,6 +186,12 @@ async def otlp_metrics(request: Request, db: DbSession, caller: ServiceOrAdmin) 
     def store(session: Session = db) -> otlp.Converted:
         converted = otlp.convert(
             message, known_environments=environments.names(session), now=utcnow()
+        )
+        note_ingest(
+            request.state,
+            "otlp",
+            points=len(converted.rows) + converted.rejected,
+            rejected=converted.rejected,
         )
         for environment in sorted({row["environment"] for row in converted.rows}):
             spend_budget(request, session, caller, environment)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 import structlog
@@ -17,6 +18,7 @@ from shipboard.core.crypto import Keyring
 from shipboard.core.errors import ShipboardError
 from shipboard.core.time import utcnow
 from shipboard.db.engine import is_postgres, system_transaction
+from shipboard.db.leader import LeaderElection
 from shipboard.environments import repository as environments
 from shipboard.monitoring import alert_service, scrape
 from shipboard.monitoring import repository as metrics
@@ -24,6 +26,8 @@ from shipboard.notifications import service as notifications
 
 log = structlog.get_logger("shipboard.scheduler")
 EVALUATION_LOCK = 0x5B1B0A4E
+RETENTION_FIRST_AFTER_S = 60.0
+RETENTION_INTERVAL_S = 3600.0
 
 
 class Scheduler:
@@ -37,8 +41,16 @@ class Scheduler:
         max_attempts: int = notifications.MAX_ATTEMPTS,
         max_age_s: float = notifications.MAX_AGE.total_seconds(),
         scan_roots: list[str] | None = None,
+        backup_schedule: str | None = None,
+        backup_keep: int = 7,
+        backup_dir: Path | None = None,
     ) -> None:
         self.scan_roots = scan_roots or ["."]
+        self.backup_schedule = backup_schedule
+        self.backup_keep = backup_keep
+        self.backup_dir = backup_dir
+        self._last_backup_check: datetime | None = None
+        self._backup_thread: threading.Thread | None = None
         self.max_attempts = max_attempts
         self.max_age = timedelta(seconds=max_age_s)
         self.engine = engine
@@ -48,8 +60,13 @@ class Scheduler:
         self._next_eval = 0.0
         self._next_scrape: dict[tuple[str, str], float] = {}
         self.leader = False
+        # Sticky: the node that leads keeps leading until it stops or dies (db/leader.py).
+        self.election = LeaderElection(engine)
+        self.thread: threading.Thread | None = None
         self._last_schedule_check: float | None = None
         self._last_report_check: datetime | None = None
+        # Retention and quota checks: a minute after the first look, then hourly (monotonic).
+        self._next_retention: float | None = None
 
     def run(self, stop: threading.Event) -> None:
         import time
@@ -63,15 +80,20 @@ class Scheduler:
                     self.scrape_due()
                     self.schedule_scans()
                     self.schedule_reports()
+                    self.schedule_backups()
+                    self.enforce_retention()
                 notifications.send_due(
                     self.engine, self.keyring, max_attempts=self.max_attempts, max_age=self.max_age
                 )
             except Exception:
                 log.exception("scheduler_tick_failed")
             stop.wait(self.poll_s)
+        self.election.release()
 
     def evaluate(self) -> bool:
-        """One evaluation round, if this node wins the election for it."""
+        """One evaluation round, if this node leads."""
+        if not self.election.holds():
+            return False
         with system_transaction(self.engine) as session:
             if is_postgres(session) and not session.scalar(
                 sa.select(sa.func.pg_try_advisory_xact_lock(EVALUATION_LOCK))
@@ -178,10 +200,77 @@ class Scheduler:
                         )
         return queued
 
+    def schedule_backups(self, *, now: datetime | None = None) -> bool:
+        """Start the backup ``SHIPBOARD_BACKUP_SCHEDULE`` asks for when its cron fired since the
+        last look (elected node only), then keep the newest ``SHIPBOARD_BACKUP_KEEP``. The backup
+        runs in a thread of its own: alert evaluation must not wait for a dump."""
+        if not self.backup_schedule or self.backup_dir is None:
+            return False
+        from croniter import croniter
+
+        from shipboard.ops import backup
+
+        now = now or utcnow()
+        last, self._last_backup_check = self._last_backup_check, now
+        if last is None:
+            return False  # start from now: a restart does not replay a missed backup
+        slot: datetime = croniter(self.backup_schedule, now).get_prev(datetime)
+        if slot <= last:
+            return False
+        if self._backup_thread is not None and self._backup_thread.is_alive():
+            log.warning("scheduled_backup_skipped", slot=slot.isoformat(), reason="still running")
+            return False
+        if not backup.claim_scheduled_backup(self.engine, slot):
+            return False  # another node took this one
+        url = self.engine.url.render_as_string(hide_password=False)
+        directory, keep = self.backup_dir, self.backup_keep
+
+        def run() -> None:
+            try:
+                report, pruned = backup.run_scheduled_backup(url, directory=directory, keep=keep)
+                log.info(
+                    "scheduled_backup_written",
+                    path=str(report.path),
+                    bytes=report.bytes,
+                    seconds=round(report.seconds, 1),
+                    pruned=[p.name for p in pruned],
+                )
+            except Exception:
+                log.exception("scheduled_backup_failed", slot=slot.isoformat())
+
+        self._backup_thread = threading.Thread(target=run, name="shipboard-backup", daemon=True)
+        self._backup_thread.start()
+        return True
+
+    def enforce_retention(self, *, force: bool = False) -> bool:
+        """Trim metrics and logs past each environment's horizon and check storage quotas, at
+        most every ``RETENTION_INTERVAL_S`` (elected node only, so two nodes never race)."""
+        import time
+
+        from shipboard.audit.service import AuditContext
+        from shipboard.environments.service import check_storage_quotas
+        from shipboard.ops import retention
+
+        now = time.monotonic()
+        if not force:
+            if self._next_retention is None:
+                self._next_retention = now + RETENTION_FIRST_AFTER_S
+            if now < self._next_retention:
+                return False
+        # Set before the work: a failing run is retried in an hour, not on every tick.
+        self._next_retention = now + RETENTION_INTERVAL_S
+        retention.enforce(self.engine)
+        with system_transaction(self.engine) as session:
+            check_storage_quotas(
+                session, audit_context=AuditContext(actor="scheduler", actor_role="admin")
+            )
+        return True
+
 
 def start_in_thread(scheduler: Scheduler) -> threading.Event:
     stop = threading.Event()
-    threading.Thread(
+    scheduler.thread = threading.Thread(
         target=scheduler.run, args=(stop,), name="shipboard-scheduler", daemon=True
-    ).start()
+    )
+    scheduler.thread.start()
     return stop

@@ -7,6 +7,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+from shipboard.core.errors import InvalidInput
+
 MAX_POINTS = 1000
 
 
@@ -17,16 +19,42 @@ def percentile(q: float) -> Callable[[Sequence[float]], float]:
         ordered = sorted(values)
         position = (len(ordered) - 1) * q
         low, high = math.floor(position), math.ceil(position)
-        return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+        fraction = position - low
+        if fraction == 0:
+            return ordered[low]
+        # Weighted, not low + (high - low) * f: the difference of two large values overflows.
+        return ordered[low] * (1 - fraction) + ordered[high] * fraction
 
     return compute
 
 
+def mean(values: Sequence[float]) -> float:
+    """The mean of finite values, which is finite even where their sum is not."""
+    try:
+        return statistics.fmean(values)
+    except OverflowError:
+        count = len(values)
+        return math.fsum(v / count for v in values)
+
+
+def total(values: Sequence[float]) -> float:
+    """The exact sum; one that no 64-bit float can hold is the caller's mistake, not ours."""
+    try:
+        result = math.fsum(values)
+    except OverflowError:
+        result = math.inf
+    if not math.isfinite(result):
+        raise InvalidInput(
+            "the sum of this bucket is too large for a 64-bit number; use avg or max"
+        )
+    return result
+
+
 AGGREGATIONS: dict[str, Callable[[Sequence[float]], float]] = {
-    "avg": statistics.fmean,
+    "avg": mean,
     "min": min,
     "max": max,
-    "sum": math.fsum,
+    "sum": total,
     "count": lambda values: float(len(values)),
     "p50": percentile(0.50),
     "p95": percentile(0.95),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from shipboard.audit.service import AuditContext
@@ -17,6 +18,7 @@ from shipboard.db.partitions import ensure_partitions
 from shipboard.environments.service import seed_environments
 
 BOOTSTRAP_ADMIN = "admin"
+PREPARE_LOCK = 0x5B1B0A51
 
 
 @dataclass
@@ -31,6 +33,9 @@ def prepare_instance(engine: Engine, url: str) -> Prepared:
     migrate.upgrade(url)
     with system_transaction(engine) as session:
         if is_postgres(session):
+            # Several processes may start at once (docs/scaling.md): one seeds and creates the
+            # admin, the others wait here and then find it done.
+            session.execute(sa.select(sa.func.pg_advisory_xact_lock(PREPARE_LOCK)))
             ensure_partitions(session.connection(), months_ahead=1)
         seeded = seed_environments(session)
         token = None

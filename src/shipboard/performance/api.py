@@ -10,6 +10,7 @@ from shipboard.core.errors import PayloadTooLarge
 from shipboard.core.problems import Problem
 from shipboard.core.types import EnvironmentName, ShortText, Timestamp
 from shipboard.environments.service import max_upload_bytes
+from shipboard.ops.metrics import note_ingest
 from shipboard.performance import service
 from shipboard.performance.schemas import (
     IngestResult,
@@ -38,6 +39,7 @@ DEFAULT_UPLOAD_LIMIT = 50 * 1024 * 1024
 @router.post("/metrics", status_code=201, response_model=IngestResult, responses=CHANGE)
 def submit(batch: PerformanceBatch, request: Request, db: DbSession, caller: Submitter) -> Any:
     """Store up to 10,000 results, all or nothing, and judge each series they touch."""
+    note_ingest(request.state, "performance", points=len(batch.metrics))
     for environment in sorted({m.environment for m in batch.metrics}):
         spend_budget(request, db, caller, environment)
     return service.record_results(db, metrics=batch.metrics)
@@ -62,7 +64,7 @@ def import_results(
     data = file.file.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"the file is larger than {limit // (1024 * 1024)} MB")
-    return service.import_file(
+    result = service.import_file(
         db,
         environment=environment,
         data=data,
@@ -70,6 +72,8 @@ def import_results(
         commit_sha=commit_sha,
         audit_context=audit,
     )
+    note_ingest(request.state, "performance", points=result.accepted)
+    return result
 
 
 @router.get("/metrics", response_model=PerformanceMetricPage, responses={422: {"model": Problem}})

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from shipboard.core.time import utcnow
 from shipboard.monitoring.alerting import MAD_SCALE
 from shipboard.monitoring.models import Alert, AlertRule, MonitoringMetric
-from shipboard.monitoring.series import percentile
+from shipboard.monitoring.series import mean, percentile
 
 ANOMALY_Z = 3.5
 MAX_POINTS_PER_METRIC = 200_000
@@ -109,7 +109,7 @@ def _summary(
         points=len(values),
         min=min(values),
         max=max(values),
-        avg=statistics.fmean(values),
+        avg=mean(values),
         p95=percentile(0.95)(values),
         trend_per_day=slope,
         trend_p_value=p_value,

@@ -31,6 +31,8 @@ class ScannerRun:
 
 def allowed_target(target: str, roots: list[str]) -> Path:
     """The resolved target, if it lies inside one of the allowed roots (symlinks resolved)."""
+    if "\x00" in target:
+        raise ScanError("target contains a NUL character, which no path can hold")
     path = Path(target).resolve()
     for root in roots:
         base = Path(root).resolve()

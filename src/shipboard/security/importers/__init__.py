@@ -31,19 +31,19 @@ def parse_report(
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ImportFailed(f"the file is not valid JSON ({exc}); expected {EXPECTED}") from exc
     if sarif.looks_like(doc):
-        tool_name, findings, results = sarif.parse(doc)
         fmt = "sarif"
     else:
         detected = native.detect(doc)
         if detected is None:
             raise ImportFailed(f"unrecognized report; expected {EXPECTED}")
-        try:
-            tool_name, findings, results = native.parse(detected, doc)
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise ImportFailed(
-                f"the {detected} report is malformed: {type(exc).__name__}: {exc}"
-            ) from exc
         fmt = detected
+    try:
+        if fmt == "sarif":
+            tool_name, findings, results = sarif.parse(doc)
+        else:
+            tool_name, findings, results = native.parse(fmt, doc)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        raise ImportFailed(f"the {fmt} report is malformed: {type(exc).__name__}: {exc}") from exc
     tool_name = tool or tool_name
     kind = infer_type(tool_name, hint=scan_type)
     if fmt == "trivy" and scan_type is None:

@@ -1,0 +1,74 @@
+"""The OpenAPI document says what the error handlers really send.
+
+Routes declare their error statuses with ``responses={status: {"model": Problem}}``; FastAPI
+documents those (and its own 422) as ``application/json``. Every error the API sends is rendered
+by ``core.problems`` as ``application/problem+json`` with the ``Problem`` shape, so the document is
+rewritten once, when it is built, to say exactly that. Two errors come from shared plumbing rather
+than from any route, so they are added to every operation that takes a body: 400 (a body that
+does not parse, ``core.problems``) and 413 (``core.bodylimit``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from shipboard.core.problems import PROBLEM_JSON, Problem
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_REF_TEMPLATE = "#/components/schemas/{model}"
+_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+
+
+def problem_errors(document: dict[str, Any]) -> dict[str, Any]:
+    """Document every 4xx/5xx response as problem+json ``Problem`` (in place; returned)."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    problem = Problem.model_json_schema(ref_template=_REF_TEMPLATE)
+    for name, schema in problem.pop("$defs", {}).items():
+        schemas.setdefault(name, schema)
+    schemas.setdefault("Problem", problem)
+    for item in document.get("paths", {}).values():
+        for method in _METHODS:
+            operation = item.get(method)
+            if not operation:
+                continue
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                # Every body is parsed by the same handlers and bounded by the same middleware.
+                responses.setdefault("400", {"description": "Malformed body"})
+                responses.setdefault("413", {"description": "Body larger than the limit"})
+            for status, response in responses.items():
+                if status[:1] in {"4", "5"}:
+                    response["content"] = {PROBLEM_JSON: {"schema": dict(_PROBLEM_REF)}}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if not _referenced(document, f"#/components/schemas/{unused}"):
+            schemas.pop(unused, None)
+    return document
+
+
+def _referenced(node: Any, ref: str) -> bool:
+    if isinstance(node, dict):
+        return node.get("$ref") == ref or any(_referenced(v, ref) for v in node.values())
+    if isinstance(node, list):
+        return any(_referenced(v, ref) for v in node)
+    return False
+
+
+def install(app: FastAPI) -> None:
+    """Replace ``app.openapi`` by one that documents errors as problem+json."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                openapi_version=app.openapi_version,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = problem_errors(document)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,742 @@
+"""Backups on both backends: every table populated through the API, backed up while the server
+runs, verified, restored into an empty database and served again; damaged archives, a database
+that is not empty, a full disk, and scheduled backups with pruning."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+import tarfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from shipboard.audit import service as audit
+from shipboard.core.errors import Conflict, InvalidInput
+from shipboard.db import migrate
+from shipboard.db.engine import is_postgres, system_transaction
+from shipboard.db.metadata import metadata
+from shipboard.db.partitions import PARTITIONED_TABLES, ensure_partitions, month_start
+from shipboard.environments.service import seed_environments
+from shipboard.monitoring.scheduler import Scheduler
+from shipboard.ops import backup
+from tests.conftest import SYSTEM, Clients, Database, DatabaseFactory, LiveServer
+from tests.test_alerting import _channel, _push, _rule
+from tests.test_cli import shipboard
+from tests.test_integrations_webhooks import _configure, _fixture, _github
+from tests.test_web_auth import browser, login, set_password
+
+NOW = datetime.now(UTC)
+# Mid-month of the previous month: on PostgreSQL, a second monthly partition holds data.
+LAST_MONTH = datetime.combine(month_start(NOW.date(), -1), datetime.min.time(), UTC) + timedelta(
+    days=14
+)
+
+
+# --- populating every table -------------------------------------------------------------------
+
+
+def _ok(response: httpx.Response, status: int | None = None) -> Any:
+    assert response.is_success if status is None else response.status_code == status, response.text
+    return response.json() if response.content else None
+
+
+def _reported(client: httpx.Client, version: str) -> dict[str, Any]:
+    """A deployment reported by its runner through to success."""
+    created = _ok(
+        client.post(
+            "/api/v1/deployments",
+            json={"environment": "development", "version": version, "commit_sha": "abcdef1"},
+        ),
+        201,
+    )
+    for status in ("building", "deploying", "success"):
+        _ok(client.post(f"/api/v1/deployments/{created['id']}/status", json={"status": status}))
+    return dict(created)
+
+
+def populate(clients: Clients, engine: Engine, *, receiver_url: str) -> None:
+    """At least one row in every table, through the API wherever the API writes it."""
+    if is_postgres(engine):
+        with engine.begin() as conn:
+            ensure_partitions(conn, today=LAST_MONTH.date(), months_ahead=0)
+    with clients.as_role("admin") as admin:
+        _ok(
+            admin.put(
+                "/api/v1/environments/staging/secrets/DEPLOY_TOKEN", json={"value": "s3cr3t-value"}
+            )
+        )
+        _configure(admin, "github")
+        _channel(admin, "ops-hook", receiver_url)
+        _rule(admin, "HighErrors", for_s=0, channels=["ops-hook"])
+        _ok(
+            admin.post(
+                "/api/v1/silences",
+                json={
+                    "matchers": [{"name": "alertname", "value": "Other"}],
+                    "ends_at": (NOW + timedelta(days=1)).isoformat(),
+                    "comment": "maintenance",
+                },
+            ),
+            201,
+        )
+    # integrations, integration_deliveries/_deployments, and a deployment from 2019.
+    _ok(_github(clients, "deployment", _fixture("github/deployment.created.payload.json")))
+    with clients.as_role("deployer") as deployer:
+        _reported(deployer, "1.0.0")
+        second = _reported(deployer, "1.1.0")
+        # rollback_from points at a row of the same table.
+        _ok(deployer.post(f"/api/v1/deployments/{second['id']}/rollback"), 201)
+        _ok(
+            deployer.post(
+                "/api/v1/security/scans",
+                json={"environment": "staging", "type": "sast", "target": ".", "tool": "bandit"},
+            ),
+            202,
+        )
+        report = Path(__file__).parent / "fixtures" / "security" / "semgrep" / "dd_many_vulns.json"
+        _ok(
+            deployer.post(
+                "/api/v1/security/scans/import",
+                files={"file": (report.name, report.read_bytes(), "application/json")},
+                data={"environment": "staging"},
+            ),
+            201,
+        )
+    with clients.as_role("deployer") as deployer:
+        logs = [
+            {
+                "level": "info",
+                "message": f"line {i} ünïcode",
+                "source": "ci",
+                "timestamp": t,
+                # Numbers jsonb rewrites (1e-07 comes back as 0.0000001).
+                "metadata": {"b": 1e-07, "a": [1.0, 2], "big": 1e20, "none": None},
+            }
+            for i, t in enumerate((LAST_MONTH.isoformat(), NOW.isoformat()))
+        ]
+        _ok(
+            deployer.post(f"/api/v1/deployments/{second['id']}/logs", json={"logs": logs}),
+            201,
+        )
+    with clients.as_role("service") as service:
+        metrics = [
+            {
+                "name": "latency_ms",
+                "value": value,
+                "timestamp": moment.isoformat(),
+                "environment": "production",
+                "tags": {"route": "/"},
+                "source": "application",
+            }
+            for value, moment in (
+                (0.1 + 0.2, LAST_MONTH),
+                (1e20, NOW - timedelta(minutes=5)),
+                # No monthly partition that old: PostgreSQL's default partition takes it.
+                (7, datetime(2019, 5, 15, tzinfo=UTC)),
+            )
+        ]
+        _ok(
+            service.post(
+                "/api/v1/metrics", json={"metrics": metrics}, headers={"Idempotency-Key": "k-1"}
+            ),
+        )
+        results = [
+            {
+                "name": "api.p95",
+                "environment": "staging",
+                "value": value,
+                "unit": "ms",
+                "timestamp": (moment + timedelta(minutes=i)).isoformat(),
+                **({"threshold": 120} if value > 120 else {}),
+            }
+            for i, (value, moment) in enumerate(((100, LAST_MONTH), (101, NOW), (130, NOW)))
+        ]
+        _ok(service.post("/api/v1/performance/metrics", json={"metrics": results}))
+    # alerts, notification_groups, notification_deliveries (sent or not, they are rows).
+    _push(engine, "errors", [50], NOW - timedelta(seconds=2))
+    _tick_without_sending(engine)
+    # web_sessions
+    set_password(engine, "viewer-user")
+    with browser(clients.server) as client:
+        assert login(client, "viewer-user").status_code == 303
+    with system_transaction(engine) as session:
+        audit.record(session, context=SYSTEM, action="backup.test", details={"at": "populate"})
+
+
+def _tick_without_sending(engine: Engine) -> None:
+    from shipboard.monitoring import alert_service
+    from shipboard.notifications import service as notifications
+
+    with system_transaction(engine) as session:
+        alert_service.evaluate_rules(session, now=NOW)
+        notifications.flush_groups(
+            session, now=NOW, alerts_for=alert_service.group_alerts(session, NOW)
+        )
+
+
+def table_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return backup.count_rows(conn, [t.name for t in metadata.sorted_tables])
+
+
+def assert_every_table_has_rows(engine: Engine) -> dict[str, int]:
+    """Every table Shipboard knows holds a row: a table added later and not populated here
+    fails this, instead of going untested through backups."""
+    counts = table_counts(engine)
+    empty = sorted(name for name, count in counts.items() if count == 0)
+    assert not empty, f"populate() leaves these tables empty: {empty}"
+    return counts
+
+
+def digests(url: str) -> dict[str, backup.TableDigest]:
+    engine = sa.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://"), poolclass=sa.pool.NullPool
+    )
+    try:
+        with engine.connect() as conn:
+            return backup.database_digests(conn)
+    finally:
+        engine.dispose()
+
+
+def env_for(database: Database, home: Path) -> dict[str, str]:
+    return {"SHIPBOARD_DATABASE_URL": database.url, "SHIPBOARD_HOME": str(home)}
+
+
+# --- the round trip ---------------------------------------------------------------------------
+
+
+def test_round_trip_with_every_table_while_the_server_runs(
+    clients: Clients,
+    engine: Engine,
+    db: Database,
+    databases: DatabaseFactory,
+    tmp_path: Path,
+    receiver: Any,
+) -> None:
+    populate(clients, engine, receiver_url=receiver.url)
+    counts = assert_every_table_has_rows(engine)
+    archive = tmp_path / "nightly.tar"
+    # A process of its own, as an operator runs it beside the server.
+    started = time.monotonic()
+    created = shipboard(
+        "backup", "create", "--output", str(archive), "--json", env=env_for(db, tmp_path)
+    )
+    create_s = time.monotonic() - started
+    assert created.returncode == 0, created.stderr
+    body = json.loads(created.stdout)
+    assert {t: body["tables"][t]["rows"] for t in counts} == counts
+    assert body["schema_revision"] == migrate.head_revision()
+    assert body["backend"] == ("postgresql" if db.backend == "postgres" else "sqlite")
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+    with tarfile.open(archive) as tar:
+        assert tar.getnames() == ["manifest.json", backup_member(db)]
+    if db.backend == "postgres":
+        for table in PARTITIONED_TABLES:
+            partitions = {
+                name: rows
+                for name, rows in body["partitions"].items()
+                if name.startswith(f"{table}_")
+            }
+            assert sum(partitions.values()) == counts[table]
+        month_partitions = [
+            name
+            for name, rows in body["partitions"].items()
+            if rows and not name.endswith("_default")
+        ]
+        assert {n.rsplit("_", 2)[0] for n in month_partitions} >= {
+            "monitoring_metrics",
+            "deployment_logs",
+        }
+        assert len([n for n in month_partitions if n.startswith("monitoring_metrics_")]) == 2
+        assert body["partitions"]["monitoring_metrics_default"] == 1  # the 2019 sample
+
+    started = time.monotonic()
+    verified = shipboard("backup", "verify", str(archive), env=env_for(db, tmp_path))
+    verify_s = time.monotonic() - started
+    assert verified.returncode == 0, verified.stderr
+    assert "OK" in verified.stderr
+
+    target = databases.new(db.backend)
+    started = time.monotonic()
+    restored = shipboard("backup", "restore", str(archive), "--json", env=env_for(target, tmp_path))
+    restore_s = time.monotonic() - started
+    assert restored.returncode == 0, restored.stderr
+    print(
+        f"\n[{db.backend}] {sum(counts.values())} rows, archive {archive.stat().st_size} bytes: "
+        f"create {create_s:.2f} s, verify {verify_s:.2f} s, restore {restore_s:.2f} s "
+        "(each a new process)"
+    )
+    # Independently of the manifest: the restored database has the live one's content.
+    assert digests(target.url) == {
+        name: backup.TableDigest(v["rows"], v["checksum"]) for name, v in body["tables"].items()
+    }
+    assert digests(target.url) == digests(db.url)
+
+    # The restored instance serves: the same token, deployments, audit trail, partitions.
+    live = LiveServer(target.url)
+    live.start()
+    try:
+        restored_clients = Clients(server=live, tokens=clients.tokens)
+        for path in ("/api/v1/deployments", "/api/v1/audit?limit=500", "/api/v1/alerts"):
+            with clients.as_role("admin") as before, restored_clients.as_role("admin") as after:
+                assert _ok(after.get(path)) == _ok(before.get(path))
+        with restored_clients.as_role("admin") as admin:
+            audit_actions = {
+                e["action"] for e in _ok(admin.get("/api/v1/audit?limit=500"))["items"]
+            }
+        assert "backup.test" in audit_actions
+    finally:
+        live.stop()
+    # The append-only triggers came back with the table.
+    with live.engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match="append-only"):
+        conn.execute(sa.text("DELETE FROM audit_events"))
+
+
+def test_a_backup_is_consistent_while_writes_go_on(
+    clients: Clients, db: Database, tmp_path: Path
+) -> None:
+    """The checksums describe exactly the rows in the dump, however busy the server is: the
+    SQLite copy is one snapshot, and on PostgreSQL pg_dump reads the snapshot the checksums
+    were taken in."""
+    import threading
+
+    stop = threading.Event()
+    written = [0]
+
+    def ingest() -> None:
+        with clients.as_role("service") as service:
+            while not stop.is_set():
+                batch = [
+                    {"name": "rps", "value": i, "environment": "staging", "source": "application"}
+                    for i in range(50)
+                ]
+                _ok(service.post("/api/v1/metrics", json={"metrics": batch}))
+                written[0] += len(batch)
+
+    writer = threading.Thread(target=ingest, daemon=True)
+    writer.start()
+    try:
+        time.sleep(0.3)
+        archive = tmp_path / "busy.tar"
+        before = written[0]
+        created = shipboard("backup", "create", "-o", str(archive), env=env_for(db, tmp_path))
+        after = written[0]
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+    assert created.returncode == 0, created.stderr
+    report = backup.verify_backup(archive, scratch_url=db.url)
+    backed_up = report.manifest.tables["monitoring_metrics"].rows
+    assert after > before  # the server was busy all along
+    # A batch in flight may have committed before it was counted.
+    assert before <= backed_up <= after + 50
+
+
+def backup_member(db: Database) -> str:
+    return backup.PG_MEMBER if db.backend == "postgres" else backup.SQLITE_MEMBER
+
+
+def test_restore_refuses_a_database_with_data_unless_forced(
+    db: Database, databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    archive = tmp_path / "b.tar"
+    source = _small_database(databases, db.backend)
+    backup.create_backup(source.url, output=archive)
+    # The shared test database holds the seeded environments.
+    refused = shipboard("backup", "restore", str(archive), env=env_for(db, tmp_path))
+    assert refused.returncode == 1
+    assert "not empty" in refused.stderr
+    assert "--force" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    target = databases.new(db.backend)
+    backup.restore_backup(archive, target.url)
+    with pytest.raises(Conflict, match="not empty"):
+        backup.restore_backup(archive, target.url)
+    # Forced: replaced, not added to.
+    report = backup.restore_backup(archive, target.url, force=True)
+    assert digests(target.url) == report.manifest.tables
+
+
+@pytest.mark.postgres
+def test_restore_into_a_database_in_use_says_so(
+    databases: DatabaseFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _small_database(databases, "postgres")
+    archive = tmp_path / "b.tar"
+    backup.create_backup(source.url, output=archive)
+    monkeypatch.setattr(backup, "RESTORE_LOCK_WAIT_S", 1)
+    # A server's open transaction holds a lock on a table.
+    engine = source.engine(poolclass=sa.pool.NullPool)
+    with engine.connect() as busy:
+        busy.execute(sa.text("SELECT count(*) FROM environments"))
+        with pytest.raises(Conflict, match="the database is in use"):
+            backup.restore_backup(archive, source.url, force=True)
+    engine.dispose()
+    # Nothing was dropped.
+    assert digests(source.url)["environments"].rows == 3
+
+
+def _small_database(databases: DatabaseFactory, backend: str) -> Database:
+    """A database of its own (no server has it open) with a few rows, audit events included."""
+    from shipboard.auth import service as auth
+    from shipboard.auth.schemas import UserCreate
+
+    database = databases.new(backend)
+    migrate.upgrade(database.url)
+    engine = database.engine()
+    try:
+        with system_transaction(engine) as session:
+            seed_environments(session)
+            auth.create_user(
+                session, data=UserCreate(name="ops", role="admin"), audit_context=SYSTEM
+            )
+    finally:
+        engine.dispose()
+    return database
+
+
+def test_progress_bars_for_a_person_only(databases: DatabaseFactory, tmp_path: Path) -> None:
+    import pty
+
+    source = _small_database(databases, "sqlite")
+    env = {**os.environ, "SHIPBOARD_DATABASE_URL": source.url, "SHIPBOARD_HOME": str(tmp_path)}
+    argv = [sys.executable, "-m", "shipboard", "backup", "create", "-o", str(tmp_path / "a.tar")]
+    piped = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert piped.returncode == 0, piped.stderr
+    assert "checksums" not in piped.stderr
+    # At a terminal: Rich draws each stage.
+    leader, follower = pty.openpty()
+    argv[-1] = str(tmp_path / "b.tar")
+    process = subprocess.Popen(argv, env=env, stdout=follower, stderr=follower)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert process.wait(timeout=60) == 0, shown
+    assert b"checksums" in shown
+    assert b"backup written" in shown
+
+
+# --- damaged archives -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_archive(databases: DatabaseFactory, tmp_path: Path) -> Path:
+    archive = tmp_path / "good.tar"
+    backup.create_backup(_small_database(databases, "sqlite").url, output=archive)
+    return archive
+
+
+def _rewrite(archive: Path, target: Path, *, manifest: Any = None, dump: Any = None) -> Path:
+    """A copy of ``archive`` with its manifest and/or dump bytes changed by the callables."""
+    with tarfile.open(archive) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
+    with tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as out:
+        for member, original in members:
+            change = manifest if member.name == "manifest.json" else dump
+            data = original if change is None else change(original)
+            member.size = len(data)
+            out.addfile(member, io.BytesIO(data))
+    return target
+
+
+def test_truncated_archives_fail_verification(sqlite_archive: Path, tmp_path: Path) -> None:
+    data = sqlite_archive.read_bytes()
+    with tarfile.open(sqlite_archive) as tar:
+        dump = tar.getmember(backup.SQLITE_MEMBER)
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(data[: dump.offset_data + dump.size // 2])
+    with pytest.raises(InvalidInput, match="is truncated or damaged: unexpected end of data"):
+        backup.verify_backup(cut)
+    # The dump whole, the end of the archive missing: still a copy cut short.
+    cut.write_bytes(data[: dump.offset_data + dump.size + 1])
+    with pytest.raises(InvalidInput, match="end-of-archive marker is missing"):
+        backup.verify_backup(cut)
+    # Cut right after the manifest: the dump is missing altogether.
+    cut.write_bytes(data[: dump.offset])
+    with pytest.raises(InvalidInput, match=r"truncated: database\.sqlite\.gz is missing"):
+        backup.verify_backup(cut)
+    cut.write_bytes(data[:100])
+    with pytest.raises(InvalidInput, match=r"truncated or damaged|not a Shipboard backup"):
+        backup.verify_backup(cut)
+
+
+def test_an_altered_byte_of_the_dump_fails_verification(
+    sqlite_archive: Path, tmp_path: Path
+) -> None:
+    data = bytearray(sqlite_archive.read_bytes())
+    with tarfile.open(sqlite_archive) as tar:
+        dump = tar.getmember(backup.SQLITE_MEMBER)
+    data[dump.offset_data + dump.size // 2] ^= 0x01
+    altered = tmp_path / "altered.tar"
+    altered.write_bytes(bytes(data))
+    with pytest.raises(InvalidInput, match="does not match the SHA-256 in its manifest"):
+        backup.verify_backup(altered)
+    # The command says the same, with exit code 2 (the file named is wrong) and no traceback.
+    result = shipboard("backup", "verify", str(altered), env={"SHIPBOARD_HOME": str(tmp_path)})
+    assert result.returncode == 2, result.stderr
+    assert "does not match the SHA-256" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_altered_manifest_fails_verification(sqlite_archive: Path, tmp_path: Path) -> None:
+    def one_more_user(raw: bytes) -> bytes:
+        manifest = json.loads(raw)
+        manifest["tables"]["users"]["rows"] += 1
+        return json.dumps(manifest).encode()
+
+    def other_checksum(raw: bytes) -> bytes:
+        manifest = json.loads(raw)
+        manifest["tables"]["environments"]["checksum"] = "0" * 64
+        return json.dumps(manifest).encode()
+
+    counted = _rewrite(sqlite_archive, tmp_path / "count.tar", manifest=one_more_user)
+    with pytest.raises(InvalidInput, match="table users: 1 rows, the manifest says 2"):
+        backup.verify_backup(counted)
+    summed = _rewrite(sqlite_archive, tmp_path / "sum.tar", manifest=other_checksum)
+    with pytest.raises(InvalidInput, match="table environments: content checksum"):
+        backup.verify_backup(summed)
+    garbled = _rewrite(sqlite_archive, tmp_path / "json.tar", manifest=lambda raw: raw[:-2])
+    with pytest.raises(InvalidInput, match=r"manifest\.json is not valid JSON"):
+        backup.verify_backup(garbled)
+    # Same bytes, another database inside: the SHA-256 no longer matches.
+    swapped = _rewrite(sqlite_archive, tmp_path / "swap.tar", dump=lambda raw: raw + b"\0")
+    with pytest.raises(InvalidInput, match=r"holds \d+ bytes, the manifest says"):
+        backup.verify_backup(swapped)
+    with pytest.raises(InvalidInput, match="not a Shipboard backup"):
+        backup.verify_backup(_rewrite_as_plain_file(tmp_path))
+
+
+def _rewrite_as_plain_file(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.tar"
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("notes.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    return path
+
+
+@pytest.mark.postgres
+def test_an_altered_postgres_archive_fails_verification(
+    databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    source = _small_database(databases, "postgres")
+    archive = tmp_path / "pg.tar"
+    backup.create_backup(source.url, output=archive)
+    backup.verify_backup(archive, scratch_url=source.url)
+
+    def fewer_environments(raw: bytes) -> bytes:
+        manifest = json.loads(raw)
+        manifest["tables"]["environments"]["rows"] = 2
+        manifest["partitions"]["deployment_logs_default"] = 5
+        return json.dumps(manifest).encode()
+
+    altered = _rewrite(archive, tmp_path / "altered.tar", manifest=fewer_environments)
+    with pytest.raises(InvalidInput) as failure:
+        backup.verify_backup(altered, scratch_url=source.url)
+    assert "table environments: 3 rows, the manifest says 2" in failure.value.detail
+    assert "partition deployment_logs_default: 0 rows, the manifest says 5" in failure.value.detail
+    # Its scratch database is gone again.
+    engine = source.engine(poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        assert not conn.scalar(
+            sa.text("SELECT count(*) FROM pg_database WHERE datname LIKE 'shipboard_scratch_%'")
+        )
+    engine.dispose()
+
+
+# --- a full disk ------------------------------------------------------------------------------
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_nothing(
+    databases: DatabaseFactory, backend: str, tmp_path: Path
+) -> None:
+    source = _small_database(databases, backend)
+    env = {"SHIPBOARD_DATABASE_URL": source.url, "SHIPBOARD_HOME": str(tmp_path)}
+    # /dev/full answers every write with ENOSPC.
+    full = shipboard("backup", "create", "--output", "/dev/full", env=env)
+    assert full.returncode == 1, full.stderr
+    assert "backup not written: No space left on device" in full.stderr
+    assert "Traceback" not in full.stderr
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+    # A file-size limit fails the writes of a real file: no archive, no scratch files left.
+    out = tmp_path / "backups"
+    out.mkdir()
+    limited = _limited(
+        64 * 1024,
+        [sys.executable, "-m", "shipboard", "backup", "create", "--output", str(out / "b.tar")],
+        env={**os.environ, **env},
+    )
+    assert limited.returncode == 1, limited.stderr
+    assert "backup not written" in limited.stderr
+    assert "Traceback" not in limited.stderr
+    assert list(out.iterdir()) == []
+
+
+def _limited(
+    max_bytes: int, argv: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` under a file-size limit: a write past it fails with EFBIG as a write to a
+    full disk fails with ENOSPC (Python ignores SIGXFSZ, which would otherwise kill it)."""
+    return subprocess.run(
+        ["sh", "-c", f'ulimit -f {max_bytes // 512} && exec "$0" "$@"', *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_archive_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    """The rename is the commit: a write that fails leaves neither the archive nor its
+    partial file, and a previous archive of the same name stays as it was."""
+    target = tmp_path / "b.tar"
+    target.write_bytes(b"previous")
+    script = (
+        "import errno, sys\n"
+        "from pathlib import Path\n"
+        "from shipboard.ops.backup import atomic_output\n"
+        "try:\n"
+        f"    with atomic_output(Path({str(target)!r})) as handle:\n"
+        "        for _ in range(64):\n"
+        "            handle.write(b'x' * 65536)\n"
+        "except OSError as exc:\n"
+        "    sys.exit(0 if exc.errno == errno.EFBIG else 3)\n"
+        "sys.exit(4)\n"
+    )
+    done = _limited(1024 * 1024, [sys.executable, "-c", script])
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["b.tar"]
+
+
+# --- scheduled backups ------------------------------------------------------------------------
+
+
+def test_scheduled_backup_runs_once_across_nodes_and_prunes(
+    clients: Clients, engine: Engine, tmp_path: Path
+) -> None:
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    for day in (1, 2, 3):
+        (directory / f"shipboard-backup-202001{day:02d}T000000Z.tar").write_bytes(b"old")
+    (directory / "notes.txt").write_text("not ours")
+    keyring = clients.server.app.state.keyring
+    nodes = [
+        Scheduler(engine, keyring, backup_schedule="0 * * * *", backup_keep=2, backup_dir=directory)
+        for _ in range(2)
+    ]
+    start = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
+    assert not any(node.schedule_backups(now=start) for node in nodes)
+    assert not any(node.schedule_backups(now=start + timedelta(minutes=10)) for node in nodes)
+    # 10:00 fired: one node takes it, the other sees the claim.
+    fired = [node.schedule_backups(now=start + timedelta(minutes=31)) for node in nodes]
+    assert sorted(fired) == [False, True]
+    for node in nodes:
+        if node._backup_thread is not None:
+            node._backup_thread.join(timeout=120)
+    names = sorted(p.name for p in directory.iterdir())
+    assert names[0] == "notes.txt"
+    assert names[1] == "shipboard-backup-20200103T000000Z.tar"
+    assert len(names) == 3
+    backup.verify_backup(
+        directory / names[2], scratch_url=engine.url.render_as_string(hide_password=False)
+    )
+    with clients.as_role("admin") as admin:
+        claims = _ok(admin.get("/api/v1/audit", params={"action": "backup.scheduled"}))["items"]
+    assert [c["target_id"] for c in claims if c["target_id"].startswith("2026-11-26T10:00")]
+
+
+def test_settings_refuse_a_bad_schedule() -> None:
+    from pydantic import ValidationError
+
+    from shipboard.config import Settings
+
+    with pytest.raises(ValidationError, match="not a cron expression"):
+        Settings(backup_schedule="every night")
+    settings = Settings(backup_schedule="0 3 * * *", home=Path("/srv/shipboard"))
+    assert settings.effective_backup_dir == Path("/srv/shipboard/backups")
+    assert settings.backup_keep == 7
+
+
+# --- checksums (pure) -------------------------------------------------------------------------
+
+
+def test_checksums_do_not_depend_on_how_a_backend_renders_a_value() -> None:
+    import uuid
+    from decimal import Decimal
+
+    # SQLite's stored text and PostgreSQL's values for the same row.
+    some_id = uuid.uuid4()
+    moment = datetime(2026, 11, 26, 7, 3, 30, 570731, tzinfo=UTC)
+    sqlite_row = {
+        "id": backup.canonical_value(str(some_id), "plain"),
+        "at": backup.canonical_value("2026-11-26T07:03:30.570731+00:00", "plain"),
+        "value": backup.canonical_value(0.30000000000000004, "number"),
+        "big": backup.canonical_value(2, "number"),
+        "ok": backup.canonical_value(1, "bool"),
+        "tags": backup.canonical_value('{"b": 1e+20, "a": 1e-07, "c": 1.0, "n": null}', "json"),
+        "none": backup.canonical_value(None, "json"),
+    }
+    postgres_row = {
+        "id": backup.canonical_value(some_id, "plain"),
+        "at": backup.canonical_value(moment.astimezone(), "plain"),
+        "value": backup.canonical_value(Decimal("0.30000000000000004"), "number"),
+        "big": backup.canonical_value(Decimal("2.000"), "number"),
+        "ok": backup.canonical_value(True, "bool"),
+        "tags": backup.canonical_value(
+            '{"a": 0.0000001, "b": 100000000000000000000, "c": 1.0, "n": null}', "json"
+        ),
+        "none": backup.canonical_value(None, "json"),
+    }
+    assert backup.row_hash(sqlite_row) == backup.row_hash(postgres_row)
+    # SQL NULL and a JSON null differ; so do a number and a string that reads alike.
+    assert backup.canonical_value("null", "json") != backup.canonical_value(None, "json")
+    assert backup.canonical_value('{"a": 1}', "json") != backup.canonical_value(
+        '{"a": "1e0"}', "json"
+    )
+    assert backup.canonical_number(Decimal("-0.0")) == backup.canonical_number(0)
+    # No rounding, however many digits PostgreSQL's numeric holds.
+    long = "1234567890123456789012345678901234567890.5"
+    assert backup.canonical_number(Decimal(long)) == long
+    assert backup.canonical_number(Decimal("100.00")) == backup.canonical_number(1e2) == "1E+2"
+    # Order-independent: the same rows in another order give the same checksum.
+    a, b = backup.Digest(), backup.Digest()
+    rows = [{"id": i, "v": str(i)} for i in range(5)]
+    for row in rows:
+        a.add(row)
+    for row in reversed(rows):
+        b.add(row)
+    assert a.result() == b.result()
+    assert a.result().rows == 5
+
+
+def test_the_postgres_password_never_reaches_argv() -> None:
+    conninfo, env = backup.libpq_target(
+        "postgresql://ship:p%40ss%20w0rd@db.example:5433/ship?sslmode=require"
+    )
+    assert "p@ss" not in conninfo
+    assert "w0rd" not in conninfo
+    assert conninfo == "postgresql://ship@db.example:5433/ship?sslmode=require"
+    assert env["PGPASSWORD"] == "p@ss w0rd"
