@@ -300,8 +300,6 @@ def backup_verify(
 
     The dump's SHA-256 first, then the dump restored into a scratch database: every table's
     rows and checksum. Exit 2 names what is wrong."""
-    import json
-
     from rich.console import Console
 
     from shipboard.config import get_settings
@@ -313,21 +311,28 @@ def backup_verify(
         report = verify_backup(file, scratch_url=scratch_url, progress=progress)
     manifest = report.manifest
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "path": str(file),
-                    "ok": True,
-                    "seconds": round(report.seconds, 3),
-                    **_manifest_json(manifest),
-                }
-            )
-        )
+        _print_checked(file, report.seconds, manifest)
         return
     Console(stderr=True, soft_wrap=True).print(
         f"{file}: OK — {manifest.backend} backup of {manifest.created_at}, schema "
         f"{manifest.schema_revision}, {len(manifest.tables)} tables and {manifest.rows} rows "
         f"match their counts and checksums (checked in {report.seconds:.1f} s)"
+    )
+
+
+def _print_checked(file: Path, seconds: float, manifest: Any) -> None:
+    """The --json answer of verify and restore: the archive, the time, and its manifest."""
+    import json
+
+    print(
+        json.dumps(
+            {
+                "path": str(file),
+                "ok": True,
+                "seconds": round(seconds, 3),
+                **_manifest_json(manifest),
+            }
+        )
     )
 
 
@@ -344,8 +349,6 @@ def backup_restore(
 
     Stop every Shipboard process first. A database that holds data is replaced only with
     --force."""
-    import json
-
     from rich.console import Console
 
     from shipboard.config import get_settings
@@ -356,16 +359,7 @@ def backup_restore(
         report = restore_backup(file, url, force=force, progress=progress)
     manifest = report.manifest
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "path": str(file),
-                    "ok": True,
-                    "seconds": round(report.seconds, 3),
-                    **_manifest_json(manifest),
-                }
-            )
-        )
+        _print_checked(file, report.seconds, manifest)
         return
     Console(stderr=True, soft_wrap=True).print(
         f"restored {file} ({manifest.backend} backup of {manifest.created_at}): "
