@@ -20,7 +20,7 @@ from shipboard.monitoring import alert_service, alerting
 from shipboard.monitoring.schemas import MonitoringMetricCreate
 from shipboard.monitoring.service import ingest_metrics
 from shipboard.notifications import service as notifications
-from tests.conftest import Clients, Receiver, _free_port
+from tests.conftest import Clients, Receiver
 from tests.test_api import assert_problem
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
@@ -309,41 +309,29 @@ def test_grouping_sends_one_message_for_five_alerts(
     assert payload["commonLabels"] == {"environment": "production", "severity": "high"}
 
 
-def test_email_reaches_a_real_smtp_server(clients: Clients, engine: Engine) -> None:
-    from aiosmtpd.controller import Controller
-
-    received: list[Any] = []
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-            received.append(envelope)
-            return "250 OK"
-
-    port = _free_port()
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        with clients.as_role("admin") as admin:
-            _channel(
-                admin,
-                "mail",
-                "",
-                kind="email",
-                config={
-                    "host": "127.0.0.1",
-                    "port": port,
-                    "from": "shipboard@example.org",
-                    "to": ["oncall@example.org"],
-                },
-            )
-            _rule(admin, "HighErrors", for_s=0, channels=["mail"])
-        _push(engine, "errors", [50], T0 - timedelta(seconds=1))
-        _tick(engine, clients.server.app.state.keyring, T0)
-        deadline = time.monotonic() + 5
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        controller.stop()
+def test_email_reaches_a_real_smtp_server(
+    clients: Clients, engine: Engine, smtp: tuple[int, list[Any]]
+) -> None:
+    port, received = smtp
+    with clients.as_role("admin") as admin:
+        _channel(
+            admin,
+            "mail",
+            "",
+            kind="email",
+            config={
+                "host": "127.0.0.1",
+                "port": port,
+                "from": "shipboard@example.org",
+                "to": ["oncall@example.org"],
+            },
+        )
+        _rule(admin, "HighErrors", for_s=0, channels=["mail"])
+    _push(engine, "errors", [50], T0 - timedelta(seconds=1))
+    _tick(engine, clients.server.app.state.keyring, T0)
+    deadline = time.monotonic() + 5
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.05)
     (envelope,) = received
     text = envelope.content.decode()
     assert envelope.rcpt_tos == ["oncall@example.org"]

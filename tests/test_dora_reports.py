@@ -11,7 +11,6 @@ from email.message import Message
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import Engine
 
 from shipboard.auth.schemas import Principal
@@ -20,7 +19,7 @@ from shipboard.deployments import service as deployments
 from shipboard.deployments.schemas import DeploymentCreate
 from shipboard.monitoring.scheduler import Scheduler
 from shipboard.notifications import service as notifications
-from tests.conftest import SYSTEM, Clients, Receiver, _free_port
+from tests.conftest import SYSTEM, Clients, Receiver
 from tests.test_alerting import _channel
 from tests.test_api import assert_problem
 
@@ -142,24 +141,6 @@ def test_dora_defaults_and_bad_periods(clients: Clients) -> None:
             {"environment": "qa"},  # the spec's three environments only
         ):
             assert_problem(viewer.get("/api/v1/reports/dora", params=params), 422)
-
-
-@pytest.fixture
-def smtp() -> Any:
-    from aiosmtpd.controller import Controller
-
-    received: list[Any] = []
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-            received.append(envelope)
-            return "250 OK"
-
-    port = _free_port()
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    yield port, received
-    controller.stop()
 
 
 def _patch(client: httpx.Client, environment: str, config: dict[str, Any]) -> httpx.Response:
