@@ -5,11 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+SOAK_MINUTES ?= 30
+SOAK_BACKEND ?= sqlite
 
 TOOLS  := .tools
 TOOLS_STAMP := $(TOOLS)/.installed-stamp
 
-.PHONY: install tools run test test-fast lint format bench bench-quick clean
+.PHONY: install tools run test test-fast lint format bench bench-quick soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +56,10 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m bench --quick
+
+## make soak: 30 minutes of steady mixed traffic against `shipboard serve` (SOAK_MINUTES, SOAK_BACKEND)
+soak: install
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) --backend $(SOAK_BACKEND)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
