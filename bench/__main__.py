@@ -653,6 +653,201 @@ def bench_series_query(
     ]
 
 
+@contextmanager
+def _server_process(url: str) -> Iterator[tuple[int, str, str]]:
+    """``shipboard serve --no-worker`` in a process of its own on a migrated, seeded database,
+    so its RSS is the server's alone: yields (pid, admin token, base URL)."""
+    import socket
+    import subprocess
+
+    import httpx
+
+    from shipboard.audit.service import AuditContext
+    from shipboard.auth.schemas import UserCreate
+    from shipboard.auth.service import create_user
+
+    migrate.upgrade(url)
+    engine = create_db_engine(url)
+    with system_transaction(engine) as s:
+        seed_environments(s)
+        token = create_user(
+            s,
+            data=UserCreate(name=f"bench-{uuid.uuid4().hex[:6]}", role="admin"),  # type: ignore[arg-type]
+            audit_context=AuditContext(actor="bench"),
+        ).token
+    engine.dispose()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as home:
+        env = {
+            **os.environ,
+            "SHIPBOARD_HOME": home,
+            "SHIPBOARD_DATABASE_URL": url,
+            "SHIPBOARD_LOG_LEVEL": "warning",
+        }
+        proc = subprocess.Popen(  # noqa: S603 -- our own interpreter and module, our own arguments
+            [sys.executable, "-m", "shipboard", "serve", "--no-worker", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("shipboard serve did not become ready")
+                time.sleep(0.1)
+            yield proc.pid, token, base_url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def bench_sse_latency(url: str, backend: str, lines: int) -> list[dict[str, Any]]:
+    """One log line at a time appended with POST .../logs; the time until a client on
+    GET .../logs/stream receives it. p95 over ``lines`` lines; no baseline (an absolute target)."""
+    import threading
+
+    import httpx
+
+    with _server_process(url) as (_pid, token, base_url):
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+            did = client.post(
+                "/api/v1/deployments",
+                json={"environment": "development", "version": "9.9.9", "commit_sha": "abcdef1"},
+            ).json()["id"]
+            received: dict[int, float] = {}
+            connected = threading.Event()
+
+            def listen() -> None:
+                with (
+                    httpx.Client(base_url=base_url, headers=headers, timeout=60) as stream_client,
+                    stream_client.stream("GET", f"/api/v1/deployments/{did}/logs/stream") as r,
+                ):
+                    connected.set()
+                    for line in r.iter_lines():
+                        if line.startswith("data: ") and '"seq ' in line:
+                            seq = int(line.split('"seq ', 1)[1].split('"', 1)[0])
+                            received[seq] = time.perf_counter()
+                            if seq == lines - 1:
+                                return
+
+            thread = threading.Thread(target=listen, daemon=True)
+            thread.start()
+            connected.wait(10)
+            sent: dict[int, float] = {}
+            for seq in range(lines):
+                sent[seq] = time.perf_counter()
+                client.post(
+                    f"/api/v1/deployments/{did}/logs",
+                    json={"logs": [{"level": "info", "message": f"seq {seq}", "source": "build"}]},
+                ).raise_for_status()
+                # Spread the lines over the stream's poll interval rather than in step with it.
+                time.sleep(0.037 + (seq % 7) * 0.011)
+            thread.join(timeout=30)
+    latencies = sorted((received[i] - sent[i]) * 1000 for i in sent if i in received)
+    if len(latencies) != lines:
+        raise RuntimeError(f"the stream delivered {len(latencies)} of {lines} lines")
+    p95 = latencies[int(len(latencies) * 0.95) - 1]
+    return [
+        {
+            "name": "SSE latency, line appended -> received (p95)",
+            "backend": backend,
+            "value": round(p95, 1),
+            "unit": "ms",
+            "baseline": None,
+            "ratio": None,
+            "target": "<= 250 ms",
+            "p50_ms": round(statistics.median(latencies), 1),
+        }
+    ]
+
+
+def bench_memory(url: str, backend: str, points: int) -> list[dict[str, Any]]:
+    """Server RSS after ingesting ``points`` points (10,000-point batches, 4 clients in another
+    process) against its RSS just after start."""
+    with (
+        _server_process(url) as (pid, token, base_url),
+        tempfile.NamedTemporaryFile(suffix=".body") as body_file,
+    ):
+        body_file.write(json.dumps({"metrics": _points(10_000)}).encode())
+        body_file.flush()
+        # Warm the routes once so the start figure includes what any server has loaded.
+        _load_tool(
+            f"{base_url}/api/v1/metrics",
+            token,
+            ["--concurrency", "1", "--post", body_file.name, "--requests", "1"],
+        )
+        start = _rss(pid)
+        per_client = max(1, points // 10_000 // 4)
+        out = _load_tool(
+            f"{base_url}/api/v1/metrics",
+            token,
+            ["--concurrency", "4", "--post", body_file.name, "--requests", str(per_client)],
+        )
+        if out["errors"]:
+            raise RuntimeError(f"{out['errors']} ingest requests failed")
+        end = _rss(pid)
+    growth = (end - start) / 2**20
+    return [
+        {
+            "name": f"server RSS growth after {4 * per_client * 10_000:,} points",
+            "backend": backend,
+            "value": round(end / 2**20, 1),
+            "unit": "MiB",
+            "baseline": round(start / 2**20, 1),
+            "ratio": round(end / start, 2),
+            "target": "growth <= 200 MB",
+            "growth_mib": round(growth, 1),
+        }
+    ]
+
+
+def _machine() -> str:
+    """Cores, CPU, Python, SQLite and PostgreSQL versions: the top line of the output."""
+    import platform
+    import sqlite3
+
+    cpu = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    pg = "no server"
+    try:
+        engine = create_db_engine(PG_URL, poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            pg = str(conn.execute(sa.text("SHOW server_version")).scalar())
+        engine.dispose()
+    except sa.exc.OperationalError:
+        pass
+    return (
+        f"machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}, PostgreSQL {pg}"
+    )
+
+
 def _pg_database() -> tuple[str, Callable[[], None]] | None:
     try:
         admin = create_db_engine(PG_URL, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
@@ -684,11 +879,15 @@ class Sizes:
     series_small: int
     series_large: int
     series_names: int
+    sse_lines: int
+    memory_points: int
 
 
 # Quick: 10 names x 3 environments x 2,000 then 20,000 minutes of history (> 24 h either way).
-QUICK = Sizes(2_000, 3, 1, 5, 5, 2_000, 10_000, 3.0, 60_000, 600_000, 10)
-FULL = Sizes(10_000, 5, 3, 20, 20, 20_000, 100_000, 10.0, 1_000_000, 10_000_000, 100)
+QUICK = Sizes(2_000, 3, 1, 5, 5, 2_000, 10_000, 3.0, 60_000, 600_000, 10, 40, 200_000)
+FULL = Sizes(
+    10_000, 5, 3, 20, 20, 20_000, 100_000, 10.0, 1_000_000, 10_000_000, 100, 200, 10_000_000
+)
 
 
 def _suite(backend: str, url_for: Callable[[str], str], z: Sizes) -> list[dict[str, Any]]:
@@ -715,6 +914,10 @@ def _suite(backend: str, url_for: Callable[[str], str], z: Sizes) -> list[dict[s
     results += bench_series_query(
         url_for("series"), backend, z.series_small, z.series_large, z.series_names
     )
+    say(f"SSE latency over {z.sse_lines} lines")
+    results += bench_sse_latency(url_for("sse"), backend, z.sse_lines)
+    say(f"server RSS while ingesting {z.memory_points:,} points")
+    results += bench_memory(url_for("memory"), backend, z.memory_points)
     return results
 
 
@@ -726,6 +929,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    machine = _machine()
+    print(machine, file=sys.stderr, flush=True)
     results: list[dict[str, Any]] = []
     if args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory() as tmp:
@@ -745,6 +950,7 @@ def main() -> int:
         f"{'figure':52} {'backend':9} {'value':>10} {'baseline':>10} {'ratio':>7}  "
         f"{'unit':12} target"
     )
+    print(machine)
     print(header)
     print("-" * len(header))
     for r in results:
@@ -754,12 +960,15 @@ def main() -> int:
                 ("overhead_ms", "overhead ms"),
                 ("p99_ms", "p99 ms"),
                 ("baseline_p99_ms", "baseline p99 ms"),
+                ("p50_ms", "p50 ms"),
+                ("growth_mib", "growth MiB"),
             )
             if key in r
         )
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
         print(
-            f"{r['name']:52} {r['backend']:9} {r['value']:>10} {r['baseline']:>10} "
-            f"{r['ratio']:>7.3f}  {r['unit']:12} {r['target'] or '-'}{extra}"
+            f"{r['name']:52} {r['backend']:9} {r['value']:>10} {r['baseline'] or '-'!s:>10} "
+            f"{ratio:>7}  {r['unit']:12} {r['target'] or '-'}{extra}"
         )
     Path(__file__).with_name("results.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0

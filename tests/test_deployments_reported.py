@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import httpx
 import pytest
 
 from shipboard.core.errors import Conflict
-from shipboard.deployments import state
+from shipboard.deployments import state, stream
 from tests.conftest import Clients, wait_for
 from tests.test_api import assert_problem
 
@@ -208,6 +209,41 @@ def test_sse_stream_sends_stored_then_new_lines_then_end(clients: Clients) -> No
         "status deploying -> success (deployer-user)"
     )
     assert events[-1] == ("end", json.dumps({"status": "success"}))
+
+
+def test_sse_stream_is_woken_by_a_commit_not_by_its_poll(
+    clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line appended through this process reaches the stream at once: with the fallback poll
+    slowed to 30 s, only the commit's wake-up can deliver it within the 5 s allowed."""
+    monkeypatch.setattr(stream, "POLL_S", 30.0)
+    with clients.as_role("deployer") as client:
+        did = _create(client)["id"]
+    messages: list[str] = []
+    connected = threading.Event()
+
+    def listen() -> None:
+        headers = {"Authorization": f"Bearer {clients.tokens['viewer']}"}
+        url = f"{clients.server.base_url}/api/v1/deployments/{did}/logs/stream"
+        with httpx.stream("GET", url, headers=headers, timeout=60) as response:
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    messages.append(json.loads(line[5:])["message"])
+                    connected.set()
+                    if messages[-1] == "woken":
+                        return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert connected.wait(10)
+    time.sleep(0.2)  # the stream is now waiting out its (30 s) poll
+    with clients.as_role("deployer") as client:
+        client.post(
+            f"/api/v1/deployments/{did}/logs",
+            json={"logs": [{"level": "info", "message": "woken", "source": "deploy"}]},
+        ).raise_for_status()
+    listener.join(timeout=5)
+    assert messages[-1] == "woken"
 
 
 def test_manual_rollback_of_a_reported_deployment(clients: Clients) -> None:

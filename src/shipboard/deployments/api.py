@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -216,11 +217,17 @@ def stream_logs(
     engine = request.app.state.engine
 
     async def events() -> AsyncIterator[bytes]:
+        with stream.BELL.listen(deployment_id) as bell:
+            async for chunk in _events(bell):
+                yield chunk
+
+    async def _events(bell: asyncio.Event) -> AsyncIterator[bytes]:
         cursor: str | None = None
         idle = 0.0
         while True:
             if await request.is_disconnected():
                 return
+            bell.clear()  # before looking: a line committed from here on rings again
 
             def poll(after: str | None = cursor) -> tuple[Any, str | None]:
                 with transaction(engine, write=False) as session:
@@ -242,7 +249,8 @@ def stream_logs(
             if idle >= stream.KEEPALIVE_S:
                 idle = 0.0
                 yield b": keep-alive\n\n"
-            await asyncio.sleep(stream.POLL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(bell.wait(), stream.POLL_S)
 
     return StreamingResponse(
         events(),

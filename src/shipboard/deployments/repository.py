@@ -199,7 +199,13 @@ LOG_COLUMNS = (
 )
 
 
+LOGS_WRITTEN = "shipboard.deployment_logs_written"
+
+
 def add_logs(session: Session, rows: list[dict[str, Any]]) -> int:
+    # Noted on the session so live streams in this process can be woken once it commits
+    # (deployments.stream); never before, or a stream would look and find nothing.
+    session.info.setdefault(LOGS_WRITTEN, set()).update(r["deployment_id"] for r in rows)
     return bulk.insert(
         session,
         "deployment_logs",
