@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     max_request_mb: float = Field(
         default=64, gt=0, description="Hard cap on any request body, before environment limits"
     )
+    auth_failures_per_minute: int = Field(
+        default=60,
+        ge=0,
+        description="Wrong credentials (bearer tokens, sign-in passwords and codes) one client "
+        "address may present a minute; past it every attempt from there gets 429 with "
+        "Retry-After, the right one too. 0 turns the limit off",
+    )
     # Operations (docs/operations.md, docs/scaling.md).
     metrics_token: str | None = Field(
         default=None, description="Bearer token Prometheus may scrape /metrics with (else admins)"

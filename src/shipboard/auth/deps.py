@@ -100,19 +100,49 @@ def current_principal(
         return info.principal
     token = credentials.credentials
     verifier: JwtVerifier = request.app.state.jwt
-    if token.startswith(TOKEN_PREFIX):
-        principal = authenticate_token(db, token=token)
-    elif verifier.enabled and token.count(".") == 2:
-        principal = authenticate_jwt(
-            db, claims=verifier.verify(token), erased_as=_erased_as(request)
-        )
-    else:
-        raise Unauthorized()
+    check_auth_failures(request)
+    try:
+        if token.startswith(TOKEN_PREFIX):
+            principal = authenticate_token(db, token=token)
+        elif verifier.enabled and token.count(".") == 2:
+            principal = authenticate_jwt(
+                db, claims=verifier.verify(token), erased_as=_erased_as(request)
+            )
+        else:
+            raise Unauthorized()
+    except Unauthorized:
+        note_auth_failure(request)
+        raise
     bind_identity(db, role=principal.role, user_id=principal.name)
     return principal
 
 
 SESSION_COOKIE = "shipboard_session"
+_AUTH_FAILURES = "auth-failures"
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def check_auth_failures(request: Request) -> None:
+    """429 once this client address has presented ``auth_failures_per_minute`` wrong
+    credentials: checked before the credentials are, so a right guess past the budget is
+    refused like a wrong one (a brute force learns nothing until Retry-After)."""
+    per_minute = request.app.state.settings.auth_failures_per_minute
+    if per_minute:
+        limiter: RateLimiter = request.app.state.rate_limiter
+        limiter.check(
+            per_minute, _AUTH_FAILURES, _client_address(request), what="wrong credentials"
+        )
+
+
+def note_auth_failure(request: Request) -> None:
+    """Count one wrong token, password or code against this client address."""
+    per_minute = request.app.state.settings.auth_failures_per_minute
+    if per_minute:
+        limiter: RateLimiter = request.app.state.rate_limiter
+        limiter.spend(per_minute, _AUTH_FAILURES, _client_address(request))
 
 
 def session_principal(request: Request, db: Session, cookie: str) -> sessions.SessionInfo:

@@ -230,7 +230,8 @@ def touch(session: Session, *, id_hash: str, now: datetime) -> None:
 
 
 def check_csrf(info: SessionInfo, token: str | None) -> None:
-    if not token or not hmac.compare_digest(info.csrf_token, token):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a 500, not a 403).
+    if not token or not hmac.compare_digest(info.csrf_token.encode(), token.encode()):
         raise CsrfFailed()
 
 

@@ -32,7 +32,8 @@ def code_at(secret: str, unix_time: float) -> str:
 
 def verify(secret: str, code: str, unix_time: float) -> bool:
     code = code.strip().replace(" ", "")
-    if len(code) != DIGITS or not code.isdigit():
+    # isascii: str.isdigit() accepts other scripts' digits, which compare_digest refuses.
+    if len(code) != DIGITS or not code.isascii() or not code.isdigit():
         return False
     return any(
         hmac.compare_digest(code_at(secret, unix_time + drift * STEP_S), code)

@@ -98,6 +98,8 @@ def install(app: FastAPI) -> None:
         html_error = getattr(request.app.state, "html_error", None)
         if html_error is not None and is_page(request):
             response: Response = html_error(request, exc, exc.status_code, exc.title, exc.detail)
+            if response.status_code == exc.status_code:
+                response.headers.update(exc.headers)  # Retry-After on a page's 429 too
             return response
         return problem_response(
             exc.status_code,

@@ -11,7 +11,13 @@ from fastapi.responses import RedirectResponse, Response
 
 from shipboard.audit.service import AuditContext
 from shipboard.auth import sessions, totp
-from shipboard.auth.deps import SESSION_COOKIE, DbSession
+from shipboard.auth.deps import (
+    SESSION_COOKIE,
+    DbSession,
+    check_auth_failures,
+    note_auth_failure,
+)
+from shipboard.core.errors import RateLimited
 from shipboard.core.time import utcnow
 from shipboard.web.deps import FormUser, Viewer
 from shipboard.web.render import render
@@ -76,14 +82,22 @@ def login(
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not expected or not hmac.compare_digest(expected, csrf_token):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a 500, not a 403).
+    if not expected or not hmac.compare_digest(expected.encode(), csrf_token.encode()):
         return _login_form(
             request, error="the form expired; try again", status_code=403, next_path=next
         )
+    try:
+        check_auth_failures(request)
+    except RateLimited as exc:
+        limited = _login_form(request, error=exc.detail, status_code=429, next_path=next)
+        limited.headers.update(exc.headers)
+        return limited
     outcome = sessions.login(
         db, name=username.strip(), password=password, source_ip=_ip(request), now=utcnow()
     )
     if not outcome.ok or outcome.cookie is None:
+        note_auth_failure(request)
         # Not an exception: the failed attempt (and a lockout) must be committed. A 200 with
         # the form again, as browsers expect of a form with a mistake in it.
         return _login_form(request, error=outcome.message, next_path=next)
@@ -119,6 +133,19 @@ def code(
     pending = request.cookies.get(PENDING_COOKIE)
     if not pending:
         return RedirectResponse("/login", status_code=303)
+    response: Response
+    try:
+        check_auth_failures(request)
+    except RateLimited as exc:
+        response = render(
+            request,
+            "login_code.html",
+            error=exc.detail,
+            next_path=_safe_next(next),
+            status_code=429,
+        )
+        response.headers.update(exc.headers)
+        return response
     outcome = sessions.second_factor(
         db,
         cookie=pending,
@@ -127,8 +154,8 @@ def code(
         source_ip=_ip(request),
         now=utcnow(),
     )
-    response: Response
     if not outcome.ok or outcome.cookie is None:
+        note_auth_failure(request)
         response = render(
             request,
             "login_code.html",

@@ -57,7 +57,16 @@ def duration(seconds: float | None) -> str:
     return f"{seconds:.0f} s"
 
 
+def web_link(url: str | None) -> str | None:
+    """``url`` if a browser may follow it from our pages: http(s) only, so a stored
+    ``javascript:`` or ``data:`` URL renders as text, never as a link."""
+    if url and url.strip().lower().startswith(("http://", "https://")):
+        return url
+    return None
+
+
 env.filters["when"] = when
+env.filters["web_link"] = web_link
 env.filters["duration"] = duration
 env.globals["version"] = __version__
 
