@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from shipboard.db.bulk import uuid4_strings
 from shipboard.db.engine import system_transaction
 from shipboard.deployments.models import DeploymentConfig, DeploymentLog
 from shipboard.deployments.repository import add_logs
@@ -96,3 +97,14 @@ def test_points_and_log_lines_round_trip(engine: Engine) -> None:
         ("info", "no metadata", None),
     ]
     assert logs[1].timestamp == moment + timedelta(microseconds=1)
+
+
+def test_uuid4_strings_are_valid_distinct_version_4_uuids() -> None:
+    ids = uuid4_strings(5_000)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert [str(p) for p in parsed] == ids  # canonical form, as str(uuid4()) gives
+    assert {p.version for p in parsed} == {4}
+    assert {p.variant for p in parsed} == {uuid.RFC_4122}
+    assert len(set(ids)) == len(ids)
+    # Every variant digit occurs: the two random bits left in it are really random.
+    assert {i[19] for i in ids} == set("89ab")

@@ -203,6 +203,7 @@ LOGS_WRITTEN = "shipboard.deployment_logs_written"
 
 
 def add_logs(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert log lines in one statement; rows without an ``id`` get a new random one."""
     # Noted on the session so live streams in this process can be woken once it commits
     # (deployments.stream); never before, or a stream would look and find nothing.
     session.info.setdefault(LOGS_WRITTEN, set()).update(r["deployment_id"] for r in rows)
@@ -212,7 +213,7 @@ def add_logs(session: Session, rows: list[dict[str, Any]]) -> int:
         LOG_COLUMNS,
         [
             (
-                r["id"],
+                r.get("id") or new_id,
                 r["deployment_id"],
                 r["level"],
                 r["message"],
@@ -220,7 +221,7 @@ def add_logs(session: Session, rows: list[dict[str, Any]]) -> int:
                 r["source"],
                 r["metadata_"],
             )
-            for r in rows
+            for r, new_id in zip(rows, bulk.uuid4_strings(len(rows)), strict=True)
         ],
     )
 

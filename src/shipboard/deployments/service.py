@@ -606,7 +606,6 @@ def add_logs(
     now = utcnow()
     rows = [
         {
-            "id": uuid.uuid4(),
             "deployment_id": deployment_id,
             "level": log.level,
             "message": log.message,

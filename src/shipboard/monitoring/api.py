@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import uuid
 import zlib
 from typing import Annotated
 
@@ -195,7 +194,7 @@ async def otlp_metrics(request: Request, db: DbSession, caller: ServiceOrAdmin) 
         )
         for environment in sorted({row["environment"] for row in converted.rows}):
             spend_budget(request, session, caller, environment)
-        repository.add_many(session, [{"id": uuid.uuid4(), **row} for row in converted.rows])
+        repository.add_many(session, converted.rows)
         return converted
 
     converted = await run_in_threadpool(store)

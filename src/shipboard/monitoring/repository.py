@@ -24,13 +24,14 @@ POINT_COLUMNS = (
 
 
 def add_many(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert points in one statement; rows without an ``id`` get a new random one."""
     return bulk.insert(
         session,
         "monitoring_metrics",
         POINT_COLUMNS,
         [
             (
-                r["id"],
+                r.get("id") or new_id,
                 r["name"],
                 r["value"],
                 r["timestamp"],
@@ -38,7 +39,7 @@ def add_many(session: Session, rows: list[dict[str, Any]]) -> int:
                 r["tags"] or {},
                 r["source"],
             )
-            for r in rows
+            for r, new_id in zip(rows, bulk.uuid4_strings(len(rows)), strict=True)
         ],
     )
 

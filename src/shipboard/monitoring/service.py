@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -46,7 +45,6 @@ def ingest_metrics(session: Session, *, metrics: list[MonitoringMetricCreate]) -
         raise InvalidInput("batch has timestamps in the future", errors=future)
     rows = [
         {
-            "id": uuid.uuid4(),
             "name": m.name,
             "value": m.value,
             "timestamp": m.timestamp or now,
