@@ -157,7 +157,10 @@ def serve(
         from shipboard.pipelines.worker import Worker, start_in_thread
 
         pipeline_worker = Worker(
-            engine, application.state.keyring, scan_roots=settings.scan_roots.split(":")
+            engine,
+            application.state.keyring,
+            scan_roots=settings.scan_roots.split(":"),
+            outbound=settings.outbound_policy,
         )
         application.state.wake_worker = pipeline_worker.wake.set
         worker_thread, stop = start_in_thread(pipeline_worker)
@@ -225,7 +228,12 @@ def worker_command(
     scheduler_stop = start_scheduler(_scheduler(engine, keyring, settings))
     try:
         Worker(
-            engine, keyring, poll_s=poll, lease_s=lease, scan_roots=settings.scan_roots.split(":")
+            engine,
+            keyring,
+            poll_s=poll,
+            lease_s=lease,
+            scan_roots=settings.scan_roots.split(":"),
+            outbound=settings.outbound_policy,
         ).run(stop)
     finally:
         scheduler_stop.set()
@@ -244,6 +252,7 @@ def _scheduler(engine: Any, keyring: Any, settings: Any) -> Any:
         backup_schedule=settings.backup_schedule,
         backup_keep=settings.backup_keep,
         backup_dir=settings.effective_backup_dir,
+        outbound=settings.outbound_policy,
     )
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from shipboard.core.netguard import OutboundPolicy
 
 
 class Settings(BaseSettings):
@@ -77,6 +80,12 @@ class Settings(BaseSettings):
     backup_dir: Path | None = Field(
         default=None, description="Where backups go (default: $SHIPBOARD_HOME/backups)"
     )
+    outbound_allow: str = Field(
+        default="",
+        description="Comma-separated networks (CIDR), addresses or hostnames that webhooks, "
+        "healthchecks and scrape targets may reach even though they are link-local or cloud "
+        "metadata addresses (docs/security.md, Outbound requests)",
+    )
 
     @field_validator("home")
     @classmethod
@@ -93,6 +102,14 @@ class Settings(BaseSettings):
             raise ValueError(f"SHIPBOARD_BACKUP_SCHEDULE {value!r} is not a cron expression")
         return value or None
 
+    @field_validator("outbound_allow")
+    @classmethod
+    def _valid_outbound_allow(cls, value: str) -> str:
+        from shipboard.core.netguard import OutboundPolicy
+
+        OutboundPolicy.parse(value)  # a typo is refused at start, not at the first webhook
+        return value
+
     @model_validator(mode="after")
     def _refuse_missing_key_in_production(self) -> Settings:
         # A key file generated on the fly is fine on a laptop; in production it would
@@ -106,6 +123,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return normalize_database_url(self.database_url)
         return f"sqlite:///{(self.home / 'shipboard.db').resolve()}"
+
+    @property
+    def outbound_policy(self) -> OutboundPolicy:
+        """What requests to stored URLs (webhooks, healthchecks, scrape targets) may reach."""
+        from shipboard.core.netguard import OutboundPolicy
+
+        return OutboundPolicy.parse(self.outbound_allow)
 
     @property
     def effective_backup_dir(self) -> Path:

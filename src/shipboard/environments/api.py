@@ -53,13 +53,20 @@ def get_environment(name: str, db: DbSession, caller: AnyUser) -> EnvironmentRea
 def replace_environment(
     name: str,
     data: EnvironmentUpdate,
+    request: Request,
     db: DbSession,
     _: AdminOnly,
     audit: Audit,
     __: EnvironmentRateLimit,
 ) -> EnvironmentRead:
     """Replace domain, config (checked against EnvironmentConfig), features and limits."""
-    return service.replace_environment(db, name=name, data=data, audit_context=audit)
+    return service.replace_environment(
+        db,
+        name=name,
+        data=data,
+        audit_context=audit,
+        outbound=request.app.state.settings.outbound_policy,
+    )
 
 
 @router.patch(
@@ -79,13 +86,20 @@ def replace_environment(
 def patch_environment(
     name: str,
     patch: Annotated[dict[str, Any], Body(description="A JSON Merge Patch (RFC 7396)")],
+    request: Request,
     db: DbSession,
     _: AdminOnly,
     audit: Audit,
     __: EnvironmentRateLimit,
 ) -> EnvironmentRead:
     """Change parts of an environment with a JSON Merge Patch; `null` removes a key."""
-    return service.patch_environment(db, name=name, patch=patch, audit_context=audit)
+    return service.patch_environment(
+        db,
+        name=name,
+        patch=patch,
+        audit_context=audit,
+        outbound=request.app.state.settings.outbound_policy,
+    )
 
 
 @router.put("/{name}/features/{flag}", response_model=EnvironmentRead, responses=WRITE_RESPONSES)

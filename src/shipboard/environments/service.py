@@ -14,6 +14,7 @@ from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.core.crypto import Keyring
 from shipboard.core.errors import InvalidInput, NotFound
+from shipboard.core.netguard import DEFAULT_POLICY, OutboundPolicy
 from shipboard.core.time import utcnow
 from shipboard.core.types import ENVIRONMENTS
 from shipboard.db.engine import is_postgres
@@ -156,9 +157,11 @@ def replace_environment(
     name: str,
     data: EnvironmentUpdate,
     audit_context: AuditContext,
+    outbound: OutboundPolicy = DEFAULT_POLICY,
 ) -> EnvironmentRead:
     """PUT: replace domain, config, features and limits (secrets are kept)."""
     environment = require_environment(session, name)
+    check_outbound_urls(data.config.model_dump(exclude_none=True), outbound)
     environment.domain = data.domain
     environment.config = data.config.model_dump(exclude_none=True, exclude_unset=True)
     environment.features = dict(data.features)
@@ -187,6 +190,7 @@ def patch_environment(
     name: str,
     patch: dict[str, Any],
     audit_context: AuditContext,
+    outbound: OutboundPolicy = DEFAULT_POLICY,
 ) -> EnvironmentRead:
     """PATCH: apply a JSON Merge Patch (RFC 7396) and check the result before storing it."""
     environment = require_environment(session, name)
@@ -206,6 +210,7 @@ def patch_environment(
                 {"loc": ["body", *e["loc"]], "msg": e["msg"]} for e in exc.errors(include_url=False)
             ],
         ) from exc
+    check_outbound_urls(merged["config"], outbound)
     environment.domain = checked.domain
     environment.config = merged["config"]
     environment.features = dict(checked.features)
@@ -221,6 +226,31 @@ def patch_environment(
         details={"patch": redact_config(patch)},
     )
     return to_read(environment, reveal_credentials=True)
+
+
+def check_outbound_urls(config: dict[str, Any], outbound: OutboundPolicy) -> None:
+    """Refuse the config's healthcheck and scrape URLs that the server must not request (link-local,
+    cloud metadata, not http/https) before they are stored; names are resolved at request time."""
+    urls: list[tuple[list[str | int], Any]] = []
+    pipeline = config.get("pipeline")
+    if isinstance(pipeline, dict) and isinstance(pipeline.get("healthcheck"), dict):
+        urls.append((["pipeline", "healthcheck", "url"], pipeline["healthcheck"].get("url")))
+    monitoring = config.get("monitoring")
+    scrape = monitoring.get("scrape") if isinstance(monitoring, dict) else None
+    if isinstance(scrape, list):
+        for i, entry in enumerate(scrape):
+            if isinstance(entry, dict):
+                urls.append((["monitoring", "scrape", i, "url"], entry.get("url")))
+    refused = [
+        (loc, reason)
+        for loc, url in urls
+        if isinstance(url, str) and (reason := outbound.url_refusal(url))
+    ]
+    if refused:
+        raise InvalidInput(
+            f"config.{'.'.join(map(str, refused[0][0]))} is refused: {refused[0][1]}",
+            errors=[{"loc": ["body", "config", *loc], "msg": reason} for loc, reason in refused],
+        )
 
 
 def set_feature(

@@ -107,7 +107,11 @@ def create_channel(
 ) -> ChannelRead:
     """Create a webhook, slack, email or alertmanager channel."""
     return notifications.create_channel(
-        db, data=data, keyring=request.app.state.keyring, audit_context=audit
+        db,
+        data=data,
+        keyring=request.app.state.keyring,
+        audit_context=audit,
+        outbound=request.app.state.settings.outbound_policy,
     )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from shipboard.core.crypto import Keyring
 from shipboard.core.errors import ShipboardError
+from shipboard.core.netguard import OutboundPolicy
 from shipboard.core.time import utcnow
 from shipboard.db.engine import is_postgres, system_transaction
 from shipboard.db.leader import LeaderElection
@@ -44,7 +45,9 @@ class Scheduler:
         backup_schedule: str | None = None,
         backup_keep: int = 7,
         backup_dir: Path | None = None,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
+        self.outbound = outbound or OutboundPolicy()
         self.scan_roots = scan_roots or ["."]
         self.backup_schedule = backup_schedule
         self.backup_keep = backup_keep
@@ -83,7 +86,11 @@ class Scheduler:
                     self.schedule_backups()
                     self.enforce_retention()
                 notifications.send_due(
-                    self.engine, self.keyring, max_attempts=self.max_attempts, max_age=self.max_age
+                    self.engine,
+                    self.keyring,
+                    max_attempts=self.max_attempts,
+                    max_age=self.max_age,
+                    outbound=self.outbound,
                 )
             except Exception:
                 log.exception("scheduler_tick_failed")
@@ -123,7 +130,7 @@ class Scheduler:
             self._next_scrape[(target.environment, target.url)] = (
                 time.monotonic() + target.interval_s
             )
-            rows = scrape.scrape(target)
+            rows = scrape.scrape(target, outbound=self.outbound)
             with system_transaction(self.engine) as session:
                 metrics.add_many(session, [{"id": uuid.uuid4(), **row} for row in rows])
         return len(due)

@@ -12,6 +12,8 @@ import httpx
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
+from shipboard.core.netguard import DEFAULT_POLICY, OutboundPolicy, OutboundRefused
+
 log = structlog.get_logger("shipboard.scrape")
 TIMEOUT_S = 10.0
 MAX_BYTES = 16 * 1024 * 1024
@@ -45,14 +47,17 @@ def targets(environment: str, config: dict[str, Any]) -> list[Target]:
     return out
 
 
-def scrape(target: Target, *, now: datetime | None = None) -> list[dict[str, Any]]:
+def scrape(
+    target: Target, *, now: datetime | None = None, outbound: OutboundPolicy = DEFAULT_POLICY
+) -> list[dict[str, Any]]:
     """Fetch and parse one target; always returns at least ``shipboard_scrape_up`` (0 or 1)."""
     now = now or datetime.now(UTC)
     started = time.perf_counter()
     base = {"environment": target.environment, "source": "application"}
     meta = {"scrape_target": target.url, **target.labels}
     try:
-        response = httpx.get(target.url, timeout=TIMEOUT_S, headers={"Accept": "text/plain"})
+        with outbound.client(timeout=TIMEOUT_S) as client:
+            response = client.get(target.url, headers={"Accept": "text/plain"})
         response.raise_for_status()
         if len(response.content) > MAX_BYTES:
             raise ValueError(f"response larger than {MAX_BYTES} bytes")
@@ -73,7 +78,7 @@ def scrape(target: Target, *, now: datetime | None = None) -> list[dict[str, Any
                         "tags": {**target.labels, **{k: str(v) for k, v in sample.labels.items()}},
                     }
                 )
-    except (httpx.HTTPError, ValueError, UnicodeDecodeError) as exc:
+    except (httpx.HTTPError, ValueError, UnicodeDecodeError, OutboundRefused) as exc:
         log.warning(
             "scrape_failed",
             environment=target.environment,

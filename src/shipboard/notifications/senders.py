@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from shipboard.core.netguard import DEFAULT_POLICY, OutboundPolicy, OutboundRefused
+
 TIMEOUT_S = 5.0
 
 
@@ -21,15 +23,22 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def send(
-    kind: str, config: dict[str, Any], secrets: dict[str, str], payload: dict[str, Any]
+    kind: str,
+    config: dict[str, Any],
+    secrets: dict[str, str],
+    payload: dict[str, Any],
+    *,
+    outbound: OutboundPolicy = DEFAULT_POLICY,
 ) -> tuple[bool, int | None, str | None]:
     try:
         if kind == "email":
             _email(config, secrets, payload)
             return True, None, None
         url, body, headers = _http_request(kind, config, secrets, payload)
-        response = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT_S)
-    except (httpx.HTTPError, smtplib.SMTPException, OSError) as exc:
+        # The guarded client: no link-local or metadata address, whatever the name resolves to.
+        with outbound.client(timeout=TIMEOUT_S) as client:
+            response = client.post(url, content=body, headers=headers)
+    except (httpx.HTTPError, smtplib.SMTPException, OSError, OutboundRefused) as exc:
         return False, None, f"{type(exc).__name__}: {exc}"[:500]
     if 200 <= response.status_code < 300:
         return True, response.status_code, None

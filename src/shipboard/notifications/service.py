@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.core.crypto import Keyring
-from shipboard.core.errors import Conflict, NotFound
+from shipboard.core.errors import Conflict, InvalidInput, NotFound
+from shipboard.core.netguard import DEFAULT_POLICY, OutboundPolicy
 from shipboard.core.time import utcnow
 from shipboard.db.engine import is_postgres, system_transaction
 from shipboard.notifications import senders
@@ -42,9 +43,22 @@ EXTERNAL_URL = "http://localhost:8000"
 
 
 def create_channel(
-    session: Session, *, data: ChannelCreate, keyring: Keyring, audit_context: AuditContext
+    session: Session,
+    *,
+    data: ChannelCreate,
+    keyring: Keyring,
+    audit_context: AuditContext,
+    outbound: OutboundPolicy = DEFAULT_POLICY,
 ) -> ChannelRead:
-    """Create a channel; credential values in its config are stored encrypted."""
+    """Create a channel; credential values in its config are stored encrypted. A URL the
+    outbound policy refuses (link-local, cloud metadata) is refused here, before it is stored."""
+    url = data.config.get("url") if data.kind != "email" else None
+    reason = outbound.url_refusal(url) if isinstance(url, str) else None
+    if reason:
+        raise InvalidInput(
+            f"config.url is refused: {reason}",
+            errors=[{"loc": ["body", "config", "url"], "msg": reason}],
+        )
     if session.scalar(sa.select(NotificationChannel).where(NotificationChannel.name == data.name)):
         raise Conflict(f"channel {data.name!r} already exists")
     config = {k: v for k, v in data.config.items() if k not in SECRET_KEYS}
@@ -315,6 +329,7 @@ def send_due(
     limit: int = 20,
     max_attempts: int = MAX_ATTEMPTS,
     max_age: timedelta = MAX_AGE,
+    outbound: OutboundPolicy = DEFAULT_POLICY,
 ) -> int:
     """Attempt every due delivery once; never holds a transaction while talking to a receiver.
     A delivery fails for good after ``max_attempts`` attempts or once older than ``max_age``."""
@@ -345,7 +360,7 @@ def send_due(
             )
     for delivery_id, kind, config, secrets, payload in claimed:
         started = utcnow()
-        ok, status_code, error = senders.send(kind, config, secrets, payload)
+        ok, status_code, error = senders.send(kind, config, secrets, payload, outbound=outbound)
         with system_transaction(engine) as session:
             current = session.get(NotificationDelivery, delivery_id)
             if current is None:

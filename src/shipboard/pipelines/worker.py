@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from shipboard.core.crypto import Keyring
 from shipboard.core.errors import ShipboardError
+from shipboard.core.netguard import OutboundPolicy, OutboundRefused
 from shipboard.core.time import utcnow
 from shipboard.db.engine import system_transaction
 from shipboard.deployments import repository as deployments_repo
@@ -75,8 +76,10 @@ class Worker:
         lease_s: float = 30.0,
         poll_s: float = 0.5,
         scan_roots: list[str] | None = None,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
         self.scan_roots = scan_roots or ["."]
+        self.outbound = outbound or OutboundPolicy()
         self.engine = engine
         self.keyring = keyring
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -396,11 +399,17 @@ class Worker:
             reason = interrupt()
             if reason is not None:
                 raise Interrupted(reason)
+            refused = False
             try:
-                response = httpx.get(check.url, timeout=check.timeout_s, follow_redirects=False)
+                with self.outbound.client(timeout=check.timeout_s) as client:
+                    response = client.get(check.url)
                 result: dict[str, Any] = {"status": response.status_code}
             except httpx.HTTPError as exc:
                 result = {"error": type(exc).__name__}
+            except OutboundRefused as exc:
+                # Policy, not a flaky target: retrying would ask the same question again.
+                result = {"error": f"refused ({exc})"}
+                refused = True
             attempts.append(result)
             ok = result.get("status") == check.expect_status
             self._log(
@@ -410,7 +419,7 @@ class Worker:
                 + (f"HTTP {result['status']}" if "status" in result else result["error"]),
                 "verify",
             )
-            if ok:
+            if ok or refused:
                 break
         elapsed_ms = round((time.monotonic() - started) * 1000)
         passed = attempts[-1].get("status") == check.expect_status
