@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from typing import Annotated, Any
 
 import typer
@@ -175,6 +177,7 @@ def serve(
         }
         application.state.scheduler = scheduler
         err.print("pipeline worker and alert scheduler: in-process")
+    draining = _drain_on_second_signal()
     try:
         uvicorn.run(
             application,
@@ -192,8 +195,40 @@ def serve(
         )
     finally:
         if stop is not None:
-            stop.set()
-            scheduler_stop.set()
+            draining.set()
+            _drain(worker_thread, stop, scheduler, scheduler_stop)
+
+
+def _drain_on_second_signal() -> threading.Event:
+    """On SIGTERM or SIGINT uvicorn stops taking connections, lets the requests under way
+    finish, and then raises the signal again to the handler it found. Python's default would
+    end the process right there, the in-process worker in the middle of a step; this one lets
+    the worker finish the deployment it runs (``_drain``). A second signal while it does ends
+    the process at once (that deployment's lease then lapses: failed as "worker lost")."""
+    draining = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if draining.is_set():
+            raise SystemExit(128 + signum)
+
+    for handled in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(handled, on_signal)
+    return draining
+
+
+def _drain(
+    worker_thread: threading.Thread,
+    stop: threading.Event,
+    scheduler: Any,
+    scheduler_stop: threading.Event,
+) -> None:
+    stop.set()  # claims nothing more
+    scheduler_stop.set()
+    if worker_thread.is_alive():
+        err.print("stopping: waiting for the deployment under way to finish")
+    worker_thread.join()
+    if scheduler.thread is not None:
+        scheduler.thread.join(timeout=30)
 
 
 @app.command("worker")

@@ -70,31 +70,41 @@ class Scheduler:
         self._last_report_check: datetime | None = None
         # Retention and quota checks: a minute after the first look, then hourly (monotonic).
         self._next_retention: float | None = None
+        self.dispatcher = notifications.Dispatcher(
+            engine,
+            keyring,
+            poll_s=poll_s,
+            max_attempts=max_attempts,
+            max_age=self.max_age,
+            outbound=self.outbound,
+        )
 
     def run(self, stop: threading.Event) -> None:
         import time
 
+        # Deliveries go out on threads of their own: a receiver that hangs until its timeout
+        # must not hold up the next evaluation (nor the other receivers).
+        dispatcher = threading.Thread(
+            target=self.dispatcher.run, args=(stop,), name="shipboard-notify", daemon=True
+        )
+        dispatcher.start()
         while not stop.is_set():
             try:
                 if time.monotonic() >= self._next_eval:
                     self._next_eval = time.monotonic() + self.eval_interval_s
                     self.leader = self.evaluate()
+                    self.dispatcher.wake.set()  # what it queued goes out now, not at a poll
                 if self.leader:
                     self.scrape_due()
                     self.schedule_scans()
                     self.schedule_reports()
                     self.schedule_backups()
                     self.enforce_retention()
-                notifications.send_due(
-                    self.engine,
-                    self.keyring,
-                    max_attempts=self.max_attempts,
-                    max_age=self.max_age,
-                    outbound=self.outbound,
-                )
             except Exception:
                 log.exception("scheduler_tick_failed")
             stop.wait(self.poll_s)
+        self.dispatcher.wake.set()
+        dispatcher.join(timeout=15)  # the attempts under way end within their timeout
         self.election.release()
 
     def evaluate(self) -> bool:
