@@ -81,7 +81,7 @@ def _arrays(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> dict[st
         values = [row[index] for row in rows]
         if column.kind == "json":
             values = [_json(v) for v in values]
-        elif column.kind == "uuid":
+        elif column.kind == "uuid" and len({type(v) for v in values} - {type(None)}) > 1:
             # One element type per array: a batch may mix UUID objects and text ids.
             values = [None if v is None else str(v) for v in values]
         elif column.kind == "timestamp":

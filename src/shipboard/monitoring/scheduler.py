@@ -127,7 +127,6 @@ class Scheduler:
         """Scrape the targets that are due (on the elected node only, so samples are not doubled).
         Fetches happen outside any transaction."""
         import time
-        import uuid
 
         with system_transaction(self.engine) as session:
             due = [
@@ -142,7 +141,7 @@ class Scheduler:
             )
             rows = scrape.scrape(target, outbound=self.outbound)
             with system_transaction(self.engine) as session:
-                metrics.add_many(session, [{"id": uuid.uuid4(), **row} for row in rows])
+                metrics.add_many(session, rows)
         return len(due)
 
     def schedule_scans(self, *, now: datetime | None = None) -> int:

@@ -160,13 +160,15 @@ def _apply_lifecycle(
     known = {
         row.fingerprint: row
         for row in session.execute(
+            # Ids as text: a UUID object per known identity was a tenth of a re-import, and
+            # the ids only travel back into bulk statements, which take text.
             sa.select(
-                FindingIdentity.id,
+                sa.cast(FindingIdentity.id, sa.Text).label("id"),
                 FindingIdentity.fingerprint,
                 FindingIdentity.status,
                 FindingIdentity.resolved_at,
                 FindingIdentity.reopened_count,
-                FindingIdentity.latest_finding_id,
+                sa.cast(FindingIdentity.latest_finding_id, sa.Text).label("latest_finding_id"),
                 FindingIdentity.triage_status,
                 FindingIdentity.triage_reason,
             ).where(
@@ -182,9 +184,10 @@ def _apply_lifecycle(
     occurrences: list[tuple[Any, ...]] = []
     new = reopened = 0
     seen: set[str] = set()
-    for parsed in report.findings:
+    finding_ids = bulk.uuid4_strings(len(report.findings))
+    identity_ids = iter(bulk.uuid4_strings(len(report.findings)))
+    for parsed, finding_id in zip(report.findings, finding_ids, strict=True):
         seen.add(parsed.fingerprint)
-        finding_id = uuid.uuid4()
         findings.append(
             (
                 finding_id,
@@ -210,7 +213,7 @@ def _apply_lifecycle(
             else (None, None)
         )
         if identity is None:
-            identity_id = uuid.uuid4()
+            identity_id = next(identity_ids)
             created.append(
                 (
                     identity_id,
