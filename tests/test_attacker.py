@@ -931,6 +931,36 @@ def test_secrets_and_tokens_never_leave_in_responses_or_logs(
     assert hook_secret not in dump
 
 
+@pytest.mark.parametrize("json_logs", [False, True])
+def test_a_logged_traceback_shows_no_local_variables(
+    json_logs: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unexpected error is logged with its traceback, but never with the frames' locals:
+    a token or secret value held in a variable must not reach the log."""
+    from shipboard.config import Settings
+    from shipboard.core.logging import configure_logging
+
+    configure_logging(Settings(log_json=json_logs, log_level="info"))
+    try:
+        _log_an_error()
+    finally:
+        configure_logging(Settings(log_level="warning"))
+    err = capsys.readouterr().err
+    assert "RuntimeError: failed after 44 characters" in err
+    assert "L" * 40 not in err
+
+
+def _log_an_error() -> None:
+    import structlog
+
+    try:
+        token = "shp_" + "L" * 40
+        raise RuntimeError(f"failed after {len(token)} characters")
+    except RuntimeError:
+        structlog.get_logger("test").exception("unexpected")
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+
+
 # --- 9. revoked, expired and disabled credentials: refused on the very next request ----------
 
 

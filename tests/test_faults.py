@@ -707,3 +707,45 @@ def test_sigterm_to_a_worker_mid_step_finishes_the_deployment_and_claims_nothing
         _stop(proc)
     assert code == 0, log.read_text()
     _assert_finished_and_nothing_claimed(engine, one, two, lines, runs)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_sigterm_closes_a_live_log_stream_that_would_never_end_after_the_grace(
+    clients: Clients, db: Database, tmp_path: Path
+) -> None:
+    """A stream on a deployment that waits (here: no worker to run it) never ends by itself;
+    shutdown closes it after ``SHIPBOARD_SHUTDOWN_GRACE_S`` instead of hanging forever."""
+    env = {**_worker_env(db, clients), "SHIPBOARD_SHUTDOWN_GRACE_S": "1"}
+    log = tmp_path / "serve.log"
+    proc, base = _serve(env, log, "--no-worker")
+    opened = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def listen(did: str) -> None:
+        headers = {"Authorization": f"Bearer {clients.tokens['viewer']}"}
+        try:
+            with httpx.stream(
+                "GET", f"{base}/api/v1/deployments/{did}/logs/stream", headers=headers, timeout=60
+            ) as response:
+                for _ in response.iter_lines():
+                    opened.set()
+            outcome["closed"] = True
+        except httpx.HTTPError as exc:  # a cut connection is also an end
+            outcome["closed"] = type(exc).__name__
+
+    try:
+        with clients.as_role("admin") as admin:
+            did = _deploy(admin, version="1.0.0")
+        listener = threading.Thread(target=listen, args=(did,), daemon=True)
+        listener.start()
+        assert opened.wait(10)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        took = time.monotonic() - started
+        listener.join(timeout=5)
+    finally:
+        _stop(proc)
+    assert code == 0, log.read_text()
+    assert took < 10, took
+    assert outcome.get("closed"), outcome

@@ -9,8 +9,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from shipboard.db.engine import bind_identity, transaction
+from shipboard.db.engine import bind_identity, create_db_engine, transaction
 from shipboard.db.partitions import ensure_partitions, month_start, partition_name
+from tests.conftest import Database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("backend", ["postgres"], indirect=True)]
 
@@ -148,3 +149,20 @@ def test_rls_binds_even_for_a_superuser_connection(engine: Engine) -> None:
         ).scalar()
     deployment_id = _insert_deployment(engine, "alice")
     assert _update_as(engine, deployment_id, role="viewer", user_id="mallory") == 0
+
+
+def test_connections_time_out_and_keep_alive_unless_the_url_says_otherwise(db: Database) -> None:
+    """A vanished server must fail requests in seconds (503), not hang them for minutes."""
+    engine = create_db_engine(db.url)
+    chosen = create_db_engine(f"{db.url}?connect_timeout=3")
+    try:
+        with engine.connect() as conn:
+            info = conn.connection.dbapi_connection.info  # type: ignore[union-attr]
+            assert info.get_parameters()["connect_timeout"] == "10"
+            assert info.get_parameters()["keepalives_idle"] == "30"
+        with chosen.connect() as conn:
+            info = conn.connection.dbapi_connection.info  # type: ignore[union-attr]
+            assert info.get_parameters()["connect_timeout"] == "3"
+    finally:
+        engine.dispose()
+        chosen.dispose()

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         description="/readyz fails when runnable deployments wait this long with no worker "
         "active; 0 turns the check off",
     )
+    shutdown_grace_s: float = Field(
+        default=20,
+        gt=0,
+        description="On SIGTERM, how long open connections (live log streams) may stay before "
+        "they are closed; keep it under the orchestrator's own grace period",
+    )
     forwarded_allow_ips: str = Field(
         default="127.0.0.1",
         description="Proxies whose X-Forwarded-For/-Proto are trusted (comma-separated, '*')",

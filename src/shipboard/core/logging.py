@@ -20,7 +20,11 @@ def configure_logging(settings: Settings) -> None:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if json_logs
-        else structlog.dev.ConsoleRenderer(colors=False)
+        # Plain tracebacks: structlog's default for the console is rich's, which prints every
+        # frame's local variables (tokens, secret values, request bodies) into the log.
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     _route_stdlib_logging(renderer, level)
     structlog.configure(

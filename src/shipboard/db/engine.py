@@ -23,6 +23,15 @@ def is_postgres(bind: Engine | sa.Connection | Session) -> bool:
     return dialect.name == "postgresql"
 
 
+PG_CONNECT_DEFAULTS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+
 def create_db_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_database_url(url)
     # Statement parameters never go into exception messages (and so never into logs): they
@@ -31,6 +40,14 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         return _create_sqlite_engine(url, **kwargs)
     kwargs.setdefault("pool_pre_ping", True)
+    # A server that vanishes without closing the socket (a dropped route, a dead host) would
+    # otherwise hang a request for the kernel's TCP timeout, minutes, instead of failing it
+    # with a 503. Settings in the URL's query win over these defaults.
+    given = sa.engine.make_url(url).query
+    connect_args = kwargs.setdefault("connect_args", {})
+    for key, value in PG_CONNECT_DEFAULTS.items():
+        if key not in given:
+            connect_args.setdefault(key, value)
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 10)
