@@ -194,7 +194,7 @@ def serve(
             forwarded_allow_ips=settings.forwarded_allow_ips,
             # A live log stream of a deployment that waits (for approval, say) never ends by
             # itself; without a bound, one open browser tab would hold a shutdown forever.
-            timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
+            timeout_graceful_shutdown=settings.shutdown_grace_s,
         )
     finally:
         if stop is not None:

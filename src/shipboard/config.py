@@ -67,9 +67,9 @@ class Settings(BaseSettings):
         description="/readyz fails when runnable deployments wait this long with no worker "
         "active; 0 turns the check off",
     )
-    shutdown_grace_s: float = Field(
+    shutdown_grace_s: int = Field(
         default=20,
-        gt=0,
+        ge=1,
         description="On SIGTERM, how long open connections (live log streams) may stay before "
         "they are closed; keep it under the orchestrator's own grace period",
     )
