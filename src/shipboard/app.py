@@ -12,6 +12,7 @@ from shipboard.auth.jwt import JwtVerifier
 from shipboard.config import Settings, get_settings
 from shipboard.core import openapi, problems
 from shipboard.core.bodylimit import BodySizeLimitMiddleware
+from shipboard.core.conditional import ConditionalGetMiddleware
 from shipboard.core.crypto import Keyring
 from shipboard.core.httpmetrics import RequestMetricsMiddleware
 from shipboard.core.logging import RequestLogMiddleware, configure_logging
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.rate_limiter = RateLimiter(settings.redis_url)
     problems.install(app)
     openapi.install(app)
+    # Innermost: it hashes the body the route produced, after every error handler has run.
+    app.add_middleware(ConditionalGetMiddleware)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=int(settings.max_request_mb * 1024 * 1024)
     )
@@ -73,9 +76,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
 
 def _install_web(app: FastAPI) -> None:
-    from pathlib import Path
-
-    from fastapi.staticfiles import StaticFiles
 
     from shipboard.web import account, deployments, pages
     from shipboard.web import environments as web_environments
@@ -85,8 +85,9 @@ def _install_web(app: FastAPI) -> None:
     from shipboard.web.errors import html_error
 
     app.state.html_error = html_error
-    static = Path(__file__).parent / "web" / "static"
-    app.mount("/static", StaticFiles(directory=static), name="static")
+    from shipboard.web.static_files import DIRECTORY, HashedStaticFiles
+
+    app.mount("/static", HashedStaticFiles(directory=DIRECTORY), name="static")
     app.include_router(account.router)
     app.include_router(pages.router)
     app.include_router(deployments.router)

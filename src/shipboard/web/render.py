@@ -13,6 +13,7 @@ from markupsafe import Markup
 
 from shipboard import __version__
 from shipboard.auth.schemas import Principal
+from shipboard.web.static_files import static_url
 
 TEMPLATES = Path(__file__).parent / "templates"
 env = Environment(
@@ -69,6 +70,7 @@ env.filters["when"] = when
 env.filters["web_link"] = web_link
 env.filters["duration"] = duration
 env.globals["version"] = __version__
+env.globals["static_url"] = static_url
 
 
 def render(
