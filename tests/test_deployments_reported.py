@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -244,6 +245,15 @@ def test_sse_stream_is_woken_by_a_commit_not_by_its_poll(
         ).raise_for_status()
     listener.join(timeout=5)
     assert messages[-1] == "woken"
+    # The server's side of the stream is waiting out its 30 s poll; let it see the client gone
+    # (a ring wakes it), so no poll of it overlaps the next test's cleanup.
+    monkeypatch.setattr(stream, "POLL_S", 0.05)
+    with clients.as_role("deployer") as client:
+        client.post(
+            f"/api/v1/deployments/{did}/logs",
+            json={"logs": [{"level": "info", "message": "after", "source": "deploy"}]},
+        ).raise_for_status()
+    wait_for(lambda: stream.BELL.listening(uuid.UUID(did)) == 0, timeout=10)
 
 
 def test_manual_rollback_of_a_reported_deployment(clients: Clients) -> None:

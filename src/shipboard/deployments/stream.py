@@ -45,6 +45,11 @@ class Bell:
                 if not entries:
                     self._waiting.pop(deployment_id, None)
 
+    def listening(self, deployment_id: uuid.UUID) -> int:
+        """How many streams of this deployment are open in this process."""
+        with self._lock:
+            return len(self._waiting.get(deployment_id, ()))
+
     def ring(self, deployment_ids: set[uuid.UUID]) -> None:
         with self._lock:
             entries = [e for d in deployment_ids for e in self._waiting.get(d, ())]
