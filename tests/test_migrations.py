@@ -24,7 +24,8 @@ def _tables(database: Database) -> set[str]:
 
 
 def _schema(database: Database) -> set[str]:
-    """Tables, columns and (on PostgreSQL) policies: what a revision may add and take away."""
+    """Tables, columns, indexes and (on PostgreSQL) policies: what a revision may add and take
+    away."""
     engine = database.engine()
     try:
         inspector = sa.inspect(engine)
@@ -32,6 +33,7 @@ def _schema(database: Database) -> set[str]:
         for table in inspector.get_table_names():
             parts.add(table)
             parts.update(f"{table}.{c['name']}" for c in inspector.get_columns(table))
+            parts.update(f"index:{table}:{i['name']}" for i in inspector.get_indexes(table))
         if database.backend == "postgres":
             with engine.connect() as conn:
                 parts.update(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import datetime
+import calendar
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -9,6 +10,7 @@ from sqlalchemy.orm import Session
 from shipboard.core.pagination import Page
 from shipboard.db import bulk
 from shipboard.db.keyset import filter_by, keyset_page
+from shipboard.db.types import UTCDateTime
 from shipboard.monitoring.models import IdempotencyKey, MonitoringMetric
 from shipboard.monitoring.schemas import MonitoringMetricFilter
 
@@ -100,19 +102,77 @@ def points(
 ) -> list[tuple[datetime, float]]:
     """(time, value) of one metric in [since, until), keeping points whose tags include ``tags``
     (tags are compared here, in Python, the same way on both backends)."""
-    stmt = sa.select(
-        MonitoringMetric.timestamp, MonitoringMetric.value, MonitoringMetric.tags
-    ).where(
+    where = [
         MonitoringMetric.name == name,
         MonitoringMetric.timestamp >= since,
         MonitoringMetric.timestamp < until,
-    )
+    ]
     if environment is not None:
-        stmt = stmt.where(MonitoringMetric.environment == environment)
+        where.append(MonitoringMetric.environment == environment)
+    if not tags:
+        # Without a tag filter the tags are not read: decoding their JSON was most of the time
+        # of a series over many points, and (name, environment, timestamp, value) is then an
+        # index-only scan.
+        plain = sa.select(MonitoringMetric.timestamp, MonitoringMetric.value).where(*where)
+        return [(t, float(v)) for t, v in session.execute(plain).all() if t is not None]
+    stmt = sa.select(
+        MonitoringMetric.timestamp, MonitoringMetric.value, MonitoringMetric.tags
+    ).where(*where)
     return [
         (t, float(v))
         for t, v, point_tags in session.execute(stmt).all()
         if t is not None and all((point_tags or {}).get(k) == val for k, val in tags.items())
+    ]
+
+
+def buckets(
+    session: Session,
+    *,
+    environment: str | None,
+    name: str,
+    since: datetime,
+    until: datetime,
+    step_s: int,
+) -> list[tuple[int, int, float, float, float]]:
+    """(bucket index, count, sum, min, max) of one metric's points in each non-empty bucket
+    [since + k·step, since + (k+1)·step), computed by the database: one row per bucket
+    instead of one per point, so a series costs the same whatever the points' density.
+
+    The index is the same floor of the exact time difference that ``series.bucket`` takes:
+    microseconds as integers on SQLite (timestamps are stored as ISO text in UTC with 6 digits:
+    ``types.format_utc``, ``types.SQLITE_NOW``),
+    ``extract(epoch from interval)`` (exact numeric) on PostgreSQL."""
+    ts = MonitoringMetric.timestamp
+    if session.get_bind().dialect.name == "postgresql":
+        offset = sa.extract("epoch", ts - sa.literal(since, UTCDateTime()))
+        index: Any = sa.cast(sa.func.floor(offset / step_s), sa.BigInteger)
+        value: Any = MonitoringMetric.value
+    else:
+        utc = since.astimezone(UTC)
+        since_us = calendar.timegm(utc.timetuple()) * 1_000_000 + utc.microsecond
+        # Whole seconds from the text without its fraction: SQLite's date functions keep
+        # milliseconds and round, so 12:13:39.9996 would count as 12:13:40.
+        micros = (
+            sa.cast(sa.func.strftime("%s", sa.func.substr(ts, 1, 19)), sa.BigInteger) * 1_000_000
+            + sa.cast(sa.func.substr(ts, 21, 6), sa.BigInteger)
+            - since_us
+        )
+        index = sa.cast(micros, sa.BigInteger) // (step_s * 1_000_000)
+        value = MonitoringMetric.value
+    label = index.label("bucket")
+    stmt = (
+        sa.select(
+            label, sa.func.count(), sa.func.sum(value), sa.func.min(value), sa.func.max(value)
+        )
+        .where(MonitoringMetric.name == name, ts >= since, ts < until)
+        .group_by(label)
+        .order_by(label)
+    )
+    if environment is not None:
+        stmt = stmt.where(MonitoringMetric.environment == environment)
+    return [
+        (int(i), int(n), float(total), float(low), float(high))
+        for i, n, total, low, high in session.execute(stmt).all()
     ]
 
 

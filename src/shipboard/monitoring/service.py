@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -134,9 +136,14 @@ def series(
             "step too small for the range: at most 11,000 buckets",
             errors=[{"loc": ["query", "step"], "msg": "too small for the range"}],
         )
-    chosen = repository.points(
-        session, environment=environment, name=name, tags=tags, since=since, until=until
-    )
+    points = None
+    if not tags and agg in DATABASE_AGGREGATES:
+        points = _database_series(session, name, environment, since, until, step, agg)
+    if points is None:
+        chosen = repository.points(
+            session, environment=environment, name=name, tags=tags, since=since, until=until
+        )
+        points = bucket(chosen, since=since, until=until, step_s=step, agg=agg)
     return Series(
         name=name,
         environment=environment,
@@ -145,8 +152,43 @@ def series(
         since=since,
         until=until,
         tags=tags,
-        points=bucket(chosen, since=since, until=until, step_s=step, agg=agg),
+        points=points,
     )
+
+
+# Reduced by the database, one row a bucket. Percentiles and tag filters read the points: a
+# percentile needs them all, and tags are compared in Python the same way on both backends.
+DATABASE_AGGREGATES = frozenset({"avg", "min", "max", "sum", "count"})
+
+
+def _database_series(
+    session: Session,
+    name: str,
+    environment: str | None,
+    since: datetime,
+    until: datetime,
+    step: int,
+    agg: str,
+) -> list[tuple[datetime, float]] | None:
+    """The series from per-bucket (count, sum, min, max); None when a sum overflowed a float,
+    where the exact reduction in Python (``series.AGGREGATIONS``) must decide instead."""
+    rows = repository.buckets(
+        session, environment=environment, name=name, since=since, until=until, step_s=step
+    )
+    pick: dict[str, Callable[[int, float, float, float], float]] = {
+        "avg": lambda n, total, _lo, _hi: total / n,
+        "sum": lambda _n, total, _lo, _hi: total,
+        "min": lambda _n, _total, low, _hi: low,
+        "max": lambda _n, _total, _lo, high: high,
+        "count": lambda n, _total, _lo, _hi: float(n),
+    }
+    reduce = pick[agg]
+    points = []
+    for index, n, total, low, high in rows:
+        if not math.isfinite(total):
+            return None
+        points.append((since + timedelta(seconds=index * step), reduce(n, total, low, high)))
+    return points
 
 
 def metric_names(session: Session, *, environment: str | None) -> MetricNames:
