@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import calendar
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 from shipboard.core.pagination import Page
 from shipboard.db import bulk
 from shipboard.db.keyset import filter_by, keyset_page
-from shipboard.db.types import UTCDateTime
+from shipboard.db.types import UTCDateTime, format_utc
 from shipboard.monitoring.models import IdempotencyKey, MonitoringMetric
 from shipboard.monitoring.schemas import MonitoringMetricFilter
 
@@ -143,13 +144,16 @@ def buckets(
     ``types.format_utc``, ``types.SQLITE_NOW``),
     ``extract(epoch from interval)`` (exact numeric) on PostgreSQL."""
     ts = MonitoringMetric.timestamp
-    if session.get_bind().dialect.name == "postgresql":
+    is_postgres = session.get_bind().dialect.name == "postgresql"
+    utc = since.astimezone(UTC)
+    since_us = calendar.timegm(utc.timetuple()) * 1_000_000 + utc.microsecond
+    if not is_postgres and environment is not None and since_us >= 0:
+        return _sqlite_buckets(session, environment, name, since, until, since_us, step_s)
+    if is_postgres:
         offset = sa.extract("epoch", ts - sa.literal(since, UTCDateTime()))
         index: Any = sa.cast(sa.func.floor(offset / step_s), sa.BigInteger)
         value: Any = MonitoringMetric.value
     else:
-        utc = since.astimezone(UTC)
-        since_us = calendar.timegm(utc.timetuple()) * 1_000_000 + utc.microsecond
         # Whole seconds from the text without its fraction: SQLite's date functions keep
         # milliseconds and round, so 12:13:39.9996 would count as 12:13:40.
         micros = (
@@ -173,6 +177,62 @@ def buckets(
     return [
         (int(i), int(n), float(total), float(low), float(high))
         for i, n, total, low, high in session.execute(stmt).all()
+    ]
+
+
+# The bounds of bucket i as stored timestamps are written (ISO text, UTC, 6 digits), so the
+# points of a bucket are one range of (name, environment, timestamp, value): the database
+# aggregates the index entries without parsing a single timestamp. Parsing each point's time
+# cost ~0.7 µs a point, which made a series' cost grow with the points in its range.
+_SQLITE_BUCKETS = sa.text(
+    """
+    WITH RECURSIVE k(i) AS (
+        SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i + 1 < :n
+    ),
+    b(i, start, stop) AS (
+        SELECT i,
+               strftime('%Y-%m-%dT%H:%M:%S', (:since_us + i * :step_us) / 1000000, 'unixepoch')
+                 || printf('.%06d+00:00', (:since_us + i * :step_us) % 1000000),
+               min(:until,
+                   strftime('%Y-%m-%dT%H:%M:%S', (:since_us + (i + 1) * :step_us) / 1000000,
+                            'unixepoch')
+                     || printf('.%06d+00:00', (:since_us + (i + 1) * :step_us) % 1000000))
+        FROM k
+    )
+    SELECT b.i, count(m.value), sum(m.value), min(m.value), max(m.value)
+    FROM b CROSS JOIN monitoring_metrics AS m INDEXED BY ix_monitoring_metrics_series
+    WHERE m.name = :name AND m.environment = :environment
+      AND m.timestamp >= b.start AND m.timestamp < b.stop
+    GROUP BY b.i
+    ORDER BY b.i
+    """
+)
+
+
+def _sqlite_buckets(
+    session: Session,
+    environment: str,
+    name: str,
+    since: datetime,
+    until: datetime,
+    since_us: int,
+    step_s: int,
+) -> list[tuple[int, int, float, float, float]]:
+    n = math.ceil((until - since).total_seconds() / step_s)
+    rows = session.execute(
+        _SQLITE_BUCKETS,
+        {
+            "n": n,
+            "since_us": since_us,
+            "step_us": step_s * 1_000_000,
+            "name": name,
+            "environment": environment,
+            "until": format_utc(until),
+        },
+    ).all()
+    return [
+        (int(i), int(count), float(total), float(low), float(high))
+        for i, count, total, low, high in rows
     ]
 
 
