@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from shipboard.db.bulk import uuid4_strings
+from shipboard.db.bulk import uuid7_strings
 from shipboard.db.engine import system_transaction
 from shipboard.deployments.models import DeploymentConfig, DeploymentLog
 from shipboard.deployments.repository import add_logs
@@ -99,12 +100,17 @@ def test_points_and_log_lines_round_trip(engine: Engine) -> None:
     assert logs[1].timestamp == moment + timedelta(microseconds=1)
 
 
-def test_uuid4_strings_are_valid_distinct_version_4_uuids() -> None:
-    ids = uuid4_strings(5_000)
+def test_uuid7_strings_are_valid_distinct_time_ordered_uuids() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = uuid7_strings(5_000)
+    after = time.time_ns() // 1_000_000
     parsed = [uuid.UUID(i) for i in ids]
-    assert [str(p) for p in parsed] == ids  # canonical form, as str(uuid4()) gives
-    assert {p.version for p in parsed} == {4}
+    assert [str(p) for p in parsed] == ids  # canonical form, as str(UUID) gives
+    assert {p.version for p in parsed} == {7}
     assert {p.variant for p in parsed} == {uuid.RFC_4122}
     assert len(set(ids)) == len(ids)
+    assert all(before <= p.int >> 80 <= after for p in parsed)  # the millisecond they were made
     # Every variant digit occurs: the two random bits left in it are really random.
     assert {i[19] for i in ids} == set("89ab")
+    time.sleep(0.002)
+    assert uuid7_strings(1)[0] > max(ids)  # a later batch sorts after

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
@@ -40,16 +41,19 @@ _PASS_THROUGH = ("text", "float", "int", "bool")
 _VARIANT = {f"{i:x}": f"{(i & 0x3) | 0x8:x}" for i in range(16)}
 
 
-def uuid4_strings(n: int) -> list[str]:
-    """``n`` random (version 4) UUIDs in canonical text form, as both drivers take them.
+def uuid7_strings(n: int) -> list[str]:
+    """``n`` time-ordered (version 7, RFC 9562) UUIDs in canonical text form, as both drivers
+    take them: the current millisecond, then 74 random bits.
 
-    ``str(uuid.uuid4())`` costs ~12 µs — a third of a 10,000-point ingest on SQLite — because
-    each builds a UUID object from its own ``os.urandom`` call; one call for the whole batch and
-    string slicing give the same 122 random bits at a tenth of the cost."""
-    raw = os.urandom(16 * n).hex()
+    Time-ordered because a batch of random (v4) keys lands on a random leaf page of the primary
+    key's index for every row: on SQLite a 10,000-point batch rewrote ~10,000 pages, 40 MB of
+    write-ahead log per request. Keys that start with the time all go to the right-hand edge.
+    One ``os.urandom`` call for the batch and string slicing cost a tenth of ``uuid.uuid4()``."""
+    stamp = f"{time.time_ns() // 1_000_000:012x}"[-12:]
+    raw = os.urandom(10 * n).hex()
     return [
-        f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-        for h in (raw[i : i + 32] for i in range(0, 32 * n, 32))
+        f"{stamp[:8]}-{stamp[8:]}-7{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
+        for h in (raw[i : i + 20] for i in range(0, 20 * n, 20))
     ]
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +19,14 @@ from sqlalchemy.orm import Session
 from shipboard.config import normalize_database_url
 
 APP_ROLE = "shipboard_app"
+# SQLite's own checkpoints (every 1,000 pages, PASSIVE) never wait for readers, so under steady
+# concurrent ingest there is always a reader and the WAL is never restarted: a 10 M-point bench
+# grew it to 71 GB and filled the disk. Past this size a returning connection truncates it.
+WAL_TRUNCATE_BYTES = 64 * 1024 * 1024
+WAL_CHECK_EVERY_S = 1.0
+WAL_CHECKPOINT_WAIT_MS = 3000
+WAL_RETRY_S = 2.0
+log = logging.getLogger(__name__)
 
 
 def is_postgres(bind: Engine | sa.Connection | Session) -> bool:
@@ -72,7 +83,12 @@ def _create_sqlite_engine(url: str, **kwargs: Any) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA synchronous=NORMAL")
+        # After a checkpoint that restarts the log, shrink the file back to this size.
+        cur.execute(f"PRAGMA journal_size_limit={WAL_TRUNCATE_BYTES}")
         cur.close()
+
+    if database and database != ":memory:":
+        _truncate_large_wal(engine, Path(database))
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
@@ -92,6 +108,52 @@ def transaction(engine: Engine, *, write: bool = True) -> Iterator[Session]:
     bind = engine.execution_options(sqlite_immediate=True) if write else engine
     with Session(bind, expire_on_commit=False, autoflush=False) as session, session.begin():
         yield session
+
+
+def _truncate_large_wal(engine: Engine, database: Path) -> None:
+    """When a connection returns to the pool and the WAL has grown past ``WAL_TRUNCATE_BYTES``,
+    a background thread checkpoints it in TRUNCATE mode on a connection of its own: it waits up
+    to ``WAL_CHECKPOINT_WAIT_MS`` for readers of older snapshots to finish (writers wait that
+    long too), copies every frame into the database and cuts the log to zero. Checked at most
+    once a second; a checkpoint that cannot finish in time is tried again ``WAL_RETRY_S``
+    later, so a long reader costs writers at most one short wait in several seconds, and no
+    request thread ever waits for it."""
+    wal = Path(f"{database}-wal")
+    state = {"next": 0.0}
+    running = threading.Lock()
+
+    def checkpoint() -> None:
+        try:
+            conn = sqlite3.connect(database, timeout=WAL_CHECKPOINT_WAIT_MS / 1000)
+            try:
+                conn.execute(f"PRAGMA busy_timeout={WAL_CHECKPOINT_WAIT_MS}")
+                busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                conn.close()
+            if busy:
+                state["next"] = time.monotonic() + WAL_RETRY_S
+                log.info("wal_checkpoint_deferred frames=%s copied=%s", frames, copied)
+        except sqlite3.Error as exc:
+            state["next"] = time.monotonic() + WAL_RETRY_S
+            log.info("wal_checkpoint_failed error=%s", exc)
+        finally:
+            running.release()
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, _record: Any) -> None:
+        now = time.monotonic()
+        if now < state["next"]:
+            return
+        state["next"] = now + WAL_CHECK_EVERY_S
+        try:
+            if wal.stat().st_size < WAL_TRUNCATE_BYTES:
+                return
+        except FileNotFoundError:
+            return
+        if running.acquire(blocking=False):
+            threading.Thread(
+                target=checkpoint, name="shipboard-wal-checkpoint", daemon=True
+            ).start()
 
 
 def bind_identity(session: Session, *, role: str, user_id: str) -> None:

@@ -221,7 +221,7 @@ def add_logs(session: Session, rows: list[dict[str, Any]]) -> int:
                 r["source"],
                 r["metadata_"],
             )
-            for r, new_id in zip(rows, bulk.uuid4_strings(len(rows)), strict=True)
+            for r, new_id in zip(rows, bulk.uuid7_strings(len(rows)), strict=True)
         ],
     )
 

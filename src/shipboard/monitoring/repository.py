@@ -42,7 +42,7 @@ def add_many(session: Session, rows: list[dict[str, Any]]) -> int:
                 r["tags"] or {},
                 r["source"],
             )
-            for r, new_id in zip(rows, bulk.uuid4_strings(len(rows)), strict=True)
+            for r, new_id in zip(rows, bulk.uuid7_strings(len(rows)), strict=True)
         ],
     )
 

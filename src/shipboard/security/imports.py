@@ -184,8 +184,8 @@ def _apply_lifecycle(
     occurrences: list[tuple[Any, ...]] = []
     new = reopened = 0
     seen: set[str] = set()
-    finding_ids = bulk.uuid4_strings(len(report.findings))
-    identity_ids = iter(bulk.uuid4_strings(len(report.findings)))
+    finding_ids = bulk.uuid7_strings(len(report.findings))
+    identity_ids = iter(bulk.uuid7_strings(len(report.findings)))
     for parsed, finding_id in zip(report.findings, finding_ids, strict=True):
         seen.add(parsed.fingerprint)
         findings.append(
