@@ -21,7 +21,7 @@ from shipboard.config import normalize_database_url
 APP_ROLE = "shipboard_app"
 # SQLite's own checkpoints (every 1,000 pages, PASSIVE) never wait for readers, so under steady
 # concurrent ingest there is always a reader and the WAL is never restarted: a 10 M-point bench
-# grew it to 71 GB and filled the disk. Past this size a returning connection truncates it.
+# grew it to 71 GB and filled the disk. Past this size a background checkpoint truncates it.
 WAL_TRUNCATE_BYTES = 64 * 1024 * 1024
 WAL_CHECK_EVERY_S = 1.0
 WAL_CHECKPOINT_WAIT_MS = 3000
@@ -113,11 +113,10 @@ def transaction(engine: Engine, *, write: bool = True) -> Iterator[Session]:
 def _truncate_large_wal(engine: Engine, database: Path) -> None:
     """When a connection returns to the pool and the WAL has grown past ``WAL_TRUNCATE_BYTES``,
     a background thread checkpoints it in TRUNCATE mode on a connection of its own: it waits up
-    to ``WAL_CHECKPOINT_WAIT_MS`` for readers of older snapshots to finish (writers wait that
-    long too), copies every frame into the database and cuts the log to zero. Checked at most
-    once a second; a checkpoint that cannot finish in time is tried again ``WAL_RETRY_S``
-    later, so a long reader costs writers at most one short wait in several seconds, and no
-    request thread ever waits for it."""
+    to ``WAL_CHECKPOINT_WAIT_MS`` for readers of older snapshots to finish (new writers wait
+    while it is pending: the price of a bounded log), copies every frame into the database and
+    cuts the log to zero. Checked at most once a second; one that cannot finish in time is tried
+    again ``WAL_RETRY_S`` later. No request thread runs the checkpoint itself."""
     wal = Path(f"{database}-wal")
     state = {"next": 0.0}
     running = threading.Lock()
