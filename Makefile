@@ -11,7 +11,7 @@ SOAK_BACKEND ?= sqlite
 TOOLS  := .tools
 TOOLS_STAMP := $(TOOLS)/.installed-stamp
 
-.PHONY: install tools run test test-fast lint format bench bench-quick soak clean
+.PHONY: install tools wrk run test test-fast lint format bench bench-quick soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,11 +50,16 @@ format: install
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
+# The list figure's load comes from wrk (C): a Python client saturates before the baseline does.
+wrk:
+	@command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq wrk; \
+	  else sudo apt-get install -y -qq wrk; fi; } >/dev/null
+
 ## make bench: each figure beside a baseline measured in the same run, as a ratio
-bench: install
+bench: install wrk
 	$(BIN)/python -m bench
 
-bench-quick: install
+bench-quick: install wrk
 	$(BIN)/python -m bench --quick
 
 ## make soak: 30 minutes of steady mixed traffic against `shipboard serve` (SOAK_MINUTES, SOAK_BACKEND)

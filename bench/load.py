@@ -9,30 +9,38 @@ import asyncio
 import json
 import statistics
 import time
+from collections import Counter
+from typing import Any
 
 import httpx
 
 
 async def _post(
     url: str, token: str | None, concurrency: int, requests: int, body: bytes, content_type: str
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """``requests`` POSTs of ``body`` from each of ``concurrency`` clients."""
     headers = {"Content-Type": content_type}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    errors = 0
+    statuses: Counter[int] = Counter()
     async with httpx.AsyncClient(headers=headers, timeout=300) as client:
 
         async def worker() -> None:
-            nonlocal errors
             for _ in range(requests):
                 response = await client.post(url, content=body)
-                errors += response.status_code >= 300
+                statuses[response.status_code] += 1
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return {"requests": concurrency * requests, "errors": errors, "seconds": elapsed}
+    errors = sum(n for status, n in statuses.items() if status >= 300)
+    # Which statuses, not just how many failed: a 503 (busy, retry) and a 422 are different bugs.
+    return {
+        "requests": concurrency * requests,
+        "errors": errors,
+        "seconds": elapsed,
+        "statuses": {str(status): n for status, n in sorted(statuses.items())},
+    }
 
 
 async def _run(url: str, token: str | None, concurrency: int, seconds: float) -> dict[str, float]:

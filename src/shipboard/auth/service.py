@@ -134,10 +134,9 @@ def authenticate_token(session: Session, *, token: str) -> Principal:
     """Resolve a bearer token to its principal, or raise Unauthorized."""
     if not token.startswith(TOKEN_PREFIX):
         raise Unauthorized()
-    found = repository.token_with_user(session, hash_token(token))
-    if found is None:
+    row = repository.token_with_user(session, hash_token(token))
+    if row is None:
         raise Unauthorized()
-    row, user = found
     # The lookup is by hash, so this comparison is belt and braces against a hash collision
     # in some future storage change; compare in constant time anyway.
     if not hmac.compare_digest(row.token_hash, hash_token(token)):
@@ -147,9 +146,9 @@ def authenticate_token(session: Session, *, token: str) -> Principal:
         raise Unauthorized("token has been revoked")
     if row.expires_at is not None and row.expires_at <= now:
         raise Unauthorized("token has expired")
-    if user.disabled:
+    if row.disabled:
         raise Unauthorized("user is disabled")
-    return Principal(user_id=user.id, name=user.name, role=user.role, token_id=row.id)
+    return Principal(user_id=row.user_id, name=row.name, role=row.role, token_id=row.token_id)
 
 
 def authenticate_jwt(

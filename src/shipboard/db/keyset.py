@@ -22,7 +22,11 @@ def keyset_page(
     cursor: str | None,
     limit: int,
     descending: bool = True,
+    rows: bool = False,
 ) -> Page[Any]:
+    """A page of ``stmt`` ordered by ``(sort_col, id_col)``. With ``rows``, ``stmt`` selects
+    columns and the items are plain rows: a read-only list then skips the ORM's identity map and
+    attribute instrumentation, which cost more than the query on a 50-row page."""
     position = decode_cursor(cursor)
     if position is not None:
         try:
@@ -38,13 +42,14 @@ def keyset_page(
         else:
             stmt = stmt.where(sa.or_(sort_col > key, sa.and_(sort_col == key, id_col > last_id)))
     order = (sort_col.desc(), id_col.desc()) if descending else (sort_col.asc(), id_col.asc())
-    rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
+    ordered = stmt.order_by(*order).limit(limit + 1)
+    items = list(session.execute(ordered) if rows else session.scalars(ordered))
     next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
+    if len(items) > limit:
+        items = items[:limit]
+        last = items[-1]
         next_cursor = encode_cursor(getattr(last, sort_col.key), getattr(last, id_col.key))
-    return Page(items=rows, next_cursor=next_cursor)
+    return Page(items=items, next_cursor=next_cursor)
 
 
 def filter_by(

@@ -71,9 +71,10 @@ def lock_environment(session: Session, name: str) -> Environment | None:
 
 def page(
     session: Session, *, filters: DeploymentFilter, cursor: str | None, limit: int
-) -> Page[DeploymentConfig]:
+) -> Page[sa.Row[Any]]:
+    """Rows, not entities: the list is read-only (see ``keyset_page``)."""
     stmt = filter_by(
-        sa.select(DeploymentConfig),
+        sa.select(*DeploymentConfig.__table__.columns),
         DeploymentConfig,
         filters,
         equal=("environment", "status", "triggered_by", "commit_sha"),
@@ -86,6 +87,7 @@ def page(
         id_col=DeploymentConfig.id,
         cursor=cursor,
         limit=limit,
+        rows=True,
     )
 
 

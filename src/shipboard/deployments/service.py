@@ -6,7 +6,7 @@ import math
 import uuid
 from datetime import datetime, timedelta
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from shipboard.audit import service as audit
@@ -48,6 +48,8 @@ from shipboard.security.imports import current_findings
 
 SYSTEM_ACTOR = "shipboard"
 MICROSECOND = timedelta(microseconds=1)
+# One validator for a whole page of rows: far cheaper than a model_validate per ORM object.
+_READ_LIST = TypeAdapter(list[DeploymentRead])
 
 
 # --- creation -------------------------------------------------------------------------------
@@ -253,7 +255,8 @@ def list_deployments(
     """Newest first, filtered on the spec's indexed columns."""
     page = repository.page(session, filters=filters, cursor=cursor, limit=clamp_limit(limit))
     return DeploymentPage(
-        items=[DeploymentRead.model_validate(d) for d in page.items], next_cursor=page.next_cursor
+        items=_READ_LIST.validate_python([row._asdict() for row in page.items]),
+        next_cursor=page.next_cursor,
     )
 
 
