@@ -24,6 +24,7 @@ from shipboard.client import (
 )
 from shipboard.config import get_settings
 from shipboard.core.errors import Forbidden, InvalidInput, ShipboardError, Unauthorized
+from shipboard.core.memory import cap_malloc_arenas
 from shipboard.db.cli import app as db_app
 from shipboard.deployments.cli import register as register_deploy_commands
 from shipboard.environments.cli import app as env_app
@@ -129,6 +130,7 @@ def serve(
 
     if bool(ssl_certfile) != bool(ssl_keyfile):
         raise InvalidInput("--ssl-certfile and --ssl-keyfile go together")
+    cap_malloc_arenas()  # before any thread starts: each would take an arena of its own
     settings = get_settings()
     url = settings.effective_database_url
     engine = create_db_engine(
@@ -248,6 +250,7 @@ def worker_command(
     from shipboard.db.engine import create_db_engine
     from shipboard.pipelines.worker import Worker
 
+    cap_malloc_arenas()
     settings = get_settings()
     configure_logging(settings)
     engine = create_db_engine(
