@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -212,7 +213,9 @@ class LiveServer:
     def __init__(self, database_url: str, **overrides: Any) -> None:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        overrides.setdefault("home", tempfile.mkdtemp(prefix="shipboard-home-"))
+        # A home this server made is removed when it stops; one passed in belongs to the caller.
+        self._own_home = None if "home" in overrides else tempfile.mkdtemp(prefix="shipboard-home-")
+        overrides.setdefault("home", self._own_home)
         settings = Settings(database_url=database_url, log_level="warning", **overrides)
         self.settings = settings
         self.engine = create_db_engine(database_url)
@@ -233,6 +236,8 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.engine.dispose()
+        if self._own_home is not None:
+            shutil.rmtree(self._own_home, ignore_errors=True)
 
 
 _servers: dict[str, LiveServer] = {}
