@@ -814,6 +814,52 @@ def test_wrong_sign_ins_from_one_address_get_429(
         assert client.get("/").status_code == 303  # not signed in
 
 
+def test_wrong_webhook_signatures_from_one_address_get_429(
+    strict_server: LiveServer, make_user: Callable[[str, str], str]
+) -> None:
+    """Guessing a webhook secret spends the same budget: after 5 wrong GitHub signatures and
+    GitLab tokens, 429 with Retry-After, and the right signature is refused too."""
+    from tests.test_integrations_webhooks import FIXTURES, SECRET, _sign
+
+    admin = make_user("webhook-admin", "admin")
+    body = (FIXTURES / "github" / "deployment.created.payload.json").read_bytes()
+    with httpx.Client(base_url=strict_server.base_url, timeout=30) as client:
+        for kind in ("github", "gitlab"):
+            configured = client.put(
+                f"/api/v1/integrations/{kind}",
+                json={"secret": SECRET},
+                headers={"Authorization": f"Bearer {admin}"},
+            )
+            assert configured.status_code == 200, configured.text
+
+        def github(signature: str) -> httpx.Response:
+            return client.post(
+                "/api/v1/integrations/github",
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-GitHub-Event": "deployment",
+                    "X-GitHub-Delivery": str(uuid.uuid4()),
+                    "X-Hub-Signature-256": signature,
+                },
+            )
+
+        for guess in ("sha256=" + "0" * 64, "sha256=00", "sha1=abc"):
+            assert github(guess).status_code == 401
+        for token in ("guess-1", "guess-2"):
+            wrong = client.post(
+                "/api/v1/integrations/gitlab",
+                content=b"{}",
+                headers={"X-Gitlab-Event": "Deployment Hook", "X-Gitlab-Token": token},
+            )
+            assert wrong.status_code == 401, wrong.text
+        limited = github("sha256=" + "1" * 64)
+        assert limited.status_code == 429, limited.text
+        assert limited.headers["content-type"].startswith("application/problem+json")
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert github(_sign(body)).status_code == 429
+
+
 # --- 8. secrets absent from responses, errors, exports and logs ---------------------------
 
 

@@ -4,8 +4,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
-from shipboard.auth.deps import AdminOnly, Audit, DbSession
+from shipboard.auth.deps import (
+    AdminOnly,
+    Audit,
+    DbSession,
+    check_auth_failures,
+    note_auth_failure,
+)
 from shipboard.core.bodylimit import read_limited_body
 from shipboard.core.problems import Problem, problem_response
 from shipboard.integrations import service
@@ -29,6 +36,7 @@ WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing or wrong signature/token: nothing stored"},
     413: {"model": Problem},
     422: {"model": Problem, "description": "a deployment event without what it needs"},
+    429: {"model": Problem, "description": "too many wrong signatures or tokens from here"},
 }
 WEBHOOK_BODY = {
     "requestBody": {
@@ -45,6 +53,16 @@ async def _raw_body(request: Request) -> bytes:
 
 
 RawBody = Annotated[bytes, Depends(_raw_body)]
+
+
+def _receive(request: Request, db: Session, webhook: service.Webhook) -> Response:
+    # A wrong signature or token spends the per-address budget a wrong API token does:
+    # otherwise these two routes would be an unthrottled oracle for the integration's secret.
+    check_auth_failures(request)
+    received = service.receive(db, webhook=webhook, keyring=request.app.state.keyring)
+    if received.status_code == 401:
+        note_auth_failure(request)
+    return _answer(received)
 
 
 def _answer(received: service.Received) -> Response:
@@ -81,7 +99,7 @@ def github_webhook(
         source_ip=request.client.host if request.client else None,
         request_id=getattr(request.state, "request_id", None),
     )
-    return _answer(service.receive(db, webhook=webhook, keyring=request.app.state.keyring))
+    return _receive(request, db, webhook)
 
 
 @router.post(
@@ -105,7 +123,7 @@ def gitlab_webhook(
         source_ip=request.client.host if request.client else None,
         request_id=getattr(request.state, "request_id", None),
     )
-    return _answer(service.receive(db, webhook=webhook, keyring=request.app.state.keyring))
+    return _receive(request, db, webhook)
 
 
 @router.get("", response_model=IntegrationList, responses=ADMIN)
