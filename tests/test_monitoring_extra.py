@@ -66,6 +66,7 @@ def test_scrapes_a_real_prometheus_client_server_and_survives_a_dead_target(
             assert response.status_code == 200, response.text
         scheduler = Scheduler(engine, clients.server.app.state.keyring)
         assert scheduler.scrape_due() == 2
+        scheduler.finish_scrapes()
         assert scheduler.scrape_due() == 0  # not due again before its interval
     finally:
         server.shutdown()
@@ -75,6 +76,58 @@ def test_scrapes_a_real_prometheus_client_server_and_survives_a_dead_target(
     assert _values(engine, "orders_total")[0][0] == 3
     up = {t["scrape_target"]: v for v, t in _values(engine, "shipboard_scrape_up")}
     assert up == {f"http://127.0.0.1:{port}/metrics": 1.0, f"http://127.0.0.1:{dead}/metrics": 0.0}
+
+
+def test_a_hanging_scrape_target_holds_up_nothing(clients: Clients, engine: Engine) -> None:
+    """A target that accepts and never answers: scrape_due returns at once, the healthy
+    target's samples arrive, alert evaluation runs, and the hung target is not fetched twice
+    at the same time; it is recorded down when its 10-second timeout ends."""
+    import socket
+    import time
+
+    registry = CollectorRegistry()
+    Gauge("healthy_gauge", "a value", registry=registry).set(1)
+    port = _free_port()
+    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts into the backlog; nobody ever reads or answers
+    hung = f"http://127.0.0.1:{silent.getsockname()[1]}/metrics"
+    try:
+        with clients.as_role("admin") as admin:
+            response = admin.patch(
+                "/api/v1/environments/development",
+                json={
+                    "config": {
+                        "monitoring": {
+                            "scrape": [
+                                {"url": hung, "interval_s": 0.1},
+                                {"url": f"http://127.0.0.1:{port}/metrics", "interval_s": 0.1},
+                            ]
+                        }
+                    }
+                },
+            )
+            assert response.status_code == 200, response.text
+        scheduler = Scheduler(engine, clients.server.app.state.keyring)
+        started = time.monotonic()
+        assert scheduler.scrape_due() == 2
+        assert time.monotonic() - started < 2
+        deadline = time.monotonic() + 5
+        while not _values(engine, "healthy_gauge") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _values(engine, "healthy_gauge"), "the healthy target waited for the hung one"
+        scheduler.evaluate()
+        assert time.monotonic() - started < 5
+        time.sleep(0.2)  # both are due again; only the healthy one is not still in flight
+        assert scheduler.scrape_due() == 1
+        scheduler.finish_scrapes(timeout=20)
+        down = {t["scrape_target"]: v for v, t in _values(engine, "shipboard_scrape_up")}
+        assert down[hung] == 0.0
+        assert time.monotonic() - started >= 9  # the hung fetch ran to its timeout
+    finally:
+        silent.close()
+        server.shutdown()
 
 
 def test_monitoring_report_trend_anomalies_and_alert_times(

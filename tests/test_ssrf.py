@@ -441,6 +441,7 @@ def test_scheduler_records_a_refused_scrape_target_as_down(
         assert patched.status_code == 200, patched.text
     scheduler = Scheduler(engine, clients.server.app.state.keyring, outbound=policy)
     assert scheduler.scrape_due() == 1
+    scheduler.finish_scrapes()
     with engine.connect() as conn:
         up = conn.execute(
             sa.text("SELECT value FROM monitoring_metrics WHERE name = 'shipboard_scrape_up'")

@@ -7,6 +7,7 @@ evaluation and a slow receiver never delays either.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +30,7 @@ log = structlog.get_logger("shipboard.scheduler")
 EVALUATION_LOCK = 0x5B1B0A4E
 RETENTION_FIRST_AFTER_S = 60.0
 RETENTION_INTERVAL_S = 3600.0
+SCRAPE_THREADS = 4
 
 
 class Scheduler:
@@ -62,6 +64,10 @@ class Scheduler:
         self.poll_s = poll_s
         self._next_eval = 0.0
         self._next_scrape: dict[tuple[str, str], float] = {}
+        # Scrapes run on threads of their own: a target that answers slowly (up to its 10 s
+        # timeout) held up alert evaluation and every other job of this loop.
+        self._scrapes: ThreadPoolExecutor | None = None
+        self._scraping: dict[tuple[str, str], Future[None]] = {}
         self.leader = False
         # Sticky: the node that leads keeps leading until it stops or dies (db/leader.py).
         self.election = LeaderElection(engine)
@@ -104,6 +110,10 @@ class Scheduler:
                 log.exception("scheduler_tick_failed")
             stop.wait(self.poll_s)
         self.dispatcher.wake.set()
+        self.finish_scrapes()  # each ends within its timeout
+        if self._scrapes is not None:
+            self._scrapes.shutdown()
+            self._scrapes = None
         dispatcher.join(timeout=15)  # the attempts under way end within their timeout
         self.election.release()
 
@@ -124,8 +134,9 @@ class Scheduler:
         return True
 
     def scrape_due(self) -> int:
-        """Scrape the targets that are due (on the elected node only, so samples are not doubled).
-        Fetches happen outside any transaction."""
+        """Start scraping the targets that are due (on the elected node only, so samples are not
+        doubled) and return how many started. Each fetch runs on a scrape thread, outside any
+        transaction; a target still being fetched is not started again."""
         import time
 
         with system_transaction(self.engine) as session:
@@ -134,15 +145,39 @@ class Scheduler:
                 for environment in environments.list_all(session)
                 for target in scrape.targets(environment.name, environment.config or {})
                 if self._next_scrape.get((target.environment, target.url), 0.0) <= time.monotonic()
+                and not self._in_flight((target.environment, target.url))
             ]
-        for target in due:
-            self._next_scrape[(target.environment, target.url)] = (
-                time.monotonic() + target.interval_s
+        if not due:
+            return 0
+        if self._scrapes is None:
+            self._scrapes = ThreadPoolExecutor(
+                SCRAPE_THREADS, thread_name_prefix="shipboard-scrape"
             )
+        for target in due:
+            key = (target.environment, target.url)
+            self._next_scrape[key] = time.monotonic() + target.interval_s
+            self._scraping[key] = self._scrapes.submit(self._scrape_one, target)
+        return len(due)
+
+    def _in_flight(self, key: tuple[str, str]) -> bool:
+        future = self._scraping.get(key)
+        if future is not None and future.done():
+            del self._scraping[key]
+            return False
+        return future is not None
+
+    def _scrape_one(self, target: scrape.Target) -> None:
+        try:
             rows = scrape.scrape(target, outbound=self.outbound)
             with system_transaction(self.engine) as session:
                 metrics.add_many(session, rows)
-        return len(due)
+        except Exception:
+            log.exception("scrape_failed", target=target.url)
+
+    def finish_scrapes(self, timeout: float | None = None) -> None:
+        """Wait for the scrapes under way (each ends within its own timeout)."""
+        wait(list(self._scraping.values()), timeout=timeout)
+        self._scraping = {k: f for k, f in self._scraping.items() if not f.done()}
 
     def schedule_scans(self, *, now: datetime | None = None) -> int:
         """Request the scans of ``config.security.schedule`` whose cron fired since the last look
