@@ -18,7 +18,7 @@ from shipboard.core.netguard import DEFAULT_POLICY, OutboundPolicy
 from shipboard.core.time import utcnow
 from shipboard.core.types import ENVIRONMENTS
 from shipboard.db.engine import is_postgres
-from shipboard.environments import repository
+from shipboard.environments import cache, repository
 from shipboard.environments.merge_patch import merge_patch
 from shipboard.environments.models import Environment
 from shipboard.environments.schemas import (
@@ -141,7 +141,7 @@ def seed_environments(session: Session, *, domains: dict[str, str] | None = None
 
 def require_known_environments(session: Session, *, field: str, names: list[str]) -> None:
     """Reject a batch (naming each offending index) if any item names an unknown environment."""
-    known = repository.names(session)
+    known = cache.cached(session, "names", lambda: frozenset(repository.names(session)))
     errors = [
         {"loc": ["body", field, i, "environment"], "msg": f"unknown environment {name!r}"}
         for i, name in enumerate(names)
@@ -343,11 +343,15 @@ def _parse_time(value: Any) -> datetime | None:
 
 def rate_limit_per_minute(session: Session, *, name: str) -> int | None:
     """The environment's ``limits.api_rate_limit`` (requests a minute), if it sets one."""
-    environment = repository.get(session, name)
-    if environment is None:
-        return None
-    value = (environment.limits or {}).get("api_rate_limit")
-    return int(value) if isinstance(value, int) and value > 0 else None
+
+    def load() -> int | None:
+        environment = repository.get(session, name)
+        if environment is None:
+            return None
+        value = (environment.limits or {}).get("api_rate_limit")
+        return int(value) if isinstance(value, int) and value > 0 else None
+
+    return cache.cached(session, ("api_rate_limit", name), load)
 
 
 def max_upload_bytes(session: Session, *, name: str) -> int | None:
