@@ -11,7 +11,6 @@ Table and column names come from code, never from input; values are always bound
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy.orm import Session
 
 from shipboard.db.types import format_utc
@@ -64,7 +64,9 @@ class Column:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+    # orjson: json.dumps of each row's tags was a twentieth of a 10,000-point request.
+    # OPT_NON_STR_KEYS keeps json.dumps' reading of int keys as their text.
+    return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _sqlite_value(kind: Kind, value: Any) -> Any:
@@ -75,7 +77,7 @@ def _sqlite_value(kind: Kind, value: Any) -> Any:
     if kind == "timestamp":
         return format_utc(value)
     if kind == "json":
-        return json.dumps(value)
+        return _json(value)
     return value
 
 

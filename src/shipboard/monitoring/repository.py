@@ -26,12 +26,15 @@ POINT_COLUMNS = (
 )
 
 
+def insert_points(session: Session, rows: list[tuple[Any, ...]]) -> int:
+    """Insert points, each a tuple in ``POINT_COLUMNS`` order, in one statement."""
+    return bulk.insert(session, "monitoring_metrics", POINT_COLUMNS, rows)
+
+
 def add_many(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert points in one statement; rows without an ``id`` get a new random one."""
-    return bulk.insert(
+    """Insert points in one statement; rows without an ``id`` get a new time-ordered one."""
+    return insert_points(
         session,
-        "monitoring_metrics",
-        POINT_COLUMNS,
         [
             (
                 r.get("id") or new_id,

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from shipboard.core.errors import Conflict, InvalidInput, PayloadTooLarge
 from shipboard.core.pagination import clamp_limit
 from shipboard.core.time import utcnow
+from shipboard.db import bulk
 from shipboard.environments.service import require_known_environments
 from shipboard.monitoring import repository
 from shipboard.monitoring.schemas import (
@@ -45,18 +46,12 @@ def ingest_metrics(session: Session, *, metrics: list[MonitoringMetricCreate]) -
     ]
     if future:
         raise InvalidInput("batch has timestamps in the future", errors=future)
+    # Straight to the insert's tuples: a dict per point first was a tenth of a large batch.
     rows = [
-        {
-            "name": m.name,
-            "value": m.value,
-            "timestamp": m.timestamp or now,
-            "environment": m.environment,
-            "tags": m.tags,
-            "source": m.source,
-        }
-        for m in metrics
+        (point_id, m.name, m.value, m.timestamp or now, m.environment, m.tags, m.source)
+        for point_id, m in zip(bulk.uuid7_strings(len(metrics)), metrics, strict=True)
     ]
-    return repository.add_many(session, rows)
+    return repository.insert_points(session, rows)
 
 
 def list_metrics(
