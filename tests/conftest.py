@@ -33,6 +33,7 @@ from shipboard.auth.schemas import UserCreate
 from shipboard.config import Settings
 from shipboard.db import migrate
 from shipboard.db.engine import create_db_engine, system_transaction
+from shipboard.environments import cache as settings_cache
 from shipboard.environments.service import seed_environments
 
 PG_BASE_URL = os.environ.get(
@@ -192,6 +193,8 @@ def _truncate(engine: Engine) -> None:
             for table in DATA_TABLES:
                 if table != "audit_events":
                     conn.execute(sa.text(f"DELETE FROM {table}"))
+    # Raw SQL bypasses the ORM events that clear the settings cache (environments/cache.py).
+    settings_cache.invalidate()
 
 
 @pytest.fixture
