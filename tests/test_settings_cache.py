@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from shipboard.db.engine import system_transaction
 from shipboard.environments import cache
-from shipboard.monitoring.schemas import MonitoringMetricCreate
+from shipboard.monitoring.schemas import POINTS
 from shipboard.monitoring.service import ingest_metrics
 from tests.conftest import Clients, Database, _free_port, wait_for
 
@@ -54,7 +54,7 @@ def test_ingest_reads_environment_names_once_a_second(
     engine: Engine, environment_queries: list[str]
 ) -> None:
     cache.invalidate()
-    point = MonitoringMetricCreate.model_validate(_point())
+    point = POINTS.validate_python([_point()])[0]
     for _ in range(5):
         with system_transaction(engine) as session:
             assert ingest_metrics(session, metrics=[point]) == 1

@@ -5,7 +5,7 @@ import json
 import zlib
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -41,7 +41,7 @@ router = APIRouter(
     },
 )
 def ingest(
-    batch: MetricBatch,
+    batch: Annotated[MetricBatch, Body()],
     request: Request,
     db: DbSession,
     caller: ServiceOrAdmin,
@@ -51,8 +51,8 @@ def ingest(
     ] = None,
 ) -> Accepted:
     """Store up to 10,000 points, all or nothing."""
-    note_ingest(request.state, "metrics", points=len(batch.metrics))
-    for environment in sorted({m.environment for m in batch.metrics}):
+    note_ingest(request.state, "metrics", points=len(batch["metrics"]))
+    for environment in sorted({m["environment"] for m in batch["metrics"]}):
         spend_budget(request, db, caller, environment)
     return service.ingest_batch(
         db, batch=batch, scope=f"metrics:{caller.name}", idempotency_key=idempotency_key

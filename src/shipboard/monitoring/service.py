@@ -18,6 +18,7 @@ from shipboard.db import bulk
 from shipboard.environments.service import require_known_environments
 from shipboard.monitoring import repository
 from shipboard.monitoring.schemas import (
+    POINTS,
     Accepted,
     MetricBatch,
     MetricNameInfo,
@@ -36,19 +37,27 @@ MAX_FUTURE = timedelta(minutes=10)
 
 def ingest_metrics(session: Session, *, metrics: list[MonitoringMetricCreate]) -> int:
     """Store a batch of points in one statement; an unknown environment rejects the batch."""
-    require_known_environments(session, field="metrics", names=[m.environment for m in metrics])
+    require_known_environments(session, field="metrics", names=[m["environment"] for m in metrics])
     now = utcnow()
     late = now + MAX_FUTURE
     future = [
         {"loc": ["body", "metrics", i, "timestamp"], "msg": "more than 10 minutes in the future"}
         for i, m in enumerate(metrics)
-        if m.timestamp is not None and m.timestamp > late
+        if (at := m.get("timestamp")) is not None and at > late
     ]
     if future:
         raise InvalidInput("batch has timestamps in the future", errors=future)
     # Straight to the insert's tuples: a dict per point first was a tenth of a large batch.
     rows = [
-        (point_id, m.name, m.value, m.timestamp or now, m.environment, m.tags, m.source)
+        (
+            point_id,
+            m["name"],
+            m["value"],
+            m.get("timestamp") or now,
+            m["environment"],
+            m.get("tags") or {},
+            m["source"],
+        )
         for point_id, m in zip(bulk.uuid7_strings(len(metrics)), metrics, strict=True)
     ]
     return repository.insert_points(session, rows)
@@ -77,21 +86,20 @@ def ingest_batch(
     idempotency_key: str | None,
 ) -> Accepted:
     """Store a batch once: a retry under the same ``Idempotency-Key`` gets the first answer."""
-    if len(batch.metrics) > MAX_BATCH:
-        raise PayloadTooLarge(
-            f"at most {MAX_BATCH} points a request; this one has {len(batch.metrics)}"
-        )
+    points = batch["metrics"]
+    if len(points) > MAX_BATCH:
+        raise PayloadTooLarge(f"at most {MAX_BATCH} points a request; this one has {len(points)}")
     if idempotency_key is None:
-        return Accepted(accepted=ingest_metrics(session, metrics=batch.metrics))
-    digest = hashlib.sha256(
-        json.dumps(batch.model_dump(mode="json"), sort_keys=True).encode()
-    ).hexdigest()
+        return Accepted(accepted=ingest_metrics(session, metrics=points))
+    # Defaults filled in, so leaving out "tags": {} is the same batch as sending it.
+    normal = [{"timestamp": None, "tags": {}, **p} for p in POINTS.dump_python(points, mode="json")]
+    digest = hashlib.sha256(json.dumps({"metrics": normal}, sort_keys=True).encode()).hexdigest()
     seen = repository.idempotency_get(session, scope, idempotency_key)
     if seen is not None:
         if seen.request_hash != digest:
             raise Conflict("this Idempotency-Key was used for a different batch")
         return Accepted.model_validate(seen.response)
-    accepted = Accepted(accepted=ingest_metrics(session, metrics=batch.metrics))
+    accepted = Accepted(accepted=ingest_metrics(session, metrics=points))
     try:
         repository.idempotency_put(
             session,
