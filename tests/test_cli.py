@@ -31,6 +31,37 @@ def shipboard(
     )
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("after", ["API: ", "pipeline worker"])
+def test_a_signal_while_serve_starts_stops_it(
+    tmp_path: Path, signum: signal.Signals, after: str
+) -> None:
+    """A signal in the moments before uvicorn takes the signals over (threads starting, the
+    event loop not yet running) ends the process: it was once swallowed, and serve ran on."""
+    env = {**os.environ, "SHIPBOARD_HOME": str(tmp_path / "home")}
+    env.pop("SHIPBOARD_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipboard", "serve", "--port", str(_free_port())],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        said = ""
+        while after not in said:
+            line = proc.stderr.readline()
+            assert line, said
+            said += line
+        proc.send_signal(signum)
+        assert proc.wait(timeout=20) in (0, 130, -signum), said
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_serve_on_an_empty_home_migrates_seeds_and_prints_an_admin_token(tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "SHIPBOARD_HOME": str(tmp_path / "home")}

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -156,32 +157,8 @@ def serve(
         err.print(f"Web: {base}/login   (a password: shipboard users set-password NAME)")
         err.print("API: use an existing token, or make one: shipboard tokens create admin")
     application = create_app(settings, engine=engine)
-    stop = None
-    if worker:
-        from shipboard.pipelines.worker import Worker, start_in_thread
-
-        pipeline_worker = Worker(
-            engine,
-            application.state.keyring,
-            scan_roots=settings.scan_roots.split(":"),
-            outbound=settings.outbound_policy,
-        )
-        application.state.wake_worker = pipeline_worker.wake.set
-        worker_thread, stop = start_in_thread(pipeline_worker)
-        from shipboard.monitoring.scheduler import start_in_thread as start_scheduler
-
-        scheduler = _scheduler(engine, application.state.keyring, settings)
-        scheduler_stop = start_scheduler(scheduler)
-        # /readyz fails and /metrics reports it when one of them stops.
-        application.state.background = {
-            "pipeline worker": worker_thread,
-            "scheduler": scheduler.thread,
-        }
-        application.state.scheduler = scheduler
-        err.print("pipeline worker and alert scheduler: in-process")
-    draining = _drain_on_second_signal()
-    try:
-        uvicorn.run(
+    server = uvicorn.Server(
+        uvicorn.Config(
             application,
             host=host,
             port=port,
@@ -198,42 +175,87 @@ def serve(
             # itself; without a bound, one open browser tab would hold a shutdown forever.
             timeout_graceful_shutdown=settings.shutdown_grace_s,
         )
+    )
+    # Before any thread starts: a signal at any moment from here on stops the server.
+    draining, signalled = _handle_signals(server)
+    background: list[_Background] = []
+    try:
+        if worker:
+            background.append(_start_background(application, engine, settings))
+            err.print("pipeline worker and alert scheduler: in-process")
+        server.run()
+        if not server.started and not signalled.is_set():
+            raise typer.Exit(3)  # uvicorn said why (the port is taken, say)
     finally:
-        if stop is not None:
-            draining.set()
-            _drain(worker_thread, stop, scheduler, scheduler_stop)
+        draining.set()
+        for running in background:
+            _drain(running)
 
 
-def _drain_on_second_signal() -> threading.Event:
-    """On SIGTERM or SIGINT uvicorn stops taking connections, lets the requests under way
-    finish, and then raises the signal again to the handler it found. Python's default would
-    end the process right there, the in-process worker in the middle of a step; this one lets
-    the worker finish the deployment it runs (``_drain``). A second signal while it does ends
-    the process at once (that deployment's lease then lapses: failed as "worker lost")."""
+@dataclass
+class _Background:
+    worker_thread: threading.Thread
+    stop: threading.Event
+    scheduler: Any
+    scheduler_stop: threading.Event
+
+
+def _start_background(application: Any, engine: Any, settings: Any) -> _Background:
+    """The pipeline worker and the scheduler, in threads of this process."""
+    from shipboard.monitoring.scheduler import start_in_thread as start_scheduler
+    from shipboard.pipelines.worker import Worker, start_in_thread
+
+    pipeline_worker = Worker(
+        engine,
+        application.state.keyring,
+        scan_roots=settings.scan_roots.split(":"),
+        outbound=settings.outbound_policy,
+    )
+    application.state.wake_worker = pipeline_worker.wake.set
+    worker_thread, stop = start_in_thread(pipeline_worker)
+    scheduler = _scheduler(engine, application.state.keyring, settings)
+    scheduler_stop = start_scheduler(scheduler)
+    # /readyz fails and /metrics reports it when one of them stops.
+    application.state.background = {
+        "pipeline worker": worker_thread,
+        "scheduler": scheduler.thread,
+    }
+    application.state.scheduler = scheduler
+    return _Background(worker_thread, stop, scheduler, scheduler_stop)
+
+
+def _handle_signals(server: Any) -> tuple[threading.Event, threading.Event]:
+    """SIGTERM and SIGINT stop ``server``: before it starts, and after it has finished.
+
+    While it serves, uvicorn takes the signals over: it stops taking connections, lets the
+    requests under way finish, and then raises the signal again to the handler it found.
+    Python's default would end the process right there, the in-process worker in the middle of
+    a step; this one lets the worker finish the deployment it runs (``_drain``). A signal in
+    the moments before uvicorn took over used to be swallowed, and the server then ran on.
+    A second signal while draining ends the process at once (that deployment's lease then
+    lapses: failed as "worker lost"). Returns (draining, signalled)."""
     draining = threading.Event()
+    signalled = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
         if draining.is_set():
             raise SystemExit(128 + signum)
+        signalled.set()
+        server.should_exit = True
 
     for handled in (signal.SIGTERM, signal.SIGINT):
         signal.signal(handled, on_signal)
-    return draining
+    return draining, signalled
 
 
-def _drain(
-    worker_thread: threading.Thread,
-    stop: threading.Event,
-    scheduler: Any,
-    scheduler_stop: threading.Event,
-) -> None:
-    stop.set()  # claims nothing more
-    scheduler_stop.set()
-    if worker_thread.is_alive():
+def _drain(running: _Background) -> None:
+    running.stop.set()  # claims nothing more
+    running.scheduler_stop.set()
+    if running.worker_thread.is_alive():
         err.print("stopping: waiting for the deployment under way to finish")
-    worker_thread.join()
-    if scheduler.thread is not None:
-        scheduler.thread.join(timeout=30)
+    running.worker_thread.join()
+    if running.scheduler.thread is not None:
+        running.scheduler.thread.join(timeout=30)
 
 
 @app.command("worker")
