@@ -132,6 +132,9 @@ def serve(
     if bool(ssl_certfile) != bool(ssl_keyfile):
         raise InvalidInput("--ssl-certfile and --ssl-keyfile go together")
     cap_malloc_arenas()  # before any thread starts: each would take an arena of its own
+    # From here on a signal is noted, never raised: KeyboardInterrupt in the middle of start-up
+    # (an import, a migration, a thread starting) could leave the process hanging on exit.
+    stopper = _Stopper()
     settings = get_settings()
     url = settings.effective_database_url
     engine = create_db_engine(
@@ -176,18 +179,19 @@ def serve(
             timeout_graceful_shutdown=settings.shutdown_grace_s,
         )
     )
-    # Before any thread starts: a signal at any moment from here on stops the server.
-    draining, signalled = _handle_signals(server)
+    stopper.server = server
+    if stopper.signalled.is_set():
+        return
     background: list[_Background] = []
     try:
         if worker:
             background.append(_start_background(application, engine, settings))
             err.print("pipeline worker and alert scheduler: in-process")
         server.run()
-        if not server.started and not signalled.is_set():
+        if not server.started and not stopper.signalled.is_set():
             raise typer.Exit(3)  # uvicorn said why (the port is taken, say)
     finally:
-        draining.set()
+        stopper.draining.set()
         for running in background:
             _drain(running)
 
@@ -224,28 +228,31 @@ def _start_background(application: Any, engine: Any, settings: Any) -> _Backgrou
     return _Background(worker_thread, stop, scheduler, scheduler_stop)
 
 
-def _handle_signals(server: Any) -> tuple[threading.Event, threading.Event]:
-    """SIGTERM and SIGINT stop ``server``: before it starts, and after it has finished.
+class _Stopper:
+    """SIGTERM and SIGINT for ``serve``: noted during start-up, then they stop the server.
 
     While it serves, uvicorn takes the signals over: it stops taking connections, lets the
     requests under way finish, and then raises the signal again to the handler it found.
     Python's default would end the process right there, the in-process worker in the middle of
-    a step; this one lets the worker finish the deployment it runs (``_drain``). A signal in
-    the moments before uvicorn took over used to be swallowed, and the server then ran on.
-    A second signal while draining ends the process at once (that deployment's lease then
-    lapses: failed as "worker lost"). Returns (draining, signalled)."""
-    draining = threading.Event()
-    signalled = threading.Event()
+    a step; this one lets the worker finish the deployment it runs (``_drain``). A signal
+    before uvicorn took over used to be swallowed, and the server then ran on; now start-up
+    stops at its next step, or the server exits as soon as it runs. A second signal while
+    draining ends the process at once (that deployment's lease then lapses: failed as
+    "worker lost")."""
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        if draining.is_set():
+    def __init__(self) -> None:
+        self.draining = threading.Event()
+        self.signalled = threading.Event()
+        self.server: Any = None
+        for handled in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(handled, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self.draining.is_set():
             raise SystemExit(128 + signum)
-        signalled.set()
-        server.should_exit = True
-
-    for handled in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(handled, on_signal)
-    return draining, signalled
+        self.signalled.set()
+        if self.server is not None:
+            self.server.should_exit = True
 
 
 def _drain(running: _Background) -> None:
