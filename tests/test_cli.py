@@ -62,6 +62,38 @@ def test_a_signal_while_serve_starts_stops_it(
             proc.wait()
 
 
+def test_a_second_signal_ends_a_start_that_waits(tmp_path: Path) -> None:
+    """A database that accepts the connection and never answers holds start-up for the 10 s
+    connect timeout: the first Ctrl-C is noted, the second ends the process at once."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/postgres"
+    env = {**os.environ, "SHIPBOARD_HOME": str(tmp_path / "home"), "SHIPBOARD_DATABASE_URL": url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipboard", "serve", "--port", str(_free_port())],
+        env=env,
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(3)  # imported, and waiting for the database
+        assert proc.poll() is None
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) != 0
+        assert time.monotonic() - started < 4
+    finally:
+        silent.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_serve_on_an_empty_home_migrates_seeds_and_prints_an_admin_token(tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "SHIPBOARD_HOME": str(tmp_path / "home")}

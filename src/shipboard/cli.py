@@ -236,9 +236,9 @@ class _Stopper:
     Python's default would end the process right there, the in-process worker in the middle of
     a step; this one lets the worker finish the deployment it runs (``_drain``). A signal
     before uvicorn took over used to be swallowed, and the server then ran on; now start-up
-    stops at its next step, or the server exits as soon as it runs. A second signal while
-    draining ends the process at once (that deployment's lease then lapses: failed as
-    "worker lost")."""
+    stops at its next step, or the server exits as soon as it runs. A second signal during
+    start-up, or while draining, ends the process at once (a deployment under way then has its
+    lease lapse: failed as "worker lost")."""
 
     def __init__(self) -> None:
         self.draining = threading.Event()
@@ -248,7 +248,9 @@ class _Stopper:
             signal.signal(handled, self._on_signal)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        if self.draining.is_set():
+        # A second signal while start-up waits (a database that does not answer, say) or
+        # while draining: the user means it.
+        if self.draining.is_set() or (self.signalled.is_set() and self.server is None):
             raise SystemExit(128 + signum)
         self.signalled.set()
         if self.server is not None:
