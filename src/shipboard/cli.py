@@ -182,18 +182,18 @@ def serve(
     stopper.server = server
     if stopper.signalled.is_set():
         return
-    background: list[_Background] = []
+    background: _Background | None = None
     try:
         if worker:
-            background.append(_start_background(application, engine, settings))
+            background = _start_background(application, engine, settings)
             err.print("pipeline worker and alert scheduler: in-process")
         server.run()
         if not server.started and not stopper.signalled.is_set():
             raise typer.Exit(3)  # uvicorn said why (the port is taken, say)
     finally:
         stopper.draining.set()
-        for running in background:
-            _drain(running)
+        if background is not None:
+            _drain(background)
 
 
 @dataclass

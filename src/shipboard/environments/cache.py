@@ -42,7 +42,7 @@ def cached(session: Session, key: Hashable, load: Callable[[], T]) -> T:
     if session.info.get(_CHANGED):
         return load()
     # One process may serve several databases (tests, the bench, a restore): key by database.
-    key = (session.get_bind().engine.url.render_as_string(hide_password=True), key)
+    key = (session.get_bind().engine.url, key)
     now = time.monotonic()
     with _state.lock:
         hit = _state.values.get(key)

@@ -145,7 +145,7 @@ class Scheduler:
                 for environment in environments.list_all(session)
                 for target in scrape.targets(environment.name, environment.config or {})
                 if self._next_scrape.get((target.environment, target.url), 0.0) <= time.monotonic()
-                and not self._in_flight((target.environment, target.url))
+                and not self._in_flight(target)
             ]
         if not due:
             return 0
@@ -159,12 +159,9 @@ class Scheduler:
             self._scraping[key] = self._scrapes.submit(self._scrape_one, target)
         return len(due)
 
-    def _in_flight(self, key: tuple[str, str]) -> bool:
-        future = self._scraping.get(key)
-        if future is not None and future.done():
-            del self._scraping[key]
-            return False
-        return future is not None
+    def _in_flight(self, target: scrape.Target) -> bool:
+        future = self._scraping.get((target.environment, target.url))
+        return future is not None and not future.done()
 
     def _scrape_one(self, target: scrape.Target) -> None:
         try:
@@ -177,7 +174,6 @@ class Scheduler:
     def finish_scrapes(self, timeout: float | None = None) -> None:
         """Wait for the scrapes under way (each ends within its own timeout)."""
         wait(list(self._scraping.values()), timeout=timeout)
-        self._scraping = {k: f for k, f in self._scraping.items() if not f.done()}
 
     def schedule_scans(self, *, now: datetime | None = None) -> int:
         """Request the scans of ``config.security.schedule`` whose cron fired since the last look

@@ -67,7 +67,6 @@ class MetricBatch(TypedDict):
 
 
 POINTS = TypeAdapter(list[MonitoringMetricCreate])
-BATCH = TypeAdapter(MetricBatch)
 
 
 class Accepted(BaseModel):
