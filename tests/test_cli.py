@@ -31,6 +31,19 @@ def shipboard(
     )
 
 
+def _serve_on_sqlite(home: Path, port: int) -> subprocess.Popen[str]:
+    """``shipboard serve`` on the SQLite file in ``home``, its stderr readable as text."""
+    env = {**os.environ, "SHIPBOARD_HOME": str(home)}
+    env.pop("SHIPBOARD_DATABASE_URL", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "shipboard", "serve", "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("after", ["API: ", "pipeline worker"])
 def test_a_signal_while_serve_starts_stops_it(
@@ -38,15 +51,7 @@ def test_a_signal_while_serve_starts_stops_it(
 ) -> None:
     """A signal in the moments before uvicorn takes the signals over (threads starting, the
     event loop not yet running) ends the process: it was once swallowed, and serve ran on."""
-    env = {**os.environ, "SHIPBOARD_HOME": str(tmp_path / "home")}
-    env.pop("SHIPBOARD_DATABASE_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shipboard", "serve", "--port", str(_free_port())],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = _serve_on_sqlite(tmp_path / "home", _free_port())
     try:
         assert proc.stderr is not None
         said = ""
@@ -96,15 +101,7 @@ def test_a_second_signal_ends_a_start_that_waits(tmp_path: Path) -> None:
 
 def test_serve_on_an_empty_home_migrates_seeds_and_prints_an_admin_token(tmp_path: Path) -> None:
     port = _free_port()
-    env = {**os.environ, "SHIPBOARD_HOME": str(tmp_path / "home")}
-    env.pop("SHIPBOARD_DATABASE_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shipboard", "serve", "--port", str(port)],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = _serve_on_sqlite(tmp_path / "home", port)
     try:
         assert proc.stderr is not None
         printed = ""
@@ -156,13 +153,7 @@ def test_serve_on_an_empty_home_migrates_seeds_and_prints_an_admin_token(tmp_pat
         proc.wait(timeout=20)
 
     # A second start finds the instance prepared: no new admin, no token printed.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shipboard", "serve", "--port", str(port)],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = _serve_on_sqlite(tmp_path / "home", port)
     try:
         assert proc.stderr is not None
         lines = [proc.stderr.readline() for _ in range(4)]
