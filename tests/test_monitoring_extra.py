@@ -35,6 +35,16 @@ def _values(engine: Engine, name: str) -> list[tuple[float, dict[str, str]]]:
     return [(float(v), t if isinstance(t, dict) else json.loads(t)) for v, t in rows]
 
 
+def _scrape(clients: Clients, environment: str, *targets: dict[str, Any]) -> None:
+    """Set an environment's Prometheus scrape targets through the API."""
+    with clients.as_role("admin") as admin:
+        response = admin.patch(
+            f"/api/v1/environments/{environment}",
+            json={"config": {"monitoring": {"scrape": list(targets)}}},
+        )
+        assert response.status_code == 200, response.text
+
+
 def test_scrapes_a_real_prometheus_client_server_and_survives_a_dead_target(
     clients: Clients, engine: Engine
 ) -> None:
@@ -45,25 +55,12 @@ def test_scrapes_a_real_prometheus_client_server_and_survives_a_dead_target(
     server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     dead = _free_port()
     try:
-        with clients.as_role("admin") as admin:
-            response = admin.patch(
-                "/api/v1/environments/staging",
-                json={
-                    "config": {
-                        "monitoring": {
-                            "scrape": [
-                                {
-                                    "url": f"http://127.0.0.1:{port}/metrics",
-                                    "interval_s": 60,
-                                    "labels": {"job": "app"},
-                                },
-                                {"url": f"http://127.0.0.1:{dead}/metrics", "interval_s": 60},
-                            ]
-                        }
-                    }
-                },
-            )
-            assert response.status_code == 200, response.text
+        _scrape(
+            clients,
+            "staging",
+            {"url": f"http://127.0.0.1:{port}/metrics", "interval_s": 60, "labels": {"job": "app"}},
+            {"url": f"http://127.0.0.1:{dead}/metrics", "interval_s": 60},
+        )
         scheduler = Scheduler(engine, clients.server.app.state.keyring)
         assert scheduler.scrape_due() == 2
         scheduler.finish_scrapes()
@@ -94,21 +91,12 @@ def test_a_hanging_scrape_target_holds_up_nothing(clients: Clients, engine: Engi
     silent.listen(8)  # accepts into the backlog; nobody ever reads or answers
     hung = f"http://127.0.0.1:{silent.getsockname()[1]}/metrics"
     try:
-        with clients.as_role("admin") as admin:
-            response = admin.patch(
-                "/api/v1/environments/development",
-                json={
-                    "config": {
-                        "monitoring": {
-                            "scrape": [
-                                {"url": hung, "interval_s": 0.1},
-                                {"url": f"http://127.0.0.1:{port}/metrics", "interval_s": 0.1},
-                            ]
-                        }
-                    }
-                },
-            )
-            assert response.status_code == 200, response.text
+        _scrape(
+            clients,
+            "development",
+            {"url": hung, "interval_s": 0.1},
+            {"url": f"http://127.0.0.1:{port}/metrics", "interval_s": 0.1},
+        )
         scheduler = Scheduler(engine, clients.server.app.state.keyring)
         started = time.monotonic()
         assert scheduler.scrape_due() == 2
