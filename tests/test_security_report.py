@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import csv
+import io
 import json
 import os
 import subprocess
@@ -113,3 +116,74 @@ def test_scan_import_cli(clients: Clients) -> None:
     )
     assert bad.returncode == 1
     assert "expected SARIF" in bad.stderr
+
+
+HOSTILE_CELLS = ['=HYPERLINK("http://x.test","y")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+
+
+def test_security_report_csv_neutralises_formula_cells(clients: Clients) -> None:
+    """A finding's title and location are written by whoever wrote the scanned code: a cell
+    that a spreadsheet would evaluate is quoted (OWASP's CSV injection guidance)."""
+    results = [
+        {
+            "ruleId": cell,
+            "level": "error",
+            "message": {"text": cell},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": cell}}}],
+        }
+        for cell in HOSTILE_CELLS
+    ]
+    sarif = {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "t"}}, "results": results}]}
+    with clients.as_role("deployer") as client:
+        imported = client.post(
+            "/api/v1/security/scans/import",
+            files={"file": ("x.sarif", json.dumps(sarif).encode(), "application/json")},
+            data={"environment": "staging"},
+        )
+        assert imported.status_code == 201, imported.text
+        as_csv = client.get(
+            "/api/v1/reports/security", params={"environment": "staging", "format": "csv"}
+        ).text
+    rows = list(csv.DictReader(io.StringIO(as_csv)))
+    assert sorted(row["title"] for row in rows) == sorted("'" + cell for cell in HOSTILE_CELLS)
+    assert all(row["location"].startswith("'") for row in rows)
+
+
+def test_every_csv_export_neutralises_formula_cells() -> None:
+    """Every CSV writer goes through one helper: no module writes CSV with ``csv`` directly,
+    and each report's ``to_csv`` quotes a hostile name while numbers stay numbers."""
+    from shipboard.reports import monitoring, performance
+
+    src = Path(__file__).parent.parent / "src" / "shipboard"
+    direct = [
+        str(path.relative_to(src))
+        for path in src.rglob("*.py")
+        if path.name != "csvsafe.py"
+        and any(
+            isinstance(node, ast.Attribute)
+            and node.attr in {"writer", "DictWriter"}
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "csv"
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+    ]
+    assert direct == []
+    metric = monitoring.MetricSummary(
+        name="=cmd|' /C calc'!A0",
+        points=1,
+        min=-1.5,
+        max=1,
+        avg=0,
+        p95=0,
+        trend_per_day=None,
+        trend_p_value=None,
+        trend="flat",
+        anomalies=0,
+    )
+    report = monitoring.MonitoringReport.model_construct(metrics=[metric])
+    row = next(csv.DictReader(io.StringIO(monitoring.to_csv(report))))
+    assert (row["name"], row["min"]) == ("'=cmd|' /C calc'!A0", "-1.5")
+    bench = {"name": "@evil", "tags": {"k": "v"}, "change_pct": -3.5}
+    text = performance.to_csv({"benchmarks": [bench]})
+    row = next(csv.DictReader(io.StringIO(text)))
+    assert (row["name"], row["change_pct"]) == ("'@evil", "-3.5")

@@ -55,7 +55,6 @@ measurement.
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import statistics
@@ -65,6 +64,7 @@ from datetime import date, datetime, timedelta
 from html import escape
 from typing import Any, Final
 
+from shipboard.core.csvsafe import dict_writer
 from shipboard.core.time import ensure_utc
 
 COMPLETED_STATUSES: Final = frozenset({"success", "failed", "rolled_back"})
@@ -351,7 +351,7 @@ def to_csv(report: dict[str, Any]) -> str:
     """A header, then the totals as a ``total`` row, then one row per week. A None value is
     written as an empty cell."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=WEEKLY_FIELDS, extrasaction="ignore")
+    writer = dict_writer(out, fieldnames=WEEKLY_FIELDS, extrasaction="ignore")
     writer.writeheader()
     writer.writerow(_totals_row(report))
     writer.writerows(report["weekly"])

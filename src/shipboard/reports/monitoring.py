@@ -3,7 +3,6 @@ they were resolved."""
 
 from __future__ import annotations
 
-import csv
 import io
 import statistics
 from datetime import datetime, timedelta
@@ -14,6 +13,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from shipboard.core.csvsafe import dict_writer
 from shipboard.core.time import utcnow
 from shipboard.monitoring.alerting import MAD_SCALE
 from shipboard.monitoring.models import Alert, AlertRule, MonitoringMetric
@@ -146,7 +146,7 @@ def _alerts(session: Session, environment: str, since: datetime, until: datetime
 def to_csv(report: MonitoringReport) -> str:
     out = io.StringIO()
     fields: list[str] = list(MetricSummary.model_fields)
-    writer = csv.DictWriter(out, fieldnames=fields)
+    writer = dict_writer(out, fieldnames=fields)
     writer.writeheader()
     for metric in report.metrics:
         row: dict[str, Any] = metric.model_dump()

@@ -3,7 +3,6 @@ against its baseline; the regressions found in the period."""
 
 from __future__ import annotations
 
-import csv
 import io
 import statistics
 from collections import defaultdict
@@ -13,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from shipboard.core.csvsafe import dict_writer
 from shipboard.core.time import utcnow
 from shipboard.performance import regression
 from shipboard.performance import service as performance
@@ -112,7 +112,7 @@ CSV_FIELDS = (
 
 def to_csv(report: dict[str, Any]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer = dict_writer(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
     for row in report["benchmarks"]:
         writer.writerow(

@@ -3,7 +3,6 @@ the score over time — as JSON, CSV, a small HTML page, or SARIF 2.1.0 for code
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 import statistics
@@ -15,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard import __version__
+from shipboard.core.csvsafe import dict_writer
 from shipboard.security.imports import current_findings
 from shipboard.security.models import SecurityScan
 
@@ -72,7 +72,7 @@ def to_csv(report: dict[str, Any]) -> str:
         "due_at",
         "overdue",
     ]
-    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
+    writer = dict_writer(out, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     for row in report["findings"]:
         writer.writerow({k: row.get(k) for k in fields})
