@@ -440,3 +440,141 @@ def test_integration_config_is_admin_only_and_never_shows_the_secret(
         "integration.create",
     ]
     assert SECRET not in json.dumps(audit)
+
+
+# --- issue 20: provider rules ---------------------------------------------------------------
+
+
+def test_duplicate_delivery_answers_with_the_deployment_the_first_one_recorded(
+    clients: Clients,
+) -> None:
+    with clients.as_role("admin") as admin:
+        _configure(admin, "github")
+    body = _fixture("github/deployment_status.created.payload.json")
+    first = _github(clients, "deployment_status", body, delivery="dup-1")
+    again = _github(clients, "deployment_status", body, delivery="dup-1")
+    assert again.json()["outcome"] == "duplicate"
+    assert again.json()["deployment_id"] == first.json()["deployment_id"] is not None
+    duplicate, _ = _deliveries(clients, "github")
+    assert duplicate["deployment_id"] == first.json()["deployment_id"]
+
+
+def test_github_form_encoded_payload_is_accepted_signed_over_the_raw_body(
+    clients: Clients,
+) -> None:
+    from urllib.parse import urlencode
+
+    with clients.as_role("admin") as admin:
+        _configure(admin, "github")
+    # GitHub's default content type: `payload=<url-encoded JSON>`, signed over those bytes.
+    body = urlencode(
+        {"payload": _fixture("github/deployment.created.payload.json").decode()}
+    ).encode()
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-GitHub-Event": "deployment",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": _sign(body),
+    }
+    url = f"{clients.server.base_url}/api/v1/integrations/github"
+    answer = httpx.post(url, content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outcome"] == "recorded"
+    assert _detail(clients, answer.json()["deployment_id"])["commit_sha"] == GH_SHA
+    # The signature is over the encoded bytes, not the JSON inside them.
+    wrong = {
+        **headers,
+        "X-Hub-Signature-256": _sign(_fixture("github/deployment.created.payload.json")),
+    }
+    assert_problem(httpx.post(url, content=body, headers=wrong), 401)
+    no_payload = urlencode({"other": "x"}).encode()
+    missing = httpx.post(
+        url,
+        content=no_payload,
+        headers={
+            **headers,
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": _sign(no_payload),
+        },
+    )
+    assert_problem(missing, 400)
+    assert "payload" in missing.json()["detail"]
+    assert len(_deployments(clients)) == 1
+
+
+def test_same_deployment_id_from_two_repositories_is_two_deployments(clients: Clients) -> None:
+    with clients.as_role("admin") as admin:
+        _configure(admin, "github")
+        _configure(admin, "gitlab")
+    name = "github/deployment_status.created.payload.json"
+    ours = _github(clients, "deployment_status", _fixture(name))
+    other_repo = _github(
+        clients,
+        "deployment_status",
+        _variant(
+            name,
+            deployment_status__state="failure",
+            repository__id=1,
+            repository__full_name="someone/else",
+            repository__html_url="https://github.com/someone/else",
+        ),
+    )
+    other_host = _github(
+        clients,
+        "deployment_status",
+        _variant(
+            name,
+            deployment_status__state="failure",
+            repository__html_url="https://github.example.com/Codertocat/Hello-World",
+        ),
+    )
+    ids = {ours.json()["deployment_id"], other_repo.json()["deployment_id"]}
+    ids.add(other_host.json()["deployment_id"])
+    assert [r.json()["outcome"] for r in (ours, other_repo, other_host)] == ["recorded"] * 3
+    assert len(ids) == 3
+    assert _detail(clients, ours.json()["deployment_id"])["status"] == "success"
+    # GitLab: project scopes the id the same way.
+    gitlab = "gitlab/deployment.success.go-gitlab.json"
+    first = _gitlab(clients, _fixture(gitlab))
+    second = _gitlab(clients, _variant(gitlab, project__id=31, status="failed"))
+    assert [first.json()["outcome"], second.json()["outcome"]] == ["recorded", "recorded"]
+    assert first.json()["deployment_id"] != second.json()["deployment_id"]
+    assert _detail(clients, first.json()["deployment_id"])["status"] == "success"
+    keys = {d["external_id"] for d in _deliveries(clients, "gitlab")}
+    assert keys == {
+        "10.126.0.2:3000/projects/30/deployments/15",
+        "10.126.0.2:3000/projects/31/deployments/15",
+    }
+
+
+def test_cancelled_workflow_run_and_canceled_gitlab_deployment_are_not_change_failures(
+    clients: Clients,
+) -> None:
+    with clients.as_role("admin") as admin:
+        _configure(admin, "github", deploy_workflow="te?t", workflow_environment="production")
+        _configure(admin, "gitlab", env_map={"staging": "production"})
+    run = "github/workflow_run.completed.payload.json"
+    cancelled = _github(
+        clients, "workflow_run", _variant(run, workflow_run__conclusion="cancelled")
+    )
+    detail = _detail(clients, cancelled.json()["deployment_id"])
+    assert detail["status"] == "failed"
+    assert detail["error_message"].startswith("cancelled in GitHub")
+    _github(clients, "workflow_run", _variant(run, workflow_run__run_attempt=2))
+    canceled = _gitlab(
+        clients, _variant("gitlab/deployment.success.go-gitlab.json", status="canceled")
+    )
+    assert _detail(clients, canceled.json()["deployment_id"])["status"] == "failed"
+    with clients.as_role("viewer") as viewer:
+        report = viewer.get(
+            "/api/v1/reports/dora",
+            params={
+                "environment": "production",
+                "since": "2020-01-01T00:00:00Z",
+                "until": "2022-01-01T00:00:00Z",
+            },
+        )
+    assert report.status_code == 200, report.text
+    cfr = report.json()["change_failure_rate"]
+    # One success; the cancelled run and the canceled GitLab deployment are left out.
+    assert (cfr["failed"], cfr["completed"], cfr["value"]) == (0, 1, 0.0)

@@ -32,7 +32,7 @@ ADMIN: dict[int | str, dict[str, Any]] = {401: {"model": Problem}, 403: {"model"
 WEBHOOK_MAX_BYTES = 25 * 1024 * 1024
 WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": WebhookAnswer, "description": "understood but ignored (with the reason)"},
-    400: {"model": Problem, "description": "the body is not JSON"},
+    400: {"model": Problem, "description": "the body is not JSON (nor a form with payload=JSON)"},
     401: {"model": Problem, "description": "missing or wrong signature/token: nothing stored"},
     413: {"model": Problem},
     422: {"model": Problem, "description": "a deployment event without what it needs"},
@@ -42,6 +42,18 @@ WEBHOOK_BODY = {
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+# GitHub's default content type: `payload=<the same JSON, URL-encoded>`.
+GITHUB_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "properties": {"payload": {"type": "string"}}}
+            },
+        },
     }
 }
 
@@ -79,7 +91,7 @@ def _answer(received: service.Received) -> Response:
 
 
 @router.post(
-    "/github", response_model=WebhookAnswer, responses=WEBHOOK_RESPONSES, openapi_extra=WEBHOOK_BODY
+    "/github", response_model=WebhookAnswer, responses=WEBHOOK_RESPONSES, openapi_extra=GITHUB_BODY
 )
 def github_webhook(
     request: Request,
@@ -98,6 +110,7 @@ def github_webhook(
         body=body,
         source_ip=request.client.host if request.client else None,
         request_id=getattr(request.state, "request_id", None),
+        content_type=request.headers.get("content-type"),
     )
     return _receive(request, db, webhook)
 

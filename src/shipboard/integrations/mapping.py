@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from shipboard.core.errors import InvalidInput
 from shipboard.deployments import state
@@ -48,6 +49,10 @@ PROGRESS = {
     "failed": 3,
     "rolled_back": 4,
 }
+# The provider's word (as kept in the link row) for a deployment someone stopped: recorded as
+# failed, since our states have no other ending, but a person's decision is no change failure,
+# so DORA leaves it out (reports/service.py).
+CANCELLED_STATES = frozenset({"completed/cancelled", "canceled"})
 DEFAULT_DEPLOY_WORKFLOW = "*deploy*"
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,127}$")
 _SHA = re.compile(r"^[0-9a-fA-F]{7,40}$")
@@ -235,7 +240,7 @@ def _github_deployment(
     creator = deployment.get("creator") or payload.get("sender") or {}
     created_at = _time(deployment.get("created_at"))
     common: dict[str, Any] = {
-        "external_id": str(deployment_id),
+        "external_id": f"{_github_scope(payload)}/deployments/{deployment_id}",
         "their_environment": their_env,
         "environment": ours,
         "version": version or version_from(deployment.get("ref"), sha),
@@ -284,11 +289,16 @@ def _github_workflow_run(payload: dict[str, Any], settings: Settings) -> Meaning
     ours = workflow_environment(name, settings)
     conclusion = run.get("conclusion")
     succeeded = conclusion == "success"
+    error = None if succeeded else f"workflow run {name!r} concluded {conclusion}"
+    if f"completed/{conclusion}" in CANCELLED_STATES:
+        error = f"cancelled in GitHub: {error}"
     head_commit = run.get("head_commit") if isinstance(run.get("head_commit"), dict) else {}
     actor = run.get("triggering_actor") or run.get("actor") or payload.get("sender") or {}
     return DeploymentEvent(
         # A re-run keeps the run's id but is another deployment.
-        external_id=f"workflow_run:{run_id}:{run.get('run_attempt') or 1}",
+        external_id=(
+            f"{_github_scope(payload)}/actions/runs/{run_id}/attempts/{run.get('run_attempt') or 1}"
+        ),
         their_environment=name,
         environment=ours,
         version=version_from(run.get("head_branch"), sha),
@@ -297,7 +307,7 @@ def _github_workflow_run(payload: dict[str, Any], settings: Settings) -> Meaning
         target="success" if succeeded else "failed",
         their_state=f"completed/{conclusion}",
         logs_url=_url(run.get("html_url")),
-        error_message=None if succeeded else f"workflow run {name!r} concluded {conclusion}",
+        error_message=error,
         created_at=_time(run.get("run_started_at")) or _time(run.get("created_at")),
         happened_at=_time(run.get("updated_at")),
         commit_timestamp=_time((head_commit or {}).get("timestamp")),
@@ -347,7 +357,7 @@ def gitlab_event(event: str | None, payload: dict[str, Any], settings: Settings)
     user = payload.get("user") if isinstance(payload.get("user"), dict) else {}
     happened = _time(payload.get("status_changed_at"))
     return DeploymentEvent(
-        external_id=str(deployment_id),
+        external_id=f"{_gitlab_scope(payload)}/deployments/{deployment_id}",
         their_environment=their_env,
         environment=ours,
         version=version_from(payload.get("ref"), sha, short=payload.get("short_sha")),
@@ -362,6 +372,35 @@ def gitlab_event(event: str | None, payload: dict[str, Any], settings: Settings)
         created_at=happened,
         happened_at=happened,
     )
+
+
+# --- scoping ids ----------------------------------------------------------------------------
+# A provider's deployment id is unique within one repository (GitLab: project) on one host only:
+# the key is host and repository too, shaped like the provider's own API path. The repository's
+# numeric id, not its name, so a rename half-way through a deployment changes nothing.
+
+
+def _github_scope(payload: dict[str, Any]) -> str:
+    repository = _object(payload, "repository")
+    repo_id = _required(repository, "repository", "id", (int, str))
+    return f"{_host(repository, 'repository', 'html_url')}/repositories/{repo_id}"
+
+
+def _gitlab_scope(payload: dict[str, Any]) -> str:
+    project = _object(payload, "project")
+    project_id = _required(project, "project", "id", (int, str))
+    return f"{_host(project, 'project', 'web_url')}/projects/{project_id}"
+
+
+def _host(obj: dict[str, Any], where: str, key: str) -> str:
+    url = _required(obj, where, key, str)
+    host = urlsplit(url).netloc.rpartition("@")[2].lower() if _URL.match(url) else ""
+    if not host:
+        raise InvalidInput(
+            f"{where}.{key} is not an http(s) URL",
+            errors=[{"loc": ["body", where, key], "msg": "expected an http(s) URL"}],
+        )
+    return host
 
 
 # --- reading payloads -----------------------------------------------------------------------

@@ -55,17 +55,18 @@ def add_link(session: Session, link: IntegrationDeployment) -> None:
     session.flush()
 
 
-def delivery_applied(session: Session, kind: str, delivery_id: str) -> bool:
-    found = session.scalar(
-        sa.select(IntegrationDelivery.id)
+def first_applied(session: Session, kind: str, delivery_id: str) -> IntegrationDelivery | None:
+    """The first delivery with this id that was acted on, if any."""
+    return session.scalar(
+        sa.select(IntegrationDelivery)
         .where(
             IntegrationDelivery.kind == kind,
             IntegrationDelivery.delivery_id == delivery_id,
             IntegrationDelivery.outcome.in_(APPLIED),
         )
+        .order_by(IntegrationDelivery.received_at, IntegrationDelivery.id)
         .limit(1)
     )
-    return found is not None
 
 
 def add_delivery(session: Session, delivery: IntegrationDelivery) -> None:

@@ -11,6 +11,8 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
 
 import structlog
 from sqlalchemy.orm import Session
@@ -42,6 +44,9 @@ PROVIDER = {"github": "GitHub", "gitlab": "GitLab"}
 # newest of them are kept.
 KEEP_REJECTED = 500
 _HEADER_MAX = 255
+FORM = "application/x-www-form-urlencoded"
+# GitHub's form holds the one field `payload`; a few more are tolerated, thousands are not.
+FORM_MAX_FIELDS = 10
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -168,6 +173,7 @@ class Webhook:
     body: bytes
     source_ip: str | None = None
     request_id: str | None = None
+    content_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,9 +205,13 @@ def receive(
         repository.prune_rejected(session, webhook.kind, keep=KEEP_REJECTED)
         log.info("webhook_rejected", kind=webhook.kind, reason=refusal)
         return received
-    if webhook.delivery_id and repository.delivery_applied(
-        session, webhook.kind, webhook.delivery_id
-    ):
+    first = (
+        repository.first_applied(session, webhook.kind, webhook.delivery_id)
+        if webhook.delivery_id
+        else None
+    )
+    if first is not None:
+        # The provider shows this answer: it names the deployment the first delivery recorded.
         return _delivered(
             session,
             webhook,
@@ -209,6 +219,8 @@ def receive(
             200,
             "duplicate",
             f"delivery {webhook.delivery_id} was received before; nothing changed",
+            external_id=first.external_id,
+            deployment_id=first.deployment_id,
         )
     meaning = _meaning(session, integration, webhook)
     if not isinstance(meaning, mapping.DeploymentEvent):
@@ -277,12 +289,9 @@ def _meaning(
 ) -> mapping.DeploymentEvent | tuple[int, str, str]:
     """The deployment event of an authentic request, or (status, outcome, why) when there is
     none to apply."""
-    try:
-        payload = json.loads(webhook.body)
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
-        return 400, "invalid", "request body is not valid JSON"
-    if not isinstance(payload, dict):
-        return 400, "invalid", "request body is not a JSON object"
+    payload = _payload(webhook)
+    if isinstance(payload, str):
+        return 400, "invalid", payload
     settings = mapping.Settings(
         environments=repository.environment_names(session),
         env_map={str(k): str(v) for k, v in (integration.env_map or {}).items()},
@@ -299,6 +308,40 @@ def _meaning(
     if isinstance(meaning, mapping.Ignore):
         return 202, "ignored", meaning.reason
     return meaning
+
+
+def _payload(webhook: Webhook) -> dict[str, Any] | str:
+    """The body's JSON object, or why there is none."""
+    body = webhook.body
+    if _media_type(webhook.content_type) == FORM:
+        # GitHub's default content type: the JSON is the form's `payload` field. The signature
+        # was checked over the encoded bytes, as GitHub computes it.
+        form = _form_payload(body)
+        if form is None:
+            return "form body has no payload field (GitHub's payload=<JSON>)"
+        body = form
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
+        return "request body is not valid JSON"
+    if not isinstance(payload, dict):
+        return "request body is not a JSON object"
+    return payload
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _form_payload(body: bytes) -> bytes | None:
+    """The ``payload`` field of a URL-encoded form, or None when there is none (or the body is
+    not a form)."""
+    try:
+        fields = parse_qs(body.decode("ascii"), strict_parsing=True, max_num_fields=FORM_MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    values = fields.get("payload")
+    return values[0].encode() if values and len(values) == 1 else None
 
 
 def _apply(

@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard.deployments.models import DeploymentConfig, DeploymentRun
+from shipboard.integrations.mapping import CANCELLED_STATES
+from shipboard.integrations.models import IntegrationDeployment
 from shipboard.reports import dora
 
 
@@ -27,8 +29,13 @@ def dora_facts(
             DeploymentRun.commit_timestamp,
             DeploymentRun.cancel_requested_by,
             DeploymentRun.outcome,
+            IntegrationDeployment.external_state,
         )
         .outerjoin(DeploymentRun, DeploymentRun.deployment_id == DeploymentConfig.id)
+        # A deployment GitHub or GitLab reported as cancelled is as cancelled as one of ours.
+        .outerjoin(
+            IntegrationDeployment, IntegrationDeployment.deployment_id == DeploymentConfig.id
+        )
         .where(
             DeploymentConfig.environment == environment,
             DeploymentConfig.completed_at >= since,
@@ -47,7 +54,13 @@ def dora_facts(
             completed_at=row.completed_at,
             commit_timestamp=row.commit_timestamp,
             cancelled=row.cancel_requested_by is not None
-            or (row.status == "failed" and (row.error_message or "").startswith("cancelled by ")),
+            or (
+                row.status == "failed"
+                and (
+                    (row.error_message or "").startswith("cancelled by ")
+                    or row.external_state in CANCELLED_STATES
+                )
+            ),
         )
         for row in rows
     ]
