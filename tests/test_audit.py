@@ -219,3 +219,45 @@ def test_each_deployment_route_writes_exactly_one_event(
         lambda: httpx.post(f"{base}/api/v1/deployments/{fifth['id']}/reject", headers=headers),
     )
     assert event["actor"] == "audit-approver"
+
+
+ACTOR_MAX = 200
+
+
+def test_failed_anonymous_logins_write_a_normalised_actor(clients: Clients, engine: Engine) -> None:
+    """The sign-in form's user name becomes the failed login's actor: control characters (an
+    ANSI escape, a newline forging a second line, a bidi override) are removed."""
+    from tests.test_web_auth import browser, login
+
+    with browser(clients.server) as client:
+        login(client, "ghost\x1b[31m\r\nadmin\u202e\t", "wrong password!")
+    with engine.connect() as conn:
+        actor, target = conn.execute(
+            sa.text(
+                "SELECT actor, target_id FROM audit_events WHERE action = 'login.failed' "
+                "AND actor LIKE 'ghost%' ORDER BY occurred_at DESC"
+            )
+        ).one()
+    assert actor == target == "ghost[31madmin"
+
+
+def test_every_audit_actor_is_normalised_and_bounded(engine: Engine) -> None:
+    """Any caller (a JWT's subject, a CLI user, a webhook login): the actor is stored without
+    control characters and at most ACTOR_MAX characters long."""
+    from shipboard.audit import service as audit
+    from shipboard.db.engine import system_transaction
+
+    actor = "jwt\x00\x07\u2028\u200f" + "y" * 5000
+    with system_transaction(engine) as session:
+        audit.record(
+            session,
+            context=audit.AuditContext(actor=actor, actor_role="viewer"),
+            action="test.actor",
+            target_id="\x1b]8;;http://x\x07" + "z" * 5000,
+        )
+    with engine.connect() as conn:
+        stored, target = conn.execute(
+            sa.text("SELECT actor, target_id FROM audit_events WHERE action = 'test.actor'")
+        ).one()
+    assert stored == "jwt" + "y" * (ACTOR_MAX - 3)
+    assert target == "]8;;http://x" + "z" * (ACTOR_MAX - 12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,21 @@ from shipboard.audit.models import AuditEvent
 from shipboard.audit.schemas import AuditEventPage, AuditEventRead, AuditFilter
 from shipboard.core.pagination import clamp_limit
 from shipboard.core.time import utcnow
+
+ACTOR_MAX = 200
+# Control and format characters (ANSI escapes, CR/LF that forge a second line, NUL, bidi
+# overrides, zero-width joiners), line/paragraph separators and lone surrogates: none belongs
+# in a name, and each can disguise one when the log is read in a terminal or a page.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def normalise_name(text: str | None) -> str | None:
+    """An actor or target as the audit log stores it: without control or format characters,
+    at most ``ACTOR_MAX`` characters. A failed sign-in records whatever name was typed."""
+    if text is None:
+        return None
+    kept = "".join(c for c in text if unicodedata.category(c) not in _INVISIBLE)
+    return kept[:ACTOR_MAX]
 
 
 @dataclass(frozen=True)
@@ -40,11 +56,11 @@ def record(
         AuditEvent(
             id=uuid.uuid4(),
             occurred_at=utcnow(),
-            actor=context.actor,
+            actor=normalise_name(context.actor) or "anonymous",
             actor_role=context.actor_role,
             action=action,
             target_type=target_type,
-            target_id=target_id,
+            target_id=normalise_name(target_id),
             source_ip=context.source_ip,
             request_id=context.request_id,
             details=details,
