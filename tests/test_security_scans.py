@@ -406,3 +406,62 @@ def test_checkov_then_remove_one_resource(clients: Clients, engine: Engine, root
         }
     assert {after[f] for f in logs_checks} == {"resolved"}
     assert {after[f] for f in public_checks} == {"open"}
+
+
+def test_shipboards_own_files_are_never_scan_targets(
+    clients: Clients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Roots that contain SHIPBOARD_HOME (the default: home ./.shipboard, roots .) still do not
+    let a scanner read the key file, the backups or the database, by any spelling."""
+    settings = clients.server.settings
+    home = Path(settings.home).resolve()
+    (home / "backups").mkdir(exist_ok=True)
+    sqlite = settings.effective_database_url.startswith("sqlite:///")
+    database = Path(settings.effective_database_url.removeprefix("sqlite:///"))
+    roots = [str(home.parent), str(tmp_path)]
+    if sqlite:
+        roots.append(str(database.parent))
+    monkeypatch.setattr(settings, "scan_roots", ":".join(roots))
+    (tmp_path / "innocent").symlink_to(home / "secret.key")
+    targets = [
+        str(home),
+        str(home / "secret.key"),
+        str(home / "backups"),
+        f"{home.parent}/./{home.name}/../{home.name}/secret.key",
+        str(tmp_path / "innocent"),
+        str(home.parent),  # a directory holding the home: the scanner would walk into it
+    ]
+    if sqlite:
+        targets += [str(database), f"{database}-wal"]
+    with clients.as_role("deployer") as client:
+        for target in targets:
+            body = assert_problem(
+                client.post(
+                    "/api/v1/security/scans",
+                    json={"environment": "staging", "type": "dependency", "target": target},
+                ),
+                422,
+            )
+            assert body["errors"] == [{"loc": ["body", "target"], "msg": body["detail"]}], target
+            assert "Shipboard's own files" in str(body["detail"]), target
+        assert client.get("/api/v1/security/scans").json()["items"] == []
+
+
+def test_scanner_errors_never_show_the_line_they_quote(
+    clients: Clients, engine: Engine, roots: Path
+) -> None:
+    """pip-audit quotes the requirement line it cannot parse on stderr; a viewer reading the
+    scan sees a short reason, and the quoted line stays in the server log."""
+    secret = "verysecretvalue4f2a9"
+    (roots / ".env").write_text(f"AWS_SECRET_ACCESS_KEY={secret}\n")
+    with clients.as_role("deployer") as client:
+        pending = _scan(client, type="dependency", target=str(roots / ".env"))
+    _run(engine, roots)
+    with clients.as_role("viewer") as viewer:
+        scan = viewer.get(f"/api/v1/security/scans/{pending['id']}").json()
+        listed = viewer.get("/api/v1/security/scans").text
+    assert scan["status"] == "failed"
+    assert secret not in str(scan)
+    assert secret not in listed
+    assert scan["error_message"].startswith("pip-audit failed (exit 1)"), scan
+    assert str(pending["id"]) in scan["error_message"]  # what to look for in the server log

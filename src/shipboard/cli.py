@@ -213,6 +213,7 @@ def _start_background(application: Any, engine: Any, settings: Any) -> _Backgrou
         engine,
         application.state.keyring,
         scan_roots=settings.scan_roots.split(":"),
+        scan_protected=settings.scan_protected,
         outbound=settings.outbound_policy,
     )
     application.state.wake_worker = pipeline_worker.wake.set
@@ -305,6 +306,7 @@ def worker_command(
             poll_s=poll,
             lease_s=lease,
             scan_roots=settings.scan_roots.split(":"),
+            scan_protected=settings.scan_protected,
             outbound=settings.outbound_policy,
         ).run(stop)
     finally:
@@ -321,6 +323,7 @@ def _scheduler(engine: Any, keyring: Any, settings: Any) -> Any:
         max_attempts=settings.notify_max_attempts,
         max_age_s=settings.notify_max_age_s,
         scan_roots=settings.scan_roots.split(":"),
+        scan_protected=settings.scan_protected,
         backup_schedule=settings.backup_schedule,
         backup_keep=settings.backup_keep,
         backup_dir=settings.effective_backup_dir,

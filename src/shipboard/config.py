@@ -141,6 +141,21 @@ class Settings(BaseSettings):
     def effective_backup_dir(self) -> Path:
         return (self.backup_dir or self.home / "backups").expanduser()
 
+    @property
+    def scan_protected(self) -> tuple[Path, ...]:
+        """What no scanner may read, whatever SHIPBOARD_SCAN_ROOTS allow: the home (key file,
+        sessions), the backups and a SQLite database with its journals."""
+        from shipboard.core.crypto import KEY_FILE_NAME
+
+        paths = [self.home, self.home / KEY_FILE_NAME, self.effective_backup_dir]
+        url = self.effective_database_url
+        if url.startswith("sqlite:///"):
+            database = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+            paths += [
+                database.with_name(database.name + s) for s in ("", "-wal", "-shm", "-journal")
+            ]
+        return tuple(paths)
+
 
 def normalize_database_url(url: str) -> str:
     """Accept the URLs people paste (``postgres://``, ``postgresql://``) and pick psycopg 3."""

@@ -7,6 +7,7 @@ evaluation and a slow receiver never delays either.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,7 @@ class Scheduler:
         max_attempts: int = notifications.MAX_ATTEMPTS,
         max_age_s: float = notifications.MAX_AGE.total_seconds(),
         scan_roots: list[str] | None = None,
+        scan_protected: Sequence[Path] = (),
         backup_schedule: str | None = None,
         backup_keep: int = 7,
         backup_dir: Path | None = None,
@@ -51,6 +53,7 @@ class Scheduler:
     ) -> None:
         self.outbound = outbound or OutboundPolicy()
         self.scan_roots = scan_roots or ["."]
+        self.scan_protected = scan_protected
         self.backup_schedule = backup_schedule
         self.backup_keep = backup_keep
         self.backup_dir = backup_dir
@@ -206,6 +209,7 @@ class Scheduler:
                             session,
                             data=data,
                             roots=self.scan_roots,
+                            protected=self.scan_protected,
                             requested_by="scheduler",
                             audit_context=AuditContext(actor="scheduler", actor_role="admin"),
                         )

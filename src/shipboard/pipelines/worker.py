@@ -14,9 +14,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -76,9 +77,11 @@ class Worker:
         lease_s: float = 30.0,
         poll_s: float = 0.5,
         scan_roots: list[str] | None = None,
+        scan_protected: Sequence[Path] = (),
         outbound: OutboundPolicy | None = None,
     ) -> None:
         self.scan_roots = scan_roots or ["."]
+        self.scan_protected = scan_protected
         self.outbound = outbound or OutboundPolicy()
         self.engine = engine
         self.keyring = keyring
@@ -111,7 +114,12 @@ class Worker:
         self.watch()
         job = self.claim()
         if job is None:
-            return runs.run_next(self.engine, worker=self.worker_id, roots=self.scan_roots)
+            return runs.run_next(
+                self.engine,
+                worker=self.worker_id,
+                roots=self.scan_roots,
+                protected=self.scan_protected,
+            )
         self.execute(job)
         return True
 

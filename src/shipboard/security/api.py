@@ -77,9 +77,14 @@ def run_scan(
     audit: Audit,
 ) -> SecurityScanRead:
     """Queue a scanner run on a target inside SHIPBOARD_SCAN_ROOTS; a worker runs it."""
-    roots = request.app.state.settings.scan_roots.split(":")
+    settings = request.app.state.settings
     scan = runs.request_scan(
-        db, data=data, roots=roots, requested_by=caller.name, audit_context=audit
+        db,
+        data=data,
+        roots=settings.scan_roots.split(":"),
+        protected=settings.scan_protected,
+        requested_by=caller.name,
+        audit_context=audit,
     )
     wake = getattr(request.app.state, "wake_worker", None)
     if wake is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tempfile
 import uuid
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,13 +31,14 @@ def request_scan(
     *,
     data: ScanRun,
     roots: list[str],
+    protected: Sequence[Path] = (),
     requested_by: str,
     audit_context: AuditContext,
 ) -> SecurityScanRead:
     """Queue a scan (``pending``); a worker runs it."""
     require_environment(session, data.environment)
     try:
-        target = scanners.allowed_target(data.target, roots)
+        target = scanners.allowed_target(data.target, roots, protected)
     except scanners.ScanError as exc:
         raise InvalidInput(str(exc), errors=[{"loc": ["body", "target"], "msg": str(exc)}]) from exc
     scan = SecurityScan(
@@ -67,7 +70,9 @@ def request_scan(
     return SecurityScanRead.model_validate(scan)
 
 
-def run_next(engine: Engine, *, worker: str, roots: list[str]) -> bool:
+def run_next(
+    engine: Engine, *, worker: str, roots: list[str], protected: Sequence[Path] = ()
+) -> bool:
     """Claim the oldest pending requested scan, run it, store its result. True if one ran."""
     with system_transaction(engine) as session:
         stmt = (
@@ -93,15 +98,17 @@ def run_next(engine: Engine, *, worker: str, roots: list[str]) -> bool:
             "config": dict(require_environment(session, scan.environment).config or {}),
         }
     error: str | None = None
+    detail: str | None = None
     output = b""
     try:
-        target = scanners.allowed_target(job["target"], roots)
+        # Again here: a symlink on the way may point elsewhere now than when it was requested.
+        target = scanners.allowed_target(job["target"], roots, protected)
         with tempfile.TemporaryDirectory(prefix="shipboard-scan-") as cwd:
             output = scanners.run(
                 scanners.command(job["type"], job["tool"], target, job["config"]), cwd=cwd
             )
     except scanners.ScanError as exc:
-        error = str(exc)
+        error, detail = str(exc), exc.detail
     with system_transaction(engine) as session:
         ran = session.get(SecurityScan, job["scan_id"])
         if ran is None:
@@ -118,8 +125,12 @@ def run_next(engine: Engine, *, worker: str, roots: list[str]) -> bool:
                     scan=ran,
                 )
             except ShipboardError as exc:
-                error = f"{job['tool']} output could not be read: {exc.detail}"
+                # The parser's words may quote the report, and the report quotes scanned files.
+                error = f"{job['tool']} output could not be read as its report"
+                detail = exc.detail
         if error is not None:
+            if detail is not None:
+                error += f"; the server log has the details (scan_failed, scan_id {ran.id})"
             ran.status, ran.completed_at, ran.error_message = "failed", utcnow(), error
-            log.warning("scan_failed", scan_id=str(ran.id), error=error)
+            log.warning("scan_failed", scan_id=str(ran.id), error=error, detail=detail)
     return True

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,15 @@ TIMEOUT_S = 900
 
 
 class ScanError(Exception):
-    """The scanner could not produce a report; the message is shown on the scan."""
+    """The scanner could not produce a report; the message is shown on the scan.
+
+    ``detail`` is what only the server log gets: a scanner's stderr quotes the lines it could
+    not read, and any file in a scan root (``.env``, a key file) can be handed to it as a
+    target, so its words never reach a field that other users read."""
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -29,11 +38,21 @@ class ScannerRun:
     command: list[str]
 
 
-def allowed_target(target: str, roots: list[str]) -> Path:
-    """The resolved target, if it lies inside one of the allowed roots (symlinks resolved)."""
+def allowed_target(target: str, roots: list[str], protected: Sequence[Path] = ()) -> Path:
+    """The resolved target, if it lies inside one of the allowed roots (symlinks resolved) and
+    neither holds nor lies inside a protected path (Shipboard's home, keys, backups, database),
+    whatever the roots say."""
     if "\x00" in target:
         raise ScanError("target contains a NUL character, which no path can hold")
     path = Path(target).resolve()
+    for guarded in protected:
+        own = Path(guarded).resolve()
+        # A directory above the home is refused too: the scanner would walk into it.
+        if path == own or own in path.parents or path in own.parents:
+            raise ScanError(
+                f"target {target!r} is or holds Shipboard's own files (SHIPBOARD_HOME, its "
+                "keys, backups or database), which scanners may not read"
+            )
     for root in roots:
         base = Path(root).resolve()
         if path == base or base in path.parents:
@@ -105,6 +124,9 @@ def run(scanner: ScannerRun, *, cwd: str) -> bytes:
         raise ScanError(f"{scanner.tool} did not finish within {TIMEOUT_S} s") from exc
     # Scanners exit non-zero when they find something; no JSON on stdout is the real failure.
     if not done.stdout.strip():
-        tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
-        raise ScanError(f"{scanner.tool} failed (exit {done.returncode}): {' | '.join(tail)[:500]}")
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-20:]
+        raise ScanError(
+            f"{scanner.tool} failed (exit {done.returncode}) without a report",
+            detail=" | ".join(tail)[:4000],
+        )
     return done.stdout
