@@ -17,6 +17,7 @@ from shipboard.core.time import utcnow
 from shipboard.db import bulk
 from shipboard.environments.service import require_environment
 from shipboard.security.importers import ImportFailed, ParsedFinding, ParsedReport, parse_report
+from shipboard.security.importers.common import path_of
 from shipboard.security.models import (
     FindingIdentity,
     FindingOccurrence,
@@ -59,23 +60,30 @@ def import_report(
     except ImportFailed as exc:
         raise InvalidInput(str(exc), errors=[{"loc": ["body", "file"], "msg": str(exc)}]) from exc
     now = now or utcnow()
+    # A report that says its scanner failed, with nothing found, is not a clean scan: stored
+    # as failed, it resolves nothing.
+    failure = report.outcome.failure if not report.findings else None
+    status = "failed" if failure else "completed"
     if scan is None:
         scan = SecurityScan(
             id=uuid.uuid4(),
             type=report.scan_type,
             environment=environment,
-            status="completed",
+            status=status,
             started_at=now,
             completed_at=now,
         )
         session.add(scan)
     else:
-        scan.status, scan.completed_at = "completed", now
+        scan.status, scan.completed_at = status, now
+    scan.error_message = failure
     session.flush()
-    new, reopened, resolved = _apply_lifecycle(session, report, environment, scan, now)
-    scan.summary = _summary(session, environment, report.findings)
-    if scan.started_at is not None:
-        scan.summary["scan_duration_ms"] = round((now - scan.started_at).total_seconds() * 1000)
+    new = reopened = resolved = 0
+    if failure is None:
+        new, reopened, resolved = _apply_lifecycle(session, report, environment, scan, now)
+        scan.summary = _summary(session, environment, report.findings)
+        if scan.started_at is not None:
+            scan.summary["scan_duration_ms"] = round((now - scan.started_at).total_seconds() * 1000)
     session.flush()
     if audit_context is not None:
         audit.record(
@@ -88,6 +96,7 @@ def import_report(
                 "tool": report.tool,
                 "format": report.format,
                 "findings": len(report.findings),
+                "status": status,
             },
         )
     return {
@@ -157,21 +166,31 @@ def _apply_lifecycle(
     A handful of bulk statements (findings, new identities, the identities seen again,
     occurrences, resolutions) whatever the report's size: a 20,000-result report is not
     20,000 round trips, and no ORM object is made per finding."""
+    outcome = report.outcome
+    partial = outcome.failure is not None or outcome.covered is not None or bool(outcome.excluded)
+    # Ids as text: a UUID object per known identity was a tenth of a re-import, and the ids
+    # only travel back into bulk statements, which take text.
+    columns = [
+        sa.cast(FindingIdentity.id, sa.Text).label("id"),
+        FindingIdentity.fingerprint,
+        FindingIdentity.status,
+        FindingIdentity.resolved_at,
+        FindingIdentity.reopened_count,
+        sa.cast(FindingIdentity.latest_finding_id, sa.Text).label("latest_finding_id"),
+        FindingIdentity.triage_status,
+        FindingIdentity.triage_reason,
+    ]
+    query = sa.select(*columns)
+    if partial:
+        # A partial run resolves only findings in files it read: their path is on the
+        # latest occurrence.
+        query = sa.select(*columns, SecurityFinding.location).outerjoin(
+            SecurityFinding, SecurityFinding.id == FindingIdentity.latest_finding_id
+        )
     known = {
         row.fingerprint: row
         for row in session.execute(
-            # Ids as text: a UUID object per known identity was a tenth of a re-import, and
-            # the ids only travel back into bulk statements, which take text.
-            sa.select(
-                sa.cast(FindingIdentity.id, sa.Text).label("id"),
-                FindingIdentity.fingerprint,
-                FindingIdentity.status,
-                FindingIdentity.resolved_at,
-                FindingIdentity.reopened_count,
-                sa.cast(FindingIdentity.latest_finding_id, sa.Text).label("latest_finding_id"),
-                FindingIdentity.triage_status,
-                FindingIdentity.triage_reason,
-            ).where(
+            query.where(
                 FindingIdentity.environment == environment,
                 FindingIdentity.scan_type == report.scan_type,
                 FindingIdentity.tool == report.tool,
@@ -248,7 +267,13 @@ def _apply_lifecycle(
         occurrences.append(
             (finding_id, identity_id, parsed.occurrences, was_resolved, parsed.suppressed)
         )
-    gone = [row for fp, row in known.items() if row.status == "open" and fp not in seen]
+    gone = [
+        row
+        for fp, row in known.items()
+        if row.status == "open"
+        and fp not in seen
+        and (not partial or outcome.may_resolve(path_of(row.location)))
+    ]
     session.flush()  # the scan row, which the findings refer to
     # Parents before children: findings, then identities (which point at their latest
     # finding), then the occurrences that join the two.

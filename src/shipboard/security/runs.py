@@ -128,6 +128,10 @@ def run_next(
                 # The parser's words may quote the report, and the report quotes scanned files.
                 error = f"{job['tool']} output could not be read as its report"
                 detail = exc.detail
+            if ran.status == "failed" and error is None:
+                # The report said the scanner failed; its words may quote scanned files too.
+                error = f"{job['tool']} reported that it failed"
+                detail = ran.error_message
         if error is not None:
             if detail is not None:
                 error += f"; the server log has the details (scan_failed, scan_id {ran.id})"

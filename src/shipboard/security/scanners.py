@@ -18,6 +18,16 @@ DEFAULT_TOOLS = {
     "container": "trivy",
 }
 TIMEOUT_S = 900
+# The exit codes with which each scanner reports a finished run (found something or not).
+# Anything else is a failed run, even with JSON on stdout: semgrep exits 7 with a report of
+# "errors" and no results when its rules do not load, and that report is not a clean scan.
+FINISHED_EXIT_CODES = {
+    "bandit": (0, 1),
+    "semgrep": (0, 1),
+    "checkov": (0, 1),
+    "pip-audit": (0, 1),
+    "trivy": (0,),
+}
 
 
 class ScanError(Exception):
@@ -122,11 +132,15 @@ def run(scanner: ScannerRun, *, cwd: str) -> bytes:
         )
     except subprocess.TimeoutExpired as exc:
         raise ScanError(f"{scanner.tool} did not finish within {TIMEOUT_S} s") from exc
-    # Scanners exit non-zero when they find something; no JSON on stdout is the real failure.
-    if not done.stdout.strip():
+    # Scanners exit non-zero when they find something; no JSON on stdout, or an exit code the
+    # tool uses for errors, is a failure.
+    if not done.stdout.strip() or done.returncode not in FINISHED_EXIT_CODES.get(
+        scanner.tool, (0, 1)
+    ):
         tail = done.stderr.decode(errors="replace").strip().splitlines()[-20:]
         raise ScanError(
-            f"{scanner.tool} failed (exit {done.returncode}) without a report",
+            f"{scanner.tool} failed (exit {done.returncode})"
+            + ("" if done.stdout.strip() else " without a report"),
             detail=" | ".join(tail)[:4000],
         )
     return done.stdout

@@ -6,7 +6,7 @@ import json
 
 import orjson
 
-from shipboard.security.importers import native, sarif
+from shipboard.security.importers import native, outcome, sarif
 from shipboard.security.importers.common import (
     ImportFailed,
     ParsedFinding,
@@ -57,5 +57,10 @@ def parse_report(
             else "dependency"
         )
     return ParsedReport(
-        format=fmt, tool=tool_name, scan_type=kind, findings=collapse(findings), results=results
+        format=fmt,
+        tool=tool_name,
+        scan_type=kind,
+        findings=collapse(findings),
+        results=results,
+        outcome=outcome.of(fmt, doc, findings),
     )

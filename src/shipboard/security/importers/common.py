@@ -40,8 +40,25 @@ class ParsedFinding:
             raise ValueError(f"severity {self.severity!r} is not one of {SEVERITIES}")
         if not self.fingerprint:
             self.fingerprint = fingerprint(
-                self.tool, self.rule_id, _path_of(self.location), self.key
+                self.tool, self.rule_id, path_of(self.location), self.key
             )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Whether the scanner ran, and what it read (importers/outcome.py)."""
+
+    # The scanner failed: with no findings the scan is stored as failed and resolves nothing.
+    failure: str | None = None
+    # Files the run covered (None: the whole target). Only their findings may be resolved.
+    covered: frozenset[str] | None = None
+    # Files the run could not read (syntax errors, timeouts): their findings are never resolved.
+    excluded: frozenset[str] = frozenset()
+
+    def may_resolve(self, path: str) -> bool:
+        if self.failure is not None or path in self.excluded:
+            return False
+        return self.covered is None or path in self.covered
 
 
 @dataclass
@@ -51,9 +68,10 @@ class ParsedReport:
     scan_type: str
     findings: list[ParsedFinding]
     results: int  # results in the file before duplicates collapsed
+    outcome: Outcome = field(default_factory=Outcome)
 
 
-def _path_of(location: str | None) -> str:
+def path_of(location: str | None) -> str:
     """The file or package part of a location (``path:line`` → ``path``), so lines may move."""
     if not location:
         return ""
