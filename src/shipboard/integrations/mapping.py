@@ -7,7 +7,6 @@ states it asks for, or why the event is ignored.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import hmac
 import re
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from shipboard.core import patterns
 from shipboard.core.errors import InvalidInput
 from shipboard.deployments import state
 
@@ -199,8 +199,8 @@ def version_from(ref: Any, sha: str, *, short: Any = None) -> str:
 
 
 def glob_matches(name: str, pattern: str) -> bool:
-    """A shell glob, ignoring case (`Deploy production` matches `*deploy*`)."""
-    return fnmatch.fnmatchcase(name.casefold(), pattern.casefold())
+    """A shell glob, ignoring case (`Deploy production` matches `*deploy*`), in linear time."""
+    return patterns.glob_matches(pattern, name, ignore_case=True)
 
 
 # --- GitHub ---------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shipboard.core import patterns
 from shipboard.core.types import EnvironmentName, Timestamp
 
 IntegrationKind = Literal["github", "gitlab"]
@@ -47,6 +48,14 @@ class IntegrationWrite(BaseModel):
         default="production",
         description="GitHub: where a matching workflow run deploys to when its name does not say",
     )
+
+    @field_validator("deploy_workflow")
+    @classmethod
+    def _glob_compiles(cls, value: str) -> str:
+        problem = patterns.glob_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class IntegrationRead(BaseModel):

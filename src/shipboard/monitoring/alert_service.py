@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
+from shipboard.core import patterns
 from shipboard.core.errors import Conflict, InvalidInput, NotFound
 from shipboard.core.time import utcnow
 from shipboard.environments.service import require_environment
@@ -372,6 +373,15 @@ def create_silence(
     session: Session, *, data: SilenceCreate, creator: str, audit_context: AuditContext
 ) -> SilenceRead:
     """Mute notifications of alerts whose labels match, from start to end."""
+    problems = [
+        {"loc": ["body", "matchers", i, "value"], "msg": problem}
+        for i, matcher in enumerate(data.matchers)
+        if matcher.isRegex and (problem := patterns.regex_problem(matcher.value)) is not None
+    ]
+    if problems:
+        raise InvalidInput(
+            f"matchers[{problems[0]['loc'][2]}].value: {problems[0]['msg']}", errors=problems
+        )
     now = utcnow()
     starts = data.starts_at or now
     if data.ends_at <= starts:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shipboard.core import patterns
 from shipboard.monitoring.series import AGGREGATIONS
 from shipboard.pipelines.analysis import OPS
 
@@ -107,13 +108,20 @@ def fingerprint(labels: dict[str, str]) -> str:
 
 
 def matches(matchers: Sequence[dict[str, object]], labels: dict[str, str]) -> bool:
-    """Silence matchers: every one must hold (``isEqual`` false negates, ``isRegex`` matches)."""
-    import re
-
+    """Silence matchers: every one must hold (``isEqual`` false negates, ``isRegex`` matches
+    the whole value, RE2 syntax as in Alertmanager). A regex that does not compile — only one
+    written before validation, or straight into the database — makes the silence match
+    nothing: a broken silence mutes no alert, negated or not."""
     for matcher in matchers:
         name, value = str(matcher["name"]), str(matcher["value"])
         actual = labels.get(name, "")
-        hit = re.fullmatch(value, actual) is not None if matcher.get("isRegex") else actual == value
+        if matcher.get("isRegex"):
+            matched = patterns.regex_matches(value, actual)
+            if matched is None:
+                return False
+            hit = matched
+        else:
+            hit = actual == value
         if matcher.get("isEqual", True) is False:
             hit = not hit
         if not hit:

@@ -28,7 +28,6 @@ the metric's settings say ``direction: higher``.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import statistics
 import warnings
@@ -36,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from scipy import stats
+
+from shipboard.core import patterns
 
 MODELS = ("t_test", "z_score", "percentage", "static")
 # Tags that identify a run rather than the thing measured.
@@ -97,13 +98,13 @@ def rule_for(settings: dict[str, Any] | None, name: str) -> Rule:
     settings = settings or {}
     base: dict[str, Any] = {}
     for entry in settings.get("rules") or []:
-        if fnmatch.fnmatchcase(name, str(entry.get("match", "*"))):
+        if patterns.glob_matches(str(entry.get("match", "*")), name):
             base = {k: v for k, v in entry.items() if v is not None}
             break
-    if any(fnmatch.fnmatchcase(name, str(p)) for p in settings.get("higher_is_better") or []):
+    if any(patterns.glob_matches(str(p), name) for p in settings.get("higher_is_better") or []):
         base["direction"] = "higher"
     elif "direction" not in base and any(
-        fnmatch.fnmatchcase(name.lower(), p) for p in FAILURE_NAMES
+        patterns.glob_matches(p, name.lower()) for p in FAILURE_NAMES
     ):
         # A failure or error rate in % is not a pass rate: fewer is better.
         base["direction"] = "lower"
