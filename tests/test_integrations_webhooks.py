@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,7 @@ def test_github_deployment_then_status_records_environment_sha_status_and_creato
     assert deployment["environment"] == "production"
     assert deployment["commit_sha"] == GH_SHA
     assert deployment["status"] == "pending"
-    assert deployment["triggered_by"] == "Codertocat"
+    assert deployment["triggered_by"] == "github:Codertocat"
     assert deployment["version"] == "master"
     assert deployment["created_at"].startswith("2019-05-15T15:20:53")
 
@@ -243,7 +244,7 @@ def test_unknown_environment_is_accepted_and_ignored_until_mapped(clients: Clien
     detail = _detail(clients, mapped.json()["deployment_id"])
     assert detail["environment"] == "staging"
     assert detail["status"] == "deploying"
-    assert detail["triggered_by"] == "github-pages[bot]"
+    assert detail["triggered_by"] == "github:github-pages[bot]"
     assert (
         detail["logs_url"]
         == "https://github.com/CorsixTH/CorsixTH/runs/4687056418?check_suite_focus=true"
@@ -308,7 +309,7 @@ def test_workflow_run_completed_records_a_deployment_when_its_name_matches(
     assert detail["environment"] == "staging"
     assert detail["commit_sha"] == "3484a3fb816e0859fd6e1cea078d76385ff50625"
     assert detail["status"] == "success"
-    assert detail["triggered_by"] == "Codertocat"
+    assert detail["triggered_by"] == "github:Codertocat"
     assert detail["logs_url"] == "https://github.com/octo-org/octo-repo/actions/runs/289782451"
     assert detail["commit_timestamp"].startswith("2020-10-05T16:32:07")
 
@@ -354,7 +355,7 @@ def test_gitlab_deployment_hook_records_environment_sha_status_and_user(clients:
     assert detail["environment"] == "staging"
     assert detail["commit_sha"] == GITLAB_SHA
     assert detail["status"] == "success"
-    assert detail["triggered_by"] == "root"
+    assert detail["triggered_by"] == "gitlab:root"
     assert detail["version"] == "279484c0"
     assert detail["logs_url"] == "http://10.126.0.2:3000/root/test-deployment-webhooks/-/jobs/796"
     assert detail["completed_at"].startswith("2021-04-28T19:50:00")
@@ -369,7 +370,7 @@ def test_gitlab_running_then_canceled_fails_with_the_reason(clients: Clients) ->
     assert (detail["status"], detail["version"], detail["triggered_by"]) == (
         "deploying",
         "1.0.0",
-        "user1",
+        "gitlab:user1",
     )
     canceled = _gitlab(clients, _variant(name, status="canceled"))
     assert canceled.json()["outcome"] == "updated"
@@ -578,3 +579,36 @@ def test_cancelled_workflow_run_and_canceled_gitlab_deployment_are_not_change_fa
     cfr = report.json()["change_failure_rate"]
     # One success; the cancelled run and the canceled GitLab deployment are left out.
     assert (cfr["failed"], cfr["completed"], cfr["value"]) == (0, 1, 0.0)
+
+
+def test_webhook_triggerers_are_namespaced_apart_from_local_users(
+    clients: Clients, make_user: Callable[[str, str], str]
+) -> None:
+    """A deployment GitHub or GitLab reported is triggered by ``github:<login>`` /
+    ``gitlab:<username>``: a local account named like the login (user names cannot contain
+    ``:``) is not its triggerer and may not report its status."""
+    with clients.as_role("admin") as admin:
+        _configure(admin, "github")
+        _configure(admin, "gitlab")
+    assert (
+        _github(clients, "deployment", _fixture("github/deployment.created.payload.json")).json()[
+            "outcome"
+        ]
+        == "recorded"
+    )
+    assert (
+        _gitlab(clients, _fixture("gitlab/deployment.success.gitlab-docs.json")).json()["outcome"]
+        == "recorded"
+    )
+    by = {d["triggered_by"]: d["id"] for d in _deployments(clients)}
+    assert set(by) == {"github:Codertocat", "gitlab:root"}
+    for provider, login in (("github", "Codertocat"), ("gitlab", "root")):
+        token = make_user(login, "service")
+        deployment = by[f"{provider}:{login}"]
+        refused = httpx.post(
+            f"{clients.server.base_url}/api/v1/deployments/{deployment}/status",
+            json={"status": "failed", "error_message": "spoofed"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert_problem(refused, 403)
+        assert _detail(clients, deployment)["status"] != "failed"

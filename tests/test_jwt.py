@@ -93,6 +93,16 @@ def _unsigned(claims: dict[str, Any]) -> str:
         pytest.param(
             lambda: jwt.encode(_claims(role=None), SECRET, algorithm="HS256"), id="no-role"
         ),
+        # The namespaces of deployments recorded from webhooks: a subject there would be their
+        # triggerer.
+        pytest.param(
+            lambda: jwt.encode(_claims(sub="github:octocat", role="service"), SECRET, "HS256"),
+            id="github-namespace",
+        ),
+        pytest.param(
+            lambda: jwt.encode(_claims(sub="gitlab:root", role="service"), SECRET, "HS256"),
+            id="gitlab-namespace",
+        ),
         pytest.param(lambda: "not.a.jwt", id="garbage"),
     ],
 )

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 
 import sqlalchemy as sa
 
 from shipboard.db import migrate
+from shipboard.db.engine import system_transaction
+from shipboard.deployments.models import DeploymentConfig
+from shipboard.environments.service import seed_environments
+from shipboard.integrations.models import IntegrationDeployment
 from tests.conftest import Database
 from tests.spec_schema import SPEC_ENUM_TYPES, SPEC_TABLES
 
 OUR_TABLES = {*SPEC_TABLES, "users", "api_tokens", "audit_events"}
 SQLITE_NO_OPS = {"20261126_0012"}  # row-level security policies exist on PostgreSQL only
+DATA_ONLY = {"20261203_0014"}  # rewrite rows, change no schema
 
 
 def _tables(database: Database) -> set[str]:
@@ -89,7 +95,9 @@ def test_every_revision_downgrades_and_upgrades_alone(empty_db: Database) -> Non
             # A revision that changes nothing on this backend (PostgreSQL-only policies on
             # SQLite) may remove nothing here; every other must take away what it added.
             assert after <= before, f"downgrade of {revision} added something"
-            if revision not in SQLITE_NO_OPS or empty_db.backend == "postgres":
+            if revision in DATA_ONLY:
+                assert after == before, f"{revision} changed the schema"
+            elif revision not in SQLITE_NO_OPS or empty_db.backend == "postgres":
                 assert after < before, f"downgrade of {revision} removed nothing"
             migrate.upgrade(empty_db.url, "+1")
             assert _schema(empty_db) == before, f"{revision} did not come back the same"
@@ -127,3 +135,47 @@ def test_cli_migrates_reports_and_downgrades(empty_db: Database) -> None:
     result = shipboard("db", "downgrade", "base")
     assert result.returncode == 0, result.stderr
     assert _tables(empty_db) <= {"alembic_version"}
+
+
+def test_webhook_triggerers_are_namespaced_by_the_migration_and_back(empty_db: Database) -> None:
+    """Deployments recorded from webhooks before namespacing get ``github:``/``gitlab:`` on
+    upgrade; local users' deployments keep their name; a downgrade restores the bare login."""
+    migrate.upgrade(empty_db.url, "20261126_0013")
+    engine = empty_db.engine()
+    ids = {name: uuid.uuid4() for name in ("octocat", "root", "alice")}
+    try:
+        with system_transaction(engine) as session:
+            seed_environments(session)
+            for name, deployment_id in ids.items():
+                session.add(
+                    DeploymentConfig(
+                        id=deployment_id,
+                        environment="staging",
+                        version="1",
+                        commit_sha="abc1234",
+                        status="success",
+                        triggered_by=name,
+                    )
+                )
+            session.flush()
+            for kind, name in (("github", "octocat"), ("gitlab", "root")):
+                session.add(
+                    IntegrationDeployment(kind=kind, external_id=name, deployment_id=ids[name])
+                )
+
+        def triggerers() -> dict[str, str]:
+            with engine.connect() as conn:
+                rows = conn.execute(sa.select(DeploymentConfig.id, DeploymentConfig.triggered_by))
+                by_id = {row[0]: row[1] for row in rows}
+            return {name: by_id[deployment_id] for name, deployment_id in ids.items()}
+
+        migrate.upgrade(empty_db.url, "20261203_0014")
+        assert triggerers() == {
+            "octocat": "github:octocat",
+            "root": "gitlab:root",
+            "alice": "alice",
+        }
+        migrate.downgrade(empty_db.url, "20261126_0013")
+        assert triggerers() == {"octocat": "octocat", "root": "root", "alice": "alice"}
+    finally:
+        engine.dispose()

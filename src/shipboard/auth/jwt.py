@@ -11,6 +11,9 @@ from shipboard.config import Settings
 from shipboard.core.errors import Unauthorized
 
 ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+# Deployments recorded from webhooks are triggered by "github:<login>" / "gitlab:<username>";
+# a token whose subject sat in those namespaces would act as their triggerer.
+RESERVED_PREFIXES = ("github:", "gitlab:")
 
 
 @dataclass(frozen=True)
@@ -56,4 +59,6 @@ class JwtVerifier:
         subject, role = claims.get("sub"), claims.get("role")
         if not isinstance(subject, str) or not subject or not isinstance(role, str):
             raise Unauthorized("token lacks a subject or a role")
+        if subject.lower().startswith(RESERVED_PREFIXES):
+            raise Unauthorized("token's subject is in a namespace reserved for webhooks")
         return JwtClaims(subject=subject, role=role)

@@ -365,7 +365,9 @@ def _apply(
             environment=event.environment,
             version=event.version,
             commit_sha=event.commit_sha,
-            triggered_by=event.triggered_by,
+            # Namespaced: a local user name never contains ":", so a local account named like
+            # the GitHub login is not this deployment's triggerer (and may not report on it).
+            triggered_by=f"{webhook.kind}:{event.triggered_by}",
             logs_url=event.logs_url,
             commit_timestamp=event.commit_timestamp,
             created_at=created_at,
