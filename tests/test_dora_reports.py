@@ -69,7 +69,7 @@ def _rollback(engine: Engine, deployment_id: str, *, finished: datetime) -> str:
 
     with system_transaction(engine) as session:
         detail = deployments.rollback(
-            session, deployment_id=uuid.UUID(deployment_id), actor="admin-user", audit_context=None
+            session, deployment_id=uuid.UUID(deployment_id), caller=ADMIN, audit_context=None
         )
         row = deployments.repository.get(session, detail.id)
         assert row is not None

@@ -372,9 +372,16 @@ class Client:
         return DeploymentDetail.model_validate(data)
 
     def rollback(
-        self, deployment_id: uuid.UUID | str | None = None, *, environment: str | None = None
+        self,
+        deployment_id: uuid.UUID | str | None = None,
+        *,
+        environment: str | None = None,
+        force: bool = False,
     ) -> DeploymentDetail:
-        """Roll back a deployment, or what serves ``environment`` now; the new deployment."""
+        """Roll back the deployment serving now (by ID, or ``environment``'s); the new one.
+
+        ``force`` (admins only) skips approval and freezes.
+        """
         if (deployment_id is None) == (environment is None):
             raise InvalidInput("give either a deployment ID or an environment")
         path = (
@@ -382,7 +389,8 @@ class Client:
             if environment
             else f"/api/v1/deployments/{deployment_id}/rollback"
         )
-        return DeploymentDetail.model_validate(self.request("POST", path))
+        body = {"force": True} if force else None
+        return DeploymentDetail.model_validate(self.request("POST", path, json=body))
 
     def logs(
         self,

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -26,6 +26,7 @@ from shipboard.deployments.schemas import (
     DeploymentPage,
     LogBatch,
     LogFilter,
+    RollbackRequest,
     StatusUpdate,
 )
 
@@ -38,6 +39,12 @@ Creator = Annotated[Principal, Depends(require_role("deployer", "service", "admi
 Reporter = Annotated[Principal, Depends(require_role("deployer", "service", "admin"))]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem}}
 CHANGE: dict[int | str, dict[str, Any]] = {404: {"model": Problem}, 409: {"model": Problem}}
+ROLLBACK: dict[int | str, dict[str, Any]] = {
+    **CHANGE,
+    409: {"model": Problem, "description": "not the deployment serving, or nothing to go back to"},
+    422: {"model": Problem, "description": "invalid body, or blocked by a freeze"},
+}
+RollbackBody = Annotated[RollbackRequest | None, Body()]
 
 
 @router.post(
@@ -144,20 +151,34 @@ def reject(
     "/deployments/{deployment_id}/rollback",
     status_code=201,
     response_model=DeploymentDetail,
-    responses=CHANGE,
+    responses=ROLLBACK,
 )
 def rollback(
-    deployment_id: uuid.UUID, db: DbSession, caller: DeployerOrAdmin, audit: Audit
+    deployment_id: uuid.UUID,
+    db: DbSession,
+    caller: DeployerOrAdmin,
+    audit: Audit,
+    request: Request,
+    background: BackgroundTasks,
+    options: RollbackBody = None,
 ) -> DeploymentDetail:
-    """Redeploy the last version that succeeded before this deployment."""
-    return service.rollback(db, deployment_id=deployment_id, actor=caller.name, audit_context=audit)
+    """Redeploy the version before this deployment, which must be the one serving."""
+    detail = service.rollback(
+        db,
+        deployment_id=deployment_id,
+        caller=caller,
+        audit_context=audit,
+        force=options.force if options else False,
+    )
+    _wake_worker(request, background)
+    return detail
 
 
 @router.post(
     "/environments/{name}/rollback",
     status_code=201,
     response_model=DeploymentDetail,
-    responses=CHANGE,
+    responses=ROLLBACK,
 )
 def rollback_environment(
     name: str,
@@ -166,9 +187,16 @@ def rollback_environment(
     audit: Audit,
     request: Request,
     background: BackgroundTasks,
+    options: RollbackBody = None,
 ) -> DeploymentDetail:
     """Roll back the deployment now serving the environment."""
-    detail = service.rollback_environment(db, name=name, actor=caller.name, audit_context=audit)
+    detail = service.rollback_environment(
+        db,
+        name=name,
+        caller=caller,
+        audit_context=audit,
+        force=options.force if options else False,
+    )
     _wake_worker(request, background)
     return detail
 

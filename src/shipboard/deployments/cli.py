@@ -103,13 +103,20 @@ def rollback(
     deployment_id: Annotated[str | None, typer.Argument(help="The deployment to roll back")] = None,
     env: Annotated[str | None, typer.Option("--env", help="Roll back what serves ENV now")] = None,
     wait: Annotated[bool, typer.Option(help="Follow the rollback to its end")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Skip approval and freezes (admins only; audited)")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Redeploy the last good version before a deployment (or before ENV's current one)."""
+    """Redeploy the last good version before the deployment serving now (by ID, or ENV's).
+
+    Only the serving deployment can be rolled back; where ENV requires approval the rollback
+    waits for it, and freezes block it, unless an admin gives --force.
+    """
     if bool(deployment_id) == bool(env):
         raise InvalidInput("give either a deployment ID or --env ENV")
     with Client.from_settings() as client:
-        created = client.rollback(deployment_id, environment=env)
+        created = client.rollback(deployment_id, environment=env, force=force)
         if as_json and not wait:
             print(created.model_dump_json())
             return

@@ -90,7 +90,8 @@ def validate_freeze_windows(windows: Any) -> list[str]:
     return problems
 
 
-def evaluate(facts: GateFacts) -> list[GateResult]:
+def freezes(facts: GateFacts) -> list[GateResult]:
+    """The deploy freeze and the freeze windows: the gates a person's rollback also passes."""
     results = []
     frozen = feature(facts, "deploy_freeze")
     results.append(
@@ -110,6 +111,11 @@ def evaluate(facts: GateFacts) -> list[GateResult]:
             {"window": window} if window else {},
         )
     )
+    return results
+
+
+def evaluate(facts: GateFacts) -> list[GateResult]:
+    results = freezes(facts)
     if feature(facts, "require_staging_success"):
         results.append(
             GateResult(

@@ -181,11 +181,32 @@ def last_success_before(
 
 
 def current_for_environment(session: Session, environment: str) -> DeploymentConfig | None:
-    """The deployment now serving: the newest success."""
+    """The deployment now serving: the newest finished one whose deploy stage ran.
+
+    A deployment that failed during its deploy stage left the environment in its state, so it
+    serves (and is what a rollback undoes); one that failed before it never touched anything.
+    """
     return session.scalar(
         sa.select(DeploymentConfig)
-        .where(DeploymentConfig.environment == environment, DeploymentConfig.status == "success")
-        .order_by(DeploymentConfig.completed_at.desc(), DeploymentConfig.created_at.desc())
+        .outerjoin(DeploymentRun, DeploymentRun.deployment_id == DeploymentConfig.id)
+        .where(
+            DeploymentConfig.environment == environment,
+            sa.or_(
+                DeploymentConfig.status == "success",
+                sa.and_(
+                    DeploymentConfig.status == "failed",
+                    sa.or_(
+                        DeploymentRun.deployment_id.is_(None),
+                        DeploymentRun.deploy_started_at.is_not(None),
+                    ),
+                ),
+            ),
+        )
+        .order_by(
+            DeploymentConfig.completed_at.desc().nulls_last(),
+            DeploymentConfig.created_at.desc(),
+            DeploymentConfig.id.desc(),
+        )
         .limit(1)
     )
 

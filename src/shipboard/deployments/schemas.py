@@ -30,6 +30,17 @@ class DeploymentCreate(BaseModel):
     force: bool = Field(default=False, description="Skip the gates (admins only; audited)")
 
 
+class RollbackRequest(BaseModel):
+    """Optional body of a rollback; without one, a rollback is not forced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    force: bool = Field(
+        default=False,
+        description="Skip approval and freezes (admins only; audited)",
+    )
+
+
 class DeploymentRead(BaseModel):
     """The spec's DeploymentConfig."""
 

@@ -514,12 +514,28 @@ def rollback(
     session: Session,
     *,
     deployment_id: uuid.UUID,
-    actor: str,
+    caller: Principal | None,
     audit_context: AuditContext | None,
-    automatic: bool = False,
+    force: bool = False,
 ) -> DeploymentDetail:
-    """Deploy again the last version that succeeded before this deployment."""
+    """Deploy again the last version that succeeded before the deployment now serving.
+
+    ``caller`` None is Shipboard's own automatic rollback: it restores service after a failed
+    verification and skips approval and freezes. A person's rollback is refused unless it names
+    the deployment that serves (anything else would deploy an arbitrary old version past every
+    gate); it passes the freezes and waits for approval where the environment requires it,
+    unless an admin forces it.
+    """
+    automatic = caller is None
+    actor = SYSTEM_ACTOR if caller is None else caller.name
+    if force and (caller is None or caller.role != "admin"):
+        raise Forbidden("only an admin may force a rollback past approval and freezes")
+    # The environment's lock first, as creation and the worker take it: it orders this rollback
+    # against other rollbacks and new deployments of the environment.
+    environment = repository.lock_environment(session, _require(session, deployment_id).environment)
     original = _require(session, deployment_id, for_update=True)
+    if environment is None:
+        raise NotFound(f"environment {original.environment!r} does not exist")
     original_run = repository.get_run(session, deployment_id)
     deploy_ran = original_run is None or original_run.deploy_started_at is not None
     if not state.can_roll_back(original.status, deploy_ran=deploy_ran):
@@ -527,15 +543,32 @@ def rollback(
             f"a {original.status} deployment cannot be rolled back"
             + ("" if deploy_ran else " (it failed before its deploy stage ran)")
         )
+    serving = repository.current_for_environment(session, original.environment)
+    if serving is None or serving.id != original.id:
+        raise Conflict(
+            f"deployment {original.id} is not the one serving {original.environment}"
+            + (f" ({serving.id}, {serving.version} is)" if serving is not None else "")
+            + "; roll back the current deployment, or deploy the version you want",
+            extra={"serving": str(serving.id) if serving is not None else None},
+        )
     assert original.created_at is not None
     target = repository.last_success_before(
         session, original.environment, original.created_at, other_than=original
     )
     if target is None:
         raise Conflict(f"no successful deployment of {original.environment} before this one")
-    environment = require_environment(session, original.environment)
-    pipeline = _pipeline_of(environment)
     now = utcnow()
+    results: list[gates.GateResult] = []
+    if not automatic and not force:
+        results = gates.freezes(_freeze_facts(environment, target, now))
+        failed = [r for r in results if not r.passed]
+        if failed:
+            raise GateBlocked(
+                "rollback blocked by " + ", ".join(r.gate for r in failed),
+                errors=[{"loc": ["gates", r.gate], "msg": r.reason} for r in failed],
+                extra={"gates": [r.as_dict() for r in results]},
+            )
+    pipeline = _pipeline_of(environment)
     new = _new_deployment(
         session,
         environment=environment,
@@ -547,22 +580,29 @@ def rollback(
         rollback_from=original.id,
         now=now,
     )
+    # Shipboard's own rollback restores service after a failed check, with nobody to approve
+    # it at that hour; a person's rollback is a change like any other where approval is asked.
+    needs_approval = (
+        not automatic and not force and bool((environment.features or {}).get("require_approval"))
+    )
     repository.add_run(
         session,
         DeploymentRun(
             deployment_id=new.id,
             managed=pipeline is not None,
             pipeline=pipeline.model_dump(mode="json") if pipeline else None,
-            forced=False,
-            gate_results=[],
+            forced=force,
+            gate_results=[r.as_dict() for r in results],
             analysis=[],
-            # Rolling back restores a version that already ran; waiting for a second pair of
-            # eyes would only prolong the incident.
-            needs_approval=False,
+            needs_approval=needs_approval,
         ),
     )
     kind = "automatic rollback" if automatic else f"rollback by {actor}"
+    if force:
+        kind = f"forced {kind}"
     log_line(session, new.id, "info", f"{kind} of {original.id}: redeploying {target.version}")
+    if needs_approval:
+        log_line(session, new.id, "info", "waiting for approval by another deployer")
     log_line(
         session,
         original.id,
@@ -573,23 +613,53 @@ def rollback(
         audit.record(
             session,
             context=audit_context,
-            action="deployment.rollback",
+            action="deployment.rollback_forced" if force else "deployment.rollback",
             target_type="deployment",
             target_id=str(deployment_id),
-            details={"rollback_deployment": str(new.id), "version": target.version},
+            details={
+                "rollback_deployment": str(new.id),
+                "version": target.version,
+                "forced": force,
+            },
         )
     return _detail(new, repository.get_run(session, new.id))
 
 
+def _freeze_facts(
+    environment: Environment, target: DeploymentConfig, now: datetime
+) -> gates.GateFacts:
+    return gates.GateFacts(
+        environment=environment.name,
+        version=target.version,
+        commit_sha=target.commit_sha,
+        features={k: bool(v) for k, v in (environment.features or {}).items()},
+        freeze_windows=list((environment.config or {}).get("freeze_windows") or []),
+        now=now,
+        staging_success=False,
+        unresolved_critical=0,
+    )
+
+
 def rollback_environment(
-    session: Session, *, name: str, actor: str, audit_context: AuditContext
+    session: Session,
+    *,
+    name: str,
+    caller: Principal,
+    audit_context: AuditContext,
+    force: bool = False,
 ) -> DeploymentDetail:
     """Roll back the deployment now serving an environment."""
     require_environment(session, name)
     current = repository.current_for_environment(session, name)
     if current is None:
         raise Conflict(f"{name} has no successful deployment to roll back")
-    return rollback(session, deployment_id=current.id, actor=actor, audit_context=audit_context)
+    return rollback(
+        session,
+        deployment_id=current.id,
+        caller=caller,
+        audit_context=audit_context,
+        force=force,
+    )
 
 
 # --- logs -----------------------------------------------------------------------------------

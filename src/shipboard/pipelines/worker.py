@@ -500,9 +500,8 @@ class Worker:
             deployments.rollback(
                 session,
                 deployment_id=deployment.id,
-                actor="shipboard",
+                caller=None,
                 audit_context=None,
-                automatic=True,
             )
         except ShipboardError as exc:  # e.g. nothing to roll back to: say so, go on
             deployments.log_line(

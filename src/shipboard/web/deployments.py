@@ -102,7 +102,7 @@ def rollback(
     created = deployments.rollback(
         db,
         deployment_id=deployment_id,
-        actor=principal.name,
+        caller=principal,
         audit_context=_audit(request, principal),
     )
     return RedirectResponse(f"/deployments/{created.id}?done=rollback+started", status_code=303)
