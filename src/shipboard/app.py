@@ -10,6 +10,7 @@ from shipboard.audit.api import router as audit_router
 from shipboard.auth.api import router as auth_router
 from shipboard.auth.jwt import JwtVerifier
 from shipboard.config import Settings, get_settings
+from shipboard.configuration.api import router as config_router
 from shipboard.core import openapi, problems
 from shipboard.core.bodylimit import BodySizeLimitMiddleware
 from shipboard.core.conditional import ConditionalGetMiddleware
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(performance_router)
     app.include_router(integrations_router)
     app.include_router(audit_router)
+    app.include_router(config_router)
     _install_web(app)
     return app
 

@@ -24,6 +24,7 @@ from shipboard.client import (
     progress_wanted,
 )
 from shipboard.config import get_settings
+from shipboard.configuration.cli import register as register_config_commands
 from shipboard.core.errors import Forbidden, InvalidInput, ShipboardError, Unauthorized
 from shipboard.core.memory import cap_malloc_arenas
 from shipboard.db.cli import app as db_app
@@ -61,6 +62,7 @@ report_app.command("dora")(dora_report)
 report_app.command("performance")(performance_report)
 app.add_typer(perf_app, name="perf")
 app.add_typer(integrations_app, name="integrations")
+register_config_commands(app)
 register_deploy_commands(app)
 err = Console(stderr=True, soft_wrap=True)
 

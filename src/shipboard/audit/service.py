@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -39,6 +39,9 @@ class AuditContext:
     actor_role: str | None = None
     source_ip: str | None = None
     request_id: str | None = None
+    # Set by work that changes many objects as one act (`shipboard apply`): the events of its
+    # parts are gathered here and the act records them as one event.
+    collected: list[dict[str, Any]] | None = field(default=None, compare=False)
 
 
 def record(
@@ -51,6 +54,11 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Append one event. Callers pass details without secret values; this never stores one."""
+    if context.collected is not None:
+        context.collected.append(
+            {"action": action, "target_type": target_type, "target_id": target_id}
+        )
+        return
     repository.add(
         session,
         AuditEvent(

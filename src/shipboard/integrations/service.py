@@ -97,6 +97,20 @@ def put_integration(
     return integration_read(integration)
 
 
+def integration_specs(session: Session, *, keyring: Keyring) -> dict[str, IntegrationWrite]:
+    """Every integration as the write shape that would create it, its secret decrypted (for
+    configuration as code: diff and export; never returned as is)."""
+    return {
+        i.kind: IntegrationWrite.model_construct(
+            secret=keyring.decrypt(i.secret),
+            env_map=dict(i.env_map or {}),
+            deploy_workflow=i.deploy_workflow,
+            workflow_environment=i.workflow_environment,  # type: ignore[arg-type]
+        )
+        for i in repository.list_all(session)
+    }
+
+
 def integration_read(integration: Integration) -> IntegrationRead:
     return IntegrationRead(
         kind=integration.kind,

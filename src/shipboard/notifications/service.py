@@ -56,30 +56,11 @@ def create_channel(
 ) -> ChannelRead:
     """Create a channel; credential values in its config are stored encrypted. A URL the
     outbound policy refuses (link-local, cloud metadata) is refused here, before it is stored."""
-    url = data.config.get("url") if data.kind != "email" else None
-    reason = outbound.url_refusal(url) if isinstance(url, str) else None
-    if reason:
-        raise InvalidInput(
-            f"config.url is refused: {reason}",
-            errors=[{"loc": ["body", "config", "url"], "msg": reason}],
-        )
+    _check_outbound(data, outbound)
     if session.scalar(sa.select(NotificationChannel).where(NotificationChannel.name == data.name)):
         raise Conflict(f"channel {data.name!r} already exists")
-    config = {k: v for k, v in data.config.items() if k not in SECRET_KEYS}
-    secrets = {k: keyring.encrypt(str(v)) for k, v in data.config.items() if k in SECRET_KEYS and v}
-    channel = NotificationChannel(
-        id=uuid.uuid4(),
-        name=data.name,
-        kind=data.kind,
-        config=config,
-        secrets=secrets,
-        group_by=data.group_by,
-        group_wait_s=data.group_wait_s,
-        group_interval_s=data.group_interval_s,
-        repeat_interval_s=data.repeat_interval_s,
-        send_resolved=data.send_resolved,
-        created_at=utcnow(),
-    )
+    channel = NotificationChannel(id=uuid.uuid4(), name=data.name, created_at=utcnow())
+    _store(channel, data, keyring)
     session.add(channel)
     session.flush()
     audit.record(
@@ -91,6 +72,79 @@ def create_channel(
         details={"kind": data.kind},
     )
     return channel_read(channel)
+
+
+def update_channel(
+    session: Session,
+    *,
+    data: ChannelCreate,
+    keyring: Keyring,
+    audit_context: AuditContext,
+    outbound: OutboundPolicy = DEFAULT_POLICY,
+) -> ChannelRead:
+    """Replace the channel named ``data.name`` in place (its id and deliveries are kept)."""
+    _check_outbound(data, outbound)
+    channel = session.scalar(
+        sa.select(NotificationChannel).where(NotificationChannel.name == data.name)
+    )
+    if channel is None:
+        raise NotFound(f"channel {data.name!r} does not exist")
+    _store(channel, data, keyring)
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="channel.update",
+        target_type="channel",
+        target_id=data.name,
+        details={"kind": data.kind},
+    )
+    return channel_read(channel)
+
+
+def channel_specs(session: Session, *, keyring: Keyring) -> list[ChannelCreate]:
+    """Every channel as the write shape that would create it, credentials decrypted (for
+    configuration as code: diff and export; never returned as is)."""
+    rows = session.scalars(sa.select(NotificationChannel).order_by(NotificationChannel.name))
+    specs: list[ChannelCreate] = []
+    for c in rows:
+        config = {**c.config, **{k: keyring.decrypt(v) for k, v in (c.secrets or {}).items()}}
+        specs.append(
+            ChannelCreate.model_construct(
+                name=c.name,
+                kind=c.kind,  # type: ignore[arg-type]
+                config=config,
+                group_by=list(c.group_by),
+                group_wait_s=c.group_wait_s,
+                group_interval_s=c.group_interval_s,
+                repeat_interval_s=c.repeat_interval_s,
+                send_resolved=c.send_resolved,
+            )
+        )
+    return specs
+
+
+def _check_outbound(data: ChannelCreate, outbound: OutboundPolicy) -> None:
+    url = data.config.get("url") if data.kind != "email" else None
+    reason = outbound.url_refusal(url) if isinstance(url, str) else None
+    if reason:
+        raise InvalidInput(
+            f"config.url is refused: {reason}",
+            errors=[{"loc": ["body", "config", "url"], "msg": reason}],
+        )
+
+
+def _store(channel: NotificationChannel, data: ChannelCreate, keyring: Keyring) -> None:
+    channel.kind = data.kind
+    channel.config = {k: v for k, v in data.config.items() if k not in SECRET_KEYS}
+    channel.secrets = {
+        k: keyring.encrypt(str(v)) for k, v in data.config.items() if k in SECRET_KEYS and v
+    }
+    channel.group_by = data.group_by
+    channel.group_wait_s = data.group_wait_s
+    channel.group_interval_s = data.group_interval_s
+    channel.repeat_interval_s = data.repeat_interval_s
+    channel.send_resolved = data.send_resolved
 
 
 def channel_read(channel: NotificationChannel) -> ChannelRead:
@@ -132,6 +186,14 @@ def delete_channel(session: Session, *, channel_id: uuid.UUID, audit_context: Au
         target_type="channel",
         target_id=channel.name,
     )
+
+
+def delete_channel_named(session: Session, *, name: str, audit_context: AuditContext) -> None:
+    """Remove the channel called ``name`` with its pending deliveries."""
+    channel = session.scalar(sa.select(NotificationChannel).where(NotificationChannel.name == name))
+    if channel is None:
+        raise NotFound(f"channel {name!r} does not exist")
+    delete_channel(session, channel_id=channel.id, audit_context=audit_context)
 
 
 def list_deliveries(session: Session, *, channel_id: uuid.UUID, limit: int = 100) -> DeliveryPage:
