@@ -223,7 +223,11 @@ def test_an_otlp_json_body_that_is_not_an_object_is_400(clients: Clients, body: 
         response = client.post(
             "/v1/metrics", content=body, headers={"content-type": "application/json"}
         )
-    assert_problem(response, 400)
+    # OTLP/HTTP answers a JSON request's error with a JSON google.rpc.Status.
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["code"] == 3  # INVALID_ARGUMENT
+    assert "object" in response.json()["message"]
 
 
 SILENCE = {

@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import hmac
 import json
+import math
 import os
 import socket
 import uuid
@@ -30,6 +31,7 @@ import pytest
 import sqlalchemy as sa
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
+from google.rpc.status_pb2 import Status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -202,9 +204,20 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 KNOWN = {"development", "staging", "production"}
 
 
+def _otlp_doc(path: Path) -> Any:
+    """The example with a known environment on each resource (an export without one is
+    refused before its points are read, which would leave the point checks unfuzzed)."""
+    doc = _doc(path)
+    for resource_metrics in doc.get("resourceMetrics", []):
+        resource_metrics.setdefault("resource", {}).setdefault("attributes", []).append(
+            {"key": "deployment.environment.name", "value": {"stringValue": "staging"}}
+        )
+    return doc
+
+
 def _otlp_protobuf(path: Path) -> bytes:
     message = ExportMetricsServiceRequest()
-    json_format.ParseDict(_doc(path), message, ignore_unknown_fields=True)
+    json_format.ParseDict(_otlp_doc(path), message, ignore_unknown_fields=True)
     return message.SerializeToString()
 
 
@@ -252,11 +265,87 @@ def test_otlp_protobuf_mutated_bytes(path: Path, data: st.DataObject) -> None:
 def test_otlp_json_mutated(path: Path, data: st.DataObject) -> None:
     message = ExportMetricsServiceRequest()
     try:
-        document = json.loads(mutated(data, _doc(path)))
+        document = json.loads(mutated(data, _otlp_doc(path)))
         if not isinstance(document, dict):
             return  # the route refuses a non-object before the converter sees it
         json_format.ParseDict(document, message, ignore_unknown_fields=True)
     except (ValueError, json_format.ParseError, RecursionError):
+        return
+    _convert(message)
+
+
+U64 = st.integers(0, 2**64 - 1).map(str)
+# Protobuf JSON writes NaN and the infinities as strings.
+DOUBLE = st.floats().map(lambda f: f if math.isfinite(f) else str(f))
+OTLP_TEXT = st.text(max_size=12) | st.sampled_from(["", "\x00", "a\x00b", "x" * 300, "Staging"])
+# Values for the fields of a data point that the protobuf accepts but the OTLP data model may
+# not: the points are well-formed messages, so only the converter and the database can refuse.
+POINT_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "bucketCounts": st.lists(U64 | st.integers(0, 5).map(str), max_size=6),
+    "explicitBounds": st.lists(DOUBLE | st.integers(-5, 5), max_size=5),
+    "count": U64 | st.integers(0, 5).map(str),
+    "sum": DOUBLE,
+    "min": DOUBLE,
+    "max": DOUBLE,
+    "asDouble": DOUBLE,
+    "asInt": st.integers(-(2**63), 2**63 - 1).map(str),
+    "timeUnixNano": U64,
+    "startTimeUnixNano": U64,
+    "flags": st.integers(0, 2**32 - 1),
+    "scale": st.integers(-(2**31), 2**31 - 1) | st.integers(-12, 22),
+    "zeroCount": U64 | st.integers(0, 5).map(str),
+    "zeroThreshold": DOUBLE,
+    "positive": st.fixed_dictionaries(
+        {"offset": st.integers(-(2**31), 2**31 - 1) | st.integers(-3, 3)},
+        optional={"bucketCounts": st.lists(U64 | st.integers(0, 5).map(str), max_size=6)},
+    ),
+    "attributes": st.lists(
+        st.fixed_dictionaries(
+            {"key": OTLP_TEXT, "value": st.fixed_dictionaries({"stringValue": OTLP_TEXT})}
+        ),
+        max_size=3,
+    ),
+}
+
+
+def _drawn_points(data: st.DataObject, path: Path) -> dict[str, Any]:
+    """A real example whose data points (and metric names) get fields drawn from POINT_FIELDS."""
+    doc = _otlp_doc(path)
+    metrics = [
+        metric
+        for resource_metrics in doc["resourceMetrics"]
+        for scope_metrics in resource_metrics.get("scopeMetrics", [])
+        for metric in scope_metrics.get("metrics", [])
+    ]
+    for _ in range(data.draw(st.integers(1, 5), label="changes")):
+        metric = data.draw(st.sampled_from(metrics), label="metric")
+        if data.draw(st.integers(0, 9), label="rename?") == 0:
+            metric["name"] = data.draw(OTLP_TEXT, label="name")
+            continue
+        kind = next(
+            k
+            for k in ("sum", "gauge", "histogram", "exponentialHistogram", "summary")
+            if k in metric
+        )
+        points = metric[kind]["dataPoints"]
+        if data.draw(st.booleans(), label="another point?"):
+            points.append(json.loads(json.dumps(points[0])))
+        point = data.draw(st.sampled_from(points), label="point")
+        name = data.draw(st.sampled_from(sorted(POINT_FIELDS)), label="field")
+        point[name] = data.draw(POINT_FIELDS[name], label=name)
+    return doc
+
+
+@pytest.mark.parametrize("path", OTLP_JSON, ids=lambda p: p.name[:40])
+@settings(FUZZ, max_examples=EXAMPLES * 3)
+@given(data=st.data())
+def test_otlp_points_with_drawn_fields_convert_or_are_rejected(
+    path: Path, data: st.DataObject
+) -> None:
+    message = ExportMetricsServiceRequest()
+    try:
+        json_format.ParseDict(_drawn_points(data, path), message, ignore_unknown_fields=True)
+    except json_format.ParseError:
         return
     _convert(message)
 
@@ -327,15 +416,31 @@ def _counts(engine: Engine) -> dict[str, int]:
         }
 
 
+def _assert_error_body(response: httpx.Response, *, otlp_binary: bool | None = None) -> None:
+    """problem+json naming what is wrong; on OTLP routes a google.rpc.Status in the request's
+    encoding (``otlp_binary``: protobuf or JSON) naming it."""
+    content_type = response.headers["content-type"]
+    if otlp_binary is None:
+        assert content_type.startswith("application/problem+json"), response.text
+        assert response.json()["detail"], response.text
+    elif otlp_binary:
+        assert content_type == "application/x-protobuf", response.text
+        assert Status.FromString(response.content).message
+    else:
+        assert content_type == "application/json", response.text
+        assert response.json()["message"], response.text
+
+
 def _assert_refused_cleanly(
-    response: httpx.Response, before: dict[str, int], after: dict[str, int]
+    response: httpx.Response,
+    before: dict[str, int],
+    after: dict[str, int],
+    *,
+    otlp_binary: bool | None = None,
 ) -> None:
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
-        assert response.headers["content-type"].startswith("application/problem+json"), (
-            response.text
-        )
-        assert response.json()["detail"], response.text
+        _assert_error_body(response, otlp_binary=otlp_binary)
         assert before == after, f"a refused request left rows: {before} -> {after}"
 
 
@@ -378,16 +483,27 @@ def test_benchmark_import_refusals_leave_no_rows(
 def test_otlp_refusals_leave_no_rows(clients: Clients, engine: Engine, data: st.DataObject) -> None:
     path = data.draw(st.sampled_from(OTLP_JSON), label="fixture")
     binary = data.draw(st.booleans(), label="protobuf")
-    if binary:
+    if data.draw(st.booleans(), label="drawn point fields"):
+        message = ExportMetricsServiceRequest()
+        try:
+            json_format.ParseDict(_drawn_points(data, path), message, ignore_unknown_fields=True)
+        except json_format.ParseError:
+            return
+        body, content_type = message.SerializeToString(), "application/x-protobuf"
+    elif binary:
         raw = bytearray(_otlp_protobuf(path))
+        for _ in range(data.draw(st.integers(0, 4), label="flips")):
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
         raw = raw[: data.draw(st.integers(0, len(raw)))]
         body, content_type = bytes(raw), "application/x-protobuf"
     else:
-        body, content_type = mutated(data, _doc(path)), "application/json"
+        body, content_type = mutated(data, _otlp_doc(path)), "application/json"
     before = _counts(engine)
     with clients.as_role("service") as client:
         response = client.post("/v1/metrics", content=body, headers={"content-type": content_type})
-    _assert_refused_cleanly(response, before, _counts(engine))
+    _assert_refused_cleanly(
+        response, before, _counts(engine), otlp_binary=content_type == "application/x-protobuf"
+    )
 
 
 def _sign(body: bytes) -> str:
@@ -472,8 +588,7 @@ def test_hostile_json_bodies_are_4xx_problems(
             method, path, content=body, headers={"content-type": "application/json"}
         )
     assert 400 <= response.status_code < 500, (response.status_code, response.text)
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["detail"]
+    _assert_error_body(response, otlp_binary=False if path == "/v1/metrics" else None)
     assert before == _counts(engine)
 
 
@@ -530,7 +645,7 @@ def test_gzip_bomb_is_refused_with_413(clients: Clients, engine: Engine) -> None
                 headers={"content-type": content_type, "content-encoding": "gzip"},
             )
             assert response.status_code == 413, response.text
-            assert response.headers["content-type"].startswith("application/problem+json")
+            _assert_error_body(response, otlp_binary=content_type == "application/x-protobuf")
     assert before == _counts(engine)
 
 

@@ -14,6 +14,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from google.protobuf import json_format
+from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from sqlalchemy.engine import Engine
 
 from shipboard.monitoring.otlp import histogram_quantile
@@ -23,6 +29,7 @@ from tests.test_api import assert_problem
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metrics" / "otlp"
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+PROTOBUF = "application/x-protobuf"
 
 
 def _point(i: int = 0, **overrides: Any) -> dict[str, Any]:
@@ -249,6 +256,46 @@ def test_otlp_json_fixture(clients: Clients, engine: Engine, fixture: str) -> No
     assert all(env == "production" for _, _, env in rows.values())
 
 
+def test_a_malformed_histogram_point_is_rejected_and_the_rest_of_the_request_stored(
+    clients: Clients, engine: Engine
+) -> None:
+    """OTLP partial success: a histogram point whose bucket_counts has more entries than
+    explicit_bounds + 1 is refused with a reason; the other points of the request are stored."""
+    request = _with_environment(
+        json.loads((FIXTURES / "opentelemetry-proto_examples_metrics.json").read_text()), "staging"
+    )
+    metrics = request["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+    histogram = next(m for m in metrics if m["name"] == "my.histogram")
+    good = histogram["histogram"]["dataPoints"][0]
+    bad = {**good, "bucketCounts": ["0", "1", "1"], "count": "2"}
+    histogram["histogram"]["dataPoints"] = [bad, good]
+    with clients.as_role("service") as client:
+        response = client.post("/v1/metrics", json=request)
+        assert response.status_code == 200, response.text
+        partial = response.json()["partialSuccess"]
+        assert partial["rejectedDataPoints"] == "1"
+        assert "my.histogram" in partial["errorMessage"]
+        assert "bucket_counts" in partial["errorMessage"]
+        protobuf = ExportMetricsServiceRequest()
+        json_format.ParseDict(request, protobuf)
+        binary = client.post(
+            "/v1/metrics",
+            content=protobuf.SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+    assert binary.status_code == 200, binary.text
+    answer = ExportMetricsServiceResponse.FromString(binary.content)
+    assert answer.partial_success.rejected_data_points == 1
+    rows = _rows(engine)
+    kept = {"my.counter", "my.gauge", "my.histogram_count", "my.exponential.histogram_count"}
+    assert kept <= set(rows)
+    with engine.connect() as conn:
+        counts = conn.execute(
+            sa.text("SELECT count(*) FROM monitoring_metrics WHERE name = 'my.histogram_count'")
+        ).scalar_one()
+    assert counts == 2  # the good point, once from each request
+
+
 def test_otlp_enum_by_name_gzip_and_partial_success(clients: Clients, engine: Engine) -> None:
     enum_text = json.loads(
         (FIXTURES / "opentelemetry.io_php-sdk_sum_enum-as-string.json").read_text()
@@ -275,8 +322,85 @@ def test_otlp_enum_by_name_gzip_and_partial_success(clients: Clients, engine: En
     assert unknown.json()["partialSuccess"]["rejectedDataPoints"] == "1"
     assert "unknown environment 'qa'" in unknown.json()["partialSuccess"]["errorMessage"]
     assert "deployment.environment.name" in missing.json()["partialSuccess"]["errorMessage"]
-    assert_problem(garbage, 400)
-    assert_problem(wrong_type, 415)
+    assert garbage.status_code == 400
+    assert Status.FromString(garbage.content).code == 3  # INVALID_ARGUMENT
+    assert wrong_type.status_code == 415
+    assert "Content-Type must be" in wrong_type.json()["message"]
+
+
+def test_otlp_errors_are_a_status_in_the_requests_encoding(clients: Clients) -> None:
+    """OTLP/HTTP: the body of a 4xx is a google.rpc.Status, protobuf-encoded for a protobuf
+    request and JSON for a JSON one, whichever layer refused it (route, auth, body limit)."""
+    bomb = gzip.compress(b"\x00" * (80 * 1024 * 1024))
+    with clients.as_role("service") as client:
+        garbage = client.post(
+            "/v1/metrics", content=b"\x00\xff nope", headers={"Content-Type": PROTOBUF}
+        )
+        bad_json = client.post(
+            "/v1/metrics", content=b"{nope", headers={"Content-Type": "application/json"}
+        )
+        too_big = client.post(
+            "/v1/metrics",
+            content=bomb,
+            headers={"Content-Type": PROTOBUF, "Content-Encoding": "gzip"},
+        )
+    with clients.as_role(None) as anonymous:
+        no_token = anonymous.post("/v1/metrics", content=b"", headers={"Content-Type": PROTOBUF})
+        no_token_json = anonymous.post("/v1/metrics", json={})
+    with clients.as_role("viewer") as viewer:
+        forbidden = viewer.post("/v1/metrics", content=b"", headers={"Content-Type": PROTOBUF})
+    for response, status, code in (
+        (garbage, 400, 3),  # INVALID_ARGUMENT
+        (too_big, 413, 8),  # RESOURCE_EXHAUSTED
+        (no_token, 401, 16),  # UNAUTHENTICATED
+        (forbidden, 403, 7),  # PERMISSION_DENIED
+    ):
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == PROTOBUF
+        answer = Status.FromString(response.content)
+        assert answer.code == code
+        assert answer.message
+    assert "cannot decode" in Status.FromString(garbage.content).message
+    assert no_token.headers.get("www-authenticate", "").startswith("Bearer")
+    for response, status, code in ((bad_json, 400, 3), (no_token_json, 401, 16)):
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/json"
+        body = response.json()
+        assert set(body) == {"code", "message", "details"}
+        assert body["code"] == code
+        assert body["message"]
+        assert body["details"] == []
+
+
+def test_otlp_environment_names_match_ignoring_case_as_webhooks_do(
+    clients: Clients, engine: Engine
+) -> None:
+    """`Staging` is staging, as it is for a GitHub or GitLab webhook; an unknown name is not."""
+    from shipboard.integrations import mapping
+
+    example = json.loads((FIXTURES / "opentelemetry-proto_examples_metrics.json").read_text())
+    with clients.as_role("service") as client:
+        staging = client.post("/v1/metrics", json=_with_environment(example, "Staging"))
+        production = client.post("/v1/metrics", json=_with_environment(example, "PRODUCTION"))
+        unknown = client.post("/v1/metrics", json=_with_environment(example, "Stage"))
+    assert staging.json() == {}, staging.text
+    assert production.json() == {}, production.text
+    assert unknown.json()["partialSuccess"]["rejectedDataPoints"] == "4"
+    with engine.connect() as conn:
+        environments = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT environment, count(*) FROM monitoring_metrics"
+                    " WHERE name = 'my.gauge' GROUP BY environment"
+                )
+            ).all()
+        )
+    assert environments == {"staging": 1, "production": 1}
+    webhook = mapping.Settings(
+        environments=frozenset({"development", "staging", "production"}), env_map={}
+    )
+    assert mapping.map_environment("Staging", webhook) == "staging"
+    assert mapping.map_environment("Stage", webhook) is None
 
 
 def test_otlp_ndjson_lines_are_separate_requests(clients: Clients, engine: Engine) -> None:
@@ -305,7 +429,8 @@ def test_otlp_gzip_bomb_is_refused(clients: Clients, engine: Engine) -> None:
             content=bomb,
             headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"},
         )
-    assert_problem(response, 413)
+    assert response.status_code == 413
+    assert Status.FromString(response.content).code == 8  # RESOURCE_EXHAUSTED
     assert _count(engine) == 0
 
 

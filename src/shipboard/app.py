@@ -25,6 +25,7 @@ from shipboard.environments.api import router as environments_router
 from shipboard.integrations.api import router as integrations_router
 from shipboard.monitoring.alert_api import router as alerting_router
 from shipboard.monitoring.api import router as monitoring_router
+from shipboard.monitoring.otlp_status import OtlpStatusMiddleware
 from shipboard.ops.api import router as ops_router
 from shipboard.ops.metrics import Telemetry
 from shipboard.performance.api import router as performance_router
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=int(settings.max_request_mb * 1024 * 1024)
     )
+    # Outside the body cap, so its 413 on an OTLP export is re-encoded like every other error.
+    app.add_middleware(OtlpStatusMiddleware)
     app.state.telemetry = Telemetry(app.state.engine, app.state)
     app.add_middleware(RequestMetricsMiddleware, observe=app.state.telemetry.observe_request)
     app.add_middleware(StrictTransportSecurityMiddleware)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from shipboard.core import patterns
 from shipboard.core.errors import InvalidInput
 from shipboard.deployments import state
+from shipboard.environments.naming import find_environment
 
 # GitHub's deployment_status.state -> ours; None: no change (`inactive` marks an older deployment
 # that a newer one replaced, which says nothing about how this one went).
@@ -170,10 +171,7 @@ def map_environment(name: str, settings: Settings) -> str | None:
     for theirs, ours in settings.env_map.items():
         if theirs.casefold() == folded:
             return ours
-    for ours in settings.environments:
-        if ours.casefold() == folded:
-            return ours
-    return None
+    return find_environment(name, settings.environments)
 
 
 def unmapped(kind: str, name: str, settings: Settings) -> Ignore:
