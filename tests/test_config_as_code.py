@@ -80,6 +80,8 @@ def test_parse_keeps_the_position_of_every_value() -> None:
         ("a: [1, 2\n", "not valid YAML", 2),
         ("when: !!python/object:os.system x\n", "unsupported YAML tag", 1),
         ("", "the file is empty", None),
+        # PyYAML's composer recurses: deep nesting is refused before it runs.
+        ("a: " + "[" * 5000 + "]" * 5000, "nested deeper than 32 levels", 1),
     ],
 )
 def test_parse_refuses_what_yaml_would_let_through(
@@ -351,3 +353,21 @@ def test_the_api_names_the_path_of_a_bad_value(clients: Clients) -> None:
     assert response.status_code == 422
     locs = [e["loc"] for e in response.json()["errors"]]
     assert ["document", "channels", 0, "kind"] in locs
+
+
+def test_values_from_references_never_reach_the_output(clients: Clients, tmp_path: Path) -> None:
+    # A file in a pull request could name any variable of the CI job in a plain field.
+    sneaky = tmp_path / "sneaky.yaml"
+    sneaky.write_text(
+        "version: 1\n"
+        "environments:\n"
+        "  development:\n"
+        "    domain: dev.example.app\n"
+        "    config: {region: '${CI_DEPLOY_KEY}'}\n"
+    )
+    ci_secret = "ci-deploy-key-77f3"
+    for extra in ([], ["--json"]):
+        result = _cli(clients, "diff", "-f", str(sneaky), *extra, env={"CI_DEPLOY_KEY": ci_secret})
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert ci_secret not in result.stdout
+        assert "config.region" in result.stdout

@@ -57,6 +57,7 @@ def diff(file: FileOption, prune: PruneOption = False, as_json: JsonFlag = False
         result = _call(
             client, parsed, file, "/api/v1/config/diff", {"document": document, "prune": prune}
         )
+    _mask_references(result, parsed)
     if as_json:
         print(json.dumps(result))
     else:
@@ -93,6 +94,7 @@ def apply(
     }
     with Client.from_settings() as client:
         result = _call(client, parsed, file, "/api/v1/config/apply", body)
+    _mask_references(result, parsed)
     if as_json:
         print(json.dumps(result))
         return
@@ -185,6 +187,32 @@ def _named(data: Any, path: source.Path) -> source.Path:
         if isinstance(items, list) and path[1] < len(items) and isinstance(items[path[1]], dict):
             return (path[0], str(items[path[1]].get("name", path[1])), *path[2:])
     return path
+
+
+def _mask_references(result: dict[str, Any], parsed: Source) -> None:
+    """Show every value that came from a `${VAR}` as ``***``, credential or not: a file in a
+    pull request must not be able to print the CI job's other variables into its log."""
+    masked: set[tuple[str, str, str]] = set()
+    kinds = {
+        "environments": "environment",
+        "integrations": "integration",
+        "channels": "channel",
+        "alert_rules": "alert_rule",
+    }
+
+    def note(value: str, path: source.Path) -> str:
+        if len(path) > 2 and path[0] in kinds and source.references(value):
+            named = _named(parsed.data, path)
+            masked.add((kinds[str(path[0])], str(named[1]), source.format_path(path[2:])))
+        return value
+
+    source.walk(parsed.data, note)
+    for change in result.get("changes", []):
+        for field in change.get("fields", []):
+            if (change["kind"], change["name"], field["path"]) in masked:
+                for side in ("before", "after"):
+                    if field[side] is not None:
+                        field[side] = credentials.MASK
 
 
 def _call(client: Client, parsed: Source, file: str, path: str, body: dict[str, Any]) -> Any:

@@ -105,6 +105,7 @@ def parse(text: str) -> Source:
     if "\x00" in text:
         raise SourceError([Problem((), "the file contains a NUL character")])
     try:
+        _check_depth(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -120,6 +121,21 @@ def parse(text: str) -> Source:
     if problems:
         raise SourceError(problems)
     return source
+
+
+def _check_depth(text: str) -> None:
+    """Refuse deep nesting from the event stream, before PyYAML's recursive composer sees it."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+                message = f"nested deeper than {MAX_DEPTH} levels"
+                raise SourceError([Problem((), message, line, column)])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 _SCALAR = yaml.SafeLoader("")
