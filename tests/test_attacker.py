@@ -461,6 +461,8 @@ FORM_FIELDS: dict[str, dict[str, str]] = {
     "/monitoring/silences": {"matchers": "environment=staging", "duration": "1h", "comment": "c"},
     "/security/findings/{finding_id}/triage": {"status": "fixed", "reason": "csrf"},
     "/account/totp/confirm": {"code": "123456"},
+    "/account/totp": {"password": "correct horse battery"},
+    "/account/totp/remove": {"password": "correct horse battery"},
     "/security/import": {"environment": "staging"},
 }
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -79,7 +79,9 @@ def _populate(engine: Engine, keyring: Keyring) -> str:
         created = auth.create_user(
             s, data=UserCreate(name="totp-user", role="deployer"), audit_context=SYSTEM
         )
-        return sessions.start_enrolment(s, user_id=created.user.id, keyring=keyring)
+        return sessions.start_enrolment(
+            s, user_id=created.user.id, keyring=keyring, audit_context=SYSTEM
+        )
 
 
 def _plaintexts(engine: Engine, keyring: Keyring) -> dict[str, str]:

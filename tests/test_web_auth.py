@@ -117,8 +117,10 @@ def test_totp_enrolment_and_sign_in_with_a_code(clients: Clients, engine: Engine
     with browser(clients.server) as client:
         login(client, "admin-user")
         account = client.get("/account")
-        enrolling = client.post("/account/totp", data={"csrf_token": csrf_of(account)})
-        assert enrolling.status_code == 303
+        enrolling = client.post(
+            "/account/totp", data={"csrf_token": csrf_of(account), "password": PASSWORD}
+        )
+        assert enrolling.headers["location"] == "/account"
         page = client.get("/account")
         secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page.text)
         assert secret, page.text
@@ -128,7 +130,8 @@ def test_totp_enrolment_and_sign_in_with_a_code(clients: Clients, engine: Engine
             "/account/totp/confirm", data={"csrf_token": csrf_of(page), "code": "000000"}
         )
         assert wrong.headers["location"] == "/account?error=wrong+code"
-        code = totp.code_at(secret.group(1), time.time())
+        now = time.time()
+        code = totp.code_at(secret.group(1), now)
         client.post("/account/totp/confirm", data={"csrf_token": csrf_of(page), "code": code})
         assert "Enabled since" in client.get("/account").text
         client.post("/logout", data={"csrf_token": csrf_of(client.get("/account"))})
@@ -139,7 +142,8 @@ def test_totp_enrolment_and_sign_in_with_a_code(clients: Clients, engine: Engine
         assert client.get("/").status_code == 303  # half signed in is not signed in
         bad = client.post("/login/code", data={"code": "123456"})
         assert "wrong user name, password or code" in bad.text
-        good = client.post("/login/code", data={"code": totp.code_at(secret.group(1), time.time())})
+        # The next step's code: the enrolment's own was used once and is spent.
+        good = client.post("/login/code", data={"code": totp.code_at(secret.group(1), now + 30)})
         assert good.status_code == 303
         assert client.get("/").status_code == 200
     actions = audit_actions(clients, "admin-user", started)
@@ -202,3 +206,113 @@ def test_set_password_rejects_short_passwords(engine: Engine) -> None:
 
     with pytest.raises(InvalidInput), system_transaction(engine) as session:
         sessions.set_password(session, name="x", password="short", audit_context=SYSTEM)
+
+
+def _enrol(client: httpx.Client) -> tuple[str, int]:
+    """Enrol the signed-in user (password as re-authentication); the secret and the step used."""
+    account = client.get("/account")
+    started = client.post(
+        "/account/totp", data={"csrf_token": csrf_of(account), "password": PASSWORD}
+    )
+    assert started.headers["location"] == "/account", started.text
+    page = client.get("/account")
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page.text)
+    assert secret, page.text
+    now = time.time()
+    code = totp.code_at(secret.group(1), now)
+    confirmed = client.post(
+        "/account/totp/confirm", data={"csrf_token": csrf_of(page), "code": code}
+    )
+    assert confirmed.headers["location"] == "/account"
+    return secret.group(1), int(now // totp.STEP_S)
+
+
+def _last_step(engine: Engine, name: str) -> int | None:
+    with engine.connect() as conn:
+        value = conn.execute(
+            sa.text("SELECT totp_last_step FROM users WHERE name = :n"), {"n": name}
+        ).scalar_one()
+    return None if value is None else int(value)
+
+
+def test_a_totp_code_is_accepted_only_once(clients: Clients, engine: Engine) -> None:
+    """RFC 6238 §5.2: a code seen once (at enrolment or sign-in) is refused within its window."""
+    started = datetime.now(UTC)
+    set_password(engine, "deployer-user")
+    with browser(clients.server) as client:
+        login(client, "deployer-user")
+        secret, step = _enrol(client)
+        assert _last_step(engine, "deployer-user") == step
+        client.post("/logout", data={"csrf_token": csrf_of(client.get("/account"))})
+        login(client, "deployer-user")
+        # The enrolment's code, still inside its window: refused.
+        replayed = client.post("/login/code", data={"code": totp.code_at(secret, step * 30)})
+        assert "wrong user name, password or code" in replayed.text
+        assert client.get("/").status_code == 303
+        # The next step's code (inside the drift window) is new: accepted, and remembered.
+        fresh = totp.code_at(secret, (step + 1) * 30)
+        assert client.post("/login/code", data={"code": fresh}).status_code == 303
+        assert client.get("/").status_code == 200
+        assert _last_step(engine, "deployer-user") == step + 1
+        client.post("/logout", data={"csrf_token": csrf_of(client.get("/account"))})
+        login(client, "deployer-user")
+        again = client.post("/login/code", data={"code": fresh})
+        assert "wrong user name, password or code" in again.text
+        # An earlier step, even unused, lies at or before the last accepted one: refused.
+        older = client.post("/login/code", data={"code": totp.code_at(secret, (step - 1) * 30)})
+        assert "wrong user name, password or code" in older.text
+        assert client.get("/").status_code == 303
+    actions = audit_actions(clients, "deployer-user", started)
+    assert actions.count("login.failed") == 3
+
+
+def test_totp_reset_and_removal_need_the_password_or_a_current_code(
+    clients: Clients, engine: Engine
+) -> None:
+    started = datetime.now(UTC)
+    set_password(engine, "admin-user")
+    with browser(clients.server) as client:
+        login(client, "admin-user")
+        secret, step = _enrol(client)
+        token = csrf_of(client.get("/account"))
+        # A stolen session (cookie and CSRF token) alone can neither replace nor remove 2FA.
+        for path, data in (
+            ("/account/totp", {}),
+            ("/account/totp", {"password": "not the password"}),
+            ("/account/totp/remove", {}),
+            ("/account/totp/remove", {"password": "not the password"}),
+            ("/account/totp/remove", {"code": totp.code_at(secret, step * 30)}),  # used
+        ):
+            refused = client.post(path, data={"csrf_token": token, **data})
+            assert refused.status_code == 303
+            assert refused.headers["location"] == "/account?error=reauth", (path, data)
+            assert "Enabled since" in client.get("/account").text
+        # A new authenticator with the password: a new secret, confirmed with a code of its own.
+        reset = client.post("/account/totp", data={"csrf_token": token, "password": PASSWORD})
+        assert reset.headers["location"] == "/account"
+        page = client.get("/account")
+        new_secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page.text)
+        assert new_secret
+        assert new_secret.group(1) != secret
+        now_step = int(time.time() // totp.STEP_S)
+        code = totp.code_at(new_secret.group(1), now_step * 30)
+        client.post("/account/totp/confirm", data={"csrf_token": token, "code": code})
+        assert "Enabled since" in client.get("/account").text
+        # Removal with a current, unused code of the new authenticator.
+        removal_code = totp.code_at(new_secret.group(1), (now_step + 1) * 30)
+        removed = client.post(
+            "/account/totp/remove", data={"csrf_token": token, "code": removal_code}
+        )
+        assert removed.headers["location"] == "/account"
+        assert "Not enabled" in client.get("/account").text
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT totp_secret, totp_enabled_at FROM users WHERE name = 'admin-user'")
+        ).one()
+    assert tuple(row) == (None, None)
+    actions = audit_actions(clients, "admin-user", started)
+    assert actions.count("user.totp_enrolment_started") == 2
+    assert actions.count("user.totp_enabled") == 2
+    assert actions.count("user.totp_removed") == 1
+    # Each wrong password or code counts towards the lockout; a missing one is no guess.
+    assert actions.count("login.failed") == 3

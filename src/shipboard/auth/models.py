@@ -27,6 +27,9 @@ class User(Base):
     # Web sign-in: a Fernet-encrypted TOTP secret (active once enrolled), and the lockout.
     totp_secret: Mapped[str | None] = mapped_column(sa.Text)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last time step (unix time // 30) whose code was accepted: a code is good once
+    # (RFC 6238 §5.2), so codes of that step and earlier are refused.
+    totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
     failed_logins: Mapped[int] = mapped_column(
         sa.Integer, nullable=False, default=0, server_default="0"
     )

@@ -55,3 +55,22 @@ def token_with_user(session: Session, token_hash: str) -> TokenUserRow | None:
         .join(User, User.id == ApiToken.user_id)
         .where(ApiToken.token_hash == token_hash)
     ).first()
+
+
+def claim_totp_step(session: Session, user_id: uuid.UUID, step: int) -> bool:
+    """Record ``step`` as the user's last accepted TOTP step, unless it is not newer.
+
+    One conditional UPDATE, so two requests racing with the same code cannot both win: the
+    second sees the first's step (PostgreSQL re-checks the row it waited for; SQLite serializes
+    writers) and updates nothing.
+    """
+    result = session.execute(
+        sa.update(User)
+        .where(
+            User.id == user_id,
+            sa.or_(User.totp_last_step.is_(None), User.totp_last_step < step),
+        )
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)

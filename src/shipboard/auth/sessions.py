@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
-from shipboard.auth import totp
+from shipboard.auth import repository, totp
 from shipboard.auth.models import User, WebSession
 from shipboard.auth.schemas import Principal
 from shipboard.core.crypto import Keyring
@@ -159,7 +159,7 @@ def second_factor(
     if user.locked_until and user.locked_until > now:
         session.delete(row)
         return LoginOutcome(False, _locked_message(user.locked_until, now))
-    if not totp.verify(keyring.decrypt(user.totp_secret), code, now.timestamp()):
+    if not _accept_code(session, user, code, keyring, now):
         outcome = _fail(session, user, user.name, source_ip, now, "totp")
         if user.locked_until and user.locked_until > now:
             session.delete(row)
@@ -248,15 +248,103 @@ def logout(session: Session, *, cookie: str) -> None:
     session.execute(sa.delete(WebSession).where(WebSession.id_hash == hash_session_id(cookie)))
 
 
-def start_enrolment(session: Session, *, user_id: uuid.UUID, keyring: Keyring) -> str:
-    """A fresh secret for the user to scan; active only once a code from it is confirmed."""
+def _accept_code(session: Session, user: User, code: str, keyring: Keyring, now: datetime) -> bool:
+    """Whether ``code`` is the user's current code and was not accepted before; if so, its
+    step becomes the last accepted one."""
+    if not user.totp_secret:
+        return False
+    step = totp.matching_step(
+        keyring.decrypt(user.totp_secret), code, now.timestamp(), after=user.totp_last_step
+    )
+    if step is None or not repository.claim_totp_step(session, user.id, step):
+        return False
+    session.expire(user, ["totp_last_step"])
+    return True
+
+
+def reauthenticate(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    password: str,
+    code: str,
+    keyring: Keyring,
+    source_ip: str | None,
+    now: datetime,
+) -> bool:
+    """Whether the signed-in user proved again who they are — their password, or a current
+    code once two-factor sign-in is on — before a change to how they sign in.
+
+    A session (cookie and CSRF token) alone must not be enough to remove or replace the second
+    factor. A wrong password or code counts towards the lockout like a failed sign-in.
+    """
+    user = session.get(User, user_id)
+    if user is None or user.disabled or not (password or code):
+        return False
+    if user.locked_until and user.locked_until > now:
+        return False
+    ok = (
+        bool(code)
+        and user.totp_enabled_at is not None
+        and _accept_code(session, user, code, keyring, now)
+    )
+    if not ok and password:
+        try:
+            _hasher.verify(user.password_hash or _DUMMY_HASH, password)
+            ok = user.password_hash is not None
+        except (VerificationError, InvalidHashError):
+            ok = False
+    if not ok:
+        _fail(session, user, user.name, source_ip, now, "reauthentication")
+        return False
+    user.failed_logins = 0
+    return True
+
+
+def start_enrolment(
+    session: Session, *, user_id: uuid.UUID, keyring: Keyring, audit_context: AuditContext
+) -> str:
+    """A fresh secret for the user to scan; active only once a code from it is confirmed.
+
+    Two-factor sign-in is off from here until that confirmation (the caller re-authenticated
+    the user first)."""
     user = session.get(User, user_id)
     if user is None:
         raise NotFound("no such user")
+    was_enabled = user.totp_enabled_at is not None
     secret = totp.new_secret()
     user.totp_secret = keyring.encrypt(secret)
     user.totp_enabled_at = None
+    # Steps are counted per secret: no code of the new one has been seen.
+    user.totp_last_step = None
+    audit.record(
+        session,
+        context=audit_context,
+        action="user.totp_enrolment_started",
+        target_type="user",
+        target_id=user.name,
+        details={"replaces_enabled": was_enabled},
+    )
     return secret
+
+
+def remove_totp(session: Session, *, user_id: uuid.UUID, audit_context: AuditContext) -> None:
+    """Turn two-factor sign-in off (the caller re-authenticated the user first)."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    was_enabled = user.totp_enabled_at is not None
+    user.totp_secret = None
+    user.totp_enabled_at = None
+    user.totp_last_step = None
+    audit.record(
+        session,
+        context=audit_context,
+        action="user.totp_removed",
+        target_type="user",
+        target_id=user.name,
+        details={"was_enabled": was_enabled},
+    )
 
 
 def confirm_enrolment(
@@ -269,9 +357,10 @@ def confirm_enrolment(
     audit_context: AuditContext,
 ) -> bool:
     user = session.get(User, user_id)
-    if user is None or not user.totp_secret:
+    if user is None or not user.totp_secret or user.totp_enabled_at is not None:
         return False
-    if not totp.verify(keyring.decrypt(user.totp_secret), code, now.timestamp()):
+    # The confirming code counts as used: it cannot sign in again within its window.
+    if not _accept_code(session, user, code, keyring, now):
         return False
     user.totp_enabled_at = now
     audit.record(

@@ -30,15 +30,34 @@ def code_at(secret: str, unix_time: float) -> str:
     return str(number % 10**DIGITS).zfill(DIGITS)
 
 
-def verify(secret: str, code: str, unix_time: float) -> bool:
+def step_of(unix_time: float) -> int:
+    """The time step (RFC 6238's T) of a moment."""
+    return int(unix_time // STEP_S)
+
+
+def matching_step(
+    secret: str, code: str, unix_time: float, *, after: int | None = None
+) -> int | None:
+    """The time step whose code ``code`` is, within the drift window, or None.
+
+    Steps at or before ``after`` (the last one accepted) never match: a code is good once
+    (RFC 6238 §5.2), and an older one than the last accepted is no better.
+    """
     code = code.strip().replace(" ", "")
     # isascii: str.isdigit() accepts other scripts' digits, which compare_digest refuses.
     if len(code) != DIGITS or not code.isascii() or not code.isdigit():
-        return False
-    return any(
-        hmac.compare_digest(code_at(secret, unix_time + drift * STEP_S), code)
-        for drift in range(-DRIFT_STEPS, DRIFT_STEPS + 1)
-    )
+        return None
+    now = step_of(unix_time)
+    for step in range(now - DRIFT_STEPS, now + DRIFT_STEPS + 1):
+        matched = hmac.compare_digest(code_at(secret, step * STEP_S), code)
+        if matched and (after is None or step > after):
+            return step
+    return None
+
+
+def verify(secret: str, code: str, unix_time: float) -> bool:
+    """Whether ``code`` is valid now, ignoring replay (see ``matching_step``)."""
+    return matching_step(secret, code, unix_time) is not None
 
 
 def provisioning_uri(secret: str, *, account: str, issuer: str = "Shipboard") -> str:

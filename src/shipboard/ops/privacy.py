@@ -346,6 +346,7 @@ def erase_user(
                 password_hash=None,
                 totp_secret=None,
                 totp_enabled_at=None,
+                totp_last_step=None,
                 failed_logins=0,
                 locked_until=None,
                 updated_at=utcnow(),

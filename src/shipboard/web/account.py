@@ -17,6 +17,7 @@ from shipboard.auth.deps import (
     check_auth_failures,
     note_auth_failure,
 )
+from shipboard.auth.schemas import Principal
 from shipboard.core.errors import RateLimited
 from shipboard.core.time import utcnow
 from shipboard.web.deps import FormUser, Viewer
@@ -205,9 +206,59 @@ def account(request: Request, db: DbSession, principal: Viewer) -> Response:
     )
 
 
+def _audit(request: Request, principal: Principal) -> AuditContext:
+    return AuditContext(actor=principal.name, actor_role=principal.role, source_ip=_ip(request))
+
+
+def _reauthenticated(
+    request: Request, db: DbSession, principal: Principal, password: str, code: str
+) -> bool:
+    """The password, or a current code, again: a session alone cannot change the second factor."""
+    check_auth_failures(request)
+    ok = sessions.reauthenticate(
+        db,
+        user_id=principal.user_id,
+        password=password,
+        code=code,
+        keyring=request.app.state.keyring,
+        source_ip=_ip(request),
+        now=utcnow(),
+    )
+    if not ok and (password or code):
+        note_auth_failure(request)
+    return ok
+
+
 @router.post("/account/totp")
-def start_totp(request: Request, db: DbSession, principal: FormUser) -> Response:
-    sessions.start_enrolment(db, user_id=principal.user_id, keyring=request.app.state.keyring)
+def start_totp(
+    request: Request,
+    db: DbSession,
+    principal: FormUser,
+    password: Annotated[str, Form(max_length=1000)] = "",
+    code: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    if not _reauthenticated(request, db, principal, password, code):
+        return RedirectResponse("/account?error=reauth", status_code=303)
+    sessions.start_enrolment(
+        db,
+        user_id=principal.user_id,
+        keyring=request.app.state.keyring,
+        audit_context=_audit(request, principal),
+    )
+    return RedirectResponse("/account", status_code=303)
+
+
+@router.post("/account/totp/remove")
+def remove_totp(
+    request: Request,
+    db: DbSession,
+    principal: FormUser,
+    password: Annotated[str, Form(max_length=1000)] = "",
+    code: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    if not _reauthenticated(request, db, principal, password, code):
+        return RedirectResponse("/account?error=reauth", status_code=303)
+    sessions.remove_totp(db, user_id=principal.user_id, audit_context=_audit(request, principal))
     return RedirectResponse("/account", status_code=303)
 
 
@@ -224,8 +275,6 @@ def confirm_totp(
         code=code,
         keyring=request.app.state.keyring,
         now=utcnow(),
-        audit_context=AuditContext(
-            actor=principal.name, actor_role=principal.role, source_ip=_ip(request)
-        ),
+        audit_context=_audit(request, principal),
     )
     return RedirectResponse("/account" if ok else "/account?error=wrong+code", status_code=303)
