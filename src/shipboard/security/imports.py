@@ -17,7 +17,7 @@ from shipboard.core.time import utcnow
 from shipboard.db import bulk
 from shipboard.environments.service import require_environment
 from shipboard.security.importers import ImportFailed, ParsedFinding, ParsedReport, parse_report
-from shipboard.security.importers.common import path_of
+from shipboard.security.importers.common import REPORT_TRIAGER, path_of
 from shipboard.security.models import (
     FindingIdentity,
     FindingOccurrence,
@@ -137,6 +137,7 @@ IDENTITY_COLUMNS = (
     bulk.Column("latest_finding_id", "uuid"),
     bulk.Column("triage_status", "text"),
     bulk.Column("triage_reason", "text"),
+    bulk.Column("triaged_by", "text"),
 )
 SEEN_COLUMNS = (
     bulk.Column("status", "text"),
@@ -146,6 +147,7 @@ SEEN_COLUMNS = (
     bulk.Column("latest_finding_id", "uuid"),
     bulk.Column("triage_status", "text"),
     bulk.Column("triage_reason", "text"),
+    bulk.Column("triaged_by", "text"),
 )
 OCCURRENCE_COLUMNS = (
     bulk.Column("finding_id", "uuid"),
@@ -179,6 +181,7 @@ def _apply_lifecycle(
         sa.cast(FindingIdentity.latest_finding_id, sa.Text).label("latest_finding_id"),
         FindingIdentity.triage_status,
         FindingIdentity.triage_reason,
+        FindingIdentity.triaged_by,
     ]
     query = sa.select(*columns)
     if partial:
@@ -223,13 +226,18 @@ def _apply_lifecycle(
         )
         identity = known.get(parsed.fingerprint)
         was_resolved = identity is not None and identity.status == "resolved"
-        suppress = parsed.suppressed and (identity is None or identity.triage_status is None)
-        triage = (
-            ("false_positive", "suppressed in the report")
-            if suppress
-            else (identity.triage_status, identity.triage_reason)
-            if identity is not None
-            else (None, None)
+        # A person's triage carries forward; one the report gave is the report's to lift.
+        manual = (
+            identity is not None
+            and identity.triage_status is not None
+            and identity.triaged_by not in (None, REPORT_TRIAGER)
+        )
+        triage: tuple[str | None, str | None, str | None] = (
+            (identity.triage_status, identity.triage_reason, identity.triaged_by)
+            if manual and identity is not None
+            else (*parsed.triage, REPORT_TRIAGER)
+            if parsed.triage is not None
+            else (None, None, None)
         )
         if identity is None:
             identity_id = next(identity_ids)

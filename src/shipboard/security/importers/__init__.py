@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import orjson
+import structlog
 
 from shipboard.security.importers import native, outcome, sarif
 from shipboard.security.importers.common import (
@@ -14,6 +15,8 @@ from shipboard.security.importers.common import (
     collapse,
     infer_type,
 )
+
+log = structlog.get_logger("shipboard.security.importers")
 
 EXPECTED = "SARIF 2.1.0, or the JSON of bandit, semgrep, checkov, pip-audit, trivy or npm audit"
 
@@ -46,8 +49,15 @@ def parse_report(
             tool_name, findings, results = sarif.parse(doc)
         else:
             tool_name, findings, results = native.parse(fmt, doc)
+    except ImportFailed as exc:
+        raise ImportFailed(f"the {fmt} report is malformed: {exc}") from exc
     except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
-        raise ImportFailed(f"the {fmt} report is malformed: {type(exc).__name__}: {exc}") from exc
+        # Every value is checked where it is read, so this is a gap in those checks: log it for
+        # us, and tell the caller what we can without Python's words.
+        log.warning("scan_report_unreadable", format=fmt, error=f"{type(exc).__name__}: {exc}")
+        raise ImportFailed(
+            f"the {fmt} report has an element of an unexpected shape; expected {EXPECTED}"
+        ) from exc
     tool_name = tool or tool_name
     kind = infer_type(tool_name, hint=scan_type)
     if fmt == "trivy" and scan_type is None:

@@ -1,29 +1,47 @@
-"""Native JSON reports: bandit, semgrep, checkov, pip-audit, trivy, npm audit."""
+"""Native JSON reports: bandit, semgrep, checkov, pip-audit, trivy, npm audit.
+
+Every value is read through ``common``'s checked accessors, so a report with a wrong type
+anywhere is refused with the JSON path of that value, or — for free text — read as text."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from shipboard.security.importers.common import (
+    BANDIT_WORDS,
+    CHECKOV_WORDS,
+    NPM_WORDS,
+    SEMGREP_WORDS,
+    TRIVY_WORDS,
     ImportFailed,
     ParsedFinding,
+    arr,
+    describe,
+    key,
+    line,
     normalize_cwe,
+    obj,
+    objects,
     severity_from_score,
     severity_from_word,
     snippet_key,
+    text,
 )
 
-SEMGREP_LEVELS = {"ERROR": "high", "WARNING": "medium", "INFO": "low"}
 
-
-def _first_result_has(doc: dict[str, Any], key: str) -> bool:
+def _first_result_has(doc: dict[str, Any], name: str) -> bool:
     results = doc.get("results")
     return (
         isinstance(results, list)
         and bool(results)
         and isinstance(results[0], dict)
-        and key in results[0]
+        and name in results[0]
     )
+
+
+def _npm_error(doc: dict[str, Any]) -> bool:
+    error = doc.get("error")
+    return set(doc) <= {"error", "message"} and isinstance(error, dict) and "code" in error
 
 
 # (format, test on a JSON object), tried in order; the first match wins.
@@ -41,12 +59,17 @@ _OBJECT_SIGNATURES: tuple[tuple[str, Any], ...] = (
         lambda d: (
             "check_type" in d
             or "checkov_version" in d
-            or "checkov_version" in (d.get("summary") or {})
+            or (isinstance(d.get("summary"), dict) and "checkov_version" in d["summary"])
         ),
     ),
     ("pip-audit", lambda d: isinstance(d.get("dependencies"), list)),
     ("trivy", lambda d: "SchemaVersion" in d or "ClusterName" in d),
-    ("npm-audit", lambda d: "auditReportVersion" in d or ("advisories" in d and "metadata" in d)),
+    (
+        "npm-audit",
+        lambda d: (
+            "auditReportVersion" in d or ("advisories" in d and "metadata" in d) or _npm_error(d)
+        ),
+    ),
 )
 
 
@@ -57,8 +80,10 @@ def detect(doc: Any) -> str | None:
     if isinstance(doc, list) and doc and all(isinstance(d, dict) for d in doc):
         if all("check_type" in d for d in doc):
             return "checkov"
-        if all("name" in d and "vulns" in d for d in doc):
+        if all("name" in d and ("vulns" in d or "skip_reason" in d) for d in doc):
             return "pip-audit"  # the older pip-audit format: a bare list of dependencies
+        if all("Target" in d for d in doc):
+            return "trivy"  # trivy before schema 2 (0.19 and older): a bare list of results
     return None
 
 
@@ -68,22 +93,34 @@ def parse(fmt: str, doc: Any) -> tuple[str, list[ParsedFinding], int]:
     return TOOLS[fmt], findings, len(findings)
 
 
+def _at(location: str | None, number: int | None) -> str | None:
+    if number is not None and location:
+        return f"{location}:{number}"
+    return location or None
+
+
 def _bandit(doc: dict[str, Any]) -> list[ParsedFinding]:
     out = []
-    for r in doc.get("results") or []:
-        path = str(r.get("filename", "")).replace("\\", "/")
-        cwe = (r.get("issue_cwe") or {}).get("id")
+    for at, r in objects(doc.get("results"), "$.results"):
+        filename = (key(r.get("filename"), f"{at}.filename") or "").replace("\\", "/")
+        number = line(r.get("line_number"), f"{at}.line_number")
+        cwe = obj(r.get("issue_cwe"), f"{at}.issue_cwe").get("id")
+        test_id = key(r.get("test_id"), f"{at}.test_id")
+        test_name = key(r.get("test_name"), f"{at}.test_name")
+        issue = text(r.get("issue_text")) or ""
         out.append(
             ParsedFinding(
                 tool="bandit",
-                rule_id=f"{r.get('test_id')}:{r.get('test_name')}",
-                title=str(r.get("issue_text") or r.get("test_name") or r.get("test_id")),
-                description=str(r.get("issue_text") or ""),
-                severity=severity_from_word(r.get("issue_severity"), default="medium"),
-                location=f"{path}:{r.get('line_number')}" if r.get("line_number") else path or None,
-                cwe_id=normalize_cwe(cwe),
-                remediation=r.get("more_info"),
-                key=snippet_key(r.get("code")) or str(r.get("issue_text") or ""),
+                rule_id=f"{test_id}:{test_name}",
+                title=issue or test_name or test_id or "bandit finding",
+                description=issue,
+                severity=severity_from_word(
+                    r.get("issue_severity"), words=BANDIT_WORDS, path=f"{at}.issue_severity"
+                ),
+                location=_at(filename, number),
+                cwe_id=normalize_cwe(text(cwe)),
+                remediation=text(r.get("more_info")),
+                key=snippet_key(text(r.get("code"))) or issue,
             )
         )
     return out
@@ -91,196 +128,317 @@ def _bandit(doc: dict[str, Any]) -> list[ParsedFinding]:
 
 def _semgrep(doc: dict[str, Any]) -> list[ParsedFinding]:
     out = []
-    for r in doc.get("results") or []:
-        extra = r.get("extra") or {}
-        metadata = extra.get("metadata") or {}
+    for at, r in objects(doc.get("results"), "$.results"):
+        extra = obj(r.get("extra"), f"{at}.extra")
+        metadata = obj(extra.get("metadata"), f"{at}.extra.metadata")
         cwe = metadata.get("cwe")
         if isinstance(cwe, list):
             cwe = cwe[0] if cwe else None
-        line = (r.get("start") or {}).get("line")
-        upstream = extra.get("fingerprint")
+        references = metadata.get("references")
+        if isinstance(references, list):
+            references = references[0] if references else None
+        number = line(obj(r.get("start"), f"{at}.start").get("line"), f"{at}.start.line")
+        check_id = key(r.get("check_id"), f"{at}.check_id") or "unknown"
+        message = text(extra.get("message")) or ""
+        upstream = text(extra.get("fingerprint"))
         # Logged-out semgrep writes "requires login" where the fingerprint would be.
-        usable = upstream if upstream and "requires login" not in str(upstream) else None
-        lines = extra.get("lines")
-        snippet = None if not lines or "requires login" in str(lines) else lines
+        usable = upstream if upstream and "requires login" not in upstream else None
+        lines = text(extra.get("lines"))
+        snippet = None if not lines or "requires login" in lines else lines
         out.append(
             ParsedFinding(
                 tool="semgrep",
-                rule_id=str(r.get("check_id")),
-                title=str(r.get("check_id")).rsplit(".", 1)[-1],
-                description=str(extra.get("message") or ""),
-                severity=SEMGREP_LEVELS.get(str(extra.get("severity")).upper(), "medium"),
-                location=f"{r.get('path')}:{line}" if line else r.get("path"),
-                cwe_id=normalize_cwe(cwe),
-                remediation=extra.get("fix") or next(iter(metadata.get("references") or []), None),
+                rule_id=check_id,
+                title=check_id.rsplit(".", 1)[-1],
+                description=message,
+                severity=severity_from_word(
+                    extra.get("severity"), words=SEMGREP_WORDS, path=f"{at}.extra.severity"
+                ),
+                location=_at(key(r.get("path"), f"{at}.path"), number),
+                cwe_id=normalize_cwe(text(cwe)),
+                remediation=text(extra.get("fix")) or text(references),
                 # Logged out, semgrep hides both fingerprint and lines: the message is what is
                 # left that does not move with the code.
-                key=str(usable) if usable else (snippet_key(snippet) or str(extra.get("message"))),
+                key=usable or snippet_key(snippet) or message,
             )
         )
     return out
 
 
 def _checkov(doc: Any) -> list[ParsedFinding]:
-    reports = doc if isinstance(doc, list) else [doc]
+    reports = (
+        [(f"$[{i}]", obj(r, f"$[{i}]")) for i, r in enumerate(doc)]
+        if isinstance(doc, list)
+        else [("$", doc)]
+    )
     out = []
-    for report in reports:
-        for check in (report.get("results") or {}).get("failed_checks") or []:
-            resource = check.get("resource") or ""
-            path = check.get("file_path") or ""
-            lines = check.get("file_line_range") or [None]
+    for root, report in reports:
+        check_type = key(report.get("check_type"), f"{root}.check_type") or ""
+        results = obj(report.get("results"), f"{root}.results")
+        for at, check in objects(results.get("failed_checks"), f"{root}.results.failed_checks"):
+            resource = key(check.get("resource"), f"{at}.resource") or ""
+            path = key(check.get("file_path"), f"{at}.file_path") or ""
+            lines = arr(check.get("file_line_range"), f"{at}.file_line_range")
+            number = line(lines[0], f"{at}.file_line_range[0]") if lines else None
+            check_id = key(check.get("check_id"), f"{at}.check_id") or "unknown"
+            name = text(check.get("check_name")) or check_id
             out.append(
                 ParsedFinding(
                     tool="checkov",
-                    rule_id=str(check.get("check_id")),
-                    title=str(check.get("check_name") or check.get("check_id")),
-                    description=f"{check.get('check_name')} ({resource})",
-                    severity=severity_from_word(check.get("severity"), default="medium"),
-                    location=f"{path}:{lines[0]}"
-                    if lines and lines[0] is not None
-                    else path or resource,
+                    rule_id=check_id,
+                    title=name,
+                    description=f"{name} ({resource})",
+                    # Open-source checkov without a platform key writes null: DefectDojo's medium.
+                    severity=severity_from_word(
+                        check.get("severity"),
+                        words=CHECKOV_WORDS,
+                        path=f"{at}.severity",
+                        default="medium",
+                    ),
+                    location=f"{path}:{number}" if number is not None else path or resource,
                     cwe_id=None,
-                    remediation=check.get("guideline"),
-                    key=f"{resource}|{report.get('check_type', '')}",
+                    remediation=text(check.get("guideline")),
+                    key=f"{resource}|{check_type}",
                 )
             )
     return out
 
 
 def _pip_audit(doc: Any) -> list[ParsedFinding]:
-    dependencies = doc.get("dependencies") if isinstance(doc, dict) else doc
+    # pip-audit ≥ 2.0 writes {"dependencies": [...], "fixes": [...]}; before, a bare list.
+    if isinstance(doc, dict):
+        dependencies = objects(doc.get("dependencies"), "$.dependencies")
+    else:
+        dependencies = objects(doc, "$")
     out = []
-    for dep in dependencies or []:
-        for vuln in dep.get("vulns") or []:
-            package = f"{dep.get('name')}@{dep.get('version')}"
-            fixes = vuln.get("fix_versions") or []
+    for at, dep in dependencies:
+        name = key(dep.get("name"), f"{at}.name")
+        version = key(dep.get("version"), f"{at}.version")
+        # A skipped dependency (not on PyPI, editable, no version) carries skip_reason and
+        # no vulns: nothing was audited, so nothing is found.
+        for vat, vuln in objects(dep.get("vulns"), f"{at}.vulns"):
+            vuln_id = key(vuln.get("id"), f"{vat}.id") or "unknown"
+            package = f"{name}@{version}"
+            fixes = [
+                key(f, f"{vat}.fix_versions[{i}]") or ""
+                for i, f in enumerate(arr(vuln.get("fix_versions"), f"{vat}.fix_versions"))
+            ]
+            cvss = vuln.get("cvss")
             out.append(
                 ParsedFinding(
                     tool="pip-audit",
-                    rule_id=str(vuln.get("id")),
-                    title=f"{vuln.get('id')} in {dep.get('name')}:{dep.get('version')}",
-                    description=str(vuln.get("description") or vuln.get("id")),
+                    rule_id=vuln_id,
+                    title=f"{vuln_id} in {name}:{version}",
+                    description=text(vuln.get("description")) or vuln_id,
                     # pip-audit's JSON carries no severity; the advisory's CVSS would, if given.
-                    severity=severity_from_score(float(vuln["cvss"]))
-                    if isinstance(vuln.get("cvss"), int | float)
+                    severity=severity_from_score(float(cvss))
+                    if isinstance(cvss, int | float) and not isinstance(cvss, bool)
                     else "medium",
                     location=package,
                     cwe_id=None,
-                    remediation=f"Upgrade to version: {', '.join(fixes)}" if fixes else None,
-                    key=f"{package}|{vuln.get('id')}",
+                    remediation=f"Upgrade to version: {', '.join(f for f in fixes if f)}"
+                    if any(fixes)
+                    else None,
+                    key=f"{package}|{vuln_id}",
                 )
             )
     return out
 
 
-def _trivy(doc: dict[str, Any]) -> list[ParsedFinding]:
-    results = list(doc.get("Results") or [])
-    # The Kubernetes cluster format lists resources, each with its own results.
-    resources = list(doc.get("Resources") or [])
-    if "ClusterName" in doc:
-        resources += list(doc.get("Vulnerabilities") or []) + list(
-            doc.get("Misconfigurations") or []
+# Trivy's vendor statuses (trivy.dev "Filtering by status"). Only not_affected says there is
+# nothing to fix here; the others describe a real exposure, which stays open and counts, with
+# the vendor's position in the remediation text.
+TRIVY_STATUS = {
+    "not_affected": "this package is not affected by this vulnerability on this platform",
+    "affected": "affected, and the vendor has not released a patch yet",
+    "fixed": "the vendor has released a fix",
+    "under_investigation": "the vendor is investigating whether this package is affected",
+    "will_not_fix": "affected, and the vendor does not intend to fix it",
+    "fix_deferred": "affected, and the vendor may fix it in the future",
+    "end_of_life": "the distribution is end of life: the vendor did not analyse it",
+    "unknown": "the vendor gave no status",
+}
+
+
+def _trivy_results(doc: Any) -> list[tuple[str, dict[str, Any]]]:
+    if isinstance(doc, list):  # before schema 2
+        return objects(doc, "$")
+    version = doc.get("SchemaVersion")
+    if "SchemaVersion" in doc and version != 2:
+        raise ImportFailed(
+            f"$.SchemaVersion: trivy schema version {describe(version)} is not supported; "
+            "expected 2, or the bare list of results that trivy wrote before it"
         )
-    for resource in resources:
-        for result in resource.get("Results") or []:
-            target = f"{resource.get('Namespace')}/{resource.get('Kind')}/{resource.get('Name')}"
-            results.append({**result, "Target": f"{target} {result.get('Target', '')}".strip()})
+    results = objects(doc.get("Results"), "$.Results")
+    # The Kubernetes cluster format lists resources, each with its own results.
+    resources = objects(doc.get("Resources"), "$.Resources")
+    if "ClusterName" in doc:
+        resources += objects(doc.get("Vulnerabilities"), "$.Vulnerabilities")
+        resources += objects(doc.get("Misconfigurations"), "$.Misconfigurations")
+    for at, resource in resources:
+        target = "/".join(
+            key(resource.get(k), f"{at}.{k}") or "None" for k in ("Namespace", "Kind", "Name")
+        )
+        for rat, result in objects(resource.get("Results"), f"{at}.Results"):
+            inner = key(result.get("Target"), f"{rat}.Target") or ""
+            results.append((rat, {**result, "Target": f"{target} {inner}".strip()}))
+    return results
+
+
+def _trivy(doc: Any) -> list[ParsedFinding]:
     out = []
-    for result in results:
-        target = str(result.get("Target") or "")
-        for v in result.get("Vulnerabilities") or []:
-            package = f"{v.get('PkgName')}@{v.get('InstalledVersion')}"
-            cwes = v.get("CweIDs") or []
+    for at, result in _trivy_results(doc):
+        target = key(result.get("Target"), f"{at}.Target") or ""
+        for vat, v in objects(result.get("Vulnerabilities"), f"{at}.Vulnerabilities"):
+            vuln_id = key(v.get("VulnerabilityID"), f"{vat}.VulnerabilityID") or "unknown"
+            name = key(v.get("PkgName"), f"{vat}.PkgName")
+            version = key(v.get("InstalledVersion"), f"{vat}.InstalledVersion")
+            package = f"{name}@{version}"
+            cwes = arr(v.get("CweIDs"), f"{vat}.CweIDs")
+            status = key(v.get("Status"), f"{vat}.Status")
+            if status is not None and status not in TRIVY_STATUS:
+                known = ", ".join(TRIVY_STATUS)
+                raise ImportFailed(
+                    f"{vat}.Status: unknown status {describe(status)}; expected one of {known}"
+                )
+            fixed = key(v.get("FixedVersion"), f"{vat}.FixedVersion")
+            advice = [f"Upgrade to {fixed}"] if fixed else []
+            if status not in (None, "fixed"):
+                advice.append(f"Vendor status {status}: {TRIVY_STATUS[status]}")
             out.append(
                 ParsedFinding(
                     tool="trivy",
-                    rule_id=str(v.get("VulnerabilityID")),
-                    title=" ".join(
-                        str(v.get(k)) for k in ("VulnerabilityID", "PkgName", "InstalledVersion")
+                    rule_id=vuln_id,
+                    title=f"{vuln_id} {name} {version}",
+                    description=text(v.get("Description")) or text(v.get("Title")) or vuln_id,
+                    # Trivy writes UNKNOWN when no source rated it; an entry without the field
+                    # says the same.
+                    severity=severity_from_word(
+                        v.get("Severity"), words=TRIVY_WORDS, path=f"{vat}.Severity", default="low"
                     ),
-                    description=str(
-                        v.get("Description") or v.get("Title") or v.get("VulnerabilityID")
-                    ),
-                    severity=severity_from_word(v.get("Severity"), default="low"),
                     location=f"{target} {package}".strip(),
-                    cwe_id=normalize_cwe(cwes[0]) if cwes else None,
-                    remediation=f"Upgrade to {v['FixedVersion']}"
-                    if v.get("FixedVersion")
+                    cwe_id=normalize_cwe(text(cwes[0])) if cwes else None,
+                    remediation="\n".join(advice) or None,
+                    key=f"{target}|{package}|{vuln_id}",
+                    triage=("false_positive", f"trivy: not_affected ({TRIVY_STATUS[status]})")
+                    if status == "not_affected"
                     else None,
-                    key=f"{target}|{package}|{v.get('VulnerabilityID')}",
                 )
             )
-        for m in result.get("Misconfigurations") or []:
+        for mat, m in objects(result.get("Misconfigurations"), f"{at}.Misconfigurations"):
+            state = key(m.get("Status"), f"{mat}.Status")
+            if state == "PASS":
+                continue  # --include-non-failures lists the checks that passed too
+            check_id = key(m.get("ID"), f"{mat}.ID") or "unknown"
+            message = text(m.get("Message")) or ""
+            heading = text(m.get("Title"))
             out.append(
                 ParsedFinding(
                     tool="trivy",
-                    rule_id=str(m.get("ID")),
-                    title=f"{m.get('ID')} - {m.get('Title')}",
-                    description=str(m.get("Description") or m.get("Message") or ""),
-                    severity=severity_from_word(m.get("Severity"), default="low"),
+                    rule_id=check_id,
+                    title=f"{check_id} - {heading}" if heading else check_id,
+                    description=text(m.get("Description")) or message,
+                    severity=severity_from_word(
+                        m.get("Severity"), words=TRIVY_WORDS, path=f"{mat}.Severity", default="low"
+                    ),
                     location=target or None,
                     cwe_id=None,
-                    remediation=m.get("Resolution"),
-                    key=f"{target}|{m.get('ID')}|{m.get('Message')}",
+                    remediation=text(m.get("Resolution")),
+                    key=f"{target}|{check_id}|{message}",
+                    triage=("accepted_risk", "trivy: EXCEPTION (an exception policy covers it)")
+                    if state == "EXCEPTION"
+                    else None,
                 )
             )
-        for s in result.get("Secrets") or []:
-            line = s.get("StartLine")
+        for sat, s in objects(result.get("Secrets"), f"{at}.Secrets"):
+            number = line(s.get("StartLine"), f"{sat}.StartLine")
+            rule = key(s.get("RuleID"), f"{sat}.RuleID") or "unknown"
+            title = text(s.get("Title")) or rule
             out.append(
                 ParsedFinding(
                     tool="trivy",
-                    rule_id=str(s.get("RuleID")),
-                    title=f"Secret detected: {s.get('Title')}",
-                    description=str(s.get("Title") or s.get("RuleID")),
-                    severity=severity_from_word(s.get("Severity"), default="low"),
-                    location=f"{target}:{line}" if line else target or None,
+                    rule_id=rule,
+                    title=f"Secret detected: {title}",
+                    description=title,
+                    severity=severity_from_word(
+                        s.get("Severity"), words=TRIVY_WORDS, path=f"{sat}.Severity", default="low"
+                    ),
+                    location=f"{target}:{number}" if number is not None else target or None,
                     cwe_id="CWE-798",
                     remediation="Remove the secret from the code and rotate it",
-                    key=f"{target}|{s.get('RuleID')}|{s.get('Match')}",
+                    key=f"{target}|{rule}|{text(s.get('Match')) or ''}",
                 )
             )
     return out
 
 
 def _npm(doc: dict[str, Any]) -> list[ParsedFinding]:
+    if _npm_error(doc):
+        error = doc["error"]
+        code = text(error.get("code")) or "an error"
+        summary = " ".join((text(error.get("summary")) or "").split())
+        raise ImportFailed(
+            f"npm audit reported {code} instead of a report"
+            + (f": {summary}" if summary else "")
+            + "; import the report of a successful `npm audit --json`"
+        )
     out = []
     if "advisories" in doc:
-        for advisory in (doc.get("advisories") or {}).values():
-            for finding in advisory.get("findings") or [{}]:
-                package = f"{advisory.get('module_name')}@{finding.get('version')}"
+        for name, raw in obj(doc.get("advisories"), "$.advisories").items():
+            at = f"$.advisories.{name}"
+            advisory = obj(raw, at)
+            module = key(advisory.get("module_name"), f"{at}.module_name")
+            advisory_id = key(advisory.get("id"), f"{at}.id") or name
+            title = text(advisory.get("title")) or advisory_id
+            cwe = advisory.get("cwe")
+            for fat, finding in objects(advisory.get("findings"), f"{at}.findings") or [(at, {})]:
+                version = key(finding.get("version"), f"{fat}.version")
+                package = f"{module}@{version}"
                 out.append(
                     ParsedFinding(
                         tool="npm audit",
-                        rule_id=str(advisory.get("id")),
-                        title=str(advisory.get("title")),
-                        description=str(advisory.get("overview") or advisory.get("title")),
-                        severity=severity_from_word(advisory.get("severity"), default="medium"),
+                        rule_id=advisory_id,
+                        title=title,
+                        description=text(advisory.get("overview")) or title,
+                        severity=severity_from_word(
+                            advisory.get("severity"), words=NPM_WORDS, path=f"{at}.severity"
+                        ),
                         location=package,
-                        cwe_id=normalize_cwe(advisory.get("cwe")),
-                        remediation=advisory.get("recommendation"),
-                        key=f"{package}|{advisory.get('id')}",
+                        cwe_id=normalize_cwe(
+                            text(cwe[0] if isinstance(cwe, list) and cwe else cwe)
+                        ),
+                        remediation=text(advisory.get("recommendation")),
+                        key=f"{package}|{advisory_id}",
                     )
                 )
         return out
-    for name, vuln in (doc.get("vulnerabilities") or {}).items():
-        via = [v for v in vuln.get("via") or [] if isinstance(v, dict)]
-        source = via[0] if via else {}
-        cwe = (
-            (source.get("cwe") or [None])[0]
-            if isinstance(source.get("cwe"), list)
-            else source.get("cwe")
+    version = doc.get("auditReportVersion")
+    if version != 2:
+        raise ImportFailed(
+            f"$.auditReportVersion: npm audit report version {describe(version)} is not "
+            "supported; expected 2 (npm 7 and later) or the advisories of npm 6"
         )
+    for name, raw in obj(doc.get("vulnerabilities"), "$.vulnerabilities").items():
+        at = f"$.vulnerabilities.{name}"
+        vuln = obj(raw, at)
+        via = [v for v in arr(vuln.get("via"), f"{at}.via") if isinstance(v, dict)]
+        source = via[0] if via else {}
+        cwe = source.get("cwe")
+        source_id = key(source.get("source"), f"{at}.via[0].source") or text(source.get("url"))
+        title = text(source.get("title")) or name
         out.append(
             ParsedFinding(
                 tool="npm audit",
-                rule_id=str(source.get("source") or source.get("url") or name),
-                title=str(source.get("title") or name),
-                description=str(source.get("title") or name),
-                severity=severity_from_word(vuln.get("severity"), default="medium"),
-                location=f"{name}@{vuln.get('range')}",
-                cwe_id=normalize_cwe(cwe),
+                rule_id=source_id or name,
+                title=title,
+                description=title,
+                severity=severity_from_word(
+                    vuln.get("severity"), words=NPM_WORDS, path=f"{at}.severity"
+                ),
+                location=f"{name}@{text(vuln.get('range')) or ''}",
+                cwe_id=normalize_cwe(text(cwe[0] if isinstance(cwe, list) and cwe else cwe)),
                 remediation="Fix available" if vuln.get("fixAvailable") else None,
-                key=f"{name}|{source.get('source') or source.get('url') or name}",
+                key=f"{name}|{source_id or name}",
             )
         )
     return out
