@@ -15,6 +15,16 @@ def _norm(path: Any) -> str:
     return str(path).replace("\\", "/")
 
 
+def _list(value: Any) -> list[Any]:
+    # The importers already refused a report whose findings have the wrong shape; the fields
+    # read here only say how the run went, so one of the wrong type says nothing.
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _reasons(parts: list[str]) -> str:
     # A bounded reason: a thousand broken files must not make a megabyte error message.
     shown = "; ".join(parts[:5])
@@ -38,7 +48,7 @@ def of(fmt: str, doc: Any, findings: list[ParsedFinding]) -> Outcome:
 
 
 def _bandit(doc: dict[str, Any]) -> Outcome:
-    errors = [e for e in doc.get("errors") or [] if isinstance(e, dict)]
+    errors = [e for e in _list(doc.get("errors")) if isinstance(e, dict)]
     if not errors:
         return Outcome()
     excluded = frozenset(_norm(e.get("filename")) for e in errors if e.get("filename"))
@@ -53,7 +63,7 @@ def _bandit(doc: dict[str, Any]) -> Outcome:
 
 
 def _semgrep(doc: dict[str, Any], findings: list[ParsedFinding]) -> Outcome:
-    errors = [e for e in doc.get("errors") or [] if isinstance(e, dict)]
+    errors = [e for e in _list(doc.get("errors")) if isinstance(e, dict)]
     fatal = [e for e in errors if str(e.get("level", "")).lower() == "error"]
     excluded = frozenset(_norm(e["path"]) for e in errors if e.get("path"))
     if fatal and not findings:
@@ -78,21 +88,21 @@ def _sarif(doc: dict[str, Any], findings: list[ParsedFinding]) -> Outcome:
     reasons: list[str] = []
     excluded: set[str] = set()
     unsuccessful = False
-    for run in doc.get("runs") or []:
-        for invocation in (run.get("invocations") or []) if isinstance(run, dict) else []:
+    for run in _list(doc.get("runs")):
+        for invocation in _list(_dict(run).get("invocations")):
             if not isinstance(invocation, dict):
                 continue
             notes = [
                 n
-                for n in invocation.get("toolExecutionNotifications") or []
+                for n in _list(invocation.get("toolExecutionNotifications"))
                 if isinstance(n, dict) and str(n.get("level", "warning")).lower() == "error"
             ]
             for note in notes:
-                for location in note.get("locations") or []:
-                    uri = ((location or {}).get("physicalLocation") or {}).get(
-                        "artifactLocation", {}
+                for location in _list(note.get("locations")):
+                    uri = _dict(
+                        _dict(_dict(location).get("physicalLocation")).get("artifactLocation")
                     )
-                    if isinstance(uri, dict) and uri.get("uri"):
+                    if uri.get("uri"):
                         excluded.add(_norm(uri["uri"]))
             if invocation.get("executionSuccessful") is False:
                 unsuccessful = True
