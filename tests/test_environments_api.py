@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -136,6 +137,8 @@ def test_env_cli_shows_sets_and_toggles(clients: Clients) -> None:
         "SHIPBOARD_URL": clients.server.base_url,
         "SHIPBOARD_TOKEN": clients.tokens["admin"],
         "PATH": "/usr/bin:/bin",
+        # The code under test, not whatever copy is installed.
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
     }
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -163,7 +166,7 @@ def test_env_cli_shows_sets_and_toggles(clients: Clients) -> None:
     assert shown["features"]["auto_rollback"] is True
 
     result = run("set", "staging", "--limit", "api_rate_limit=-1")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a bad value on the command line is a usage error
     assert "api_rate_limit" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from shipboard import __version__
 from shipboard.config import Settings, get_settings
-from shipboard.core.errors import InvalidInput, ShipboardError
+from shipboard.core.errors import InvalidInput, ShipboardError, format_loc
 from shipboard.deployments.schemas import (
     Accepted,
     DeploymentCreate,
@@ -56,9 +56,29 @@ PROGRESS_MIN_BYTES = 1024 * 1024
 class ApiError(ShipboardError):
     """A problem response from the server, carried to the caller with its status."""
 
-    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        errors: list[dict[str, Any]] | None = None,
+        *,
+        slug: str = "",
+    ):
         super().__init__(detail, errors=errors)
         self.status = status
+        self.slug = slug
+
+
+@contextlib.contextmanager
+def invalid_input_is_usage() -> Iterator[None]:
+    """For commands that write configuration: a 422 ``invalid-input`` names a value given on the
+    command line, so it ends the command as a usage error (exit 2), like a local check would."""
+    try:
+        yield
+    except ApiError as exc:
+        if exc.status == 422 and exc.slug == "invalid-input":
+            raise InvalidInput(exc.detail, errors=exc.errors) from exc
+        raise
 
 
 class ServerUnreachable(ShipboardError):
@@ -636,10 +656,22 @@ def _problem(response: httpx.Response) -> ApiError:
         return ApiError(response.status_code, f"HTTP {response.status_code}")
     if not isinstance(body, dict):
         return ApiError(response.status_code, f"HTTP {response.status_code}")
-    detail = body.get("detail") or body.get("title") or f"HTTP {response.status_code}"
+    detail = str(body.get("detail") or body.get("title") or f"HTTP {response.status_code}")
     errors = body.get("errors")
-    if errors:
-        detail += "; " + "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}" for e in errors
-        )
-    return ApiError(response.status_code, f"{detail} (HTTP {response.status_code})", errors)
+    if isinstance(errors, list):
+        lines = [
+            f"{format_loc(e.get('loc') or [])}: {e.get('msg')}"
+            for e in errors
+            if isinstance(e, dict)
+        ]
+        # Servers name the first bad path in the detail already; do not repeat it.
+        extra = [line for line in lines if line not in detail]
+        if extra:
+            detail += "; " + "; ".join(extra)
+    slug = str(body.get("type") or "").rsplit("/", 1)[-1]
+    return ApiError(
+        response.status_code,
+        f"{detail} (HTTP {response.status_code})",
+        errors if isinstance(errors, list) else None,
+        slug=slug,
+    )

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
+
+
+def format_loc(loc: Sequence[str | int]) -> str:
+    """``["body", "config", "freeze_windows", 0, "cron"]`` → ``config.freeze_windows[0].cron``."""
+    out = ""
+    for part in loc:
+        if part == "body" and not out:
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(root)"
 
 
 class ShipboardError(Exception):

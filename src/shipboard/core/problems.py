@@ -14,7 +14,7 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shipboard.core.errors import ShipboardError
+from shipboard.core.errors import ShipboardError, format_loc
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://shipboard.dev/problems/"
@@ -123,9 +123,13 @@ def install(app: FastAPI) -> None:
             return problem_response(
                 400, "request body is not valid JSON", errors=errors, slug="malformed-json"
             )
+        first = errors[0] if errors else None
         return problem_response(
             422,
-            "request did not validate",
+            # The first bad path in the detail, so a client that shows only the detail says where.
+            f"request did not validate: {format_loc(first['loc'])}: {first['msg']}"
+            if first
+            else "request did not validate",
             title="Invalid input",
             slug="invalid-input",
             errors=errors,

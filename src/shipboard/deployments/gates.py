@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
+
+from shipboard.core.errors import format_loc
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,9 @@ class GateFacts:
     unresolved_critical: int
     regressions: list[str] = field(default_factory=list)
     overdue_high: int = 0
+    # What the validator refuses in the stored environment ([{loc, msg}]): such configuration
+    # was written by an older version or edited in the database, and it blocks (fail closed).
+    config_problems: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -69,25 +74,44 @@ def active_freeze(windows: list[dict[str, Any]], now: datetime) -> dict[str, Any
     return None
 
 
-def validate_freeze_windows(windows: Any) -> list[str]:
-    """Problems with a ``config.freeze_windows`` value, for a clear 422 on write."""
-    if not isinstance(windows, list):
-        return ["freeze_windows must be a list"]
-    problems = []
-    for i, window in enumerate(windows):
-        if not isinstance(window, dict):
-            problems.append(f"freeze_windows[{i}] must be an object")
-            continue
-        if not croniter.is_valid(str(window.get("cron", ""))):
-            problems.append(f"freeze_windows[{i}].cron is not a cron expression")
-        duration = window.get("duration_minutes")
-        if not isinstance(duration, int | float) or duration <= 0:
-            problems.append(f"freeze_windows[{i}].duration_minutes must be a positive number")
-        try:
-            ZoneInfo(str(window.get("timezone") or "UTC"))
-        except (ZoneInfoNotFoundError, ValueError):
-            problems.append(f"freeze_windows[{i}].timezone is not a known time zone")
-    return problems
+FIX_HINT = "fix it with `shipboard env set` or PATCH /api/v1/environments/{name}"
+
+
+def _problem_text(problems: list[dict[str, Any]]) -> str:
+    shown = "; ".join(f"{format_loc(p['loc'])}: {p['msg']}" for p in problems[:5])
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return shown + more
+
+
+def _freeze_gate(facts: GateFacts) -> GateResult:
+    """Inside a freeze window → blocked; windows that cannot be evaluated block too."""
+    bad = [p for p in facts.config_problems if list(p["loc"])[:2] == ["config", "freeze_windows"]]
+    hint = FIX_HINT.format(name=facts.environment)
+    if bad:
+        return GateResult(
+            "freeze_window",
+            False,
+            f"cannot evaluate the freeze windows: {_problem_text(bad)}; {hint}",
+            {"problems": bad},
+        )
+    try:
+        window = active_freeze(facts.freeze_windows, facts.now) if facts.freeze_windows else None
+    # Belt and braces: the validator passed them, but a window that still fails must block.
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        return GateResult(
+            "freeze_window",
+            False,
+            f"cannot evaluate config.freeze_windows ({str(exc)[:200]}); {hint}",
+        )
+    return GateResult(
+        "freeze_window",
+        window is None,
+        f"inside freeze window {window['cron']!r} ({window.get('timezone') or 'UTC'}) "
+        f"until {window['ends_at']}"
+        if window
+        else "outside every freeze window",
+        {"window": window} if window else {},
+    )
 
 
 def freezes(facts: GateFacts) -> list[GateResult]:
@@ -99,23 +123,24 @@ def freezes(facts: GateFacts) -> list[GateResult]:
             "deploy_freeze", not frozen, "deploy freeze is on" if frozen else "no deploy freeze"
         )
     )
-    window = active_freeze(facts.freeze_windows, facts.now) if facts.freeze_windows else None
-    results.append(
-        GateResult(
-            "freeze_window",
-            window is None,
-            f"inside freeze window {window['cron']!r} ({window.get('timezone') or 'UTC'}) "
-            f"until {window['ends_at']}"
-            if window
-            else "outside every freeze window",
-            {"window": window} if window else {},
-        )
-    )
+    results.append(_freeze_gate(facts))
     return results
 
 
 def evaluate(facts: GateFacts) -> list[GateResult]:
-    results = freezes(facts)
+    results = []
+    if facts.config_problems:
+        results.append(
+            GateResult(
+                "configuration",
+                False,
+                "the stored configuration is invalid: "
+                f"{_problem_text(facts.config_problems)}; "
+                + FIX_HINT.format(name=facts.environment),
+                {"problems": facts.config_problems},
+            )
+        )
+    results += freezes(facts)
     if feature(facts, "require_staging_success"):
         results.append(
             GateResult(

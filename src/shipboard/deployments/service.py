@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
@@ -39,6 +40,7 @@ from shipboard.deployments.schemas import (
     LogFilter,
     StatusUpdate,
 )
+from shipboard.environments import validation
 from shipboard.environments.models import Environment
 from shipboard.environments.service import require_environment
 from shipboard.notifications import service as notifications
@@ -101,7 +103,7 @@ def create_deployment(
         forced=data.force,
         gate_results=[r.as_dict() for r in results],
         analysis=[],
-        needs_approval=bool((environment.features or {}).get("require_approval")),
+        needs_approval=bool(_mapping(environment.features).get("require_approval")),
     )
     repository.add_run(session, run)
     summary = "gates skipped (forced by admin)" if data.force else "all gates passed"
@@ -153,24 +155,29 @@ def _new_deployment(
     )
 
 
+def _mapping(value: object) -> dict[str, Any]:
+    # Stored JSON edited by hand may be anything; what is not an object reads as empty here and
+    # is named by the configuration gate.
+    return value if isinstance(value, dict) else {}
+
+
 def _pipeline_of(environment: Environment) -> Pipeline | None:
-    raw = (environment.config or {}).get("pipeline")
+    raw = _mapping(environment.config).get("pipeline")
     if not raw:
         return None
     try:
         return Pipeline.model_validate(raw)
     except ValidationError as exc:
+        problems = validation.model_problems(Pipeline, raw, loc=("config", "pipeline"))
         raise InvalidInput(
-            f"environment {environment.name!r} has an invalid config.pipeline",
-            errors=[
-                {"loc": ["config", "pipeline", *e["loc"]], "msg": e["msg"]}
-                for e in exc.errors(include_url=False)
-            ],
+            f"environment {environment.name!r} has an invalid stored config.pipeline: "
+            f"{validation.describe(problems[:3])}; fix it with `shipboard env set`",
+            errors=problems,
         ) from exc
 
 
 def _check_frequency(session: Session, environment: Environment, now: datetime) -> None:
-    limit = (environment.limits or {}).get("max_deployment_frequency")
+    limit = _mapping(environment.limits).get("max_deployment_frequency")
     if not isinstance(limit, int) or limit <= 0:
         return
     recent = repository.created_since(session, environment.name, now - timedelta(hours=1))
@@ -184,19 +191,40 @@ def _check_frequency(session: Session, environment: Environment, now: datetime) 
         )
 
 
+def _stored_gate_inputs(
+    environment: Environment,
+) -> tuple[dict[str, bool], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Features, freeze windows and what the validator refuses in the stored environment."""
+    stored = {
+        "domain": environment.domain,
+        "config": environment.config if environment.config is not None else {},
+        "features": environment.features if environment.features is not None else {},
+        "limits": environment.limits if environment.limits is not None else {},
+    }
+    problems = validation.environment_problems(stored)
+    windows = _mapping(environment.config).get("freeze_windows")
+    # A flag that is not a boolean counts as on: the configuration gate names it, and reading
+    # "maybe" as off would open a gate that should block.
+    features = {
+        k: v if isinstance(v, bool) else True for k, v in _mapping(environment.features).items()
+    }
+    return features, list(windows) if isinstance(windows, list) else [], problems
+
+
 def _gate_facts(
     session: Session, environment: Environment, data: DeploymentCreate, now: datetime
 ) -> gates.GateFacts:
-    features = {k: bool(v) for k, v in (environment.features or {}).items()}
+    features, windows, problems = _stored_gate_inputs(environment)
     facts = gates.GateFacts(
         environment=environment.name,
         version=data.version,
         commit_sha=data.commit_sha,
         features=features,
-        freeze_windows=list((environment.config or {}).get("freeze_windows") or []),
+        freeze_windows=windows,
         now=now,
         staging_success=False,
         unresolved_critical=0,
+        config_problems=problems,
     )
     staging_ok = (
         repository.succeeded_in(session, "staging", data.version, data.commit_sha)
@@ -404,7 +432,7 @@ def _notify(
     environment = require_environment(session, deployment.environment)
     notifications.notify_environment(
         session,
-        environment_config=environment.config or {},
+        environment_config=_mapping(environment.config),
         event=event,
         message=f"{deployment.environment} {deployment.version}: {message}",
         details={"deployment": DeploymentRead.model_validate(deployment).model_dump(mode="json")},
@@ -421,7 +449,7 @@ def notify_gate_block(
     failed = ", ".join(str(e["loc"][-1]) for e in error.errors or [])
     notifications.notify_environment(
         session,
-        environment_config=environment.config or {},
+        environment_config=_mapping(environment.config),
         event="deployment.blocked",
         message=f"{data.environment} {data.version} by {caller} blocked by {failed}",
         details={"gates": error.extra.get("gates", [])},
@@ -583,7 +611,7 @@ def rollback(
     # Shipboard's own rollback restores service after a failed check, with nobody to approve
     # it at that hour; a person's rollback is a change like any other where approval is asked.
     needs_approval = (
-        not automatic and not force and bool((environment.features or {}).get("require_approval"))
+        not automatic and not force and bool(_mapping(environment.features).get("require_approval"))
     )
     repository.add_run(
         session,
@@ -628,15 +656,17 @@ def rollback(
 def _freeze_facts(
     environment: Environment, target: DeploymentConfig, now: datetime
 ) -> gates.GateFacts:
+    features, windows, problems = _stored_gate_inputs(environment)
     return gates.GateFacts(
         environment=environment.name,
         version=target.version,
         commit_sha=target.commit_sha,
-        features={k: bool(v) for k, v in (environment.features or {}).items()},
-        freeze_windows=list((environment.config or {}).get("freeze_windows") or []),
+        features=features,
+        freeze_windows=windows,
         now=now,
         staging_success=False,
         unresolved_critical=0,
+        config_problems=problems,
     )
 
 

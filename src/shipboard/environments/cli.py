@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shipboard.client import Client
+from shipboard.client import Client, invalid_input_is_usage
 from shipboard.core.errors import InvalidInput
 
 app = typer.Typer(help="Show and change environments (through the API).", no_args_is_help=True)
@@ -87,7 +87,7 @@ def set_(
         patch["limits"] = _parse_assignments(limit, "--limit")
     if not patch:
         raise InvalidInput("nothing to change: give --domain, --config, --limit or --unset")
-    with _client() as client:
+    with _client() as client, invalid_input_is_usage():
         env = client.patch(f"/api/v1/environments/{name}", patch)
     if as_json:
         print(json.dumps(env))
@@ -105,7 +105,7 @@ def feature(
     """Turn feature FLAG of environment NAME on or off (admin)."""
     if state not in ("on", "off"):
         raise InvalidInput("state must be 'on' or 'off'")
-    with _client() as client:
+    with _client() as client, invalid_input_is_usage():
         env = client.put(f"/api/v1/environments/{name}/features/{flag}", {"enabled": state == "on"})
     if as_json:
         print(json.dumps(env))

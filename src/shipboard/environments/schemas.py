@@ -3,50 +3,30 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from shipboard.core.types import EnvironmentName, HttpUrlStr, NonNegativeFloat, Url
-from shipboard.performance.schemas import PerformanceSettings
-from shipboard.reports.schemas import ReportSchedule
+from shipboard.core.types import EnvironmentName
 
+# The shapes of stored configuration live with the validator; imported here for the routes.
+from shipboard.environments.validation import (
+    Domain,
+    EnvironmentConfig,
+    EnvironmentConfigPatch,
+    EnvironmentLimits,
+    EnvironmentLimitsPatch,
+    FeatureFlags,
+    RetentionDays,
+)
 
-class EnvironmentConfig(BaseModel):
-    """The spec's EnvironmentConfig; unknown keys are kept (pipelines, later features)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    database_url: Url
-    redis_url: Url | None = None
-    supabase_url: HttpUrlStr
-    supabase_anon_key: str
-    clerk_publishable_key: str
-    stripe_publishable_key: str
-    resend_api_key: str
-    google_translate_api_key: str | None = None
-    api_rate_limit: NonNegativeInt
-    max_file_size_mb: NonNegativeInt
-    # Shipboard's own keys, typed so that a bad value is a 422 on write, not a surprise later.
-    performance: PerformanceSettings | None = None
-    reports: list[ReportSchedule] | None = Field(default=None, max_length=50)
-
-
-RetentionDays = Annotated[
-    PositiveInt,
-    Field(le=36600, description="Days kept (metrics default 90, deployment logs default 365)"),
+__all__ = [
+    "Domain",
+    "EnvironmentConfig",
+    "EnvironmentConfigPatch",
+    "EnvironmentLimits",
+    "EnvironmentLimitsPatch",
+    "FeatureFlags",
+    "RetentionDays",
 ]
-
-
-class EnvironmentLimits(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    max_concurrent_users: NonNegativeInt
-    api_rate_limit: NonNegativeInt
-    storage_quota_gb: NonNegativeFloat
-    bandwidth_limit_gb: NonNegativeFloat
-    max_deployment_frequency: NonNegativeInt = Field(description="Deployments per hour")
-    # Shipboard's own limits beyond the spec's; optional, with defaults where they are used.
-    metrics_retention_days: RetentionDays | None = None
-    logs_retention_days: RetentionDays | None = None
 
 
 class SecretRead(BaseModel):
@@ -72,48 +52,6 @@ class EnvironmentPage(BaseModel):
     next_cursor: str | None = None
 
 
-class EnvironmentConfigPatch(BaseModel):
-    """Config as a PATCH may leave it: every spec field optional, but typed when present."""
-
-    model_config = ConfigDict(extra="allow")
-
-    database_url: Url | None = None
-    redis_url: Url | None = None
-    supabase_url: HttpUrlStr | None = None
-    supabase_anon_key: str | None = None
-    clerk_publishable_key: str | None = None
-    stripe_publishable_key: str | None = None
-    resend_api_key: str | None = None
-    google_translate_api_key: str | None = None
-    api_rate_limit: NonNegativeInt | None = None
-    max_file_size_mb: NonNegativeInt | None = None
-    performance: PerformanceSettings | None = None
-    reports: list[ReportSchedule] | None = Field(default=None, max_length=50)
-
-
-class EnvironmentLimitsPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    max_concurrent_users: NonNegativeInt | None = None
-    api_rate_limit: NonNegativeInt | None = None
-    storage_quota_gb: NonNegativeFloat | None = None
-    bandwidth_limit_gb: NonNegativeFloat | None = None
-    max_deployment_frequency: NonNegativeInt | None = None
-    metrics_retention_days: RetentionDays | None = None
-    logs_retention_days: RetentionDays | None = None
-
-
-Domain = Annotated[
-    str,
-    Field(
-        max_length=253,
-        pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
-    ),
-]
-FeatureFlags = dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], StrictBool]
-
-
 class EnvironmentUpdate(BaseModel):
     """PUT: the whole environment; config is checked against the spec's EnvironmentConfig."""
 
@@ -123,17 +61,6 @@ class EnvironmentUpdate(BaseModel):
     config: EnvironmentConfig
     features: FeatureFlags = Field(default_factory=dict)
     limits: EnvironmentLimits | None = None
-
-
-class EnvironmentMerged(BaseModel):
-    """The result of a PATCH, checked before it is stored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    domain: Domain
-    config: EnvironmentConfigPatch
-    features: FeatureFlags
-    limits: EnvironmentLimitsPatch
 
 
 class FeatureToggle(BaseModel):

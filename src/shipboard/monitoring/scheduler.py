@@ -23,6 +23,7 @@ from shipboard.core.time import utcnow
 from shipboard.db.engine import is_postgres, system_transaction
 from shipboard.db.leader import LeaderElection
 from shipboard.environments import repository as environments
+from shipboard.environments.validation import stored_mapping
 from shipboard.monitoring import alert_service, scrape
 from shipboard.monitoring import repository as metrics
 from shipboard.notifications import service as notifications
@@ -146,7 +147,7 @@ class Scheduler:
             due = [
                 target
                 for environment in environments.list_all(session)
-                for target in scrape.targets(environment.name, environment.config or {})
+                for target in scrape.targets(environment.name, stored_mapping(environment.config))
                 if self._next_scrape.get((target.environment, target.url), 0.0) <= time.monotonic()
                 and not self._in_flight(target)
             ]
@@ -195,7 +196,8 @@ class Scheduler:
         requested = 0
         with system_transaction(self.engine) as session:
             for environment in environments.list_all(session):
-                schedule = ((environment.config or {}).get("security") or {}).get("schedule") or []
+                security = stored_mapping(environment.config).get("security")
+                schedule = stored_mapping(security).get("schedule") or []
                 for entry in schedule if isinstance(schedule, list) else []:
                     try:
                         fired = croniter(str(entry["cron"]), now).get_prev(float)
@@ -234,7 +236,7 @@ class Scheduler:
         queued = 0
         with system_transaction(self.engine) as session:
             for environment in environments.list_all(session):
-                for schedule in scheduled.schedules(environment.config or {}):
+                for schedule in scheduled.schedules(stored_mapping(environment.config)):
                     if not scheduled.due(schedule, last=last, now=now):
                         continue
                     try:

@@ -21,6 +21,7 @@ from shipboard.audit.service import AuditContext
 from shipboard.auth.models import User
 from shipboard.core.crypto import Keyring, KeysUnusable, key_fingerprint
 from shipboard.environments.models import Environment
+from shipboard.environments.validation import stored_mapping
 from shipboard.integrations.models import Integration
 from shipboard.notifications.models import NotificationChannel
 
@@ -76,7 +77,7 @@ def stored_values(session: Session, *, lock: bool = False) -> Iterator[StoredVal
         return session.scalars(stmt.with_for_update() if lock else stmt)
 
     for environment in rows(sa.select(Environment).order_by(Environment.name)):
-        for key, entry in sorted((environment.secrets or {}).items()):
+        for key, entry in sorted(stored_mapping(environment.secrets).items()):
             if isinstance(entry, dict) and isinstance(entry.get("value"), str):
                 yield StoredValue(
                     "environments",
@@ -86,7 +87,7 @@ def stored_values(session: Session, *, lock: bool = False) -> Iterator[StoredVal
                     _environment_writer(environment, key),
                 )
     for channel in rows(sa.select(NotificationChannel).order_by(NotificationChannel.name)):
-        for key, token in sorted((channel.secrets or {}).items()):
+        for key, token in sorted(stored_mapping(channel.secrets).items()):
             yield StoredValue(
                 "notification_channels",
                 channel.name,
@@ -115,7 +116,7 @@ def stored_values(session: Session, *, lock: bool = False) -> Iterator[StoredVal
 # JSON columns are not tracked for in-place changes: each writer assigns a new dict.
 def _environment_writer(environment: Environment, key: str) -> Callable[[str], None]:
     def write(token: str) -> None:
-        secrets = dict(environment.secrets or {})
+        secrets = dict(stored_mapping(environment.secrets))
         secrets[key] = {**secrets[key], "value": token}
         environment.secrets = secrets
 

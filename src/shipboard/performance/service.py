@@ -23,6 +23,7 @@ from shipboard.core.time import utcnow
 from shipboard.db.engine import is_postgres
 from shipboard.environments.models import Environment
 from shipboard.environments.service import require_environment, require_known_environments
+from shipboard.environments.validation import stored_mapping
 from shipboard.notifications.service import notify_environment
 from shipboard.performance import importers, regression, repository
 from shipboard.performance.models import PerformanceMetric, PerformanceRegression
@@ -153,7 +154,7 @@ def _judge(session: Session, rows: list[dict[str, Any]], now: datetime) -> list[
             if regression.series_tags(m.tags) == wanted
         ]
         tip = series[-1]
-        config = environments[environment].config or {}
+        config = stored_mapping(environments[environment].config)
         rule = regression.rule_for(config.get("performance"), tip.name)
         verdict = regression.evaluate(
             [regression.Point(m.value, m.benchmark, m.threshold) for m in series],

@@ -33,6 +33,7 @@ from shipboard.deployments import repository as deployments_repo
 from shipboard.deployments import service as deployments
 from shipboard.deployments.models import DeploymentConfig
 from shipboard.environments.service import decrypted_secrets
+from shipboard.environments.validation import stored_mapping
 from shipboard.monitoring import repository as monitoring_repo
 from shipboard.pipelines import analysis, repository
 from shipboard.pipelines.runner import mask, run_step
@@ -491,7 +492,7 @@ class Worker:
 
     def _auto_rollback(self, session: Any, deployment: DeploymentConfig, *, reason: str) -> None:
         environment = deployments_repo.lock_environment(session, deployment.environment)
-        if environment is None or not (environment.features or {}).get("auto_rollback"):
+        if environment is None or not stored_mapping(environment.features).get("auto_rollback"):
             return
         if deployment.rollback_from is not None:
             # Rolling back a failed rollback would loop; the failure is reported loudly instead.

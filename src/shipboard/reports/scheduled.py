@@ -107,7 +107,11 @@ def schedules(config: dict[str, Any]) -> list[ReportSchedule]:
     """The environment's valid report schedules (the API validated them on write; a bad one
     written before that check is skipped with a warning rather than stopping the others)."""
     out = []
-    for entry in config.get("reports") or []:
+    entries = config.get("reports") or []
+    if not isinstance(entries, list):
+        log.warning("report_schedule_invalid", error="config.reports is not a list")
+        return []
+    for entry in entries:
         try:
             out.append(ReportSchedule.model_validate(entry))
         except ValueError as exc:

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shipboard.core.cron import CronExpr, TimeZoneName
 from shipboard.core.time import parse_duration
 
 ReportKind = Literal["dora", "security", "monitoring", "performance"]
@@ -17,30 +16,14 @@ class ReportSchedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: ReportKind
-    cron: Annotated[str, Field(max_length=100, description="Five-field cron, in `timezone`")]
-    timezone: Annotated[str, Field(max_length=64)] = "UTC"
+    cron: Annotated[CronExpr, Field(description="Five-field cron, in `timezone`")]
+    timezone: TimeZoneName = "UTC"
     channels: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
         min_length=1, max_length=20
     )
     period: Annotated[
         str, Field(max_length=16, description="What the report covers, like 7d or 30d")
     ] = "7d"
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        if not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a cron expression")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"{value!r} is not a known time zone") from exc
-        return value
 
     @field_validator("period")
     @classmethod

@@ -16,6 +16,7 @@ from shipboard.core.errors import InvalidInput, NotFound
 from shipboard.core.time import utcnow
 from shipboard.db import bulk
 from shipboard.environments.service import require_environment
+from shipboard.environments.validation import stored_mapping
 from shipboard.security.importers import ImportFailed, ParsedFinding, ParsedReport, parse_report
 from shipboard.security.importers.common import REPORT_TRIAGER, path_of
 from shipboard.security.models import (
@@ -32,7 +33,7 @@ DEFAULT_SLA_DAYS = {"critical": 7, "high": 30, "medium": 90, "low": 120}
 
 
 def sla_days(environment_config: dict[str, Any]) -> dict[str, int]:
-    custom = ((environment_config.get("security") or {}).get("sla_days")) or {}
+    custom = stored_mapping(stored_mapping(environment_config.get("security")).get("sla_days"))
     return {
         severity: int(custom.get(severity, days))
         if isinstance(custom.get(severity, days), int)
@@ -377,7 +378,7 @@ def current_findings(
     for finding, identity, occurrences in session.execute(stmt).all():
         if identity.environment not in slas:
             slas[identity.environment] = sla_days(
-                require_environment(session, identity.environment).config or {}
+                stored_mapping(require_environment(session, identity.environment).config)
             )
         due_at = identity.first_seen_at + timedelta(
             days=slas[identity.environment][finding.severity]

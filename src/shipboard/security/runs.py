@@ -19,6 +19,7 @@ from shipboard.core.errors import InvalidInput, ShipboardError
 from shipboard.core.time import utcnow
 from shipboard.db.engine import is_postgres, system_transaction
 from shipboard.environments.service import require_environment
+from shipboard.environments.validation import stored_mapping
 from shipboard.security import imports, scanners
 from shipboard.security.models import ScanRequest, SecurityScan
 from shipboard.security.schemas import ScanRun, SecurityScanRead
@@ -95,7 +96,7 @@ def run_next(
             "environment": scan.environment,
             "target": request.target,
             "tool": request.tool,
-            "config": dict(require_environment(session, scan.environment).config or {}),
+            "config": dict(stored_mapping(require_environment(session, scan.environment).config)),
         }
     error: str | None = None
     detail: str | None = None

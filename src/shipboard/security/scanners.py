@@ -85,7 +85,8 @@ def executable(tool: str) -> str:
 
 
 def command(scan_type: str, tool: str, target: Path, config: dict[str, Any]) -> ScannerRun:
-    security = config.get("security") or {}
+    security = config.get("security")
+    security = security if isinstance(security, dict) else {}
     binary = executable(tool)
     if tool == "bandit":
         return ScannerRun(tool, [binary, "-r", str(target), "-f", "json", "-q"])
