@@ -3,6 +3,7 @@ deploy with a reason (fail closed) and never makes a page or a listing answer 50
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Engine
 from shipboard.core.cron import cron_problem, zone_problem
 from shipboard.core.errors import InvalidInput
 from shipboard.environments import validation
-from tests.conftest import Clients
+from tests.conftest import Clients, Database
 from tests.test_api import assert_problem
 from tests.test_web_pages import signed_in
 
@@ -238,8 +239,6 @@ def test_env_set_with_a_bad_freeze_window_exits_2_naming_the_path(clients: Clien
 
 def _write_raw(engine: Engine, name: str, **columns: Any) -> None:
     """Store JSON straight into the row, past every check (an older version, a hand edit)."""
-    import json
-
     sets = ", ".join(f"{col} = :{col}" for col in columns)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -298,3 +297,67 @@ def test_deploy_with_a_stored_bad_pipeline_is_422_naming_the_step(
             admin.post("/api/v1/deployments", json={**DEPLOY, "force": True}), 422
         )
     assert "config.pipeline.steps[0].stage" in str(body["detail"])
+
+
+# --- shipboard config check -------------------------------------------------------------------
+
+
+def _shipboard(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shipboard", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_config_check_names_each_stored_problem_and_how_to_fix_it(
+    clients: Clients, engine: Engine, db: Database
+) -> None:
+    env = {"SHIPBOARD_DATABASE_URL": db.url}
+    clean = _shipboard("config", "check", env=env)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "all stored configuration is valid" in clean.stdout
+
+    with clients.as_role("admin") as admin:
+        created = admin.post(
+            "/api/v1/alert-rules",
+            json={
+                "name": "slow",
+                "kind": "threshold",
+                "environment": "staging",
+                "metric": "latency_ms",
+                "value": 500,
+            },
+        )
+        assert created.status_code == 201, created.text
+    _write_raw(
+        engine,
+        "staging",
+        config={"freeze_windows": [BAD_ZONE], "notification_channels": ["nobody"]},
+        limits={"max_deploys": 3},
+    )
+    with engine.begin() as conn:
+        cast = "CAST(:spec AS jsonb)" if conn.dialect.name == "postgresql" else ":spec"
+        conn.execute(
+            sa.text(f"UPDATE alert_rules SET spec = {cast} WHERE name = 'slow'"),
+            {"spec": '{"window_s": -5, "value": 500}'},
+        )
+    found = _shipboard("config", "check", env=env)
+    assert found.returncode == 1, found.stdout + found.stderr
+    text = found.stdout
+    assert (
+        "environment staging: config.freeze_windows[0].timezone: unknown time zone "
+        "'Mars/Olympus'" in text
+    )
+    assert "fix: shipboard env set staging --config freeze_windows=JSON" in text
+    assert "environment staging: config.notification_channels[0]: no channel named 'nobody'" in text
+    assert "environment staging: limits.max_deploys" in text
+    assert "--unset max_deploys" in text
+    assert "alert_rule slow: window_s" in text
+    as_json = _shipboard("config", "check", "--json", env=env)
+    assert as_json.returncode == 1
+    paths = {(p["kind"], p["path"]) for p in json.loads(as_json.stdout)["problems"]}
+    assert ("environment", "config.freeze_windows[0].timezone") in paths

@@ -34,6 +34,7 @@ from shipboard.integrations.cli import app as integrations_app
 from shipboard.monitoring.cli import app as metrics_app
 from shipboard.monitoring.cli import report_app
 from shipboard.ops.cli import backup_app, db_copy, secrets_app
+from shipboard.ops.config_check import config_app
 from shipboard.ops.health_cli import db_health
 from shipboard.performance.cli import app as perf_app
 from shipboard.performance.cli import dora_report, performance_report
@@ -62,6 +63,7 @@ report_app.command("dora")(dora_report)
 report_app.command("performance")(performance_report)
 app.add_typer(perf_app, name="perf")
 app.add_typer(integrations_app, name="integrations")
+app.add_typer(config_app, name="config")
 register_config_commands(app)
 register_deploy_commands(app)
 err = Console(stderr=True, soft_wrap=True)
