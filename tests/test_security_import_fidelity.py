@@ -7,13 +7,16 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from shipboard.security import scanners
 from shipboard.security.importers import ImportFailed, ParsedReport, parse_report, sarif
 from tests.conftest import Clients
 from tests.test_api import assert_problem
@@ -484,3 +487,58 @@ def test_wrong_types_in_real_reports_never_answer_500(clients: Clients) -> None:
             if response.status_code == 422:
                 body = assert_problem(response, 422)
                 assert "$." in str(body["detail"])
+
+
+# --- the real scanners on real code -------------------------------------------------------------
+
+SEMGREP_RULES = FIXTURES / "semgrep" / "semgrep-1.185.0__rules.yml"
+DECLARED = {"ERROR": "high", "WARNING": "medium", "INFO": "low"}
+
+
+@pytest.fixture
+def jinja2_source(tmp_path: Path) -> Path:
+    """A copy of the installed jinja2 (a dependency of Shipboard): real open-source code."""
+    import jinja2
+
+    target = tmp_path / "jinja2"
+    shutil.copytree(Path(jinja2.__file__).parent, target, ignore=shutil.ignore_patterns("*.pyc"))
+    return target
+
+
+def test_bandit_on_real_code_imports_with_its_own_totals(jinja2_source: Path) -> None:
+    run = scanners.command("sast", "bandit", jinja2_source, {})
+    raw = scanners.run(run, cwd=str(jinja2_source.parent))
+    totals = json.loads(raw)["metrics"]["_totals"]
+    report = parse_report(raw)
+    weighted: Counter[str] = Counter()
+    for finding in report.findings:
+        weighted[finding.severity] += finding.occurrences
+    assert report.results == sum(
+        int(totals[f"SEVERITY.{s}"]) for s in ("HIGH", "MEDIUM", "LOW", "UNDEFINED")
+    )
+    assert report.results > 0
+    assert weighted == Counter(
+        {
+            s.lower(): int(totals[f"SEVERITY.{s}"])
+            for s in ("HIGH", "MEDIUM", "LOW")
+            if int(totals[f"SEVERITY.{s}"])
+        }
+    )
+
+
+def test_semgrep_on_real_code_maps_every_rule_severity(jinja2_source: Path) -> None:
+    rules = {
+        rule["id"]: rule["severity"] for rule in yaml.safe_load(SEMGREP_RULES.read_text())["rules"]
+    }
+    config = {"security": {"semgrep_rules": str(SEMGREP_RULES)}}
+    run = scanners.command("sast", "semgrep", jinja2_source, config)
+    raw = scanners.run(run, cwd=str(jinja2_source.parent))
+    results = json.loads(raw)["results"]
+    report = parse_report(raw)
+    assert report.results == len(results) > 0
+    mapping = {**DECLARED, "CRITICAL": "critical", "HIGH": "high", "MEDIUM": "medium", "LOW": "low"}
+    for finding in report.findings:
+        # semgrep prefixes a rule's id with the dotted directory of the rules file.
+        rule = finding.rule_id.rsplit(".", 1)[-1]
+        assert finding.severity == mapping[rules[rule]], finding.rule_id
+    assert {f.severity for f in report.findings} >= {"critical", "medium", "low"}

@@ -104,6 +104,51 @@ CASES = {
         5,
         {"high": 3, "medium": 1, "low": 1},
     ),
+    # The corpus added for issue 19 (CORPUS.md beside the fixtures says where each comes from).
+    "sarif/spotbugs-4.4.0__dd_spotbugs.sarif": ("sarif", "sast", 56, {"low": 56}),
+    # 9 results at 18 places: one finding per place.
+    "sarif/mobsfscan-0.0.8__dd_mobsfscan.sarif.json": (
+        "sarif",
+        "sast",
+        9,
+        {"high": 2, "medium": 2, "low": 14},
+    ),
+    # The same semgrep run as JSON and as SARIF: SARIF has no CRITICAL (semgrep writes `error`).
+    "semgrep/semgrep-1.185.0__werkzeug-mako.json": (
+        "semgrep",
+        "sast",
+        19,
+        {"critical": 3, "high": 10, "medium": 3, "low": 3},
+    ),
+    "sarif/semgrep-1.185.0__werkzeug-mako.sarif": (
+        "sarif",
+        "sast",
+        19,
+        {"high": 13, "medium": 3, "low": 3},
+    ),
+    "bandit/bandit-1.9.4__werkzeug-3.1.9.json": (
+        "bandit",
+        "sast",
+        28,
+        {"high": 3, "medium": 4, "low": 21},
+    ),
+    "bandit/bandit-1.9.4__mako-1.4.3.json": ("bandit", "sast", 27, {"medium": 18, "low": 9}),
+    # The same checkov run as JSON (severity null: medium) and as SARIF (level error: high).
+    "checkov/checkov-3.3.30__dockerfiles-and-workflows.json": (
+        "checkov",
+        "iac",
+        10,
+        {"medium": 10},
+    ),
+    "sarif/checkov-3.3.30__dockerfiles-and-workflows.sarif": ("sarif", "iac", 10, {"high": 10}),
+    "pip_audit/dd_zero_vulns.json": ("pip-audit", "dependency", 0, {}),
+    "pip_audit/pip-audit-2.10.1__shipboard-venv.json": (
+        "pip-audit",
+        "dependency",
+        2,
+        {"medium": 2},
+    ),
+    "trivy/dd_legacy_trivy_mix.json": ("trivy", "dependency", 7, {"high": 6, "low": 1}),
 }
 
 
