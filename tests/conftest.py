@@ -370,3 +370,78 @@ def smtp() -> Iterator[tuple[int, list[Any]]]:
     controller.start()
     yield port, received
     controller.stop()
+
+
+class PrometheusServer:
+    """A real Prometheus (Debian's ``prometheus``) on a loopback port, with its own storage.
+
+    It scrapes what ``scrape_configs`` (YAML text) says and exposes its own ``/metrics``; the
+    process is stopped by its PID."""
+
+    BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
+
+    def __init__(self, directory: str, scrape_configs: str = "") -> None:
+        import subprocess
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = os.path.join(directory, f"prometheus-{self.port}.yml")
+        with open(config, "w") as out:
+            out.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n")
+            out.write(f"scrape_configs:\n{scrape_configs}" if scrape_configs else "")
+        self.log = open(os.path.join(directory, f"prometheus-{self.port}.log"), "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                self.BINARY,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={os.path.join(directory, f'tsdb-{self.port}')}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-remote-write-receiver",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"prometheus did not start; see {self.log.name}")
+            time.sleep(0.1)
+
+    def version(self) -> str:
+        info = httpx.get(f"{self.url}/api/v1/status/buildinfo", timeout=5).json()
+        return str(info["data"]["version"])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except Exception:  # noqa: BLE001 - it did not stop on SIGTERM: end it
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.log.close()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Any) -> Iterator[Callable[..., PrometheusServer]]:
+    """Start real Prometheus servers (``prometheus(scrape_configs_yaml)``); all stop after."""
+    if not os.path.exists(PrometheusServer.BINARY):
+        if IN_CI:
+            pytest.fail("prometheus is not installed (CI=true: apt-get install -y prometheus)")
+        pytest.skip("prometheus is not installed")
+    started: list[PrometheusServer] = []
+
+    def start(scrape_configs: str = "") -> PrometheusServer:
+        server = PrometheusServer(str(tmp_path), scrape_configs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -80,8 +80,15 @@ class ScrapeTarget(BaseModel):
 
     url: HttpUrlStr
     interval_s: Annotated[float, Field(ge=1, le=86400)] = 60
+    # Prometheus' job_name: the `job` label of every sample (monitoring/scrape.py).
+    job: Annotated[str, Field(min_length=1, max_length=255, strict=True)] = "scrape"
     labels: dict[LabelName, Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=dict, max_length=32
+    )
+    honor_labels: StrictBool = Field(
+        default=False,
+        description="Keep a sample's own labels where they clash with the target's (job, "
+        "instance, labels); otherwise they are renamed exported_<name>, as Prometheus does",
     )
 
 
