@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 from shipboard import __version__
 from shipboard.audit.api import router as audit_router
 from shipboard.auth.api import router as auth_router
+from shipboard.auth.deps import authenticate_before_body
 from shipboard.auth.jwt import JwtVerifier
 from shipboard.config import Settings, get_settings
 from shipboard.configuration.api import router as config_router
@@ -22,6 +23,7 @@ from shipboard.core.transport import StrictTransportSecurityMiddleware
 from shipboard.db.engine import create_db_engine
 from shipboard.deployments.api import router as deployments_router
 from shipboard.environments.api import router as environments_router
+from shipboard.integrations.api import WEBHOOK_PATHS
 from shipboard.integrations.api import router as integrations_router
 from shipboard.monitoring.alert_api import router as alerting_router
 from shipboard.monitoring.api import router as monitoring_router
@@ -55,7 +57,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # Innermost: it hashes the body the route produced, after every error handler has run.
     app.add_middleware(ConditionalGetMiddleware)
     app.add_middleware(
-        BodySizeLimitMiddleware, max_bytes=int(settings.max_request_mb * 1024 * 1024)
+        BodySizeLimitMiddleware,
+        max_bytes=int(settings.max_request_mb * 1024 * 1024),
+        authenticate=authenticate_before_body,
+        signed_paths=WEBHOOK_PATHS,
     )
     # Outside the body cap, so its 413 on an OTLP export is re-encoded like every other error.
     app.add_middleware(OtlpStatusMiddleware)

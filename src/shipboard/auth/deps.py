@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
+from starlette.types import Scope
 
 from shipboard.audit.service import AuditContext
 from shipboard.auth import sessions
@@ -98,23 +99,67 @@ def current_principal(
         if request.method not in _READ_METHODS:
             sessions.check_csrf(info, request.headers.get("X-CSRF-Token"))
         return info.principal
-    token = credentials.credentials
+    # A request with a body was authenticated before it was read (authenticate_before_body).
+    principal = getattr(request.state, EARLY_PRINCIPAL, None)
+    if principal is None:
+        principal = _bearer_principal(request, db, credentials.credentials)
+    bind_identity(db, role=principal.role, user_id=principal.name)
+    return principal
+
+
+def _bearer_principal(request: Request, db: Session, token: str) -> Principal:
+    """The caller a bearer token names, spending the address's failure budget when wrong."""
     verifier: JwtVerifier = request.app.state.jwt
     check_auth_failures(request)
     try:
         if token.startswith(TOKEN_PREFIX):
-            principal = authenticate_token(db, token=token)
-        elif verifier.enabled and token.count(".") == 2:
-            principal = authenticate_jwt(
+            return authenticate_token(db, token=token)
+        if verifier.enabled and token.count(".") == 2:
+            return authenticate_jwt(
                 db, claims=verifier.verify(token), erased_as=_erased_as(request)
             )
-        else:
-            raise Unauthorized()
+        raise Unauthorized()
     except Unauthorized:
         note_auth_failure(request)
         raise
-    bind_identity(db, role=principal.role, user_id=principal.name)
-    return principal
+
+
+EARLY_PRINCIPAL = "early_principal"
+
+
+async def authenticate_before_body(scope: Scope) -> bool:
+    """For a request that carries a body, before any of it is read: True for a valid bearer
+    token or session cookie, False for none. A wrong bearer token is refused here (401, or
+    429 past the address's budget), so no one without a token makes the server read, let
+    alone parse, a large body. The principal found is kept for ``current_principal``."""
+    request = Request(scope)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if header and scheme.lower() == "bearer" and token.strip():
+
+        def bearer() -> Principal:
+            with transaction(request.app.state.engine, write=False) as db:
+                return _bearer_principal(request, db, token.strip())
+
+        async with _connection_slots(request):
+            principal = await anyio.to_thread.run_sync(bearer)
+        setattr(request.state, EARLY_PRINCIPAL, principal)
+        return True
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return False
+
+    def session_valid() -> bool:
+        idle = timedelta(minutes=request.app.state.settings.session_idle_minutes)
+        try:
+            with transaction(request.app.state.engine, write=False) as db:
+                sessions.authenticate(db, cookie=cookie, now=utcnow(), idle=idle)
+        except Unauthorized:
+            return False  # the route answers for it, as it always did
+        return True
+
+    async with _connection_slots(request):
+        return await anyio.to_thread.run_sync(session_valid)
 
 
 SESSION_COOKIE = "shipboard_session"

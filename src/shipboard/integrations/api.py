@@ -30,6 +30,9 @@ router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
 ADMIN: dict[int | str, dict[str, Any]] = {401: {"model": Problem}, 403: {"model": Problem}}
 # GitHub caps webhook payloads at 25 MB; a deployment event is a few kilobytes.
 WEBHOOK_MAX_BYTES = 25 * 1024 * 1024
+# Their body is their authentication (a signature over the raw bytes, or GitLab's token):
+# the edge does not ask them for a bearer token before reading it (core/bodylimit.py).
+WEBHOOK_PATHS = frozenset({"/api/v1/integrations/github", "/api/v1/integrations/gitlab"})
 WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": WebhookAnswer, "description": "understood but ignored (with the reason)"},
     400: {"model": Problem, "description": "the body is not JSON (nor a form with payload=JSON)"},
