@@ -235,6 +235,85 @@ def test_webhook_receives_signed_alertmanager_payload(
     assert statuses == ["firing", "resolved"]
 
 
+def test_every_link_sent_uses_the_public_url(
+    clients: Clients, engine: Engine, receiver: Receiver, smtp: tuple[int, list[Any]]
+) -> None:
+    public = "https://shipboard.example.com/sb"
+    port, envelopes = smtp
+    with clients.as_role("admin") as admin:
+        _channel(admin, "links-hook", receiver.url)
+        _channel(admin, "links-slack", receiver.url, kind="slack", config={"url": receiver.url})
+        _channel(
+            admin,
+            "links-mail",
+            receiver.url,
+            kind="email",
+            config={"host": "127.0.0.1", "port": port, "from": "sb@example.com", "to": "o@x.io"},
+        )
+        _rule(
+            admin,
+            "HighErrors",
+            for_s=0,
+            channels=["links-hook", "links-slack", "links-mail"],
+        )
+        admin.patch(
+            "/api/v1/environments/staging",
+            json={"config": {"notification_channels": ["links-hook"]}},
+        ).raise_for_status()
+    _push(engine, "errors", [50], T0 - timedelta(seconds=1))
+    keyring = clients.server.app.state.keyring
+    with system_transaction(engine) as session:
+        alert_service.evaluate_rules(session, now=T0)
+        notifications.flush_groups(
+            session, now=T0, alerts_for=alert_service.group_alerts(session, T0)
+        )
+    with clients.as_role("service") as ci:
+        created = ci.post(
+            "/api/v1/deployments",
+            json={"environment": "staging", "version": "9.9.9", "commit_sha": "a" * 40},
+        )
+        assert created.status_code == 201, created.text
+        started = ci.post(
+            f"/api/v1/deployments/{created.json()['id']}/status", json={"status": "building"}
+        )
+        assert started.status_code == 200, started.text
+    notifications.send_due(engine, keyring, public_url=public)
+    with clients.as_role("viewer") as viewer:
+        (alert,) = viewer.get("/api/v1/alerts").json()["items"]
+    page = f"{public}/alerts/{alert['id']}"
+    bodies = receiver.payloads()
+    (webhook,) = [b for b in bodies if b.get("version") == "4"]
+    assert webhook["externalURL"] == f"{public}/"
+    assert webhook["alerts"][0]["generatorURL"] == page
+    (slack,) = [b for b in bodies if "text" in b]
+    assert page in slack["text"]
+    (event,) = [b for b in bodies if str(b.get("event", "")).startswith("deployment.")]
+    assert event["url"] == f"{public}/deployments/{created.json()['id']}"
+    (mail,) = envelopes
+    assert page in mail.content.decode()
+    assert "localhost:8000" not in json.dumps(bodies) + mail.content.decode()
+
+
+def test_public_url_setting_is_validated() -> None:
+    from pydantic import ValidationError
+
+    from shipboard.config import Settings
+
+    assert Settings(public_url="https://ship.example.com/sb/").public_url == (
+        "https://ship.example.com/sb"
+    )
+    assert Settings().effective_public_url == "http://localhost:8000"
+    for bad in (
+        "ftp://x.example",
+        "ship.example.com",
+        "https://",
+        "https://x/?a=1",
+        "http://u:p@x",
+    ):
+        with pytest.raises(ValidationError, match="SHIPBOARD_PUBLIC_URL"):
+            Settings(public_url=bad)
+
+
 def test_retries_until_the_receiver_recovers_then_exactly_one_success(
     clients: Clients, engine: Engine
 ) -> None:

@@ -5,6 +5,7 @@ those who may not write and refuses their posts, and its forms change what the A
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -295,6 +296,46 @@ def test_monitoring_page_with_and_without_data(clients: Clients, engine: Engine)
         assert week.status_code == 200
         # Four points a minute apart fall into one 42-minute bucket: a dot, not a line.
         assert "<g class='series series-0'>" in week.text
+
+
+def test_alert_page_at_the_path_notifications_link_to(clients: Clients, engine: Engine) -> None:
+    push_metric(clients, "queue_depth", [50, 60])
+    with api(clients) as admin:
+        admin.post(
+            "/api/v1/alert-rules",
+            json={
+                "name": "QueueDeep",
+                "kind": "threshold",
+                "environment": "staging",
+                "metric": "queue_depth",
+                "window_s": 600,
+                "op": ">",
+                "value": 10,
+                "severity": "high",
+                "annotations": {"summary": "queue <deep>", "runbook_url": "https://run.example"},
+            },
+        ).raise_for_status()
+    with system_transaction(engine) as session:
+        alert_service.evaluate_rules(session)
+    with api(clients, "viewer") as viewer:
+        (alert,) = viewer.get("/api/v1/alerts").json()["items"]
+        assert viewer.get(f"/api/v1/alerts/{alert['id']}").json()["rule"] == "QueueDeep"
+        assert viewer.get(f"/api/v1/alerts/{uuid.uuid4()}").status_code == 404
+    path = alert_service.alert_path(uuid.UUID(alert["id"]))
+    assert path == f"/alerts/{alert['id']}"
+    with browser(clients.server) as anonymous:
+        assert anonymous.get(path).status_code == 303  # to the sign-in page
+    with signed_in(clients, engine, "viewer") as client:
+        page = client.get(path)
+        assert page.status_code == 200, page.text
+        assert "QueueDeep" in page.text
+        assert "queue &lt;deep&gt;" in page.text
+        assert "status-firing" in page.text
+        assert "https://run.example" in page.text
+        assert "Silence this alert" not in page.text
+        assert f'href="{path}"' in client.get("/monitoring?environment=staging").text
+        assert is_html_error(client.get(f"/alerts/{uuid.uuid4()}"), 404)
+        assert is_html_error(client.get("/alerts/not-an-id"), 422)
 
 
 def test_deployers_create_and_expire_silences(clients: Clients, engine: Engine) -> None:

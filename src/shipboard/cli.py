@@ -23,7 +23,7 @@ from shipboard.client import (
     configure,
     progress_wanted,
 )
-from shipboard.config import get_settings
+from shipboard.config import check_public_url, get_settings
 from shipboard.configuration.cli import register as register_config_commands
 from shipboard.core.errors import Forbidden, InvalidInput, ShipboardError, Unauthorized
 from shipboard.core.memory import cap_malloc_arenas
@@ -146,7 +146,12 @@ def serve(
     )
     prepared = prepare_instance(engine, url)
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host  # noqa: S104
+    shown = f"[{shown}]" if ":" in shown else shown  # an IPv6 address, in a URL
     base = f"{'https' if ssl_certfile else 'http'}://{shown}:{port}"
+    if settings.public_url is None:
+        # Links in alerts and notifications point here unless SHIPBOARD_PUBLIC_URL says where
+        # people reach this server (behind a proxy, say).
+        settings = settings.model_copy(update={"public_url": check_public_url(base)})
     err.print(f"Shipboard {__version__} on {_describe(url)}")
     if prepared.seeded:
         err.print(f"seeded environments: {', '.join(prepared.seeded)}")
@@ -332,6 +337,8 @@ def _scheduler(engine: Any, keyring: Any, settings: Any) -> Any:
         backup_keep=settings.backup_keep,
         backup_dir=settings.effective_backup_dir,
         outbound=settings.outbound_policy,
+        alertmanager_resend_s=settings.alertmanager_resend_s,
+        public_url=settings.effective_public_url,
     )
 
 

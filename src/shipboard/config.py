@@ -39,6 +39,17 @@ class Settings(BaseSettings):
         default=".", description="Colon-separated directories scan targets must lie inside"
     )
     eval_interval_s: float = Field(default=15, gt=0, description="How often alert rules run")
+    alertmanager_resend_s: float = Field(
+        default=60,
+        gt=0,
+        description="How often firing alerts are sent to Alertmanager again (Prometheus' "
+        "resend delay); each carries endsAt = now + 4 × max(this, SHIPBOARD_EVAL_INTERVAL_S)",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The URL people reach Shipboard at, for every link it sends (alerts, "
+        "notifications, reports); default: from serve's --host and --port",
+    )
     notify_max_attempts: int = Field(default=6, ge=1, le=100)
     notify_max_age_s: float = Field(default=3600, gt=0)
     session_idle_minutes: float = Field(
@@ -108,6 +119,12 @@ class Settings(BaseSettings):
             raise ValueError(f"SHIPBOARD_BACKUP_SCHEDULE {value!r} is not a cron expression")
         return value or None
 
+    @field_validator("public_url")
+    @classmethod
+    def _valid_public_url(cls, value: str | None) -> str | None:
+        # Refused at start: a wrong one would only show as dead links in someone's inbox.
+        return check_public_url(value) if value else None
+
     @field_validator("outbound_allow")
     @classmethod
     def _valid_outbound_allow(cls, value: str) -> str:
@@ -138,6 +155,10 @@ class Settings(BaseSettings):
         return OutboundPolicy.parse(self.outbound_allow)
 
     @property
+    def effective_public_url(self) -> str:
+        return self.public_url or DEFAULT_PUBLIC_URL
+
+    @property
     def effective_backup_dir(self) -> Path:
         return (self.backup_dir or self.home / "backups").expanduser()
 
@@ -155,6 +176,30 @@ class Settings(BaseSettings):
                 database.with_name(database.name + s) for s in ("", "-wal", "-shm", "-journal")
             ]
         return tuple(paths)
+
+
+DEFAULT_PUBLIC_URL = "http://localhost:8000"
+
+
+def check_public_url(value: str) -> str:
+    """An absolute http(s) URL with a host and no query or fragment, without its trailing
+    slash (links are made by appending a path: ``/alerts/<id>``)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"SHIPBOARD_PUBLIC_URL {value!r} is not a URL: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"SHIPBOARD_PUBLIC_URL {value!r} must be an http:// or https:// URL with a host"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(
+            f"SHIPBOARD_PUBLIC_URL {value!r} may not hold credentials, a query or a fragment"
+        )
+    return value.strip().rstrip("/")
 
 
 def normalize_database_url(url: str) -> str:

@@ -6,6 +6,7 @@ import math
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
@@ -436,6 +437,7 @@ def _notify(
         event=event,
         message=f"{deployment.environment} {deployment.version}: {message}",
         details={"deployment": DeploymentRead.model_validate(deployment).model_dump(mode="json")},
+        link=f"/deployments/{deployment.id}",
     )
 
 
@@ -453,6 +455,7 @@ def notify_gate_block(
         event="deployment.blocked",
         message=f"{data.environment} {data.version} by {caller} blocked by {failed}",
         details={"gates": error.extra.get("gates", [])},
+        link=f"/environments/{quote(data.environment)}",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from sqlalchemy.orm import Session
 
@@ -452,6 +452,7 @@ def check_storage_quotas(session: Session, *, audit_context: AuditContext) -> li
                     f"({usage.bytes} of {usage.quota_bytes} bytes)"
                 ),
                 details={"environment": environment.name, **details},
+                link=f"/environments/{quote(environment.name)}",
             )
             crossed.append(environment.name)
     return crossed

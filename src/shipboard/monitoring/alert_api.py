@@ -10,9 +10,11 @@ from shipboard.core.problems import Problem
 from shipboard.monitoring import alert_service
 from shipboard.monitoring.alert_schemas import (
     AlertPage,
+    AlertRead,
     AlertRuleCreate,
     AlertRulePage,
     AlertRuleRead,
+    AlertRuleUpdate,
     SilenceCreate,
     SilencePage,
     SilenceRead,
@@ -56,9 +58,19 @@ def get_rule(rule_id: uuid.UUID, db: DbSession, _: AnyUser) -> AlertRuleRead:
     return alert_service.get_rule(db, rule_id=rule_id)
 
 
+@router.patch("/alert-rules/{rule_id}", response_model=AlertRuleRead, responses=CHANGE)
+def update_rule(
+    rule_id: uuid.UUID, data: AlertRuleUpdate, db: DbSession, _: AdminOnly, audit: Audit
+) -> AlertRuleRead:
+    """Disable a rule (its firing alert is resolved and its channels told) or enable it."""
+    return alert_service.set_rule_enabled(
+        db, rule_id=rule_id, enabled=data.enabled, audit_context=audit
+    )
+
+
 @router.delete("/alert-rules/{rule_id}", status_code=204, response_class=Response, responses=CHANGE)
 def delete_rule(rule_id: uuid.UUID, db: DbSession, _: AdminOnly, audit: Audit) -> Response:
-    """Delete a rule and its alerts."""
+    """Delete a rule and its alerts; a firing one is resolved and its channels told first."""
     alert_service.delete_rule(db, rule_id=rule_id, audit_context=audit)
     return Response(status_code=204)
 
@@ -69,6 +81,12 @@ def list_alerts(
 ) -> AlertPage:
     """Alerts with their transitions; filter by state."""
     return alert_service.list_alerts(db, state=state)
+
+
+@router.get("/alerts/{alert_id}", response_model=AlertRead, responses={404: {"model": Problem}})
+def get_alert(alert_id: uuid.UUID, db: DbSession, _: AnyUser) -> AlertRead:
+    """One alert with its transitions."""
+    return alert_service.get_alert(db, alert_id=alert_id)
 
 
 @router.get("/silences", response_model=SilencePage)

@@ -62,6 +62,14 @@ class AlertRuleCreate(BaseModel):
         return {k: getattr(self, k) for k in keys}
 
 
+class AlertRuleUpdate(BaseModel):
+    """``PATCH /api/v1/alert-rules/{id}``: turn a rule off (its alerts resolve) or on again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+
+
 class AlertRuleRead(AlertRuleCreate):
     id: uuid.UUID
     last_evaluated_at: datetime | None = None

@@ -28,6 +28,7 @@ from shipboard.monitoring.alert_schemas import (
     SilenceRead,
 )
 from shipboard.monitoring.models import Alert, AlertRule, Silence
+from shipboard.notifications import senders
 from shipboard.notifications import service as notifications
 from shipboard.notifications.models import NotificationChannel, NotificationGroup
 
@@ -82,6 +83,8 @@ def update_rule(
     if rule is None:
         raise NotFound(f"alert rule {data.name!r} does not exist")
     _check_channels(session, data.channels)
+    if rule.enabled and not data.enabled:
+        _stand_down(session, rule, utcnow(), "rule disabled")
     rule.kind = data.kind
     rule.environment = data.environment
     rule.metric = data.metric
@@ -181,8 +184,9 @@ def get_rule(session: Session, *, rule_id: uuid.UUID) -> AlertRuleRead:
 
 
 def delete_rule(session: Session, *, rule_id: uuid.UUID, audit_context: AuditContext) -> None:
-    """Remove a rule and its alerts."""
+    """Remove a rule and its alerts; a firing alert is resolved and its channels told first."""
     rule = _require_rule(session, rule_id)
+    _stand_down(session, rule, utcnow(), "rule deleted")
     session.delete(rule)
     session.flush()
     audit.record(
@@ -200,6 +204,69 @@ def delete_rule_named(session: Session, *, name: str, audit_context: AuditContex
     if rule is None:
         raise NotFound(f"alert rule {name!r} does not exist")
     delete_rule(session, rule_id=rule.id, audit_context=audit_context)
+
+
+def set_rule_enabled(
+    session: Session, *, rule_id: uuid.UUID, enabled: bool, audit_context: AuditContext
+) -> AlertRuleRead:
+    """Turn a rule on or off. Off, its alerts resolve now: nothing would ever resolve them."""
+    rule = _require_rule(session, rule_id)
+    if rule.enabled == enabled:
+        return rule_read(rule)
+    now = utcnow()
+    if not enabled:
+        _stand_down(session, rule, now, "rule disabled")
+    rule.enabled = enabled
+    rule.updated_at = now
+    session.flush()
+    audit.record(
+        session,
+        context=audit_context,
+        action="alert_rule.enable" if enabled else "alert_rule.disable",
+        target_type="alert_rule",
+        target_id=rule.name,
+    )
+    return rule_read(rule)
+
+
+def _stand_down(session: Session, rule: AlertRule, now: datetime, reason: str) -> None:
+    """Resolve the rule's pending or firing alert, and tell each channel that was told it fired
+    (Alertmanager included) at once: a deleted rule's alert is gone before the next flush could
+    send its resolution, and Alertmanager would otherwise keep it until its endsAt."""
+    active = sa.select(Alert).where(Alert.rule_id == rule.id, Alert.state.in_(ACTIVE))
+    for alert in list(session.scalars(active)):
+        previous = alert.state
+        alert.transitions = [
+            *alert.transitions,
+            {"from": previous, "to": "resolved", "at": now.isoformat(), "reason": reason},
+        ]
+        alert.state = "resolved"
+        alert.ends_at = now
+        alert.updated_at = now
+        session.flush()
+        if previous == "firing":
+            _tell_resolved(session, rule, alert, now)
+    session.flush()
+
+
+def _tell_resolved(session: Session, rule: AlertRule, alert: Alert, now: datetime) -> None:
+    told = _webhook_alert(alert)
+    for channel in _channels(session, rule):
+        if channel.kind != "alertmanager" and not channel.send_resolved:
+            continue
+        key, group_labels = notifications.group_key_for(channel, alert.labels)
+        group = session.get(NotificationGroup, (channel.id, key))
+        if group is None or (group.last_sent_state or {}).get(alert.fingerprint) != "firing":
+            continue  # never told it fired (still waiting, or silenced)
+        notifications.enqueue(
+            session,
+            channel=channel,
+            event="alert.resolved",
+            group_key=key,
+            payload=notifications.webhook_payload(channel.name, "resolved", [told], group_labels),
+            now=now,
+        )
+        group.last_sent_state = {**(group.last_sent_state or {}), alert.fingerprint: "resolved"}
 
 
 def _require_rule(session: Session, rule_id: uuid.UUID) -> AlertRule:
@@ -378,14 +445,20 @@ def group_alerts(session: Session, now: datetime) -> Any:
     return alerts_for
 
 
+def alert_path(alert_id: uuid.UUID) -> str:
+    """Where an alert's web page is, below SHIPBOARD_PUBLIC_URL."""
+    return f"/alerts/{alert_id}"
+
+
 def _webhook_alert(alert: Alert) -> dict[str, Any]:
     return {
         "status": "firing" if alert.state == "firing" else "resolved",
         "labels": alert.labels,
         "annotations": alert.annotations,
         "startsAt": (alert.starts_at or alert.active_since or utcnow()).isoformat(),
-        "endsAt": alert.ends_at.isoformat() if alert.ends_at else "0001-01-01T00:00:00Z",
-        "generatorURL": f"{notifications.EXTERNAL_URL}/alerts/{alert.id}",
+        "endsAt": alert.ends_at.isoformat() if alert.ends_at else senders.ZERO_TIME,
+        # A path: the sender prefixes SHIPBOARD_PUBLIC_URL, where the alert's page is.
+        "generatorURL": alert_path(alert.id),
         "fingerprint": alert.fingerprint,
     }
 
@@ -402,23 +475,36 @@ def list_alerts(session: Session, *, state: str | None = None, limit: int = 200)
         stmt = stmt.where(Alert.state == state)
     silences = active_silences(session, utcnow())
     return AlertPage(
-        items=[
-            AlertRead(
-                id=a.id,
-                rule_id=a.rule_id,
-                rule=name,
-                fingerprint=a.fingerprint,
-                state=a.state,
-                value=a.value,
-                starts_at=a.starts_at,
-                ends_at=a.ends_at,
-                labels=a.labels,
-                annotations=a.annotations,
-                transitions=a.transitions,
-                silenced=any(alerting.matches(s.matchers, a.labels) for s in silences),
-            )
-            for a, name in session.execute(stmt).all()
-        ]
+        items=[_alert_read(a, name, silences) for a, name in session.execute(stmt).all()]
+    )
+
+
+def get_alert(session: Session, *, alert_id: uuid.UUID) -> AlertRead:
+    """One alert with its transitions (the page every link Shipboard sends about it opens)."""
+    row = session.execute(
+        sa.select(Alert, AlertRule.name)
+        .join(AlertRule, AlertRule.id == Alert.rule_id)
+        .where(Alert.id == alert_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"alert {alert_id} does not exist (its rule may have been deleted)")
+    return _alert_read(row[0], row[1], active_silences(session, utcnow()))
+
+
+def _alert_read(alert: Alert, rule: str, silences: list[Silence]) -> AlertRead:
+    return AlertRead(
+        id=alert.id,
+        rule_id=alert.rule_id,
+        rule=rule,
+        fingerprint=alert.fingerprint,
+        state=alert.state,
+        value=alert.value,
+        starts_at=alert.starts_at,
+        ends_at=alert.ends_at,
+        labels=alert.labels,
+        annotations=alert.annotations,
+        transitions=alert.transitions,
+        silenced=any(alerting.matches(s.matchers, alert.labels) for s in silences),
     )
 
 

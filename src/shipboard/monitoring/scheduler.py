@@ -16,6 +16,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Engine
 
+from shipboard.config import DEFAULT_PUBLIC_URL
 from shipboard.core.crypto import Keyring
 from shipboard.core.errors import ShipboardError
 from shipboard.core.netguard import OutboundPolicy
@@ -51,8 +52,12 @@ class Scheduler:
         backup_keep: int = 7,
         backup_dir: Path | None = None,
         outbound: OutboundPolicy | None = None,
+        alertmanager_resend_s: float = notifications.ALERTMANAGER_RESEND_S,
+        public_url: str = DEFAULT_PUBLIC_URL,
     ) -> None:
         self.outbound = outbound or OutboundPolicy()
+        self.alertmanager_resend_s = alertmanager_resend_s
+        self.public_url = public_url
         self.scan_roots = scan_roots or ["."]
         self.scan_protected = scan_protected
         self.backup_schedule = backup_schedule
@@ -87,6 +92,7 @@ class Scheduler:
             max_attempts=max_attempts,
             max_age=self.max_age,
             outbound=self.outbound,
+            public_url=public_url,
         )
 
     def run(self, stop: threading.Event) -> None:
@@ -133,7 +139,11 @@ class Scheduler:
             now = utcnow()
             alert_service.evaluate_rules(session, now=now)
             notifications.flush_groups(
-                session, now=now, alerts_for=alert_service.group_alerts(session, now)
+                session,
+                now=now,
+                alerts_for=alert_service.group_alerts(session, now),
+                alertmanager_resend_s=self.alertmanager_resend_s,
+                eval_interval_s=self.eval_interval_s,
             )
         return True
 

@@ -13,9 +13,11 @@ from typing import Any
 
 import httpx
 
+from shipboard.config import DEFAULT_PUBLIC_URL
 from shipboard.core.netguard import DEFAULT_POLICY, OutboundPolicy, OutboundRefused
 
 TIMEOUT_S = 5.0
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's "no end" in its webhook payload
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -29,7 +31,9 @@ def send(
     payload: dict[str, Any],
     *,
     outbound: OutboundPolicy = DEFAULT_POLICY,
+    public_url: str = DEFAULT_PUBLIC_URL,
 ) -> tuple[bool, int | None, str | None]:
+    payload = with_links(payload, public_url)
     try:
         if kind == "email":
             _email(config, secrets, payload)
@@ -61,7 +65,9 @@ def _http_request(
             "labels": a["labels"],
             "annotations": a["annotations"],
             "startsAt": a["startsAt"],
-            "endsAt": a["endsAt"] if a["status"] == "resolved" else None,
+            # A firing alert's endsAt is when Alertmanager may consider it resolved if it hears
+            # nothing more (flush_groups sets it; the zero time means none).
+            "endsAt": a["endsAt"] if a.get("endsAt") not in (None, ZERO_TIME) else None,
             "generatorURL": a.get("generatorURL", ""),
         }
         for a in payload.get("alerts", [])
@@ -74,9 +80,34 @@ def _http_request(
     )
 
 
+def with_links(payload: dict[str, Any], public_url: str) -> dict[str, Any]:
+    """The payload with its links (stored as paths: ``externalURL``, ``url``, each alert's
+    ``generatorURL``) made absolute with the URL people reach Shipboard at."""
+    base = public_url.rstrip("/")
+
+    def absolute(value: Any) -> Any:
+        if not isinstance(value, str) or not value.startswith("/"):
+            return value
+        return base + value if value != "/" else base + "/"
+
+    out = dict(payload)
+    for key in ("externalURL", "url"):
+        if key in out:
+            out[key] = absolute(out[key])
+    if isinstance(out.get("alerts"), list):
+        out["alerts"] = [
+            {**a, "generatorURL": absolute(a["generatorURL"])}
+            if isinstance(a, dict) and "generatorURL" in a
+            else a
+            for a in out["alerts"]
+        ]
+    return out
+
+
 def text_summary(payload: dict[str, Any]) -> str:
     if "message" in payload:
-        return str(payload["message"])
+        link = payload.get("url")
+        return f"{payload['message']}\n{link}" if isinstance(link, str) else str(payload["message"])
     alerts = payload.get("alerts", [])
     head = f"[{payload.get('status', 'firing').upper()}:{len(alerts)}] " + ", ".join(
         f"{k}={v}" for k, v in sorted(payload.get("groupLabels", {}).items())
@@ -85,6 +116,8 @@ def text_summary(payload: dict[str, Any]) -> str:
     for alert in alerts:
         summary = alert["annotations"].get("summary") or alert["labels"].get("alertname", "")
         lines.append(f"- {alert['status']}: {summary} ({_labels(alert)})")
+        if alert.get("generatorURL"):
+            lines.append(f"  {alert['generatorURL']}")
     return "\n".join(lines)
 
 
@@ -111,13 +144,14 @@ def _email(config: dict[str, Any], secrets: dict[str, str], payload: dict[str, A
     rows = "".join(
         f"<tr><td>{escape(a['status'])}</td>"
         f"<td>{escape(a['annotations'].get('summary') or a['labels'].get('alertname', ''))}</td>"
-        f"<td>{escape(_labels(a))}</td></tr>"
+        f"<td>{escape(_labels(a))}</td>"
+        f'<td><a href="{escape(a.get("generatorURL") or "")}">details</a></td></tr>'
         for a in payload.get("alerts", [])
     )
     message.add_alternative(
         f"<html><body><h2>{escape(text.splitlines()[0])}</h2>"
         "<table border='1' cellpadding='4'>"
-        f"<tr><th>status</th><th>summary</th><th>labels</th></tr>{rows}</table>"
+        f"<tr><th>status</th><th>summary</th><th>labels</th><th></th></tr>{rows}</table>"
         "</body></html>",
         subtype="html",
     )

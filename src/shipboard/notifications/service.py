@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
+from shipboard.config import DEFAULT_PUBLIC_URL
 from shipboard.core.crypto import Keyring
 from shipboard.core.errors import Conflict, InvalidInput, NotFound
 from shipboard.core.netguard import DEFAULT_POLICY, OutboundPolicy
@@ -40,7 +41,11 @@ MAX_ATTEMPTS = 6
 MAX_AGE = timedelta(hours=1)
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0
-EXTERNAL_URL = "http://localhost:8000"
+# Prometheus' defaults: firing alerts go to Alertmanager again every minute, each valid for
+# four times that (or four evaluation intervals, if longer), so an alert stays active exactly as
+# long as it fires and a Shipboard that stops sending lets it lapse.
+ALERTMANAGER_RESEND_S = 60.0
+VALID_FOR_RESENDS = 4
 
 
 # --- channels -------------------------------------------------------------------------------
@@ -266,8 +271,8 @@ def enqueue_test(
         "labels": {"alertname": "ShipboardTest", "severity": "low"},
         "annotations": {"summary": f"Test message from Shipboard for channel {channel.name}"},
         "startsAt": now.isoformat(),
-        "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": EXTERNAL_URL,
+        "endsAt": senders.ZERO_TIME,
+        "generatorURL": "/",
         "fingerprint": "0000000000000000",
     }
     return enqueue(
@@ -302,7 +307,8 @@ def webhook_payload(
         "groupLabels": group_labels,
         "commonLabels": common("labels"),
         "commonAnnotations": common("annotations"),
-        "externalURL": EXTERNAL_URL,
+        # A path: the sender makes every link absolute with SHIPBOARD_PUBLIC_URL (senders.py).
+        "externalURL": "/",
         "groupKey": "{}:{" + ",".join(f'{k}="{v}"' for k, v in sorted(group_labels.items())) + "}",
         "truncatedAlerts": 0,
     }
@@ -329,40 +335,56 @@ def touch_group(
         session.flush()
 
 
-def flush_groups(session: Session, *, now: datetime, alerts_for: Any) -> int:
+def flush_groups(
+    session: Session,
+    *,
+    now: datetime,
+    alerts_for: Any,
+    alertmanager_resend_s: float = ALERTMANAGER_RESEND_S,
+    eval_interval_s: float = 15.0,
+) -> int:
     """Send each group whose state is due: group_wait for a new group, group_interval after a
     change, repeat_interval while nothing changes. ``alerts_for(channel, group_labels)`` gives
-    the group's current alerts as webhook alert dicts (firing, and resolved since last send)."""
+    the group's current alerts as webhook alert dicts (firing, and resolved since last send).
+
+    An Alertmanager channel is sent to as Prometheus does instead: every change at once, the
+    firing alerts again every ``alertmanager_resend_s``, each with an ``endsAt`` a few intervals
+    ahead (Alertmanager does the grouping and waiting itself)."""
     sent = 0
+    valid_for = timedelta(seconds=VALID_FOR_RESENDS * max(alertmanager_resend_s, eval_interval_s))
     for group in list(session.scalars(sa.select(NotificationGroup))):
         channel = session.get(NotificationChannel, group.channel_id)
         if channel is None:
             continue
+        to_alertmanager = channel.kind == "alertmanager"
+        wait_s, interval_s, repeat_s = (
+            (0.0, 0.0, alertmanager_resend_s)
+            if to_alertmanager
+            else (channel.group_wait_s, channel.group_interval_s, channel.repeat_interval_s)
+        )
         alerts = [
             a
             for a in alerts_for(channel, group.group_labels, group.last_sent_at)
-            if a["status"] == "firing" or channel.send_resolved
+            # Alertmanager must hear of a resolution, or it keeps the alert until endsAt.
+            if a["status"] == "firing" or channel.send_resolved or to_alertmanager
         ]
         state = {a["fingerprint"]: a["status"] for a in alerts}
         firing = [a for a in alerts if a["status"] == "firing"]
         last = group.last_sent_state or {}
         if group.last_sent_at is None:
-            due = bool(firing) and now >= group.first_seen_at + timedelta(
-                seconds=channel.group_wait_s
-            )
+            due = bool(firing) and now >= group.first_seen_at + timedelta(seconds=wait_s)
         elif state != {k: v for k, v in last.items() if k in state} or set(state) - set(last):
-            due = bool(alerts) and now >= group.last_sent_at + timedelta(
-                seconds=channel.group_interval_s
-            )
+            due = bool(alerts) and now >= group.last_sent_at + timedelta(seconds=interval_s)
         else:
-            due = bool(firing) and now >= group.last_sent_at + timedelta(
-                seconds=channel.repeat_interval_s
-            )
+            due = bool(firing) and now >= group.last_sent_at + timedelta(seconds=repeat_s)
         if not due:
             if not firing and group.last_sent_at is not None and not alerts:
                 session.delete(group)  # everything resolved and told: the group is done
             continue
         status = "firing" if firing else "resolved"
+        if to_alertmanager:
+            ends_at = (now + valid_for).isoformat()
+            alerts = [{**a, "endsAt": ends_at} if a["status"] == "firing" else a for a in alerts]
         enqueue(
             session,
             channel=channel,
@@ -432,6 +454,7 @@ def attempt(
     max_attempts: int = MAX_ATTEMPTS,
     max_age: timedelta = MAX_AGE,
     outbound: OutboundPolicy = DEFAULT_POLICY,
+    public_url: str = DEFAULT_PUBLIC_URL,
 ) -> bool:
     """Send one claimed delivery once, outside any transaction, and record the attempt. The
     next attempt is scheduled ``backoff`` after this one *ended*: a receiver that times out
@@ -439,7 +462,9 @@ def attempt(
     delivery_id, kind, config, secrets, payload = claimed
     now = now or utcnow()
     started = utcnow()
-    ok, status_code, error = senders.send(kind, config, secrets, payload, outbound=outbound)
+    ok, status_code, error = senders.send(
+        kind, config, secrets, payload, outbound=outbound, public_url=public_url
+    )
     took = utcnow() - started
     with system_transaction(engine) as session:
         current = session.get(NotificationDelivery, delivery_id)
@@ -476,6 +501,7 @@ def send_due(
     max_attempts: int = MAX_ATTEMPTS,
     max_age: timedelta = MAX_AGE,
     outbound: OutboundPolicy = DEFAULT_POLICY,
+    public_url: str = DEFAULT_PUBLIC_URL,
 ) -> int:
     """Attempt every due delivery once, one after the other; never holds a transaction while
     talking to a receiver. A delivery fails for good after ``max_attempts`` attempts or once
@@ -483,7 +509,15 @@ def send_due(
     now = now or utcnow()
     claimed = claim_due(engine, keyring, now=now, limit=limit)
     for one in claimed:
-        attempt(engine, one, now=now, max_attempts=max_attempts, max_age=max_age, outbound=outbound)
+        attempt(
+            engine,
+            one,
+            now=now,
+            max_attempts=max_attempts,
+            max_age=max_age,
+            outbound=outbound,
+            public_url=public_url,
+        )
     return len(claimed)
 
 
@@ -502,8 +536,10 @@ class Dispatcher:
         max_attempts: int = MAX_ATTEMPTS,
         max_age: timedelta = MAX_AGE,
         outbound: OutboundPolicy = DEFAULT_POLICY,
+        public_url: str = DEFAULT_PUBLIC_URL,
     ) -> None:
         self.outbound = outbound
+        self.public_url = public_url
         self.engine = engine
         self.keyring = keyring
         self.senders_n = senders_n
@@ -544,6 +580,7 @@ class Dispatcher:
                 max_attempts=self.max_attempts,
                 max_age=self.max_age,
                 outbound=self.outbound,
+                public_url=self.public_url,
             )
         except Exception:
             # The claim's lease runs out and the delivery is attempted again.
@@ -572,9 +609,11 @@ def notify_environment(
     message: str,
     details: dict[str, Any],
     now: datetime | None = None,
+    link: str | None = None,
 ) -> int:
     """Queue an event for the channels named in the environment's ``config.notification_channels``
-    (Alertmanager channels take alerts only and are skipped)."""
+    (Alertmanager channels take alerts only and are skipped). ``link`` is the path of the page
+    that shows what happened; the sender makes it absolute (``url``)."""
     names = environment_config.get("notification_channels") or []
     if not isinstance(names, list) or not names:
         return 0
@@ -591,7 +630,12 @@ def notify_environment(
             channel=channel,
             event=event,
             now=now,
-            payload={"event": event, "message": message, **details},
+            payload={
+                "event": event,
+                "message": message,
+                **details,
+                **({"url": link} if link else {}),
+            },
         )
         count += 1
     return count

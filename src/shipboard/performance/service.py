@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -247,6 +248,7 @@ def _notify(
         event=event,
         message=f"{row.name} {what} in {row.environment}: {row.reason}",
         details={"regression": RegressionRead.model_validate(row).model_dump(mode="json")},
+        link=f"/performance?{urlencode({'environment': row.environment})}",
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -20,6 +21,12 @@ from shipboard.reports import dora, monitoring, performance, security, service
 from shipboard.reports.schemas import ReportSchedule
 
 log = structlog.get_logger("shipboard.reports")
+PAGES = {
+    "dora": "/dora",
+    "security": "/security",
+    "monitoring": "/monitoring",
+    "performance": "/performance",
+}
 TITLES = {
     "dora": "DORA metrics",
     "security": "Security report",
@@ -89,6 +96,8 @@ def deliver(session: Session, *, environment: str, schedule: ReportSchedule, now
         "environment": environment,
         "kind": schedule.kind,
         "report": rendered["json"],
+        # The same report on its web page (a path: the sender prefixes SHIPBOARD_PUBLIC_URL).
+        "url": f"{PAGES[schedule.kind]}?{urlencode({'environment': environment})}",
         # Email only: the senders strip these from JSON bodies.
         "attachments": {
             "html": rendered["html"],

@@ -177,6 +177,22 @@ def monitoring_page(
     )
 
 
+@router.get("/alerts/{alert_id}")
+def alert_page(request: Request, alert_id: uuid.UUID, db: DbSession, principal: Viewer) -> Response:
+    # The page an alert's generatorURL (and every notification about it) links to.
+    alert = alert_service.get_alert(db, alert_id=alert_id)
+    environment = alert.labels.get("environment", "")
+    return render(
+        request,
+        "alert.html",
+        principal=principal,
+        a=alert,
+        environment=environment if environment in ENVIRONMENTS else None,
+        silence_prefill=f"alertname={alert.rule}",
+        can_write=can_write(principal),
+    )
+
+
 @router.post("/monitoring/silences")
 def create_silence(
     request: Request,
