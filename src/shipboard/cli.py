@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -374,6 +375,23 @@ def exit_code(exc: ShipboardError) -> int:
     return EXIT_FAILED
 
 
+_MISSING_DATABASE = re.compile(r'database "(?P<name>[^"]+)" does not exist')
+
+
+def database_error(exc: OperationalError) -> str:
+    """What to tell someone whose database did not open: a PostgreSQL database that is not
+    there is named, with how to create it; anything else is unreachable."""
+    missing = _MISSING_DATABASE.search(str(exc.orig))
+    if missing:
+        name = missing["name"]
+        return (
+            f"the PostgreSQL database {name!r} does not exist; create it with "
+            f'`createdb {name}` (or `CREATE DATABASE "{name}";` in psql), then run '
+            "`shipboard db upgrade`"
+        )
+    return f"database unreachable ({type(exc.orig).__name__}); check SHIPBOARD_DATABASE_URL"
+
+
 def main() -> None:
     # Progress bars are for people: not when output is piped, nor with --json (which commands
     # parse for themselves; the uploads of every command share this one decision).
@@ -384,9 +402,7 @@ def main() -> None:
         err.print(f"error: {exc.detail}")
         sys.exit(exit_code(exc))
     except OperationalError as exc:
-        err.print(
-            f"error: database unreachable ({type(exc.orig).__name__}); check SHIPBOARD_DATABASE_URL"
-        )
+        err.print(f"error: {database_error(exc)}")
         sys.exit(EXIT_UNREACHABLE)
     except Exception as exc:
         # A bug, not a user error: keep the traceback for those who ask for it.

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shipboard.core.errors import InvalidInput
+
 if TYPE_CHECKING:
     from shipboard.core.netguard import OutboundPolicy
 
@@ -202,8 +204,23 @@ def check_public_url(value: str) -> str:
     return value.strip().rstrip("/")
 
 
+SUPPORTED_DATABASES = (
+    "PostgreSQL (postgresql://USER:PASSWORD@HOST:5432/DATABASE) or SQLite "
+    "(sqlite:////absolute/path/shipboard.db; unset for ~/.shipboard/shipboard.db)"
+)
+_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "sqlite", "sqlite+pysqlite")
+
+
 def normalize_database_url(url: str) -> str:
-    """Accept the URLs people paste (``postgres://``, ``postgresql://``) and pick psycopg 3."""
+    """Accept the URLs people paste (``postgres://``, ``postgresql://``) and pick psycopg 3;
+    refuse (InvalidInput) any other database, naming the ones Shipboard runs on."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in _SCHEMES:
+        shown = f"{scheme!r}" if scheme else "a URL without a scheme"
+        raise InvalidInput(
+            f"SHIPBOARD_DATABASE_URL names {shown}, which Shipboard does not support; "
+            f"use {SUPPORTED_DATABASES}"
+        )
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]

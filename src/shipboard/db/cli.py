@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
+from alembic.util import CommandError
 from rich.console import Console
+from sqlalchemy.engine import make_url
 
 from shipboard.config import get_settings
+from shipboard.core.errors import InvalidInput
 from shipboard.db import migrate
 from shipboard.db.engine import create_db_engine, system_transaction
 from shipboard.environments.service import seed_environments
@@ -24,16 +29,44 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision")) -> N
     out.print(f"database at revision {_current(url) or 'base'}")
 
 
-@app.command()
+# "-3" looks like an option to click; let it through as the REVISION argument.
+@app.command(context_settings={"ignore_unknown_options": True})
 def downgrade(
     revision: str = typer.Argument(
-        "-1", help="Target revision, 'base' for an empty database, or -N"
+        "-1", help="Target revision, 'base' for an empty database, or -N (N steps back)"
+    ),
+    yes: bool = typer.Option(
+        False, "--yes", help="Confirm `base` (it drops every table and all their data)"
     ),
 ) -> None:
-    """Revert migrations down to REVISION; `base` removes every table and type of Shipboard."""
+    """Revert migrations down to REVISION; `base` removes every table and type of Shipboard,
+    alembic_version included, and asks for --yes (or a typed confirmation on a terminal)."""
+    if revision.startswith("-") and not revision[1:].isdigit():
+        raise InvalidInput(f"no such option or revision: {revision!r} (use -N, REV or base)")
     url = get_settings().effective_database_url
-    migrate.downgrade(url, revision)
+    if revision == "base" and not yes:
+        _confirm_base(url)
+    try:
+        migrate.downgrade(url, revision)
+    except CommandError as exc:  # an unknown revision, or more steps back than there are
+        raise InvalidInput(f"cannot downgrade to {revision!r}: {exc}") from exc
+    if revision == "base":
+        migrate.drop_version_table(url)
     out.print(f"database at revision {_current(url) or 'base'}")
+
+
+def _confirm_base(url: str) -> None:
+    where = make_url(url).render_as_string(hide_password=True)
+    if not sys.stdin.isatty():
+        raise InvalidInput(
+            f"`db downgrade base` drops every table of {where} and all their data; "
+            "run it again with --yes to confirm"
+        )
+    answer = typer.prompt(
+        f"This drops every table of {where} and all their data. Type 'drop everything' to go on"
+    )
+    if answer.strip() != "drop everything":
+        raise InvalidInput("not confirmed; nothing was changed")
 
 
 @app.command()

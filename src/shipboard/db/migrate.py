@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from shipboard.config import normalize_database_url
+from shipboard.db.engine import create_db_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -29,6 +30,17 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+def drop_version_table(url: str) -> None:
+    """After a downgrade to base, Alembic leaves its (empty) alembic_version table: remove it
+    too, so that nothing of Shipboard remains."""
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+    finally:
+        engine.dispose()
 
 
 def head_revision() -> str:

@@ -12,11 +12,13 @@ from rich.table import Table
 
 from shipboard.client import Client, invalid_input_is_usage
 from shipboard.core.errors import InvalidInput
+from shipboard.environments.validation import LIMIT_KEYS, EnvironmentConfigPatch
 
 app = typer.Typer(help="Show and change environments (through the API).", no_args_is_help=True)
 secret_app = typer.Typer(help="Write-only secrets of an environment.", no_args_is_help=True)
 app.add_typer(secret_app, name="secret")
 out = Console()
+CONFIG_KEYS = frozenset(EnvironmentConfigPatch.model_fields)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -60,6 +62,17 @@ def _parse_assignments(values: list[str], option: str) -> dict[str, Any]:
     return parsed
 
 
+def _unset_target(key: str) -> tuple[str, str]:
+    """Where ``--unset KEY`` removes from: ``limits.K`` and ``config.K`` say so; a bare name of a
+    limit that is no config key is that limit (``api_rate_limit`` is both: config, as before)."""
+    section, dot, name = key.partition(".")
+    if dot and section in ("config", "limits") and name:
+        return section, name
+    if key in LIMIT_KEYS and key not in CONFIG_KEYS:
+        return "limits", key
+    return "config", key
+
+
 @app.command("set")
 def set_(
     name: str,
@@ -71,7 +84,12 @@ def set_(
         list[str] | None, typer.Option("--limit", help="KEY=NUMBER; repeatable")
     ] = None,
     unset: Annotated[
-        list[str] | None, typer.Option("--unset", help="Remove config KEY; repeatable")
+        list[str] | None,
+        typer.Option(
+            "--unset",
+            help="Remove config KEY, or a limit (a limit's name, or limits.KEY for "
+            "api_rate_limit, which is both); repeatable",
+        ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -80,11 +98,14 @@ def set_(
     if domain:
         patch["domain"] = domain
     config_patch = _parse_assignments(config or [], "--config")
-    config_patch.update(dict.fromkeys(unset or []))
+    limits_patch = _parse_assignments(limit or [], "--limit")
+    for key in unset or []:
+        section, field = _unset_target(key)
+        (limits_patch if section == "limits" else config_patch)[field] = None
     if config_patch:
         patch["config"] = config_patch
-    if limit:
-        patch["limits"] = _parse_assignments(limit, "--limit")
+    if limits_patch:
+        patch["limits"] = limits_patch
     if not patch:
         raise InvalidInput("nothing to change: give --domain, --config, --limit or --unset")
     with _client() as client, invalid_input_is_usage():

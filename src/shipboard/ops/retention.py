@@ -137,13 +137,13 @@ def enforce(
                     "horizons": report.horizons,
                 },
             )
-    log.info(
-        "retention_done",
-        dry_run=dry_run,
-        dropped=report.dropped_partitions,
-        deleted=report.deleted,
-        created=report.created_partitions,
-    )
+    if not dry_run:  # a dry run changed nothing; its report is the command's output, not an event
+        log.info(
+            "retention_done",
+            dropped=report.dropped_partitions,
+            deleted=report.deleted,
+            created=report.created_partitions,
+        )
     return report
 
 
