@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -273,3 +274,77 @@ def test_json_at_the_depth_limit_is_accepted(clients: Clients) -> None:
     with clients.as_role("admin") as admin:
         response = admin.patch("/api/v1/environments/staging", json={"config": {"n": _nested(60)}})
         assert response.status_code == 200, response.text
+
+
+# --- slow clients (issue 18 item 18) --------------------------------------------------------
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """Whether the server closed the connection within ``seconds``, and what it sent."""
+    sock.settimeout(0.2)
+    received = b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return True, received
+        if not chunk:
+            return True, received
+        received += chunk
+    return False, received
+
+
+def test_headers_sent_byte_by_byte_are_cut_off(served: Served) -> None:
+    request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: {'z' * 200}\r\n\r\n".encode()
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        closed = False
+        for byte in request:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.05)
+            if time.monotonic() - started > HEADER_TIMEOUT_S + 3:
+                break
+        if not closed:
+            closed, _ = _closed_within(sock, 1)
+    assert closed
+    assert time.monotonic() - started < HEADER_TIMEOUT_S + 3
+
+
+def test_a_silent_connection_is_closed(served: Served) -> None:
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        closed, answer = _closed_within(sock, HEADER_TIMEOUT_S + 2)
+    assert closed
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer
+
+
+def test_an_idle_body_is_cut_off(served: Served) -> None:
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /api/v1/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + f"Authorization: Bearer {served.token}\r\n".encode()
+            + b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"metrics": ['
+        )
+        closed, _ = _closed_within(sock, BODY_IDLE_TIMEOUT_S + 2)
+    assert closed
+
+
+def test_a_slow_but_steady_body_and_keep_alive_requests_still_work(served: Served) -> None:
+    payload = b'{"metrics": [{"name": "e", "value": 2, "environment": "staging", "source": "a"}]}'
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/v1/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + f"Authorization: Bearer {served.token}\r\n".encode()
+            + f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+        )
+        for start in range(0, len(payload), 20):
+            sock.sendall(payload[start : start + 20])
+            time.sleep(BODY_IDLE_TIMEOUT_S / 3)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 200"), answer

@@ -131,6 +131,7 @@ def serve(
     import uvicorn
 
     from shipboard.app import create_app
+    from shipboard.core.slowclients import SlowClientGuard
     from shipboard.db.engine import create_db_engine
     from shipboard.ops.service import prepare_instance
 
@@ -187,6 +188,11 @@ def serve(
             # A live log stream of a deployment that waits (for approval, say) never ends by
             # itself; without a bound, one open browser tab would hold a shutdown forever.
             timeout_graceful_shutdown=settings.shutdown_grace_s,
+            # Slow headers and idle bodies close the connection (core/slowclients.py).
+            http=SlowClientGuard.configured(
+                header_timeout_s=settings.header_timeout_s,
+                body_idle_timeout_s=settings.body_idle_timeout_s,
+            ),
         )
     )
     stopper.server = server

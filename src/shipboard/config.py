@@ -86,6 +86,18 @@ class Settings(BaseSettings):
         description="On SIGTERM, how long open connections (live log streams) may stay before "
         "they are closed; keep it under the orchestrator's own grace period",
     )
+    header_timeout_s: float = Field(
+        default=10,
+        gt=0,
+        description="A connection's request line and headers must arrive within this long, "
+        "however slowly they trickle in; past it: 408 and the connection is closed",
+    )
+    body_idle_timeout_s: float = Field(
+        default=30,
+        gt=0,
+        description="A request body may pause this long between two pieces before the "
+        "connection is closed",
+    )
     forwarded_allow_ips: str = Field(
         default="127.0.0.1",
         description="Proxies whose X-Forwarded-For/-Proto are trusted (comma-separated, '*')",
