@@ -622,3 +622,17 @@ def test_two_workers_run_fifty_deployments_each_exactly_once(
     assert len(claims) == 50
     assert all(count == 1 for _, count in claims)
     assert claimers == {"w0", "w1"}
+
+
+def test_step_output_with_nul_is_stored_with_a_replacement_character(
+    clients: Clients, worker: Any
+) -> None:
+    """A step printing NUL (PostgreSQL cannot store it in text) does not break the worker's
+    insert: the NUL becomes U+FFFD and the deployment finishes."""
+    with clients.as_role("admin") as admin:
+        _set_pipeline(admin, "staging", _steps(("nul", "deploy", "printf 'a\\000b\\n'")))
+        did = _deploy(admin)
+        detail = _wait_final(admin, did)
+        messages = [line["message"] for line in _logs(admin, did) if line["source"] == "deploy"]
+    assert detail["status"] == "success", detail
+    assert messages == ["a\ufffdb"]

@@ -187,3 +187,27 @@ def test_every_csv_export_neutralises_formula_cells() -> None:
     text = performance.to_csv({"benchmarks": [bench]})
     row = next(csv.DictReader(io.StringIO(text)))
     assert (row["name"], row["change_pct"]) == ("'@evil", "-3.5")
+
+
+def test_uploaded_report_text_with_nul_is_stored_with_a_replacement_character(
+    clients: Clients,
+) -> None:
+    """A scanner's report is a file, not typed input: a NUL in a finding (PostgreSQL cannot
+    store one) becomes U+FFFD instead of failing the import."""
+    result = {
+        "ruleId": "nul-rule",
+        "level": "error",
+        "message": {"text": "bad\u0000title"},
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": "a\u0000.py"}}}],
+    }
+    sarif = {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "t"}}, "results": [result]}]}
+    with clients.as_role("deployer") as client:
+        imported = client.post(
+            "/api/v1/security/scans/import",
+            files={"file": ("x.sarif", json.dumps(sarif).encode(), "application/json")},
+            data={"environment": "staging"},
+        )
+        assert imported.status_code == 201, imported.text
+        (finding,) = _current(client)
+    assert "\x00" not in json.dumps(finding)
+    assert finding["location"] == "a\ufffd.py"

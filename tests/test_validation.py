@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from sqlalchemy.engine import Engine
 
 from shipboard.deployments.schemas import DeploymentCreate, DeploymentLogCreate
 from shipboard.environments.schemas import EnvironmentConfig, EnvironmentLimits
@@ -17,6 +19,7 @@ from shipboard.security.schemas import (
     SecurityScanSummary,
 )
 from tests.conftest import Clients
+from tests.test_api import assert_problem
 
 SCAN_ID = "5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
 
@@ -214,3 +217,83 @@ def test_dates_at_the_edge_of_the_calendar_are_422_not_500(clients: Clients) -> 
             assert response.status_code == 422, response.text
             assert response.headers["content-type"] == "application/problem+json"
             assert "out of the supported range" in response.json()["detail"]
+
+
+def test_nul_is_refused_in_every_text_input_and_changes_nothing(
+    clients: Clients, engine: Engine
+) -> None:
+    """PostgreSQL cannot store U+0000 in text or JSONB: a NUL anywhere a client writes — a JSON
+    string or key at any depth, a query parameter, a form field — is a 422 naming it, before any
+    route runs, on both backends. A backslash that is itself escaped (``"\\\\u0000"``, the six
+    characters) is ordinary text."""
+    with clients.as_role("admin") as admin:
+        deployment = admin.post(
+            "/api/v1/deployments",
+            json={"environment": "staging", "version": "1.0.0", "commit_sha": "abcdef1"},
+        ).json()["id"]
+        before = _all_rows(engine)
+        refused = [
+            admin.post(
+                f"/api/v1/deployments/{deployment}/logs",
+                json={"logs": [{"level": "info", "message": "a\x00b", "source": "ci"}]},
+            ),
+            admin.post(
+                f"/api/v1/deployments/{deployment}/status",
+                json={"status": "failed", "error_message": "boom\x00"},
+            ),
+            admin.put("/api/v1/environments/staging/secrets/NUL", json={"value": "s3\x00cret"}),
+            admin.patch(
+                "/api/v1/environments/staging",
+                json={"config": {"pipeline": {"steps": [{"env": {"K\x00": "v"}}]}}},
+            ),
+            # The JSON text spells the escape itself, in either case of its hex digits.
+            admin.post(
+                f"/api/v1/deployments/{deployment}/logs",
+                content=b'{"logs": [{"level": "info", "message": "a\\u0000", "source": "ci"}]}',
+                headers={"Content-Type": "application/json"},
+            ),
+            admin.get("/api/v1/deployments", params={"triggered_by": "a\x00b"}),
+            admin.post("/login", data={"username": "a\x00", "password": "x"}),
+        ]
+        for response in refused:
+            assert_problem(response, 422)
+            assert "NUL" in response.json()["detail"], response.text
+        assert _all_rows(engine) == before
+        literal = admin.post(
+            f"/api/v1/deployments/{deployment}/logs",
+            json={"logs": [{"level": "info", "message": "C:\\u0000 is text", "source": "ci"}]},
+        )
+        assert literal.status_code == 201, literal.text
+        lines = admin.get(f"/api/v1/deployments/{deployment}/logs").json()["items"]
+    assert "C:\\u0000 is text" in [line["message"] for line in lines]
+
+
+def _all_rows(engine: Engine) -> dict[str, object]:
+    with engine.connect() as conn:
+        return {
+            table: sorted(map(repr, conn.execute(sa.text(f"SELECT * FROM {table}"))))
+            for table in ("deployment_logs", "deployment_configs", "environments", "audit_events")
+        }
+
+
+@pytest.mark.parametrize(
+    ("body", "has_nul"),
+    [
+        (b'{"m": "a\\u0000"}', True),
+        (b'{"m": "a\\\\u0000"}', False),  # an escaped backslash, then the text u0000
+        (b'{"m": "a\\\\\\u0000"}', True),  # an escaped backslash, then the escape
+        (b'{"m": "\\\\\\\\u0000"}', False),
+        (b'{"m": "a\\u00000"}', True),
+        (b'{"m": "a\\u0001"}', False),
+        (b'{"m": "a\x00"}', True),
+    ],
+)
+def test_nul_scanner_finds_the_escape_across_any_chunk_boundary(body: bytes, has_nul: bool) -> None:
+    """The body streams in chunks of any size: a split anywhere, even inside the escape or a
+    run of backslashes, finds the same answer as the whole body at once."""
+    from shipboard.core.nulguard import _BodyScanner
+
+    for size in (1, 2, 3, 5, 7, len(body)):
+        scanner = _BodyScanner("json")
+        found = [scanner.feed(body[i : i + size]) for i in range(0, len(body), size)]
+        assert any(found) is has_nul, (size, body)

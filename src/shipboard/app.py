@@ -18,6 +18,7 @@ from shipboard.core.conditional import ConditionalGetMiddleware
 from shipboard.core.crypto import Keyring
 from shipboard.core.httpmetrics import RequestMetricsMiddleware
 from shipboard.core.logging import RequestLogMiddleware, configure_logging
+from shipboard.core.nulguard import NulGuardMiddleware
 from shipboard.core.ratelimit import RateLimiter
 from shipboard.core.transport import StrictTransportSecurityMiddleware
 from shipboard.db.engine import create_db_engine
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     openapi.install(app)
     # Innermost: it hashes the body the route produced, after every error handler has run.
     app.add_middleware(ConditionalGetMiddleware)
+    app.add_middleware(NulGuardMiddleware)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=int(settings.max_request_mb * 1024 * 1024),

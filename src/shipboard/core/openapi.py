@@ -5,7 +5,8 @@ documents those (and its own 422) as ``application/json``. Every error the API s
 by ``core.problems`` as ``application/problem+json`` with the ``Problem`` shape, so the document is
 rewritten once, when it is built, to say exactly that. Two errors come from shared plumbing rather
 than from any route, so they are added to every operation that takes a body: 400 (a body that
-does not parse, ``core.problems``) and 413 (``core.bodylimit``).
+does not parse, ``core.problems``) and 413 (``core.bodylimit``); and one to every operation:
+422 (a NUL in the path, the query or the body, ``core.nulguard``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def problem_errors(document: dict[str, Any]) -> dict[str, Any]:
             if not operation:
                 continue
             responses = operation.setdefault("responses", {})
+            responses.setdefault("422", {"description": "Invalid input (NUL in the request)"})
             if "requestBody" in operation:
                 # Every body is parsed by the same handlers and bounded by the same middleware.
                 responses.setdefault("400", {"description": "Malformed body"})

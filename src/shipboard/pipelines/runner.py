@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
+from shipboard.core.nulguard import scrub
+
 KILL_GRACE_S = 2.0
 
 
@@ -91,7 +93,9 @@ def _pump(stream: IO[bytes] | None, name: str, out: queue.Queue[tuple[str, str] 
     assert stream is not None
     try:
         for raw in iter(stream.readline, b""):
-            out.put((name, raw.decode("utf-8", errors="replace").rstrip("\r\n")))
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            # PostgreSQL stores no NUL in text: it would fail the whole batch's insert.
+            out.put((name, scrub(line)))
     finally:
         stream.close()
         out.put(None)

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from shipboard.core.nulguard import scrub
+
 SEVERITIES = ("low", "medium", "high", "critical")
 
 # The tool decides the scan type when the caller does not (DESIGN.md §5, issue text).
@@ -46,6 +48,14 @@ class ParsedFinding:
     fingerprint: str = field(default="")
 
     def __post_init__(self) -> None:
+        # A report is a file from a scanner, not typed input: NUL (which PostgreSQL cannot
+        # store) is replaced, not refused.
+        for name in ("tool", "rule_id", "title", "description", "location", "cwe_id"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, scrub(value))
+        if isinstance(self.remediation, str):
+            self.remediation = scrub(self.remediation)
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity {self.severity!r} is not one of {SEVERITIES}")
         if self.triage is not None and self.triage[0] not in TRIAGE_STATUSES:
