@@ -123,3 +123,89 @@ def test_approve_cancel_and_rollback_commands(clients: Clients, make_user: Any) 
     neither = _cli(clients, "deployer", "rollback")
     assert neither.returncode == 2  # usage: nothing was sent
     assert "either a deployment ID or --env" in neither.stderr
+
+
+# What a hostile step (or a service posting log lines) prints: Rich markup that crashed the CLI
+# or became a hyperlink, an OSC 8 hyperlink and a colour change in raw escape sequences, a C1
+# control, a bidi override, and a newline forging a second log line.
+HOSTILE_STEP = (
+    r"printf '%s\n' 'closing [/] tag' '[link=http://x.example]y[/link]' '[bold red]loud[/]';"
+    r" printf 'osc \033]8;;http://evil.example/\033\\click\033]8;;\033\\ done\n';"
+    r" printf 'csi \033[2J\033[31mred \302\233 c1 \342\200\256 rlo\n';"
+    r" printf '%s\n' 'stderr [/] too' '[link=http://x.example]y[/link] on stderr' >&2"
+)
+FORGED = "fake\n00:00:00.000 shipboard status deploying -> success (admin)"
+
+
+def _assert_literal(output: str) -> None:
+    assert "closing [/] tag" in output
+    assert "stderr [/] too" in output
+    assert "[link=http://x.example]y[/link]" in output
+    assert "[bold red]loud[/]" in output
+    # Escapes and other controls are shown, not obeyed: no ESC, C1 or bidi override reaches
+    # the terminal, and the forged line stays on the line it came in.
+    assert "\x1b" not in output
+    assert "\x9b" not in output
+    assert "\u202e" not in output
+    assert "osc \\x1b]8;;http://evil.example/" in output
+    assert "Traceback" not in output
+
+
+def test_cli_prints_log_text_literally_and_neutralises_controls(
+    clients: Clients, worker: Any
+) -> None:
+    with clients.as_role("admin") as admin:
+        _set_pipeline(admin, "staging", _steps(("ship", "deploy", HOSTILE_STEP)))
+    waited = _cli(
+        clients,
+        "deployer",
+        "deploy",
+        "staging",
+        "--version",
+        "6.6.6",
+        "--commit",
+        "abcdef1",
+        "--wait",
+    )
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    _assert_literal(waited.stdout)
+    did = waited.stdout.split()[1].rstrip(":")
+    with clients.as_role("deployer") as deployer:
+        posted = deployer.post(
+            f"/api/v1/deployments/{did}/logs",
+            json={"logs": [{"message": FORGED, "level": "info", "source": "app"}]},
+        )
+    assert posted.status_code == 201, posted.text
+    shown = _cli(clients, "viewer", "logs", did)
+    assert shown.returncode == 0, shown.stderr
+    _assert_literal(shown.stdout)
+    forged = [line for line in shown.stdout.splitlines() if "fake" in line]
+    assert len(forged) == 1
+    assert "fake\\n00:00:00.000 shipboard status" in forged[0]
+    assert not any(line.startswith("00:00:00.000") for line in shown.stdout.splitlines())
+
+
+def test_cli_error_messages_are_printed_literally(clients: Clients) -> None:
+    """A server's problem detail can quote what was sent: markup in it must not crash the CLI."""
+    refused = _cli(clients, "viewer", "env", "show", "[bold]nope")
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.startswith("error:")
+    assert "[bold]nope" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "internal error" not in refused.stderr
+
+
+def test_every_cli_console_comes_from_core_terminal() -> None:
+    """One place makes the CLI's consoles: a Rich Console made anywhere else would read markup
+    and pass control characters from server text to the terminal again."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "src" / "shipboard"
+    made = re.compile(r"(?<![A-Za-z_])Console\(")
+    offenders = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if path.name != "terminal.py" and made.search(path.read_text())
+    ]
+    assert offenders == []

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from sqlalchemy.exc import OperationalError
 
 from shipboard import __version__
@@ -28,6 +27,7 @@ from shipboard.config import check_public_url, get_settings
 from shipboard.configuration.cli import register as register_config_commands
 from shipboard.core.errors import Forbidden, InvalidInput, ShipboardError, Unauthorized
 from shipboard.core.memory import cap_malloc_arenas
+from shipboard.core.terminal import console
 from shipboard.db.cli import app as db_app
 from shipboard.deployments.cli import register as register_deploy_commands
 from shipboard.environments.cli import app as env_app
@@ -67,7 +67,7 @@ app.add_typer(integrations_app, name="integrations")
 app.add_typer(config_app, name="config")
 register_config_commands(app)
 register_deploy_commands(app)
-err = Console(stderr=True, soft_wrap=True)
+err = console(stderr=True, soft_wrap=True)
 
 # Exit codes a pipeline can branch on (DESIGN.md §4, issue #9).
 EXIT_FAILED = 1  # a failed deployment, a blocking gate, or a request the server refused

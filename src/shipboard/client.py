@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from shipboard import __version__
 from shipboard.config import Settings, get_settings
 from shipboard.core.errors import InvalidInput, ShipboardError, format_loc
+from shipboard.core.terminal import console, printable
 from shipboard.deployments.schemas import (
     Accepted,
     DeploymentCreate,
@@ -572,7 +573,6 @@ def progress_bar(
     if not enabled:
         yield lambda _n: None
         return
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -583,15 +583,15 @@ def progress_bar(
     )
 
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=console(stderr=True),
         transient=True,
     ) as bar:
-        task = bar.add_task(description, total=total)
+        task = bar.add_task(printable(description), total=total)
         yield lambda n: bar.advance(task, n)
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
@@ -22,13 +21,14 @@ from shipboard.auth import service
 from shipboard.auth.schemas import UserCreate
 from shipboard.config import get_settings
 from shipboard.core.errors import InvalidInput
+from shipboard.core.terminal import console
 from shipboard.core.time import parse_duration
 from shipboard.core.types import Role
 from shipboard.db.engine import create_db_engine, system_transaction
 
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
-out = Console()
+out = console()
 T = TypeVar("T")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -75,7 +75,7 @@ def create_user(
     if as_json:
         print(json.dumps(created.model_dump(mode="json")))
         return
-    out.print(f"created user [bold]{created.user.name}[/] ({created.user.role})")
+    out.print(f"created user {created.user.name} ({created.user.role})")
     out.print("API token (shown once, keep it safe):")
     print(created.token)
 

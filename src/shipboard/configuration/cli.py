@@ -19,6 +19,7 @@ from shipboard.client import ApiError, Client
 from shipboard.configuration import credentials, source
 from shipboard.configuration.schemas import ConfigDocument
 from shipboard.configuration.source import Problem, Source, SourceError
+from shipboard.core.terminal import printable
 
 EXIT_CHANGES = 1
 EXIT_INVALID = 2
@@ -234,7 +235,7 @@ def _call(client: Client, parsed: Source, file: str, path: str, body: dict[str, 
 
 def _fail(problems: list[Problem], file: str) -> NoReturn:
     for problem in problems:
-        print(f"error: {problem.render(file)}", file=sys.stderr)
+        print(f"error: {printable(problem.render(file))}", file=sys.stderr)
     raise typer.Exit(EXIT_INVALID)
 
 
@@ -245,7 +246,7 @@ def _print_changes(changes: list[dict[str, Any]], *, prune: bool) -> None:
     counts = dict.fromkeys(("create", "update", "delete", "unmanaged"), 0)
     for change in changes:
         counts[change["action"]] += 1
-        label = f"{change['kind']} {change['name']}"
+        label = printable(f"{change['kind']} {change['name']}")
         if change["action"] == "unmanaged":
             print(
                 f"  {label}: not in the file, kept"
@@ -261,9 +262,13 @@ def _print_changes(changes: list[dict[str, Any]], *, prune: bool) -> None:
         print(f"{_SYMBOL[change['action']]} {label}")
         for field in change["fields"]:
             if change["action"] == "create":
-                print(f"    {field['path']}: {_show(field['after'])}")
+                print(printable(f"    {field['path']}: {_show(field['after'])}"))
             else:
-                print(f"    {field['path']}: {_show(field['before'])} → {_show(field['after'])}")
+                print(
+                    printable(
+                        f"    {field['path']}: {_show(field['before'])} → {_show(field['after'])}"
+                    )
+                )
     if not any(counts[a] for a in ("create", "update", "delete")):
         print("no changes")
     else:

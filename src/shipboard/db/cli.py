@@ -6,11 +6,11 @@ import sys
 
 import typer
 from alembic.util import CommandError
-from rich.console import Console
 from sqlalchemy.engine import make_url
 
 from shipboard.config import get_settings
 from shipboard.core.errors import InvalidInput
+from shipboard.core.terminal import console
 from shipboard.db import migrate
 from shipboard.db.engine import create_db_engine, system_transaction
 from shipboard.environments.service import seed_environments
@@ -18,7 +18,7 @@ from shipboard.environments.service import seed_environments
 app = typer.Typer(
     help="Migrate and seed the database (SHIPBOARD_DATABASE_URL).", no_args_is_help=True
 )
-out = Console()
+out = console()
 
 
 @app.command()

@@ -13,10 +13,11 @@ from rich.table import Table
 
 from shipboard.client import Client
 from shipboard.core.errors import InvalidInput
+from shipboard.core.terminal import console
 from shipboard.deployments.schemas import DeploymentLogRead
 
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+out = console(soft_wrap=True)
+err = console(stderr=True, soft_wrap=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 LEVEL_STYLE = {"debug": "dim", "info": "", "warn": "yellow", "error": "bold red"}
 
@@ -236,9 +237,8 @@ def _printer(
         if as_json:
             print(line.model_dump_json(), flush=True)
             return
-        style = LEVEL_STYLE.get(line.level, "")
         text = f"{line.timestamp.isoformat()[11:23]} {line.source:>9} {line.message}"
-        stream.print(f"[{style}]{text}[/]" if style else text, markup=bool(style))
+        stream.print(text, style=LEVEL_STYLE.get(line.level) or None)
 
     return show
 

@@ -7,17 +7,17 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from shipboard.client import Client, invalid_input_is_usage
 from shipboard.core.errors import InvalidInput
+from shipboard.core.terminal import console
 from shipboard.environments.validation import LIMIT_KEYS, EnvironmentConfigPatch
 
 app = typer.Typer(help="Show and change environments (through the API).", no_args_is_help=True)
 secret_app = typer.Typer(help="Write-only secrets of an environment.", no_args_is_help=True)
 app.add_typer(secret_app, name="secret")
-out = Console()
+out = console()
 CONFIG_KEYS = frozenset(EnvironmentConfigPatch.model_fields)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]

@@ -8,17 +8,17 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from shipboard.client import Client
 from shipboard.core.errors import InvalidInput
+from shipboard.core.terminal import console
 
 app = typer.Typer(
     help="GitHub and GitLab deployment webhooks (through the API; admin).", no_args_is_help=True
 )
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+out = console(soft_wrap=True)
+err = console(stderr=True, soft_wrap=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 KINDS = ("github", "gitlab")
 

@@ -10,16 +10,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from shipboard.client import PROGRESS_MIN_BYTES, Client, progress_bar, progress_wanted
 from shipboard.core.errors import InvalidInput
+from shipboard.core.terminal import console
 from shipboard.core.time import parse_duration
 
 app = typer.Typer(help="Push and query monitoring metrics (through the API).", no_args_is_help=True)
 report_app = typer.Typer(help="Reports (through the API).", no_args_is_help=True)
-out = Console(soft_wrap=True, highlight=False)
+out = console(soft_wrap=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 BARS = "▁▂▃▄▅▆▇█"
 

@@ -12,6 +12,7 @@ import typer
 
 from shipboard.core.crypto import generate_key
 from shipboard.core.errors import ShipboardError
+from shipboard.core.terminal import console, printable
 
 secrets_app = typer.Typer(help="Encryption keys for secret values.", no_args_is_help=True)
 
@@ -40,8 +41,6 @@ def rotate_key(
     """Re-encrypt every stored secret under a new primary key, in one transaction."""
     import sys
 
-    from rich.console import Console
-
     from shipboard.auth.cli import cli_audit_context
     from shipboard.config import get_settings
     from shipboard.core.crypto import Keyring, key_fingerprint, write_key_file
@@ -49,7 +48,7 @@ def rotate_key(
     from shipboard.db.engine import create_db_engine, system_transaction
     from shipboard.ops.keys import rotate_key as rotate
 
-    err = Console(stderr=True, soft_wrap=True)
+    err = console(stderr=True, soft_wrap=True)
     settings = get_settings()
     keyring = Keyring.from_settings(settings.secret_keys, settings.home)
     new_key = sys.stdin.readline().strip() if key_stdin else generate_key()
@@ -101,7 +100,6 @@ def check(
     """Report stored values no configured key decrypts (table, row, field); exit 1 if any."""
     import json
 
-    from rich.console import Console
     from rich.table import Table
 
     from shipboard.config import get_settings
@@ -128,7 +126,7 @@ def check(
             )
         )
     else:
-        out = Console()
+        out = console()
         for position, (fingerprint, count) in enumerate(result.by_key.items()):
             role = "primary" if position == 0 else f"key {position + 1}"
             out.print(f"{role} {fingerprint}: {count} value(s)")
@@ -173,7 +171,7 @@ class _RichProgress:
         self._bar = bar
 
     def task(self, description: str, total: float | None = None) -> _RichTask:
-        return _RichTask(self._bar, self._bar.add_task(description, total=total))
+        return _RichTask(self._bar, self._bar.add_task(printable(description), total=total))
 
 
 @contextlib.contextmanager
@@ -184,7 +182,6 @@ def _progress(enabled: bool) -> Iterator[Any]:
     if not enabled:
         yield SILENT
         return
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         Progress,
@@ -194,11 +191,11 @@ def _progress(enabled: bool) -> Iterator[Any]:
     )
 
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=console(stderr=True),
         transient=True,
     ) as bar:
         yield _RichProgress(bar)
@@ -249,8 +246,6 @@ def backup_create(
     table's row count and checksum; it appears whole or not at all."""
     import json
 
-    from rich.console import Console
-
     from shipboard.config import get_settings
     from shipboard.ops.backup import create_backup
 
@@ -275,7 +270,7 @@ def backup_create(
         )
         return
     manifest = report.manifest
-    Console(stderr=True, soft_wrap=True).print(
+    console(stderr=True, soft_wrap=True).print(
         f"backup written: {report.path} ({_size(report.bytes)}; {manifest.backend}, schema "
         f"{manifest.schema_revision}, {len(manifest.tables)} tables, {manifest.rows} rows) "
         f"in {report.seconds:.1f} s"
@@ -300,7 +295,6 @@ def backup_verify(
 
     The dump's SHA-256 first, then the dump restored into a scratch database: every table's
     rows and checksum. Exit 2 names what is wrong."""
-    from rich.console import Console
 
     from shipboard.config import get_settings
     from shipboard.ops.backup import verify_backup
@@ -313,7 +307,7 @@ def backup_verify(
     if as_json:
         _print_checked(file, report.seconds, manifest)
         return
-    Console(stderr=True, soft_wrap=True).print(
+    console(stderr=True, soft_wrap=True).print(
         f"{file}: OK — {manifest.backend} backup of {manifest.created_at}, schema "
         f"{manifest.schema_revision}, {len(manifest.tables)} tables and {manifest.rows} rows "
         f"match their counts and checksums (checked in {report.seconds:.1f} s)"
@@ -349,7 +343,6 @@ def backup_restore(
 
     Stop every Shipboard process first. A database that holds data is replaced only with
     --force."""
-    from rich.console import Console
 
     from shipboard.config import get_settings
     from shipboard.ops.backup import restore_backup
@@ -361,7 +354,7 @@ def backup_restore(
     if as_json:
         _print_checked(file, report.seconds, manifest)
         return
-    Console(stderr=True, soft_wrap=True).print(
+    console(stderr=True, soft_wrap=True).print(
         f"restored {file} ({manifest.backend} backup of {manifest.created_at}): "
         f"{len(manifest.tables)} tables, {manifest.rows} rows, counts and checksums match "
         f"(in {report.seconds:.1f} s)"
@@ -391,8 +384,6 @@ def db_copy(
     it commits. Stop the server first."""
     import json
 
-    from rich.console import Console
-
     from shipboard.config import get_settings
     from shipboard.ops.copy import copy_database
 
@@ -415,7 +406,7 @@ def db_copy(
             )
         )
         return
-    Console(stderr=True, soft_wrap=True).print(
+    console(stderr=True, soft_wrap=True).print(
         f"copied {len(report.tables)} tables, {report.rows} rows, in {report.seconds:.1f} s; "
         "counts and checksums match the source. Point SHIPBOARD_DATABASE_URL at the copy, keep "
         "SHIPBOARD_SECRET_KEYS (or the key file) as it is, and start Shipboard."

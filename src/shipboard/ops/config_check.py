@@ -13,11 +13,11 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
-from rich.console import Console
 from sqlalchemy.orm import Session
 
 from shipboard.config import get_settings
 from shipboard.core.errors import format_loc
+from shipboard.core.terminal import console
 from shipboard.db.engine import create_db_engine, system_transaction
 from shipboard.environments import repository as environments
 from shipboard.environments import validation
@@ -29,7 +29,7 @@ from shipboard.notifications.schemas import ChannelCreate
 config_app = typer.Typer(
     help="Check stored configuration (SHIPBOARD_DATABASE_URL).", no_args_is_help=True
 )
-out = Console(highlight=False, soft_wrap=True)
+out = console(soft_wrap=True)
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,8 @@ def check(
         out.print("all stored configuration is valid")
     else:
         for p in problems:
-            out.print(f"{p.kind} {p.name}: {p.path}: {p.msg}\n  fix: {p.fix}")
+            out.print(f"{p.kind} {p.name}: {p.path}: {p.msg}")
+            out.print(f"  fix: {p.fix}")
         out.print(f"{len(problems)} problem(s)")
     if problems:
         raise typer.Exit(1)

@@ -6,15 +6,15 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from shipboard.config import get_settings
+from shipboard.core.terminal import console
 from shipboard.db.engine import create_db_engine
 from shipboard.ops import dbhealth
 from shipboard.ops.schemas import DbHealth, PostgresHealth, SqliteHealth
 
-out = Console(soft_wrap=True)
+out = console(soft_wrap=True)
 
 
 def db_health(
@@ -45,7 +45,7 @@ def render(report: DbHealth) -> None:
     if report.sqlite is not None:
         _sqlite(report.sqlite)
     if report.warnings:
-        out.print("[bold]warnings[/bold]")
+        out.print("warnings", style="bold")
         for warning in report.warnings:
             out.print(f"  - {warning}", markup=False)
     else:

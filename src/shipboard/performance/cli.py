@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from shipboard.client import ShipboardClient
 from shipboard.core.errors import InvalidInput
+from shipboard.core.terminal import console
 
 app = typer.Typer(help="Benchmark results and regressions (through the API).", no_args_is_help=True)
-out = Console(soft_wrap=True, highlight=False)
+out = console(soft_wrap=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Format = Annotated[str, typer.Option("--format", help="table, json or csv")]
 

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from shipboard.client import Client
 from shipboard.core.errors import ShipboardError
+from shipboard.core.terminal import console
 
 app = typer.Typer(help="Security scans (through the API).", no_args_is_help=True)
-out = Console(soft_wrap=True, highlight=False)
+out = console(soft_wrap=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -85,7 +85,7 @@ def run_scan(
     if as_json:
         print(json.dumps(scan))
     elif scan["status"] == "failed":
-        out.print(f"[bold red]scan failed:[/] {scan['error_message']}")
+        out.print(f"scan failed: {scan['error_message']}", style="bold red")
     else:
         summary = scan["summary"] or {}
         table = Table("critical", "high", "medium", "low", "total", "score", "duration")
