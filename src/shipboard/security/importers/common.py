@@ -263,36 +263,47 @@ def expected(path: str, what: str, value: Any) -> ImportFailed:
     return ImportFailed(f"{path}: expected {what}, found {describe(value)}")
 
 
-def obj(value: Any, path: str) -> dict[str, Any]:
+# The accessors take the path of the value's parent and the rest apart (``at``, ``".name"``):
+# a path is put together only for a refusal, not for each of 20,000 results read.
+
+
+def obj(value: Any, at: str, suffix: str = "") -> dict[str, Any]:
     """An optional object: null or absent reads as empty."""
+    if isinstance(value, dict):
+        return value
     if value is None:
         return {}
-    if not isinstance(value, dict):
-        raise expected(path, "an object", value)
-    return value
+    raise expected(at + suffix, "an object", value)
 
 
-def arr(value: Any, path: str) -> list[Any]:
+def arr(value: Any, at: str, suffix: str = "") -> list[Any]:
     """An optional list: null or absent reads as empty."""
+    if isinstance(value, list):
+        return value
     if value is None:
         return []
-    if not isinstance(value, list):
-        raise expected(path, "a list", value)
-    return value
+    raise expected(at + suffix, "a list", value)
 
 
-def objects(value: Any, path: str) -> list[tuple[str, dict[str, Any]]]:
+def objects(value: Any, at: str, suffix: str = "") -> list[tuple[str, dict[str, Any]]]:
     """An optional list of objects, each with its own path."""
-    return [(f"{path}[{i}]", obj(item, f"{path}[{i}]")) for i, item in enumerate(arr(value, path))]
+    path = at + suffix
+    out = []
+    for i, item in enumerate(arr(value, path)):
+        where = f"{path}[{i}]"
+        out.append((where, obj(item, where)))
+    return out
 
 
-def key(value: Any, path: str) -> str | None:
+def key(value: Any, at: str, suffix: str = "") -> str | None:
     """An identifying scalar (a rule id, a path, a package name, a version): text or a number.
     An object or a list here cannot be an identity, so it is refused rather than guessed at."""
+    if isinstance(value, str):
+        return value
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise expected(path, "text", value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise expected(at + suffix, "text", value)
     return str(value)
 
 
@@ -311,13 +322,13 @@ def text(value: Any) -> str | None:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def line(value: Any, path: str) -> int | None:
+def line(value: Any, at: str, suffix: str = "") -> int | None:
     """A line number: a positive integer (0, which checkov writes for whole-file checks, and
     null mean none)."""
     if value is None or value == 0:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise expected(path, "a line number", value)
+        raise expected(at + suffix, "a line number", value)
     return value
 
 

@@ -102,11 +102,11 @@ def _at(location: str | None, number: int | None) -> str | None:
 def _bandit(doc: dict[str, Any]) -> list[ParsedFinding]:
     out = []
     for at, r in objects(doc.get("results"), "$.results"):
-        filename = (key(r.get("filename"), f"{at}.filename") or "").replace("\\", "/")
-        number = line(r.get("line_number"), f"{at}.line_number")
-        cwe = obj(r.get("issue_cwe"), f"{at}.issue_cwe").get("id")
-        test_id = key(r.get("test_id"), f"{at}.test_id")
-        test_name = key(r.get("test_name"), f"{at}.test_name")
+        filename = (key(r.get("filename"), at, ".filename") or "").replace("\\", "/")
+        number = line(r.get("line_number"), at, ".line_number")
+        cwe = obj(r.get("issue_cwe"), at, ".issue_cwe").get("id")
+        test_id = key(r.get("test_id"), at, ".test_id")
+        test_name = key(r.get("test_name"), at, ".test_name")
         issue = text(r.get("issue_text")) or ""
         out.append(
             ParsedFinding(
@@ -129,16 +129,16 @@ def _bandit(doc: dict[str, Any]) -> list[ParsedFinding]:
 def _semgrep(doc: dict[str, Any]) -> list[ParsedFinding]:
     out = []
     for at, r in objects(doc.get("results"), "$.results"):
-        extra = obj(r.get("extra"), f"{at}.extra")
-        metadata = obj(extra.get("metadata"), f"{at}.extra.metadata")
+        extra = obj(r.get("extra"), at, ".extra")
+        metadata = obj(extra.get("metadata"), at, ".extra.metadata")
         cwe = metadata.get("cwe")
         if isinstance(cwe, list):
             cwe = cwe[0] if cwe else None
         references = metadata.get("references")
         if isinstance(references, list):
             references = references[0] if references else None
-        number = line(obj(r.get("start"), f"{at}.start").get("line"), f"{at}.start.line")
-        check_id = key(r.get("check_id"), f"{at}.check_id") or "unknown"
+        number = line(obj(r.get("start"), at, ".start").get("line"), at, ".start.line")
+        check_id = key(r.get("check_id"), at, ".check_id") or "unknown"
         message = text(extra.get("message")) or ""
         upstream = text(extra.get("fingerprint"))
         # Logged-out semgrep writes "requires login" where the fingerprint would be.
@@ -154,7 +154,7 @@ def _semgrep(doc: dict[str, Any]) -> list[ParsedFinding]:
                 severity=severity_from_word(
                     extra.get("severity"), words=SEMGREP_WORDS, path=f"{at}.extra.severity"
                 ),
-                location=_at(key(r.get("path"), f"{at}.path"), number),
+                location=_at(key(r.get("path"), at, ".path"), number),
                 cwe_id=normalize_cwe(text(cwe)),
                 remediation=text(extra.get("fix")) or text(references),
                 # Logged out, semgrep hides both fingerprint and lines: the message is what is
@@ -173,14 +173,14 @@ def _checkov(doc: Any) -> list[ParsedFinding]:
     )
     out = []
     for root, report in reports:
-        check_type = key(report.get("check_type"), f"{root}.check_type") or ""
-        results = obj(report.get("results"), f"{root}.results")
-        for at, check in objects(results.get("failed_checks"), f"{root}.results.failed_checks"):
-            resource = key(check.get("resource"), f"{at}.resource") or ""
-            path = key(check.get("file_path"), f"{at}.file_path") or ""
-            lines = arr(check.get("file_line_range"), f"{at}.file_line_range")
-            number = line(lines[0], f"{at}.file_line_range[0]") if lines else None
-            check_id = key(check.get("check_id"), f"{at}.check_id") or "unknown"
+        check_type = key(report.get("check_type"), root, ".check_type") or ""
+        results = obj(report.get("results"), root, ".results")
+        for at, check in objects(results.get("failed_checks"), root, ".results.failed_checks"):
+            resource = key(check.get("resource"), at, ".resource") or ""
+            path = key(check.get("file_path"), at, ".file_path") or ""
+            lines = arr(check.get("file_line_range"), at, ".file_line_range")
+            number = line(lines[0], at, ".file_line_range[0]") if lines else None
+            check_id = key(check.get("check_id"), at, ".check_id") or "unknown"
             name = text(check.get("check_name")) or check_id
             out.append(
                 ParsedFinding(
@@ -212,16 +212,16 @@ def _pip_audit(doc: Any) -> list[ParsedFinding]:
         dependencies = objects(doc, "$")
     out = []
     for at, dep in dependencies:
-        name = key(dep.get("name"), f"{at}.name")
-        version = key(dep.get("version"), f"{at}.version")
+        name = key(dep.get("name"), at, ".name")
+        version = key(dep.get("version"), at, ".version")
         # A skipped dependency (not on PyPI, editable, no version) carries skip_reason and
         # no vulns: nothing was audited, so nothing is found.
-        for vat, vuln in objects(dep.get("vulns"), f"{at}.vulns"):
-            vuln_id = key(vuln.get("id"), f"{vat}.id") or "unknown"
+        for vat, vuln in objects(dep.get("vulns"), at, ".vulns"):
+            vuln_id = key(vuln.get("id"), vat, ".id") or "unknown"
             package = f"{name}@{version}"
             fixes = [
                 key(f, f"{vat}.fix_versions[{i}]") or ""
-                for i, f in enumerate(arr(vuln.get("fix_versions"), f"{vat}.fix_versions"))
+                for i, f in enumerate(arr(vuln.get("fix_versions"), vat, ".fix_versions"))
             ]
             cvss = vuln.get("cvss")
             out.append(
@@ -279,8 +279,8 @@ def _trivy_results(doc: Any) -> list[tuple[str, dict[str, Any]]]:
         target = "/".join(
             key(resource.get(k), f"{at}.{k}") or "None" for k in ("Namespace", "Kind", "Name")
         )
-        for rat, result in objects(resource.get("Results"), f"{at}.Results"):
-            inner = key(result.get("Target"), f"{rat}.Target") or ""
+        for rat, result in objects(resource.get("Results"), at, ".Results"):
+            inner = key(result.get("Target"), rat, ".Target") or ""
             results.append((rat, {**result, "Target": f"{target} {inner}".strip()}))
     return results
 
@@ -288,20 +288,20 @@ def _trivy_results(doc: Any) -> list[tuple[str, dict[str, Any]]]:
 def _trivy(doc: Any) -> list[ParsedFinding]:
     out = []
     for at, result in _trivy_results(doc):
-        target = key(result.get("Target"), f"{at}.Target") or ""
-        for vat, v in objects(result.get("Vulnerabilities"), f"{at}.Vulnerabilities"):
-            vuln_id = key(v.get("VulnerabilityID"), f"{vat}.VulnerabilityID") or "unknown"
-            name = key(v.get("PkgName"), f"{vat}.PkgName")
-            version = key(v.get("InstalledVersion"), f"{vat}.InstalledVersion")
+        target = key(result.get("Target"), at, ".Target") or ""
+        for vat, v in objects(result.get("Vulnerabilities"), at, ".Vulnerabilities"):
+            vuln_id = key(v.get("VulnerabilityID"), vat, ".VulnerabilityID") or "unknown"
+            name = key(v.get("PkgName"), vat, ".PkgName")
+            version = key(v.get("InstalledVersion"), vat, ".InstalledVersion")
             package = f"{name}@{version}"
-            cwes = arr(v.get("CweIDs"), f"{vat}.CweIDs")
-            status = key(v.get("Status"), f"{vat}.Status")
+            cwes = arr(v.get("CweIDs"), vat, ".CweIDs")
+            status = key(v.get("Status"), vat, ".Status")
             if status is not None and status not in TRIVY_STATUS:
                 known = ", ".join(TRIVY_STATUS)
                 raise ImportFailed(
                     f"{vat}.Status: unknown status {describe(status)}; expected one of {known}"
                 )
-            fixed = key(v.get("FixedVersion"), f"{vat}.FixedVersion")
+            fixed = key(v.get("FixedVersion"), vat, ".FixedVersion")
             advice = [f"Upgrade to {fixed}"] if fixed else []
             if status not in (None, "fixed"):
                 advice.append(f"Vendor status {status}: {TRIVY_STATUS[status]}")
@@ -325,11 +325,11 @@ def _trivy(doc: Any) -> list[ParsedFinding]:
                     else None,
                 )
             )
-        for mat, m in objects(result.get("Misconfigurations"), f"{at}.Misconfigurations"):
-            state = key(m.get("Status"), f"{mat}.Status")
+        for mat, m in objects(result.get("Misconfigurations"), at, ".Misconfigurations"):
+            state = key(m.get("Status"), mat, ".Status")
             if state == "PASS":
                 continue  # --include-non-failures lists the checks that passed too
-            check_id = key(m.get("ID"), f"{mat}.ID") or "unknown"
+            check_id = key(m.get("ID"), mat, ".ID") or "unknown"
             message = text(m.get("Message")) or ""
             heading = text(m.get("Title"))
             out.append(
@@ -350,9 +350,9 @@ def _trivy(doc: Any) -> list[ParsedFinding]:
                     else None,
                 )
             )
-        for sat, s in objects(result.get("Secrets"), f"{at}.Secrets"):
-            number = line(s.get("StartLine"), f"{sat}.StartLine")
-            rule = key(s.get("RuleID"), f"{sat}.RuleID") or "unknown"
+        for sat, s in objects(result.get("Secrets"), at, ".Secrets"):
+            number = line(s.get("StartLine"), sat, ".StartLine")
+            rule = key(s.get("RuleID"), sat, ".RuleID") or "unknown"
             title = text(s.get("Title")) or rule
             out.append(
                 ParsedFinding(
@@ -387,12 +387,12 @@ def _npm(doc: dict[str, Any]) -> list[ParsedFinding]:
         for name, raw in obj(doc.get("advisories"), "$.advisories").items():
             at = f"$.advisories.{name}"
             advisory = obj(raw, at)
-            module = key(advisory.get("module_name"), f"{at}.module_name")
-            advisory_id = key(advisory.get("id"), f"{at}.id") or name
+            module = key(advisory.get("module_name"), at, ".module_name")
+            advisory_id = key(advisory.get("id"), at, ".id") or name
             title = text(advisory.get("title")) or advisory_id
             cwe = advisory.get("cwe")
-            for fat, finding in objects(advisory.get("findings"), f"{at}.findings") or [(at, {})]:
-                version = key(finding.get("version"), f"{fat}.version")
+            for fat, finding in objects(advisory.get("findings"), at, ".findings") or [(at, {})]:
+                version = key(finding.get("version"), fat, ".version")
                 package = f"{module}@{version}"
                 out.append(
                     ParsedFinding(
@@ -421,10 +421,10 @@ def _npm(doc: dict[str, Any]) -> list[ParsedFinding]:
     for name, raw in obj(doc.get("vulnerabilities"), "$.vulnerabilities").items():
         at = f"$.vulnerabilities.{name}"
         vuln = obj(raw, at)
-        via = [v for v in arr(vuln.get("via"), f"{at}.via") if isinstance(v, dict)]
+        via = [v for v in arr(vuln.get("via"), at, ".via") if isinstance(v, dict)]
         source = via[0] if via else {}
         cwe = source.get("cwe")
-        source_id = key(source.get("source"), f"{at}.via[0].source") or text(source.get("url"))
+        source_id = key(source.get("source"), at, ".via[0].source") or text(source.get("url"))
         title = text(source.get("title")) or name
         out.append(
             ParsedFinding(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shipboard.security.importers.common import (
@@ -26,6 +26,7 @@ from shipboard.security.importers.common import (
     normalize_cwe,
     obj,
     objects,
+    path_of,
     severity_from_score,
     severity_from_word,
     snippet_key,
@@ -48,10 +49,10 @@ class _Component:
 
     @classmethod
     def read(cls, doc: dict[str, Any], path: str) -> _Component:
-        rules = objects(doc.get("rules"), f"{path}.rules")
+        rules = objects(doc.get("rules"), path, ".rules")
         by_id: dict[str, tuple[str, dict[str, Any]]] = {}
         for at, rule in rules:
-            rule_id = key(rule.get("id"), f"{at}.id")
+            rule_id = key(rule.get("id"), at, ".id")
             if rule_id is not None:
                 by_id.setdefault(rule_id, (at, rule))
         return cls(path, doc, rules, by_id)
@@ -64,6 +65,9 @@ class _Run:
     driver: _Component
     extensions: list[_Component]
     artifacts: list[tuple[str, dict[str, Any]]]
+    # What a rule alone decides (title, help, and severity and CWE for results that add
+    # nothing of their own), read once per rule: a 20,000-result run has a few dozen rules.
+    by_rule: dict[str, tuple[str | None, str | None, str, str | None]] = field(default_factory=dict)
 
 
 def parse(doc: dict[str, Any]) -> tuple[str, list[ParsedFinding], int]:
@@ -80,13 +84,13 @@ def parse(doc: dict[str, Any]) -> tuple[str, list[ParsedFinding], int]:
     for at, raw in objects(doc["runs"], "$.runs"):
         run = _read_run(raw, at)
         tools.append(run.tool)
-        for rat, result in objects(raw.get("results"), f"{at}.results"):
+        for rat, result in objects(raw.get("results"), at, ".results"):
             results_seen += 1
-            kind = key(result.get("kind"), f"{rat}.kind") or "fail"
+            kind = key(result.get("kind"), rat, ".kind") or "fail"
             if kind != "fail":
                 continue
             # "absent": in the baseline but not in this run, so no longer there (§3.27.24).
-            if key(result.get("baselineState"), f"{rat}.baselineState") == "absent":
+            if key(result.get("baselineState"), rat, ".baselineState") == "absent":
                 continue
             findings.extend(_findings(run, result, rat))
     tool_name = tools[0] if len(set(tools)) == 1 else "+".join(dict.fromkeys(tools)) or "sarif"
@@ -94,29 +98,29 @@ def parse(doc: dict[str, Any]) -> tuple[str, list[ParsedFinding], int]:
 
 
 def _read_run(run: dict[str, Any], at: str) -> _Run:
-    tool = obj(run.get("tool"), f"{at}.tool")
-    driver = _Component.read(obj(tool.get("driver"), f"{at}.tool.driver"), f"{at}.tool.driver")
+    tool = obj(run.get("tool"), at, ".tool")
+    driver = _Component.read(obj(tool.get("driver"), at, ".tool.driver"), f"{at}.tool.driver")
     extensions = [
         _Component.read(extension, eat)
-        for eat, extension in objects(tool.get("extensions"), f"{at}.tool.extensions")
+        for eat, extension in objects(tool.get("extensions"), at, ".tool.extensions")
     ]
     return _Run(
         path=at,
         tool=text(driver.doc.get("name")) or "sarif",
         driver=driver,
         extensions=extensions,
-        artifacts=objects(run.get("artifacts"), f"{at}.artifacts"),
+        artifacts=objects(run.get("artifacts"), at, ".artifacts"),
     )
 
 
 def _rule_of(run: _Run, result: dict[str, Any], at: str) -> tuple[str, dict[str, Any], _Component]:
     """The result's reportingDescriptor, its path, and the component holding it (§3.27.5–3.27.7,
     §3.52)."""
-    reference = obj(result.get("rule"), f"{at}.rule")
-    rule_id = key(result.get("ruleId"), f"{at}.ruleId") or key(reference.get("id"), f"{at}.rule.id")
+    reference = obj(result.get("rule"), at, ".rule")
+    rule_id = key(result.get("ruleId"), at, ".ruleId") or key(reference.get("id"), at, ".rule.id")
     index = result.get("ruleIndex", reference.get("index"))
     component = run.driver
-    target = obj(reference.get("toolComponent"), f"{at}.rule.toolComponent")
+    target = obj(reference.get("toolComponent"), at, ".rule.toolComponent")
     if target:
         position = target.get("index")
         name = text(target.get("name"))
@@ -152,28 +156,28 @@ def fill(template: str, arguments: list[str]) -> str:
     return _PLACEHOLDER.sub(replace, template)
 
 
-def _plain(value: Any, path: str) -> str | None:
+def _plain(value: Any, at: str, suffix: str = "") -> str | None:
     """A multiformatMessageString's plain text, its Markdown when it has no text (§3.12)."""
     if isinstance(value, str):
         return value
-    message = obj(value, path)
+    message = obj(value, at, suffix)
     return text(message.get("text")) or text(message.get("markdown"))
 
 
 def message_text(
-    message: Any, path: str, rule: dict[str, Any], component: _Component, driver: _Component
+    message: Any, at: str, rule: dict[str, Any], component: _Component, driver: _Component
 ) -> str:
     """A result's message (§3.11): its own text, else the string its ``id`` names in the rule's
     ``messageStrings``, the rule's component's ``globalMessageStrings`` or the driver's, with
     the ``arguments`` filled in."""
     if isinstance(message, str):  # not SARIF, but some producers write it so
         return message
-    message = obj(message, path)
-    arguments = [text(a) or "" for a in arr(message.get("arguments"), f"{path}.arguments")]
+    message = obj(message, at, ".message")
+    arguments = [text(a) or "" for a in arr(message.get("arguments"), at, ".message.arguments")]
     own = text(message.get("text")) or text(message.get("markdown"))
     if own is not None:
         return fill(own, arguments) if arguments else own
-    string_id = key(message.get("id"), f"{path}.id")
+    string_id = key(message.get("id"), at, ".message.id")
     if string_id is None:
         return ""
     for holder, name in (
@@ -214,7 +218,7 @@ def _severity(result: dict[str, Any], rule: dict[str, Any], at: str, rat: str) -
     level = result.get("level")
     path = f"{at}.level"
     if level is None:
-        level = obj(rule.get("defaultConfiguration"), f"{rat}.defaultConfiguration").get("level")
+        level = obj(rule.get("defaultConfiguration"), rat, ".defaultConfiguration").get("level")
         path = f"{rat}.defaultConfiguration.level"
     return severity_from_word(level, words=SARIF_LEVELS, path=path, default="medium")
 
@@ -250,21 +254,21 @@ def _cwe(result: dict[str, Any], rule: dict[str, Any]) -> str | None:
 
 def _place(run: _Run, location: dict[str, Any], at: str) -> tuple[str | None, str]:
     """A location as ``uri:line`` (or its logical name), and the snippet there."""
-    physical = obj(location.get("physicalLocation"), f"{at}.physicalLocation")
-    artifact = obj(physical.get("artifactLocation"), f"{at}.physicalLocation.artifactLocation")
-    uri = key(artifact.get("uri"), f"{at}.physicalLocation.artifactLocation.uri")
+    physical = obj(location.get("physicalLocation"), at, ".physicalLocation")
+    artifact = obj(physical.get("artifactLocation"), at, ".physicalLocation.artifactLocation")
+    uri = key(artifact.get("uri"), at, ".physicalLocation.artifactLocation.uri")
     index = artifact.get("index")
     if uri is None and isinstance(index, int) and 0 <= index < len(run.artifacts):
         apath, entry = run.artifacts[index]
-        uri = key(obj(entry.get("location"), f"{apath}.location").get("uri"), f"{apath}.uri")
-    region = obj(physical.get("region"), f"{at}.physicalLocation.region")
-    snippet = text(obj(region.get("snippet"), f"{at}.physicalLocation.region.snippet").get("text"))
-    number = line(region.get("startLine"), f"{at}.physicalLocation.region.startLine")
+        uri = key(obj(entry.get("location"), apath, ".location").get("uri"), apath, ".uri")
+    region = obj(physical.get("region"), at, ".physicalLocation.region")
+    snippet = text(obj(region.get("snippet"), at, ".physicalLocation.region.snippet").get("text"))
+    number = line(region.get("startLine"), at, ".physicalLocation.region.startLine")
     if uri:
         return (f"{uri}:{number}" if number is not None else uri), snippet or ""
     logical = [
         text(entry.get("fullyQualifiedName")) or text(entry.get("name"))
-        for _, entry in objects(location.get("logicalLocations"), f"{at}.logicalLocations")
+        for _, entry in objects(location.get("logicalLocations"), at, ".logicalLocations")
     ]
     return next((name for name in logical if name), None), snippet or ""
 
@@ -275,12 +279,12 @@ _SUPPRESSION_STATUSES = ("accepted", "underReview", "rejected")
 def _suppression(result: dict[str, Any], at: str) -> tuple[str, str] | None:
     """The triage a result's suppressions carry (§3.27.23): suppressed when every suppression
     is accepted (no status means accepted); one under review or rejected keeps it open."""
-    suppressions = objects(result.get("suppressions"), f"{at}.suppressions")
+    suppressions = objects(result.get("suppressions"), at, ".suppressions")
     if not suppressions:
         return None
     reasons = []
     for sat, suppression in suppressions:
-        status = key(suppression.get("status"), f"{sat}.status") or "accepted"
+        status = key(suppression.get("status"), sat, ".status") or "accepted"
         if status not in _SUPPRESSION_STATUSES:
             raise ImportFailed(
                 f"{sat}.status: unknown suppression status {describe(status)}; expected one of "
@@ -288,7 +292,7 @@ def _suppression(result: dict[str, Any], at: str) -> tuple[str, str] | None:
             )
         if status != "accepted":
             return None
-        kind = key(suppression.get("kind"), f"{sat}.kind") or "external"
+        kind = key(suppression.get("kind"), sat, ".kind") or "external"
         justification = text(suppression.get("justification"))
         reasons.append(f"suppressed {kind}" + (f": {justification}" if justification else ""))
     return "false_positive", "SARIF: " + "; ".join(reasons)
@@ -296,41 +300,55 @@ def _suppression(result: dict[str, Any], at: str) -> tuple[str, str] | None:
 
 def _findings(run: _Run, result: dict[str, Any], at: str) -> list[ParsedFinding]:
     rat, rule, component = _rule_of(run, result, at)
-    rule_id = key(result.get("ruleId"), f"{at}.ruleId") or text(rule.get("id"))
-    message = message_text(result.get("message"), f"{at}.message", rule, component, run.driver)
-    prints = obj(result.get("partialFingerprints"), f"{at}.partialFingerprints") or obj(
+    rule_id = key(result.get("ruleId"), at, ".ruleId") or text(rule.get("id"))
+    message = message_text(result.get("message"), at, rule, component, run.driver)
+    prints = obj(result.get("partialFingerprints"), at, ".partialFingerprints") or obj(
         result.get("fingerprints"), f"{at}.fingerprints"
     )
     prints_key = "|".join(f"{k}:{text(v)}" for k, v in sorted(prints.items()))
+    cached = run.by_rule.get(rat) if rat != at else None  # rat == at: no rule in the file
+    if cached is None:
+        cached = (
+            _plain(rule.get("shortDescription"), rat, ".shortDescription")
+            or text(rule.get("name")),
+            _plain(rule.get("help"), rat, ".help") or text(rule.get("helpUri")),
+            _severity({}, rule, at, rat),
+            _cwe({}, rule),
+        )
+        if rat != at:
+            run.by_rule[rat] = cached
+    heading, remediation, severity, cwe = cached
+    # A result's own level, properties or taxa take part; most results have a level only.
+    if "level" in result or "properties" in result:
+        severity = _severity(result, rule, at, rat)
+    if "properties" in result or "taxa" in result:
+        cwe = _cwe(result, rule)
     title = (
-        _plain(rule.get("shortDescription"), f"{rat}.shortDescription")
-        or text(rule.get("name"))
+        heading
         or rule_id
         # No rule at all: the message's first sentence says what was found.
         or first_sentence(message)
         or "SARIF result"
     )
-    description = message or _plain(rule.get("fullDescription"), f"{rat}.fullDescription") or title
-    remediation = _plain(rule.get("help"), f"{rat}.help") or text(rule.get("helpUri"))
-    severity = _severity(result, rule, at, rat)
-    cwe = _cwe(result, rule)
+    description = message or _plain(rule.get("fullDescription"), rat, ".fullDescription") or title
     triage = _suppression(result, at)
     # Every location is a place to fix (DefectDojo does the same): one finding each, so fixing
     # one place does not hide the others. A result without locations is still one finding.
     places = [
         _place(run, location, lat)
-        for lat, location in objects(result.get("locations"), f"{at}.locations")
+        for lat, location in objects(result.get("locations"), at, ".locations")
     ] or [(None, "")]
     out = []
     seen: Counter[tuple[str, str]] = Counter()
     for location, snippet in places:
         place_key = prints_key or snippet_key(snippet) or message
-        # Places of one result in one file that nothing else tells apart (no snippet): the
-        # second, third … such place is its own finding, not a repeat of the first.
-        file = re.sub(r":\d+$", "", location or "")
-        seen[(file, place_key)] += 1
-        if seen[(file, place_key)] > 1:
-            place_key = f"{place_key}|place {seen[(file, place_key)]}"
+        if len(places) > 1:
+            # Places of one result in one file that nothing else tells apart (no snippet): the
+            # second, third … such place is its own finding, not a repeat of the first.
+            file = path_of(location)
+            seen[(file, place_key)] += 1
+            if seen[(file, place_key)] > 1:
+                place_key = f"{place_key}|place {seen[(file, place_key)]}"
         out.append(
             ParsedFinding(
                 tool=run.tool,
