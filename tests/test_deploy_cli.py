@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import Clients
@@ -209,3 +213,133 @@ def test_every_cli_console_comes_from_core_terminal() -> None:
         if path.name != "terminal.py" and made.search(path.read_text())
     ]
     assert offenders == []
+
+
+class _DroppingProxy:
+    """A TCP proxy in front of the test server that goes away, like a server restarting, right
+    after it has relayed the log stream's final `end` event: every later connection is refused."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.ended = threading.Event()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.ended.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            if self.ended.is_set():
+                conn.close()
+                break
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.sockets += [conn, upstream]
+            threading.Thread(target=self._pipe, args=(conn, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, conn, True), daemon=True).start()
+        self.listener.close()
+
+    def _pipe(self, source: socket.socket, target: socket.socket, watch: bool) -> None:
+        tail = b""
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+                tail = (tail + data)[-4096:]
+                if watch and b"event: end" in tail:
+                    self.ended.set()
+                    self.listener.close()  # new connections are refused from now on
+                    break
+        except OSError:
+            pass
+        # Gone: this connection, and the idle keep-alive ones a client would reuse.
+        for sock in [source, target, *(self.sockets if self.ended.is_set() else [])]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def test_deploy_wait_exits_by_the_streamed_status_when_the_server_goes_away_at_the_end(
+    clients: Clients, worker: Any
+) -> None:
+    with clients.as_role("admin") as admin:
+        _set_pipeline(admin, "staging", _steps(("ship", "deploy", "echo shipped")))
+    proxy = _DroppingProxy(clients.server.port)
+    env = {
+        **os.environ,
+        "SHIPBOARD_URL": proxy.url,
+        "SHIPBOARD_TOKEN": clients.tokens["deployer"],
+        "SHIPBOARD_RETRIES": "1",
+    }
+    args = ["deploy", "staging", "--version", "3.1.4", "--commit", "abcdef1", "--wait"]
+    done = subprocess.run(
+        [sys.executable, "-m", "shipboard", *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proxy.ended.is_set()
+    # The stream said success; the server being gone a moment later changes nothing.
+    assert done.returncode == 0, done.stderr
+    assert "deployment success" in done.stderr
+    document = json.loads(done.stdout)
+    assert document["status"] == "success"
+    assert document["version"] == "3.1.4"
+
+
+def _json_options() -> dict[str, str]:
+    """Every command's --json help text, by command path (``deploy``, ``env show`` …)."""
+    import typer.main
+
+    from shipboard.cli import app
+
+    found: dict[str, str] = {}
+
+    def walk(command: Any, path: str) -> None:
+        for param in command.params:
+            if "--json" in getattr(param, "opts", []):
+                found[path] = getattr(param, "help", None) or ""
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}".strip())
+
+    walk(typer.main.get_command(app), "")
+    return found
+
+
+def test_json_help_docs_and_output_agree(clients: Clients) -> None:
+    options = _json_options()
+    assert len(options) > 20, options
+    lines = {path for path, text in options.items() if "one json object per line" in text.lower()}
+    assert lines == {"logs"}, options
+    one = {path for path, text in options.items() if "one JSON document" in text}
+    assert one == set(options) - lines, {p: t for p, t in options.items() if p not in one}
+    ci = " ".join((Path(__file__).parent.parent / "docs" / "ci.md").read_text().split())
+    assert "`logs --json` prints one JSON object per line" in ci
+    # What the help says is what they print.
+    created = _cli(
+        clients,
+        "deployer",
+        "deploy",
+        "development",
+        "--version",
+        "4.4.4",
+        "--commit",
+        "abcdef1",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    did = json.loads(created.stdout)["id"]
+    logs = _cli(clients, "viewer", "logs", did, "--json")
+    assert logs.returncode == 0, logs.stderr
+    rows = [json.loads(line) for line in logs.stdout.splitlines()]
+    assert rows
+    assert all(row["deployment_id"] == did for row in rows)
+    shown = _cli(clients, "viewer", "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    json.loads(shown.stdout)

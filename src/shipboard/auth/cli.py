@@ -31,7 +31,9 @@ tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 out = console()
 T = TypeVar("T")
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
+]
 
 
 @contextmanager

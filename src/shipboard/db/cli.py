@@ -94,7 +94,9 @@ def seed() -> None:
 @app.command()
 def retention(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only count what would be removed"),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON document on standard output, for scripts."
+    ),
 ) -> None:
     """Remove metrics and deployment logs past each environment's retention (what the scheduler
     does hourly): whole partitions on PostgreSQL, batches of rows otherwise."""

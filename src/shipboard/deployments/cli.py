@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from typing import Annotated
 
@@ -11,14 +10,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shipboard.client import Client
+from shipboard.client import Client, ServerUnreachable
 from shipboard.core.errors import InvalidInput
 from shipboard.core.terminal import console
-from shipboard.deployments.schemas import DeploymentLogRead
+from shipboard.deployments.schemas import DeploymentDetail, DeploymentLogRead
 
 out = console(soft_wrap=True)
 err = console(stderr=True, soft_wrap=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
+]
 LEVEL_STYLE = {"debug": "dim", "info": "", "warn": "yellow", "error": "bold red"}
 
 
@@ -69,7 +70,7 @@ def deploy(
             say.print("waiting for approval: another deployer runs `shipboard approve ID`")
         if not wait:
             return
-        final = _wait(client, created.id, as_json=as_json)
+        final = _wait(client, created, as_json=as_json)
     raise typer.Exit(0 if final == "success" else 1)
 
 
@@ -124,7 +125,7 @@ def rollback(
         say = err if as_json else out
         say.print(f"rollback {created.id}: back to {created.version} ({created.status})")
         if wait:
-            final = _wait(client, created.id, as_json=as_json)
+            final = _wait(client, created, as_json=as_json)
             raise typer.Exit(0 if final == "success" else 1)
 
 
@@ -196,7 +197,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines")] = False,
     level: Annotated[str | None, typer.Option(help="Only this level")] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON object per line, for scripts.")
+        bool, typer.Option("--json", help="One JSON object per line (JSON Lines), for scripts.")
     ] = False,
 ) -> None:
     """Print a deployment's log lines (with --follow, live until it ends; exit 0 on success)."""
@@ -217,15 +218,21 @@ def logs(
                 return
 
 
-def _wait(client: Client, deployment_id: uuid.UUID, *, as_json: bool) -> str:
+def _wait(client: Client, created: DeploymentDetail, *, as_json: bool) -> str:
+    """Follow to the end; the status the stream ended with is the result. The deployment is
+    read again only for --json's document: a server that restarts right after the stream
+    ended must not turn a success into exit 4."""
     say = err if as_json else out
-    final = client.wait_for_deployment(
-        deployment_id, on_log=_printer(as_json=False, level=None, stream=say)
-    )
-    _print_end(say, final.status)
+    final = client.follow(created.id, on_log=_printer(as_json=False, level=None, stream=say))
+    _print_end(say, final)
     if as_json:
-        print(final.model_dump_json())
-    return final.status
+        try:
+            document = client.get_deployment(created.id)
+        except ServerUnreachable as exc:
+            err.print(f"warning: {exc}; the document is the one created, with the final status")
+            document = created.model_copy(update={"status": final})
+        print(document.model_dump_json())
+    return final
 
 
 def _printer(

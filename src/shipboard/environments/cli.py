@@ -20,7 +20,9 @@ app.add_typer(secret_app, name="secret")
 out = console()
 CONFIG_KEYS = frozenset(EnvironmentConfigPatch.model_fields)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
+]
 
 
 def _client() -> Client:

@@ -19,7 +19,9 @@ app = typer.Typer(
 )
 out = console(soft_wrap=True)
 err = console(stderr=True, soft_wrap=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
+]
 KINDS = ("github", "gitlab")
 
 

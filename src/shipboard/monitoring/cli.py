@@ -20,7 +20,9 @@ from shipboard.core.time import parse_duration
 app = typer.Typer(help="Push and query monitoring metrics (through the API).", no_args_is_help=True)
 report_app = typer.Typer(help="Reports (through the API).", no_args_is_help=True)
 out = console(soft_wrap=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
+]
 BARS = "▁▂▃▄▅▆▇█"
 
 

@@ -95,7 +95,10 @@ def rotate_key(
 
 @secrets_app.command("check")
 def check(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON document on standard output, for scripts."),
+    ] = False,
 ) -> None:
     """Report stored values no configured key decrypts (table, row, field); exit 1 if any."""
     import json
@@ -147,7 +150,9 @@ backup_app = typer.Typer(
     help="Back up the database (SHIPBOARD_DATABASE_URL), check an archive, restore one.",
     no_args_is_help=True,
 )
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
+]
 
 
 class _RichTask:

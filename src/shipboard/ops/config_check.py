@@ -183,7 +183,10 @@ def find_problems(session: Session) -> list[StoredProblem]:
 
 @config_app.command("check")
 def check(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON document on standard output, for scripts."),
+    ] = False,
 ) -> None:
     """List stored configuration that the validator refuses, with its path and how to fix it;
     exit 1 when there is any (reads the database directly; changes nothing)."""

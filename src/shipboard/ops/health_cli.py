@@ -18,7 +18,10 @@ out = console(soft_wrap=True)
 
 
 def db_health(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON document on standard output, for scripts."),
+    ] = False,
     limit: Annotated[int, typer.Option(min=1, max=100, help="Rows per list")] = 10,
     large_table_rows: Annotated[
         int, typer.Option(min=0, help="Tables from this many rows count for sequential scans")

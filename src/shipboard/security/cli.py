@@ -15,7 +15,9 @@ from shipboard.core.terminal import console
 
 app = typer.Typer(help="Security scans (through the API).", no_args_is_help=True)
 out = console(soft_wrap=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
+]
 
 
 @app.command("import")
