@@ -636,3 +636,67 @@ def test_step_output_with_nul_is_stored_with_a_replacement_character(
         messages = [line["message"] for line in _logs(admin, did) if line["source"] == "deploy"]
     assert detail["status"] == "success", detail
     assert messages == ["a\ufffdb"]
+
+
+PEM = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+    "QyNTUxOQAAACDx3bS6N2kQ0pl6M0Qd1rO8Hn1tN2V8w3g6pZ0zq9T5YwAAAJiU3Xx3lN18\n"
+    "dwAAAAtzc2gtZWQyNTUxOQAAACDx3bS6N2kQ0pl6M0Qd1rO8Hn1tN2V8w3g6pZ0zq9T5Yw\n"
+    "-----END OPENSSH PRIVATE KEY-----"
+)
+
+
+def test_multi_line_secret_is_masked_on_every_line_and_across_chunks(
+    clients: Clients, worker: Any
+) -> None:
+    """A PEM key printed by a step — whole, line by line with a prefix, and written in pieces
+    that reach the pipe separately — shows none of its lines in the deployment's log."""
+    body = PEM.splitlines()[1:-1]
+    with clients.as_role("admin") as admin:
+        admin.put(
+            "/api/v1/environments/staging/secrets/DEPLOY_KEY", json={"value": PEM}
+        ).raise_for_status()
+        admin.put(
+            "/api/v1/environments/staging/secrets/TOKEN", json={"value": "tok-0123456789abcdef"}
+        ).raise_for_status()
+        script = (
+            'printf "%s\\n" "$DEPLOY_KEY"; '
+            'printf "%s\\n" "$DEPLOY_KEY" | sed "s/^/key> /"; '
+            # One line of the key, and a single-line secret, split across two writes.
+            f"printf 'half:{body[1][:30]}'; sleep 0.3; printf '{body[1][30:]}:end\\n'; "
+            "printf 'tok-01234'; sleep 0.3; printf '56789abcdef done\\n'"
+        )
+        _set_pipeline(admin, "staging", _steps(("leak", "deploy", script)))
+        did = _deploy(admin)
+        detail = _wait_final(admin, did)
+        text = "\n".join(line["message"] for line in _logs(admin, did))
+    assert detail["status"] == "success", detail
+    for secret_line in body:
+        assert secret_line not in text
+        assert secret_line[:30] not in text
+        assert secret_line[30:] not in text
+    assert "tok-0123456789abcdef" not in text
+    assert "56789abcdef" not in text
+    assert "half:***:end" in text
+    assert "*** done" in text
+    assert "key> ***" in text
+
+
+def test_stream_masker_masks_a_secret_split_at_any_point() -> None:
+    """Pure: the output cut into two reads at every position, and into one-character reads,
+    shows no part of the key (masked whole, or line by line when its first lines came before
+    the rest), and keeps what is not secret."""
+    from shipboard.pipelines.runner import LineSplitter, StreamMasker, mask_patterns
+
+    output = f"before\n{PEM}\nkey> {PEM.splitlines()[2]}\nafter -----"
+    patterns = mask_patterns([PEM])
+    cuts = [[output[:i], output[i:]] for i in range(len(output) + 1)] + [list(output)]
+    for pieces in cuts:
+        masker, splitter, lines = StreamMasker(patterns), LineSplitter(), []
+        for piece in pieces:
+            lines += splitter.feed(masker.feed(piece))
+        lines += splitter.feed(masker.flush(), final=True)
+        assert lines[0] == "before"
+        assert lines[-2:] == ["key> ***", "after -----"]
+        assert set(lines[1:-2]) == {"***"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import queue
@@ -9,7 +10,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO
 
@@ -24,12 +25,94 @@ class StepOutcome:
     reason: str | None  # "timeout", "cancelled: <who>", "lost lease", or None when it exited
 
 
-def mask(text: str, secrets: list[str]) -> str:
-    """Replace every occurrence of every secret value, longest first, with ***."""
+MASK = "***"
+READ_BYTES = 65536
+# A line longer than this (a step printing without newlines) is stored in pieces, so a step
+# cannot make the worker hold an unbounded line; the API takes messages of the same size.
+MAX_LINE = 65536
+# Lines of a multi-line secret shorter than this are not masked on their own: "}" or "" would
+# mask every brace in the output and say which character the secret holds.
+MIN_SECRET_LINE = 4
+
+
+def mask_patterns(secrets: Iterable[str]) -> list[str]:
+    """What to mask for these secret values, longest first: each value, and each line of a
+    multi-line value (a PEM key printed with a prefix, indented, or with CRLF shows its lines,
+    not the value as stored)."""
+    patterns: set[str] = set()
     for value in secrets:
-        if value:
-            text = text.replace(value, "***")
+        if not value:
+            continue
+        patterns.add(value)
+        if "\n" in value or "\r" in value:
+            patterns.update(
+                line.strip() for line in value.splitlines() if len(line.strip()) >= MIN_SECRET_LINE
+            )
+    return sorted(patterns, key=len, reverse=True)
+
+
+def mask(text: str, patterns: list[str]) -> str:
+    """Replace every occurrence of every pattern (longest first, see mask_patterns) with ***."""
+    for value in patterns:
+        text = text.replace(value, MASK)
     return text
+
+
+class StreamMasker:
+    """Masks secrets in text that arrives in pieces: a value split between two reads of the
+    pipe is still found, because the end of what was read that could begin a secret is held
+    back until the next piece shows whether it does (or the stream ends)."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns = patterns
+        self.pending = ""
+
+    def feed(self, text: str) -> str:
+        """The masked text that is safe to pass on now."""
+        masked = mask(self.pending + text, self.patterns)
+        keep = self._held(masked)
+        self.pending = masked[len(masked) - keep :]
+        return masked[: len(masked) - keep]
+
+    def flush(self) -> str:
+        rest, self.pending = self.pending, ""
+        return rest
+
+    def _held(self, text: str) -> int:
+        """The length of the longest end of ``text`` that is the start of a pattern."""
+        if not text:
+            return 0
+        last, best = text[-1], 0
+        for pattern in self.patterns:
+            # Only prefixes ending in the text's last character can match; longest first.
+            end = min(len(pattern) - 1, len(text))
+            while end > best:
+                at = pattern.rfind(last, 0, end)
+                if at < best:
+                    break
+                if text.endswith(pattern[: at + 1]):
+                    best = at + 1
+                    break
+                end = at
+        return best
+
+
+class LineSplitter:
+    """Text in, complete lines out (without their line ending); a line past MAX_LINE is cut."""
+
+    def __init__(self) -> None:
+        self.partial = ""
+
+    def feed(self, text: str, *, final: bool = False) -> list[str]:
+        *lines, self.partial = (self.partial + text).split("\n")
+        out = [line.rstrip("\r") for line in lines]
+        while len(self.partial) > MAX_LINE:
+            out.append(self.partial[:MAX_LINE])
+            self.partial = self.partial[MAX_LINE:]
+        if final and self.partial:
+            out.append(self.partial.rstrip("\r"))
+            self.partial = ""
+        return out
 
 
 def run_step(
@@ -40,10 +123,13 @@ def run_step(
     timeout_s: float,
     on_lines: Callable[[list[tuple[str, str]]], None],
     interrupt: Callable[[], str | None],
+    secrets: Iterable[str] = (),
     flush_every_s: float = 0.1,
 ) -> StepOutcome:
     """Run ``command`` under /bin/sh -c. ``on_lines`` receives (stream, line) batches as they are
-    produced; ``interrupt`` is polled and returns a reason to stop (cancel, lost lease) or None."""
+    produced, with every value of ``secrets`` masked (each line of a multi-line one too);
+    ``interrupt`` is polled and returns a reason to stop (cancel, lost lease) or None."""
+    patterns = mask_patterns(secrets)
     proc = subprocess.Popen(  # noqa: S603 - the command is the environment's configured step
         ["/bin/sh", "-c", command],
         cwd=cwd,
@@ -55,8 +141,8 @@ def run_step(
     )
     lines: queue.Queue[tuple[str, str] | None] = queue.Queue()
     readers = [
-        threading.Thread(target=_pump, args=(proc.stdout, "stdout", lines), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, "stderr", lines), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stdout, "stdout", lines, patterns), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, "stderr", lines, patterns), daemon=True),
     ]
     for reader in readers:
         reader.start()
@@ -89,13 +175,29 @@ def run_step(
     return StepOutcome(exit_code=None if reason else code, reason=reason)
 
 
-def _pump(stream: IO[bytes] | None, name: str, out: queue.Queue[tuple[str, str] | None]) -> None:
+def _pump(
+    stream: IO[bytes] | None,
+    name: str,
+    out: queue.Queue[tuple[str, str] | None],
+    patterns: list[str],
+) -> None:
+    """Read a pipe as it fills (not line by line: a secret may arrive in two writes), mask the
+    text as a stream, then cut it into lines."""
     assert stream is not None
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    masker = StreamMasker(patterns)
+    splitter = LineSplitter()
     try:
-        for raw in iter(stream.readline, b""):
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        while True:
+            chunk = os.read(stream.fileno(), READ_BYTES)
             # PostgreSQL stores no NUL in text: it would fail the whole batch's insert.
-            out.put((name, scrub(line)))
+            text = masker.feed(scrub(decoder.decode(chunk, final=not chunk)))
+            if not chunk:
+                text += masker.flush()
+            for line in splitter.feed(text, final=not chunk):
+                out.put((name, line))
+            if not chunk:
+                break
     finally:
         stream.close()
         out.put(None)

@@ -36,7 +36,7 @@ from shipboard.environments.service import decrypted_secrets
 from shipboard.environments.validation import stored_mapping
 from shipboard.monitoring import repository as monitoring_repo
 from shipboard.pipelines import analysis, repository
-from shipboard.pipelines.runner import mask, run_step
+from shipboard.pipelines.runner import run_step
 from shipboard.pipelines.schemas import Healthcheck, Pipeline, Step
 from shipboard.security import runs
 
@@ -338,7 +338,6 @@ class Worker:
             "SHIPBOARD_COMMIT_SHA": job.commit_sha,
             "SHIPBOARD_DEPLOYMENT_ID": str(job.deployment_id),
         }
-        secrets = sorted({v for v in job.secrets.values() if v}, key=len, reverse=True)
         self._log(job, "info", f"step {step.name!r} ({step.stage}) started", "shipboard")
 
         def on_lines(batch: list[tuple[str, str]]) -> None:
@@ -347,7 +346,7 @@ class Worker:
                     session,
                     job,
                     [
-                        ("info" if stream == "stdout" else "warn", mask(line, secrets), step.stage)
+                        ("info" if stream == "stdout" else "warn", line, step.stage)
                         for stream, line in batch
                     ],
                 )
@@ -360,6 +359,7 @@ class Worker:
             timeout_s=step.timeout_s,
             on_lines=on_lines,
             interrupt=self._interrupt_check(job),
+            secrets=job.secrets.values(),
         )
         elapsed_ms = round((time.monotonic() - started) * 1000)
         if outcome.reason == "timeout":
