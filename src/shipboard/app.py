@@ -43,6 +43,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         title="Shipboard",
         version=__version__,
         description="Self-hosted release control plane.",
+        # Ours instead (web/apidocs.py): FastAPI's load their scripts from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine or create_db_engine(
@@ -89,7 +92,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
 def _install_web(app: FastAPI) -> None:
 
-    from shipboard.web import account, deployments, pages
+    from shipboard.web import account, apidocs, deployments, pages
     from shipboard.web import environments as web_environments
     from shipboard.web import monitoring as web_monitoring
     from shipboard.web import reports as web_reports
@@ -100,6 +103,7 @@ def _install_web(app: FastAPI) -> None:
     from shipboard.web.static_files import DIRECTORY, HashedStaticFiles
 
     app.mount("/static", HashedStaticFiles(directory=DIRECTORY), name="static")
+    app.include_router(apidocs.router)
     app.include_router(account.router)
     app.include_router(pages.router)
     app.include_router(deployments.router)

@@ -98,11 +98,14 @@ def render(
     return HTMLResponse(
         html,
         status_code=status_code,
-        headers={
-            # Our own script and styles only; no CDN, no inline script.
-            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-            "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'",
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "same-origin",
-        },
+        headers=SECURITY_HEADERS,
     )
+
+
+SECURITY_HEADERS = {
+    # Our own script and styles only; no CDN, no inline script.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
