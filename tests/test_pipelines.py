@@ -171,7 +171,7 @@ def test_failing_step_fails_the_deployment_naming_it(clients: Clients, worker: A
             "staging",
             _steps(
                 ("ok", "build", "true"),
-                ("migrate", "deploy", "echo nope >&2; exit 3"),
+                ("migrate", "deploy", "sleep 0.3; echo nope >&2; exit 3"),
                 ("never", "verify", "echo x"),
             ),
         )
@@ -181,6 +181,9 @@ def test_failing_step_fails_the_deployment_naming_it(clients: Clients, worker: A
     assert detail["status"] == "failed"
     assert detail["error_message"] == "step 'migrate' (deploy) exited with code 3"
     assert "x" not in messages
+    # The deploy step ran for 0.3 s before it failed: that is its stage's time, not 0.
+    assert detail["deploy_time"] >= 300
+    assert detail["build_time"] is not None
 
 
 def test_step_timeout(clients: Clients, worker: Any) -> None:
@@ -219,6 +222,7 @@ def test_failed_healthcheck_fails_with_measurements(
     assert analysis["result"] == "Failed"
     assert analysis["attempts"] == [{"status": 503}] * 3
     assert health.hits == 3
+    assert detail["verify_time"] >= 100  # two 50 ms waits between three attempts, failed or not
 
 
 def test_auto_rollback_after_failed_healthcheck(

@@ -292,9 +292,9 @@ class Worker:
                 if stage == "verify":
                     self._mark(job, verify_started=True)
                     if job.pipeline.healthcheck is not None:
-                        times["verify"] += self._healthcheck(job, job.pipeline.healthcheck)
+                        self._healthcheck(job, job.pipeline.healthcheck, times)
                 for step in steps:
-                    times[stage] += self._run(job, step, workdir)
+                    self._run(job, step, workdir, times)
             self._finish(job, "success", times=times)
             bound.info("deployment_succeeded")
         except StageFailed as failure:
@@ -325,7 +325,9 @@ class Worker:
                 run.verify_started_at = utcnow()
             self._append(session, job, [("info", "verification started", "verify")])
 
-    def _run(self, job: Job, step: Step, workdir: str) -> int:
+    def _run(self, job: Job, step: Step, workdir: str, times: dict[str, int]) -> None:
+        """Run one step; its time counts toward its stage whatever the outcome (a failed
+        deployment's deploy_time is the time its deploy steps ran, not 0)."""
         env = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
@@ -362,6 +364,7 @@ class Worker:
             secrets=job.secrets.values(),
         )
         elapsed_ms = round((time.monotonic() - started) * 1000)
+        times[step.stage] += elapsed_ms
         if outcome.reason == "timeout":
             raise StageFailed(
                 f"step {step.name!r} ({step.stage}) timed out after {step.timeout_s:g} s",
@@ -375,7 +378,6 @@ class Worker:
                 verification=step.stage == "verify",
             )
         self._log(job, "info", f"step {step.name!r} finished in {elapsed_ms} ms", "shipboard")
-        return elapsed_ms
 
     def _interrupt_check(self, job: Job) -> Callable[[], str | None]:
         next_renewal = 0.0
@@ -398,7 +400,7 @@ class Worker:
 
         return check
 
-    def _healthcheck(self, job: Job, check: Healthcheck) -> int:
+    def _healthcheck(self, job: Job, check: Healthcheck, times: dict[str, int]) -> None:
         started = time.monotonic()
         attempts: list[dict[str, Any]] = []
         interrupt = self._interrupt_check(job)
@@ -431,6 +433,7 @@ class Worker:
             if ok or refused:
                 break
         elapsed_ms = round((time.monotonic() - started) * 1000)
+        times["verify"] += elapsed_ms
         passed = attempts[-1].get("status") == check.expect_status
         last = attempts[-1]
         got = f"HTTP {last['status']}" if "status" in last else last["error"]
@@ -450,7 +453,6 @@ class Worker:
             raise StageFailed(
                 f"healthcheck {check.url} failed: {analysis['reason']}", verification=True
             )
-        return elapsed_ms
 
     def _record_analysis(self, job: Job, entry: dict[str, Any]) -> None:
         with system_transaction(self.engine) as session:
