@@ -63,6 +63,7 @@ DATA_TABLES = (
     "security_findings",
     "security_scans",
     "monitoring_metrics",
+    "otlp_cumulative_state",
     "deployment_configs",
     "web_sessions",
     "api_tokens",

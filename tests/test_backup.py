@@ -163,6 +163,42 @@ def populate(clients: Clients, engine: Engine, *, receiver_url: str) -> None:
             for i, (value, moment) in enumerate(((100, LAST_MONTH), (101, NOW), (130, NOW)))
         ]
         _ok(service.post("/api/v1/performance/metrics", json={"metrics": results}))
+        # otlp_cumulative_state: a cumulative OTLP counter (the last point of its series).
+        started = int((NOW - timedelta(minutes=5)).timestamp()) * 10**9
+        point = {
+            "asInt": "3",
+            "startTimeUnixNano": str(started),
+            "timeUnixNano": str(started + 10**9),
+        }
+        export = {
+            "resourceMetrics": [
+                {
+                    "resource": {
+                        "attributes": [
+                            {
+                                "key": "deployment.environment.name",
+                                "value": {"stringValue": "staging"},
+                            }
+                        ]
+                    },
+                    "scopeMetrics": [
+                        {
+                            "metrics": [
+                                {
+                                    "name": "jobs",
+                                    "sum": {
+                                        "aggregationTemporality": 2,
+                                        "isMonotonic": True,
+                                        "dataPoints": [point],
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ]
+        }
+        _ok(service.post("/v1/metrics", json=export))
     # alerts, notification_groups, notification_deliveries (sent or not, they are rows).
     _push(engine, "errors", [50], NOW - timedelta(seconds=2))
     _tick_without_sending(engine)

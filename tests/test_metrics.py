@@ -248,7 +248,10 @@ def test_otlp_json_fixture(clients: Clients, engine: Engine, fixture: str) -> No
     assert response.json() == {}
     rows = _rows(engine)
     assert rows["my.counter"][0] == 5
-    assert rows["my.counter"][1]["otel.temporality"] == "delta"
+    assert rows["my.counter"][1]["otel.monotonic"] == "true"
+    # Exponential buckets at scale 0: one value in the zero bucket, two in (4, 8].
+    assert rows["my.exponential.histogram_p50"][0] == 5.0
+    assert rows["my.histogram_p50"][0] == 1.0
     assert rows["my.counter"][1]["service.name"] == "my.service"
     assert rows["my.gauge"][0] == 10
     assert rows["my.histogram_count"][0] == 2
@@ -468,17 +471,179 @@ def test_real_opentelemetry_sdk_exporter(clients: Clients, engine: Engine) -> No
     for value in (5, 15, 25, 250):
         histogram.record(value)
     assert reader.force_flush(timeout_millis=10_000)
-    provider.shutdown()
     rows = _rows(engine)
+    provider.shutdown()
     assert rows["orders_total"][0] == 3
     assert rows["orders_total"][1]["region"] == "eu"
     assert rows["orders_total"][1]["service.name"] == "checkout"
-    assert rows["orders_total"][1]["otel.temporality"] == "cumulative"
     assert rows["queue_depth"][0] == 7
     assert rows["request_ms_count"][0] == 4
     assert rows["request_ms_sum"][0] == 295
     assert 0 < rows["request_ms_p50"][0] <= 25
     assert all(env == "production" for _, _, env in rows.values())
+
+
+def _series_values(engine: Engine, name: str, service: str) -> list[float]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT value, tags, timestamp FROM monitoring_metrics WHERE name = :n"),
+            {"n": name},
+        ).all()
+    mine = [
+        (str(at), float(value))
+        for value, tags, at in rows
+        if (tags if isinstance(tags, dict) else json.loads(tags)).get("service.name") == service
+    ]
+    # A cumulative exporter sends an unchanged series again at shutdown (a zero increment);
+    # a delta exporter sends nothing for an interval without measurements.
+    return [value for _, value in sorted(mine) if value != 0]
+
+
+def test_cumulative_and_delta_sdk_exports_store_the_same_per_interval_figures(
+    clients: Clients, engine: Engine
+) -> None:
+    """The OpenTelemetry SDK exporting (gzip) in cumulative and in delta temporality: counters,
+    histograms, exponential histograms and up-down counters give the same stored points, each
+    describing its own export interval, not the process' lifetime."""
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import (
+        Counter,
+        Histogram,
+        MeterProvider,
+        ObservableCounter,
+        ObservableGauge,
+        ObservableUpDownCounter,
+        UpDownCounter,
+    )
+    from opentelemetry.sdk.metrics.export import (
+        AggregationTemporality,
+        PeriodicExportingMetricReader,
+    )
+    from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+    from opentelemetry.sdk.resources import Resource
+
+    kinds = (
+        Counter,
+        UpDownCounter,
+        Histogram,
+        ObservableCounter,
+        ObservableUpDownCounter,
+        ObservableGauge,
+    )
+    for temporality in (AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA):
+        exporter = OTLPMetricExporter(
+            endpoint=f"{clients.server.base_url}/v1/metrics",
+            headers={"Authorization": f"Bearer {clients.tokens['service']}"},
+            compression=Compression.Gzip,
+            preferred_temporality=dict.fromkeys(kinds, temporality),
+        )
+        reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+        provider = MeterProvider(
+            resource=Resource.create(
+                {"service.name": temporality.name, "deployment.environment.name": "production"}
+            ),
+            metric_readers=[reader],
+            views=[
+                View(
+                    instrument_name="latency_exp_ms",
+                    aggregation=ExponentialBucketHistogramAggregation(max_size=40),
+                ),
+            ],
+        )
+        meter = provider.get_meter("tests")
+        orders = meter.create_counter("orders")
+        queue = meter.create_up_down_counter("queue_changes")
+        latency = meter.create_histogram("latency_ms")
+        exponential = meter.create_histogram("latency_exp_ms")
+        for batch in ([5, 15, 25, 250], [1000, 2000]):
+            orders.add(len(batch))
+            queue.add(len(batch))
+            queue.add(-1)
+            for value in batch:
+                latency.record(value)
+                exponential.record(value)
+            assert reader.force_flush(timeout_millis=10_000)
+        provider.shutdown()
+
+    for service in ("CUMULATIVE", "DELTA"):
+        assert _series_values(engine, "orders", service) == [4, 2], service
+        assert _series_values(engine, "queue_changes", service) == [3, 1], service
+        assert _series_values(engine, "latency_ms_count", service) == [4, 2], service
+        assert _series_values(engine, "latency_ms_sum", service) == [295, 3000], service
+        assert _series_values(engine, "latency_exp_ms_count", service) == [4, 2], service
+        assert _series_values(engine, "latency_exp_ms_sum", service) == [295, 3000], service
+        # The second interval's median is in its own values (1000, 2000), not the lifetime's.
+        assert 1000 <= _series_values(engine, "latency_ms_p50", service)[1] <= 2500, service
+        first, second = _series_values(engine, "latency_exp_ms_p50", service)
+        assert 5 <= first <= 30, service
+        assert 900 <= second <= 2100, service
+    for name in ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99"):
+        assert _series_values(engine, name, "CUMULATIVE") == _series_values(engine, name, "DELTA")
+    # An exponential histogram's scale follows the range it has seen: the cumulative one covers
+    # 5..2000 with 40 buckets, the second delta only 1000..2000, so their estimates agree within
+    # one bucket of the coarser scale (a factor 2^(1/4) at scale 2).
+    for name in ("latency_exp_ms_p50", "latency_exp_ms_p95", "latency_exp_ms_p99"):
+        cumulative = _series_values(engine, name, "CUMULATIVE")
+        delta = _series_values(engine, name, "DELTA")
+        assert cumulative == pytest.approx(delta, rel=0.2), name
+
+
+def _cumulative_sum(value: float, start: int, at: int) -> dict[str, Any]:
+    point = {"asDouble": value, "startTimeUnixNano": str(start), "timeUnixNano": str(at)}
+    return {
+        "resourceMetrics": [
+            {
+                "resource": {
+                    "attributes": [
+                        {"key": "deployment.environment.name", "value": {"stringValue": "staging"}}
+                    ]
+                },
+                "scopeMetrics": [
+                    {
+                        "metrics": [
+                            {
+                                "name": "requests",
+                                "sum": {
+                                    "aggregationTemporality": 2,
+                                    "isMonotonic": True,
+                                    "dataPoints": [point],
+                                },
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+
+
+def test_cumulative_points_become_increments_with_resets_and_retries(
+    clients: Clients, engine: Engine
+) -> None:
+    """A cumulative series is stored as what it gained since its previous point: a new start
+    time (a restarted process) begins again, and a retried export is stored once."""
+    base = int((datetime.now(UTC) - timedelta(minutes=5)).timestamp()) * 10**9
+    start = base
+    sends = [
+        (10.0, start, base + 60 * 10**9),
+        (15.0, start, base + 120 * 10**9),
+        (15.0, start, base + 120 * 10**9),  # the same export again (a retry)
+        (12.0, start, base + 100 * 10**9),  # older than what is stored: out of order
+        (2.0, base + 150 * 10**9, base + 180 * 10**9),  # the process restarted
+        (7.0, base + 150 * 10**9, base + 240 * 10**9),
+    ]
+    with clients.as_role("service") as client:
+        for value, begun, at in sends:
+            response = client.post("/v1/metrics", json=_cumulative_sum(value, begun, at))
+            assert response.status_code == 200, response.text
+    with engine.connect() as conn:
+        stored = conn.execute(
+            sa.text(
+                "SELECT value FROM monitoring_metrics WHERE name = 'requests' ORDER BY timestamp"
+            )
+        ).scalars()
+        assert [float(v) for v in stored] == [10.0, 5.0, 2.0, 5.0]
 
 
 def test_a_sum_too_large_for_a_float_is_a_clear_error() -> None:

@@ -205,6 +205,41 @@ def test_scraping_needs_an_admin_or_the_metrics_token(clients: Clients, live: An
         assert_problem(wrong, 401)
 
 
+def test_a_real_prometheus_scrapes_shipboard_with_the_metrics_token(
+    live: Any, prometheus: Any
+) -> None:
+    """Prometheus 2.42 scrapes /metrics with the token (its own `authorization` block): the
+    target is up, and what Shipboard exposes is queryable from Prometheus' API."""
+    server = live(metrics_token=METRICS_TOKEN)
+    scraper = prometheus(
+        "  - job_name: shipboard\n"
+        "    scrape_interval: 1s\n"
+        "    authorization:\n"
+        f"      credentials: {METRICS_TOKEN}\n"
+        "    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{server.port}']\n"
+    )
+
+    def target() -> dict[str, Any] | None:
+        active = httpx.get(f"{scraper.url}/api/v1/targets").json()["data"]["activeTargets"]
+        return next((t for t in active if t["health"] == "up"), None)
+
+    up = wait_for(target, timeout=30, interval=0.5)
+    assert up["labels"] == {"instance": f"127.0.0.1:{server.port}", "job": "shipboard"}
+    assert up["lastError"] == ""
+
+    def query(expression: str) -> list[Any]:
+        answer = httpx.get(f"{scraper.url}/api/v1/query", params={"query": expression}).json()
+        assert answer["status"] == "success", answer
+        return list(answer["data"]["result"])
+
+    (database,) = wait_for(lambda: query('shipboard_db_up{job="shipboard"}'), timeout=30)
+    assert database["value"][1] == "1"
+    assert wait_for(lambda: query("shipboard_http_requests_total"), timeout=30)
+    # Prometheus judged the exposition valid: no sample was refused as malformed.
+    assert query("scrape_samples_scraped")[0]["value"][1] != "0"
+
+
 def test_the_metrics_token_scrapes_a_server_whose_database_is_down(live: Any) -> None:
     # The token needs no database, so Prometheus still learns that the database is down.
     server = live(

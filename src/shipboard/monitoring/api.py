@@ -186,6 +186,7 @@ async def otlp_metrics(request: Request, db: DbSession, caller: ServiceOrAdmin) 
         converted = otlp.convert(
             message, known_environments=environments.names(session), now=utcnow()
         )
+        service.settle_cumulative(session, converted=converted)
         note_ingest(
             request.state,
             "otlp",

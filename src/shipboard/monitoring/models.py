@@ -110,3 +110,18 @@ class Silence(Base):
     created_by: Mapped[str] = mapped_column(sa.Text, nullable=False)
     comment: Mapped[str] = mapped_column(sa.Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class OtlpCumulativeState(Base):
+    """The last cumulative OTLP point of each series, which the next one is subtracted from
+    (monitoring/temporality.py). One row per series; ``key`` hashes its identity."""
+
+    __tablename__ = "otlp_cumulative_state"
+    __table_args__ = (sa.Index("ix_otlp_cumulative_state_updated_at", "updated_at"),)
+
+    key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    # fixed64 nanoseconds: past a signed 64-bit column's range, so kept as decimal text.
+    start_ns: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    time_ns: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    reading: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -6,13 +6,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from shipboard.core.pagination import Page
+from shipboard.core.time import utcnow
 from shipboard.db import bulk
 from shipboard.db.keyset import filter_by, keyset_page
 from shipboard.db.types import UTCDateTime, format_utc
-from shipboard.monitoring.models import IdempotencyKey, MonitoringMetric
+from shipboard.monitoring.models import IdempotencyKey, MonitoringMetric, OtlpCumulativeState
 from shipboard.monitoring.schemas import MonitoringMetricFilter
 
 POINT_COLUMNS = (
@@ -260,3 +263,56 @@ def recent_tags(
     if environment is not None:
         stmt = stmt.where(MonitoringMetric.environment == environment)
     return [t or {} for t in session.scalars(stmt)]
+
+
+# (start_ns, time_ns, reading): the last cumulative point of a series.
+CumulativeState = tuple[int, int, dict[str, Any]]
+_KEYS_PER_QUERY = 500
+
+
+def cumulative_states(session: Session, keys: list[str]) -> dict[str, CumulativeState]:
+    """The stored last points of these series, locked on PostgreSQL until the transaction ends
+    (so an export of the same series on another node waits instead of subtracting the same
+    previous point twice; SQLite's write lock, taken when the request began, does the same)."""
+    found: dict[str, CumulativeState] = {}
+    table = OtlpCumulativeState
+    for i in range(0, len(keys), _KEYS_PER_QUERY):
+        stmt = sa.select(table.key, table.start_ns, table.time_ns, table.reading).where(
+            table.key.in_(keys[i : i + _KEYS_PER_QUERY])
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        for key, start_ns, time_ns, reading in session.execute(stmt).all():
+            found[key] = (int(start_ns), int(time_ns), reading)
+    return found
+
+
+def save_cumulative_states(session: Session, states: dict[str, CumulativeState]) -> None:
+    """Insert or replace the last points of these series."""
+    if not states:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "key": key,
+            "start_ns": str(start),
+            "time_ns": str(at),
+            "reading": reading,
+            "updated_at": now,
+        }
+        for key, (start, at, reading) in states.items()
+    ]
+    dialect = session.get_bind().dialect.name
+    insert: Any = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    for i in range(0, len(rows), _KEYS_PER_QUERY):
+        stmt = insert(OtlpCumulativeState).values(rows[i : i + _KEYS_PER_QUERY])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[OtlpCumulativeState.key],
+            set_={
+                "start_ns": stmt.excluded.start_ns,
+                "time_ns": stmt.excluded.time_ns,
+                "reading": stmt.excluded.reading,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        session.execute(stmt)

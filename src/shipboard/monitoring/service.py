@@ -16,7 +16,7 @@ from shipboard.core.pagination import clamp_limit
 from shipboard.core.time import utcnow
 from shipboard.db import bulk
 from shipboard.environments.service import require_known_environments
-from shipboard.monitoring import repository
+from shipboard.monitoring import otlp, repository, temporality
 from shipboard.monitoring.schemas import (
     POINTS,
     Accepted,
@@ -213,3 +213,23 @@ def metric_names(session: Session, *, environment: str | None) -> MetricNames:
             MetricNameInfo(name=name, sources=sorted(sources), tag_keys=sorted(keys), points=total)
         )
     return MetricNames(items=items)
+
+
+def settle_cumulative(session: Session, *, converted: otlp.Converted) -> None:
+    """Turn the cumulative points of an OTLP export into the increments stored for them, and
+    remember each series' newest point for the next export (``temporality.py`` has the rules)."""
+    if not converted.pending:
+        return
+    states = repository.cumulative_states(session, sorted({p.key for p in converted.pending}))
+    changed: dict[str, repository.CumulativeState] = {}
+    for point in sorted(converted.pending, key=lambda p: (p.key, p.start_ns, p.time_ns)):
+        previous = states.get(point.key)
+        if not temporality.advances(point.start_ns, point.time_ns, previous):
+            continue  # a retried or late export: what it adds is stored already
+        increment = temporality.increment(
+            point.kind, point.reading, point.start_ns, point.time_ns, previous
+        )
+        if increment is not None:
+            converted.rows.extend(point.rows(increment))
+        states[point.key] = changed[point.key] = (point.start_ns, point.time_ns, point.reading)
+    repository.save_cumulative_states(session, changed)
