@@ -257,3 +257,16 @@ def test_unreachable_database_is_a_clear_error() -> None:
     assert result.returncode == 4  # unreachable
     assert "database unreachable" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_invalid_setting_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    result = shipboard(
+        "serve",
+        "--port",
+        str(_free_port()),
+        env={"SHIPBOARD_HOME": str(tmp_path), "SHIPBOARD_PUBLIC_URL": "ftp://shipboard.example"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "SHIPBOARD_PUBLIC_URL" in result.stderr
+    assert "http:// or https://" in result.stderr
+    assert "internal error" not in result.stderr

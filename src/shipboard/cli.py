@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
 from shipboard import __version__
@@ -411,6 +412,12 @@ def main() -> None:
         err.print(f"error: {database_error(exc)}")
         sys.exit(EXIT_UNREACHABLE)
     except Exception as exc:
+        if isinstance(exc, ValidationError) and exc.title == "Settings":
+            # A SHIPBOARD_* variable the settings refuse: the caller's to fix, not a bug.
+            for problem in exc.errors():
+                message = str(problem["msg"]).removeprefix("Value error, ")
+                err.print(f"error: invalid setting {'.'.join(map(str, problem['loc']))}: {message}")
+            sys.exit(EXIT_USAGE)
         # A bug, not a user error: keep the traceback for those who ask for it.
         if os.environ.get("SHIPBOARD_DEBUG"):
             raise
