@@ -23,6 +23,7 @@ from shipboard.core.ratelimit import RateLimiter
 from shipboard.core.transport import StrictTransportSecurityMiddleware
 from shipboard.db.engine import create_db_engine
 from shipboard.deployments.api import router as deployments_router
+from shipboard.deployments.stream import Feeds, StreamBudget
 from shipboard.environments.api import router as environments_router
 from shipboard.integrations.api import WEBHOOK_PATHS
 from shipboard.integrations.api import router as integrations_router
@@ -56,6 +57,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.keyring = Keyring.from_settings(settings.secret_keys, settings.home)
     app.state.jwt = JwtVerifier(settings)
     app.state.rate_limiter = RateLimiter(settings.redis_url)
+    app.state.stream_budget = StreamBudget(
+        per_user=settings.streams_per_user, per_process=settings.streams_per_process
+    )
+    app.state.log_feeds = Feeds(app.state.engine)
     problems.install(app)
     openapi.install(app)
     # Innermost: it hashes the body the route produced, after every error handler has run.

@@ -63,6 +63,18 @@ class Settings(BaseSettings):
     max_request_mb: float = Field(
         default=64, gt=0, description="Hard cap on any request body, before environment limits"
     )
+    streams_per_user: int = Field(
+        default=10,
+        ge=0,
+        description="Live log streams (SSE) one user may hold open in one server process; "
+        "past it, 429 with Retry-After. 0 turns the limit off",
+    )
+    streams_per_process: int = Field(
+        default=200,
+        ge=0,
+        description="Live log streams one server process holds open for everyone; past it, "
+        "429 with Retry-After. 0 turns the limit off",
+    )
     auth_failures_per_minute: int = Field(
         default=60,
         ge=0,

@@ -1,21 +1,18 @@
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
+from starlette.background import BackgroundTask
 
 from shipboard.auth.deps import AnyUser, Audit, DbSession, DeployerOrAdmin, require_role
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import GateBlocked
 from shipboard.core.problems import Problem
-from shipboard.db.engine import system_transaction, transaction
+from shipboard.db.engine import system_transaction
 from shipboard.deployments import service, stream
 from shipboard.deployments.schemas import (
     Accepted,
@@ -234,54 +231,32 @@ def append_logs(
 
 @router.get(
     "/deployments/{deployment_id}/logs/stream",
-    responses={200: {"content": {"text/event-stream": {}}}, **NOT_FOUND},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        **NOT_FOUND,
+        429: {"model": Problem, "description": "too many open streams (yours, or the server's)"},
+    },
     response_class=StreamingResponse,
 )
 def stream_logs(
-    deployment_id: uuid.UUID, request: Request, db: DbSession, _: AnyUser
+    deployment_id: uuid.UUID, request: Request, db: DbSession, caller: AnyUser
 ) -> StreamingResponse:
     """Server-Sent Events: stored lines, then new ones as they come, then an `end` event."""
     service.get_deployment(db, deployment_id=deployment_id)  # 404 before the stream starts
-    engine = request.app.state.engine
+    release = request.app.state.stream_budget.acquire(caller.user_id)
+    feeds: stream.Feeds = request.app.state.log_feeds
 
     async def events() -> AsyncIterator[bytes]:
-        with stream.BELL.listen(deployment_id) as bell:
-            async for chunk in _events(bell):
+        try:
+            async for chunk in feeds.follow(deployment_id, disconnected=request.is_disconnected):
                 yield chunk
-
-    async def _events(bell: asyncio.Event) -> AsyncIterator[bytes]:
-        cursor: str | None = None
-        idle = 0.0
-        while True:
-            if await request.is_disconnected():
-                return
-            bell.clear()  # before looking: a line committed from here on rings again
-
-            def poll(after: str | None = cursor) -> tuple[Any, str | None]:
-                with transaction(engine, write=False) as session:
-                    return stream.poll(session, deployment_id=deployment_id, cursor=after)
-
-            batch, status = await run_in_threadpool(poll)
-            for line in batch.items:
-                yield stream.sse("log", line.model_dump_json())
-            cursor = batch.next_cursor or (
-                stream.cursor_after(batch.items[-1]) if batch.items else cursor
-            )
-            if status is not None and not batch.items:
-                yield stream.sse("end", json.dumps({"status": status}))
-                return
-            if batch.items:
-                idle = 0.0
-                continue
-            idle += stream.POLL_S
-            if idle >= stream.KEEPALIVE_S:
-                idle = 0.0
-                yield b": keep-alive\n\n"
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(bell.wait(), stream.POLL_S)
+        finally:
+            release()
 
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        # Also after a response that never started its body (the generator's finally never ran).
+        background=BackgroundTask(release),
     )
