@@ -512,13 +512,17 @@ class Client:
         *,
         scan_type: str | None = None,
         tool: str | None = None,
+        target: str | None = None,
     ) -> dict[str, Any]:
-        """Import a SARIF or native scanner report: the scan, counts of new/resolved/reopened."""
+        """Import a SARIF or native scanner report: the scan, counts of new/resolved/reopened.
+        ``target``: what was scanned; findings resolve only against scans of the same target."""
         form = {"environment": environment}
         if scan_type:
             form["type"] = scan_type
         if tool:
             form["tool"] = tool
+        if target:
+            form["target"] = target
         result: dict[str, Any] = self._upload("/api/v1/security/scans/import", path, form)
         return result
 

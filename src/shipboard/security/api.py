@@ -56,6 +56,15 @@ def import_scan(
     environment: Annotated[EnvironmentName, Form()],
     type: Annotated[ScanType | None, Form()] = None,
     tool: Annotated[str | None, Form(max_length=128)] = None,
+    target: Annotated[
+        str | None,
+        Form(
+            min_length=1,
+            max_length=4096,
+            description="what was scanned (image, path, artifact); default: what the report "
+            "names (trivy's ArtifactName), else none. Findings resolve per target.",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Import a scan report: a completed scan, its findings, and their lifecycle across scans."""
     limit = max_upload_bytes(db, name=environment)
@@ -63,7 +72,13 @@ def import_scan(
     if limit and len(data) > limit:
         raise PayloadTooLarge(f"the report is larger than {environment}'s max_file_size_mb")
     return imports.import_report(
-        db, environment=environment, data=data, scan_type=type, tool=tool, audit_context=audit
+        db,
+        environment=environment,
+        data=data,
+        scan_type=type,
+        tool=tool,
+        target=target,
+        audit_context=audit,
     )
 
 
@@ -148,6 +163,7 @@ def current_findings(
     overdue: bool | None = None,
     type: ScanType | None = None,
     tool: str | None = None,
+    target: Annotated[str | None, Query(max_length=4096)] = None,
     cwe: Annotated[str | None, Query(pattern=r"^CWE-[0-9]+$")] = None,
 ) -> CurrentFindingPage:
     """Every finding as it stands now (its latest occurrence), with its lifecycle state and SLA."""
@@ -159,6 +175,7 @@ def current_findings(
         overdue=overdue,
         scan_type=type,
         tool=tool,
+        target=target,
         cwe=cwe,
     )
     return CurrentFindingPage.model_validate({"items": rows})

@@ -29,11 +29,20 @@ def import_report(
         typer.Option("--type", help="dependency, sast, container or iac (else inferred)"),
     ] = None,
     tool: Annotated[str | None, typer.Option(help="Override the tool name in the report")] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="What was scanned (image, path, artifact); findings resolve per target. "
+            "Default: what the report names (trivy's ArtifactName), else none"
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Import a SARIF or native scanner report; prints what changed."""
     with Client.from_settings() as client:
-        result = client.import_scan(file, environment, scan_type=scan_type, tool=tool)
+        result = client.import_scan(
+            file, environment, scan_type=scan_type, tool=tool, target=target
+        )
     if as_json:
         print(json.dumps(result))
         return

@@ -52,15 +52,19 @@ def import_report(
     audit_context: AuditContext | None,
     now: datetime | None = None,
     scan: SecurityScan | None = None,
+    target: str | None = None,
 ) -> dict[str, Any]:
     """Parse, store the scan and its findings, resolve what is gone, reopen what came back.
-    ``scan``: a requested scan that ran (it is completed here), instead of a new one."""
+    ``scan``: a requested scan that ran (it is completed here), instead of a new one.
+    ``target``: what was scanned (else what the report names, else ""); the lifecycle runs
+    per environment, scan type, tool and target."""
     require_environment(session, environment)
     try:
         report = parse_report(data, scan_type=scan_type, tool=tool)
     except ImportFailed as exc:
         raise InvalidInput(str(exc), errors=[{"loc": ["body", "file"], "msg": str(exc)}]) from exc
     now = now or utcnow()
+    scope = target or report.target or ""
     # A report that says its scanner failed, with nothing found, is not a clean scan: stored
     # as failed, it resolves nothing.
     failure = report.outcome.failure if not report.findings else None
@@ -81,7 +85,7 @@ def import_report(
     session.flush()
     new = reopened = resolved = 0
     if failure is None:
-        new, reopened, resolved = _apply_lifecycle(session, report, environment, scan, now)
+        new, reopened, resolved = _apply_lifecycle(session, report, environment, scope, scan, now)
         scan.summary = _summary(session, environment, report.findings)
         if scan.started_at is not None:
             scan.summary["scan_duration_ms"] = round((now - scan.started_at).total_seconds() * 1000)
@@ -98,12 +102,14 @@ def import_report(
                 "format": report.format,
                 "findings": len(report.findings),
                 "status": status,
+                "target": scope,
             },
         )
     return {
         "scan": SecurityScanRead.model_validate(scan).model_dump(mode="json"),
         "tool": report.tool,
         "format": report.format,
+        "target": scope,
         "results": report.results,
         "findings": len(report.findings),
         "new": new,
@@ -129,6 +135,7 @@ IDENTITY_COLUMNS = (
     bulk.Column("environment", "text"),
     bulk.Column("scan_type", "text"),
     bulk.Column("tool", "text"),
+    bulk.Column("target", "text"),
     bulk.Column("fingerprint", "text"),
     bulk.Column("rule_id", "text"),
     bulk.Column("status", "text"),
@@ -141,6 +148,10 @@ IDENTITY_COLUMNS = (
     bulk.Column("triaged_by", "text"),
 )
 SEEN_COLUMNS = (
+    # An identity adopted from before targets, or from the previous fingerprint scheme, takes
+    # this scan's target and its current fingerprint.
+    bulk.Column("target", "text"),
+    bulk.Column("fingerprint", "text"),
     bulk.Column("status", "text"),
     bulk.Column("resolved_at", "timestamp"),
     bulk.Column("reopened_count", "int"),
@@ -161,7 +172,12 @@ ID = bulk.Column("id", "uuid")
 
 
 def _apply_lifecycle(
-    session: Session, report: ParsedReport, environment: str, scan: SecurityScan, now: datetime
+    session: Session,
+    report: ParsedReport,
+    environment: str,
+    target: str,
+    scan: SecurityScan,
+    now: datetime,
 ) -> tuple[int, int, int]:
     """Store the findings under their identities; resolve the identities the report lacks.
     Returns (new, reopened, resolved).
@@ -175,6 +191,7 @@ def _apply_lifecycle(
     # only travel back into bulk statements, which take text.
     columns = [
         sa.cast(FindingIdentity.id, sa.Text).label("id"),
+        FindingIdentity.target,
         FindingIdentity.fingerprint,
         FindingIdentity.status,
         FindingIdentity.resolved_at,
@@ -191,26 +208,35 @@ def _apply_lifecycle(
         query = sa.select(*columns, SecurityFinding.location).outerjoin(
             SecurityFinding, SecurityFinding.id == FindingIdentity.latest_finding_id
         )
-    known = {
-        row.fingerprint: row
-        for row in session.execute(
-            query.where(
-                FindingIdentity.environment == environment,
-                FindingIdentity.scan_type == report.scan_type,
-                FindingIdentity.tool == report.tool,
-            )
+    scoped: dict[str, Any] = {}
+    legacy: dict[str, Any] = {}  # identities from before targets (NULL), adopted when seen
+    for row in session.execute(
+        query.where(
+            FindingIdentity.environment == environment,
+            FindingIdentity.scan_type == report.scan_type,
+            FindingIdentity.tool == report.tool,
+            sa.or_(FindingIdentity.target == target, FindingIdentity.target.is_(None)),
         )
-    }
+    ):
+        (legacy if row.target is None else scoped)[row.fingerprint] = row
+    claimed: set[str] = set()
+
+    def match(parsed: ParsedFinding) -> Any:
+        prints = (parsed.fingerprint, parsed.legacy_fingerprint)
+        for candidate in (known.get(fp) for fp in prints if fp for known in (scoped, legacy)):
+            if candidate is not None and candidate.id not in claimed:
+                claimed.add(candidate.id)
+                return candidate
+        return None
+
     findings: list[tuple[Any, ...]] = []
     created: list[tuple[Any, ...]] = []
     seen_again: list[tuple[Any, ...]] = []
     occurrences: list[tuple[Any, ...]] = []
     new = reopened = 0
-    seen: set[str] = set()
     finding_ids = bulk.uuid7_strings(len(report.findings))
     identity_ids = iter(bulk.uuid7_strings(len(report.findings)))
     for parsed, finding_id in zip(report.findings, finding_ids, strict=True):
-        seen.add(parsed.fingerprint)
         findings.append(
             (
                 finding_id,
@@ -225,7 +251,7 @@ def _apply_lifecycle(
                 now,
             )
         )
-        identity = known.get(parsed.fingerprint)
+        identity = match(parsed)
         was_resolved = identity is not None and identity.status == "resolved"
         # A person's triage carries forward; one the report gave is the report's to lift.
         manual = (
@@ -248,6 +274,7 @@ def _apply_lifecycle(
                     environment,
                     report.scan_type,
                     report.tool,
+                    target,
                     parsed.fingerprint,
                     parsed.rule_id,
                     "open",
@@ -265,6 +292,8 @@ def _apply_lifecycle(
             seen_again.append(
                 (
                     identity_id,
+                    target,
+                    parsed.fingerprint,
                     "open",
                     None if was_resolved else identity.resolved_at,
                     identity.reopened_count + was_resolved,
@@ -276,11 +305,12 @@ def _apply_lifecycle(
         occurrences.append(
             (finding_id, identity_id, parsed.occurrences, was_resolved, parsed.suppressed)
         )
+    # Unclaimed identities from before targets go as they would have gone before.
     gone = [
         row
-        for fp, row in known.items()
+        for row in (*scoped.values(), *legacy.values())
         if row.status == "open"
-        and fp not in seen
+        and row.id not in claimed
         and (not partial or outcome.may_resolve(path_of(row.location)))
     ]
     session.flush()  # the scan row, which the findings refer to
@@ -342,6 +372,7 @@ def current_findings(
     overdue: bool | None = None,
     scan_type: str | None = None,
     tool: str | None = None,
+    target: str | None = None,
     cwe: str | None = None,
     finding_id: uuid.UUID | None = None,
     limit: int = 500,
@@ -363,6 +394,8 @@ def current_findings(
         stmt = stmt.where(FindingIdentity.scan_type == scan_type)
     if tool is not None:
         stmt = stmt.where(FindingIdentity.tool == tool)
+    if target is not None:
+        stmt = stmt.where(FindingIdentity.target == target)
     if cwe is not None:
         stmt = stmt.where(SecurityFinding.cwe_id == cwe)
     if finding_id is not None:
@@ -413,6 +446,7 @@ def current_findings(
                 "fingerprint": identity.fingerprint,
                 "environment": identity.environment,
                 "tool": identity.tool,
+                "target": identity.target,
                 "scan_type": identity.scan_type,
                 "status": state,
                 "first_seen_at": identity.first_seen_at,

@@ -63,12 +63,21 @@ class SecurityFinding(Base):
 
 
 class FindingIdentity(Base):
-    """One finding across scans: its fingerprint within an environment, scan type and tool,
-    when it was first seen, whether it is open now, and a manual triage that carries forward."""
+    """One finding across scans: its fingerprint within an environment, scan type, tool and
+    target, when it was first seen, whether it is open now, and a manual triage that carries
+    forward. ``target`` is what was scanned ("" when the scan did not say); NULL only on
+    identities from before targets (migration 20261203_0016), which the next scan that sees them adopts."""
 
     __tablename__ = "finding_identities"
     __table_args__ = (
-        sa.UniqueConstraint("environment", "scan_type", "tool", "fingerprint"),
+        sa.UniqueConstraint(
+            "environment",
+            "scan_type",
+            "tool",
+            "target",
+            "fingerprint",
+            name="finding_identities_scope_fingerprint_key",
+        ),
         sa.CheckConstraint(check_in("status", ("open", "resolved")), name="status"),
         sa.CheckConstraint(
             "triage_status IS NULL OR "
@@ -83,6 +92,7 @@ class FindingIdentity(Base):
     )
     scan_type: Mapped[str] = mapped_column(sa.Text, nullable=False)
     tool: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    target: Mapped[str | None] = mapped_column(sa.Text)
     fingerprint: Mapped[str] = mapped_column(sa.Text, nullable=False)
     rule_id: Mapped[str] = mapped_column(sa.Text, nullable=False)
     status: Mapped[str] = mapped_column(sa.Text, nullable=False)

@@ -124,6 +124,7 @@ def run_next(
                     tool=job["tool"],
                     audit_context=None,
                     scan=ran,
+                    target=job["target"],
                 )
             except ShipboardError as exc:
                 # The parser's words may quote the report, and the report quotes scanned files.

@@ -117,6 +117,9 @@ class CurrentFinding(SecurityFindingRead):
 
     fingerprint: str
     tool: str
+    target: str | None = Field(
+        description="what was scanned (image, path, artifact); null: imported before targets"
+    )
     scan_type: ScanType
     status: Literal["open", "resolved", "triaged"]
     first_seen_at: datetime

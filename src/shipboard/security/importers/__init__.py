@@ -7,7 +7,7 @@ import json
 import orjson
 import structlog
 
-from shipboard.security.importers import native, outcome, sarif
+from shipboard.security.importers import identity, native, outcome, sarif
 from shipboard.security.importers.common import (
     ImportFailed,
     ParsedFinding,
@@ -70,7 +70,8 @@ def parse_report(
         format=fmt,
         tool=tool_name,
         scan_type=kind,
-        findings=collapse(findings),
+        findings=collapse(identity.number(findings)),
         results=results,
         outcome=outcome.of(fmt, doc, findings),
+        target=outcome.target_of(fmt, doc),
     )

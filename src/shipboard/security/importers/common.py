@@ -46,6 +46,10 @@ class ParsedFinding:
     triage: tuple[str, str] | None = None
     occurrences: int = 1
     fingerprint: str = field(default="")
+    # The key an earlier scheme gave this finding, where it differs (bandit's context snippet):
+    # an identity stored under it is adopted instead of resolved (imports._apply_lifecycle).
+    legacy_key: str | None = None
+    legacy_fingerprint: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         # A report is a file from a scanner, not typed input: NUL (which PostgreSQL cannot
@@ -70,6 +74,10 @@ class ParsedFinding:
         if not self.fingerprint:
             self.fingerprint = fingerprint(
                 self.tool, self.rule_id, path_of(self.location), self.key
+            )
+        if self.legacy_key is not None and self.legacy_key != self.key:
+            self.legacy_fingerprint = fingerprint(
+                self.tool, self.rule_id, path_of(self.location), self.legacy_key
             )
 
     @property
@@ -106,6 +114,8 @@ class ParsedReport:
     findings: list[ParsedFinding]
     results: int  # results in the file before duplicates collapsed
     outcome: Outcome = field(default_factory=Outcome)
+    # What was scanned, as the report names it (trivy's ArtifactName), or "".
+    target: str = ""
 
 
 def path_of(location: str | None) -> str:

@@ -27,6 +27,7 @@ from shipboard.security.importers.common import (
     snippet_key,
     text,
 )
+from shipboard.security.importers.identity import bandit_key
 
 
 def _first_result_has(doc: dict[str, Any], name: str) -> bool:
@@ -120,7 +121,10 @@ def _bandit(doc: dict[str, Any]) -> list[ParsedFinding]:
                 location=_at(filename, number),
                 cwe_id=normalize_cwe(text(cwe)),
                 remediation=text(r.get("more_info")),
-                key=snippet_key(text(r.get("code"))) or issue,
+                # The flagged lines only: `code` carries context lines, and a line inserted
+                # above a finding must not make it another finding.
+                key=bandit_key(text(r.get("code")), r.get("line_range"), number) or issue,
+                legacy_key=snippet_key(text(r.get("code"))) or issue,
             )
         )
     return out

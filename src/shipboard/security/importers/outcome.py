@@ -125,3 +125,13 @@ def _trivy(doc: dict[str, Any]) -> Outcome:
     if error is None:
         return Outcome()
     return Outcome(failure=f"trivy failed: {str(error)[:1000]}")
+
+
+def target_of(fmt: str, doc: Any) -> str:
+    """What the report says was scanned (trivy's ``ArtifactName``: an image, a path, a
+    repository), or "" where the format does not say."""
+    if fmt == "trivy" and isinstance(doc, dict):
+        name = doc.get("ArtifactName") or doc.get("ClusterName")
+        if isinstance(name, str):
+            return name[:4096]
+    return ""
