@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard.core.errors import InvalidInput
 from shipboard.core.pagination import Page, decode_cursor, encode_cursor
+
+SelectT = TypeVar("SelectT", bound="sa.Select[*tuple[Any, ...]]")
 
 
 def keyset_page(
@@ -27,6 +29,28 @@ def keyset_page(
     """A page of ``stmt`` ordered by ``(sort_col, id_col)``. With ``rows``, ``stmt`` selects
     columns and the items are plain rows: a read-only list then skips the ORM's identity map and
     attribute instrumentation, which cost more than the query on a 50-row page."""
+    ordered = after(stmt, sort_col=sort_col, id_col=id_col, cursor=cursor, descending=descending)
+    ordered = ordered.limit(limit + 1)
+    items = list(session.execute(ordered) if rows else session.scalars(ordered))
+    next_cursor = None
+    if len(items) > limit:
+        items = items[:limit]
+        last = items[-1]
+        next_cursor = encode_cursor(getattr(last, sort_col.key), getattr(last, id_col.key))
+    return Page(items=items, next_cursor=next_cursor)
+
+
+def after(
+    stmt: SelectT,
+    *,
+    sort_col: Any,
+    id_col: Any,
+    cursor: str | None,
+    descending: bool = True,
+) -> SelectT:
+    """``stmt`` ordered by ``(sort_col, id_col)`` and starting after ``cursor`` (a timestamp
+    and a UUID): for lists whose rows are not one entity, which build their own cursor with
+    ``encode_cursor`` from the last row they keep."""
     position = decode_cursor(cursor)
     if position is not None:
         try:
@@ -42,14 +66,7 @@ def keyset_page(
         else:
             stmt = stmt.where(sa.or_(sort_col > key, sa.and_(sort_col == key, id_col > last_id)))
     order = (sort_col.desc(), id_col.desc()) if descending else (sort_col.asc(), id_col.asc())
-    ordered = stmt.order_by(*order).limit(limit + 1)
-    items = list(session.execute(ordered) if rows else session.scalars(ordered))
-    next_cursor = None
-    if len(items) > limit:
-        items = items[:limit]
-        last = items[-1]
-        next_cursor = encode_cursor(getattr(last, sort_col.key), getattr(last, id_col.key))
-    return Page(items=items, next_cursor=next_cursor)
+    return stmt.order_by(*order)
 
 
 def filter_by(

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from shipboard.auth.deps import AdminOnly, AnyUser, Audit, DbSession, DeployerOrAdmin
+from shipboard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shipboard.core.problems import Problem
 from shipboard.monitoring import alert_service
 from shipboard.monitoring.alert_schemas import (
@@ -75,12 +76,16 @@ def delete_rule(rule_id: uuid.UUID, db: DbSession, _: AdminOnly, audit: Audit) -
     return Response(status_code=204)
 
 
-@router.get("/alerts", response_model=AlertPage)
+@router.get("/alerts", response_model=AlertPage, responses={422: {"model": Problem}})
 def list_alerts(
-    db: DbSession, _: AnyUser, state: Literal["pending", "firing", "resolved"] | None = None
+    db: DbSession,
+    _: AnyUser,
+    state: Literal["pending", "firing", "resolved"] | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> AlertPage:
-    """Alerts with their transitions; filter by state."""
-    return alert_service.list_alerts(db, state=state)
+    """Alerts with their transitions, newest change first; filter by state."""
+    return alert_service.list_alerts(db, state=state, cursor=cursor, limit=limit)
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertRead, responses={404: {"model": Problem}})

@@ -98,6 +98,7 @@ class AlertRead(BaseModel):
 
 class AlertPage(BaseModel):
     items: list[AlertRead]
+    next_cursor: str | None = None
 
 
 class Matcher(BaseModel):

@@ -15,7 +15,9 @@ from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.core import patterns
 from shipboard.core.errors import Conflict, InvalidInput, NotFound
+from shipboard.core.pagination import encode_cursor
 from shipboard.core.time import utcnow
+from shipboard.db import keyset
 from shipboard.environments.service import require_environment
 from shipboard.monitoring import alerting
 from shipboard.monitoring import repository as metrics
@@ -463,19 +465,24 @@ def _webhook_alert(alert: Alert) -> dict[str, Any]:
     }
 
 
-def list_alerts(session: Session, *, state: str | None = None, limit: int = 200) -> AlertPage:
-    """Alerts, newest change first; `silenced` tells whether a silence mutes them now."""
-    stmt = (
-        sa.select(Alert, AlertRule.name)
-        .join(AlertRule, AlertRule.id == Alert.rule_id)
-        .order_by(Alert.updated_at.desc())
-        .limit(limit)
-    )
+def list_alerts(
+    session: Session, *, state: str | None = None, cursor: str | None = None, limit: int = 50
+) -> AlertPage:
+    """Alerts, newest change first, a page at a time; `silenced` tells whether a silence mutes
+    them now."""
+    stmt = sa.select(Alert, AlertRule.name).join(AlertRule, AlertRule.id == Alert.rule_id)
     if state is not None:
         stmt = stmt.where(Alert.state == state)
+    stmt = keyset.after(stmt, sort_col=Alert.updated_at, id_col=Alert.id, cursor=cursor)
+    rows = session.execute(stmt.limit(limit + 1)).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1][0].updated_at, rows[-1][0].id)
     silences = active_silences(session, utcnow())
     return AlertPage(
-        items=[_alert_read(a, name, silences) for a, name in session.execute(stmt).all()]
+        next_cursor=next_cursor,
+        items=[_alert_read(a, name, silences) for a, name in rows],
     )
 
 
@@ -506,6 +513,18 @@ def _alert_read(alert: Alert, rule: str, silences: list[Silence]) -> AlertRead:
         transitions=alert.transitions,
         silenced=any(alerting.matches(s.matchers, alert.labels) for s in silences),
     )
+
+
+def all_alerts(session: Session, *, state: str | None = None) -> list[AlertRead]:
+    """Every alert (in ``state``), page by page: for counts, which a page would cut short."""
+    out: list[AlertRead] = []
+    cursor: str | None = None
+    while True:
+        page = list_alerts(session, state=state, cursor=cursor, limit=500)
+        out += page.items
+        if page.next_cursor is None:
+            return out
+        cursor = page.next_cursor
 
 
 # --- silences -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from fastapi import (
 from shipboard.auth.deps import AnyUser, Audit, DbSession, require_role
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import PayloadTooLarge
+from shipboard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shipboard.core.problems import Problem
 from shipboard.core.types import EnvironmentName, ScanStatus, ScanType, Severity
 from shipboard.environments.service import max_upload_bytes
@@ -153,7 +154,7 @@ def scan_findings(
     )
 
 
-@router.get("/findings", response_model=CurrentFindingPage)
+@router.get("/findings", response_model=CurrentFindingPage, responses={422: {"model": Problem}})
 def current_findings(
     db: DbSession,
     _: AnyUser,
@@ -165,9 +166,12 @@ def current_findings(
     tool: str | None = None,
     target: Annotated[str | None, Query(max_length=4096)] = None,
     cwe: Annotated[str | None, Query(pattern=r"^CWE-[0-9]+$")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> CurrentFindingPage:
-    """Every finding as it stands now (its latest occurrence), with its lifecycle state and SLA."""
-    rows = imports.current_findings(
+    """Every finding as it stands now (its latest occurrence), with its lifecycle state and SLA,
+    newest first, a page at a time."""
+    page = imports.findings_page(
         db,
         environment=environment,
         severity=severity,
@@ -177,8 +181,10 @@ def current_findings(
         tool=tool,
         target=target,
         cwe=cwe,
+        cursor=cursor,
+        limit=limit,
     )
-    return CurrentFindingPage.model_validate({"items": rows})
+    return CurrentFindingPage.model_validate({"items": page.items, "next_cursor": page.next_cursor})
 
 
 @router.patch("/findings/{finding_id}", status_code=204, response_class=Response, responses=CHANGE)

@@ -13,8 +13,10 @@ from sqlalchemy.orm import Session
 from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.core.errors import InvalidInput, NotFound
+from shipboard.core.pagination import Page, encode_cursor
 from shipboard.core.time import utcnow
-from shipboard.db import bulk
+from shipboard.db import bulk, keyset
+from shipboard.environments.models import Environment
 from shipboard.environments.service import require_environment
 from shipboard.environments.validation import stored_mapping
 from shipboard.security.importers import ImportFailed, ParsedFinding, ParsedReport, parse_report
@@ -377,38 +379,97 @@ def current_findings(
     finding_id: uuid.UUID | None = None,
     limit: int = 500,
 ) -> list[dict[str, Any]]:
-    """The latest occurrence of every finding identity, with its lifecycle state and SLA.
-    ``finding_id``: only the identity that this occurrence (the latest or an older one) is of."""
+    """The latest occurrence of every finding identity, with its lifecycle state and SLA, up to
+    ``limit`` of them, newest first. ``finding_id``: only the identity that this occurrence (the
+    latest or an older one) is of."""
+    return findings_page(
+        session,
+        environment=environment,
+        severity=severity,
+        status=status,
+        overdue=overdue,
+        scan_type=scan_type,
+        tool=tool,
+        target=target,
+        cwe=cwe,
+        finding_id=finding_id,
+        limit=limit,
+    ).items
+
+
+def findings_page(
+    session: Session,
+    *,
+    environment: str | None,
+    severity: str | None = None,
+    status: str | None = None,
+    overdue: bool | None = None,
+    scan_type: str | None = None,
+    tool: str | None = None,
+    target: str | None = None,
+    cwe: str | None = None,
+    finding_id: uuid.UUID | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[dict[str, Any]]:
+    """A page of ``current_findings``, newest first, and the cursor of the next. Every filter
+    is part of the query (state and overdue included), so a page is never short because rows
+    were dropped after the limit."""
+    now = utcnow()
     stmt = (
         sa.select(SecurityFinding, FindingIdentity, FindingOccurrence.occurrences)
         .join(FindingIdentity, FindingIdentity.latest_finding_id == SecurityFinding.id)
         .join(FindingOccurrence, FindingOccurrence.finding_id == SecurityFinding.id)
-        .order_by(FindingIdentity.first_seen_at.desc(), FindingIdentity.id)
-        .limit(limit)
     )
-    if environment is not None:
-        stmt = stmt.where(FindingIdentity.environment == environment)
-    if severity is not None:
-        stmt = stmt.where(SecurityFinding.severity == severity)
-    if scan_type is not None:
-        stmt = stmt.where(FindingIdentity.scan_type == scan_type)
-    if tool is not None:
-        stmt = stmt.where(FindingIdentity.tool == tool)
-    if target is not None:
-        stmt = stmt.where(FindingIdentity.target == target)
-    if cwe is not None:
-        stmt = stmt.where(SecurityFinding.cwe_id == cwe)
-    if finding_id is not None:
-        stmt = stmt.where(
-            FindingIdentity.id
-            == sa.select(FindingOccurrence.identity_id)
-            .where(FindingOccurrence.finding_id == finding_id)
-            .scalar_subquery()
+    triaged_now = sa.and_(
+        FindingIdentity.triage_status.is_not(None),
+        sa.or_(
+            FindingIdentity.triage_expires_at.is_(None), FindingIdentity.triage_expires_at > now
+        ),
+    )
+    is_open = sa.and_(FindingIdentity.status == "open", sa.not_(triaged_now))
+    if status == "resolved":
+        stmt = stmt.where(FindingIdentity.status == "resolved")
+    elif status == "triaged":
+        stmt = stmt.where(FindingIdentity.status == "open", triaged_now)
+    elif status == "open":
+        stmt = stmt.where(is_open)
+    slas = {
+        name: sla_days(config or {})
+        for name, config in session.execute(
+            sa.select(Environment.name, Environment.config).where(
+                sa.true() if environment is None else Environment.name == environment
+            )
         )
-    now = utcnow()
-    slas: dict[str, dict[str, int]] = {}
+    }
+    if overdue is not None:
+        # Past its SLA: first seen before now minus the days of its severity in its environment.
+        late = sa.and_(
+            is_open,
+            sa.or_(
+                sa.false(),
+                *(
+                    sa.and_(
+                        FindingIdentity.environment == name,
+                        SecurityFinding.severity == severity_name,
+                        FindingIdentity.first_seen_at < now - timedelta(days=days),
+                    )
+                    for name, days_by_severity in slas.items()
+                    for severity_name, days in days_by_severity.items()
+                ),
+            ),
+        )
+        stmt = stmt.where(late if overdue else sa.not_(late))
+    stmt = keyset.after(
+        stmt, sort_col=FindingIdentity.first_seen_at, id_col=FindingIdentity.id, cursor=cursor
+    )
+    rows = session.execute(stmt.limit(limit + 1)).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1][1].first_seen_at, rows[-1][1].id)
     out = []
-    for finding, identity, occurrences in session.execute(stmt).all():
+    for finding, identity, occurrences in rows:
         if identity.environment not in slas:
             slas[identity.environment] = sla_days(
                 stored_mapping(require_environment(session, identity.environment).config)
@@ -421,10 +482,6 @@ def current_findings(
         )
         state = "resolved" if identity.status == "resolved" else "triaged" if triaged else "open"
         is_overdue = state == "open" and now > due_at
-        if (status is not None and state != status) or (
-            overdue is not None and is_overdue != overdue
-        ):
-            continue
         out.append(
             {
                 **{
@@ -461,7 +518,7 @@ def current_findings(
                 else None,
             }
         )
-    return out
+    return Page(items=out, next_cursor=next_cursor)
 
 
 def current_finding(session: Session, *, finding_id: uuid.UUID) -> dict[str, Any]:

@@ -134,6 +134,7 @@ class CurrentFinding(SecurityFindingRead):
 
 class CurrentFindingPage(BaseModel):
     items: list[CurrentFinding]
+    next_cursor: str | None = None
 
 
 class ScanRun(BaseModel):

@@ -28,7 +28,7 @@ def overview(session: Session) -> list[dict[str, Any]]:
     """One card per environment: what serves, the last deployment, what runs or waits, open
     findings by severity, firing alerts, and the last 30 days' frequency and failure rate."""
     now = utcnow()
-    firing = list(alert_service.list_alerts(session, state="firing").items)
+    firing = alert_service.all_alerts(session, state="firing")
     cards = []
     for env in environments.list_environments(session, reveal_credentials=False):
         recent = deployments.list_deployments(
