@@ -421,6 +421,24 @@ def findings_page(
         .join(FindingIdentity, FindingIdentity.latest_finding_id == SecurityFinding.id)
         .join(FindingOccurrence, FindingOccurrence.finding_id == SecurityFinding.id)
     )
+    equal = (
+        (FindingIdentity.environment, environment),
+        (SecurityFinding.severity, severity),
+        (FindingIdentity.scan_type, scan_type),
+        (FindingIdentity.tool, tool),
+        (FindingIdentity.target, target),
+        (SecurityFinding.cwe_id, cwe),
+    )
+    for column, value in equal:
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if finding_id is not None:
+        stmt = stmt.where(
+            FindingIdentity.id
+            == sa.select(FindingOccurrence.identity_id)
+            .where(FindingOccurrence.finding_id == finding_id)
+            .scalar_subquery()
+        )
     triaged_now = sa.and_(
         FindingIdentity.triage_status.is_not(None),
         sa.or_(
