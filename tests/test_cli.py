@@ -270,3 +270,32 @@ def test_an_invalid_setting_is_a_usage_error_naming_it(tmp_path: Path) -> None:
     assert "SHIPBOARD_PUBLIC_URL" in result.stderr
     assert "http:// or https://" in result.stderr
     assert "internal error" not in result.stderr
+
+
+def test_serve_creates_its_home_private(tmp_path: Path) -> None:
+    """A copied-away home must not be readable by other local users: the directory 0700, the
+    database, its -wal/-shm and the key file 0600, whatever the umask of the shell."""
+    home = tmp_path / "home"
+    port = _free_port()
+    previous = os.umask(0o022)
+    try:
+        proc = _serve_on_sqlite(home, port)
+    finally:
+        os.umask(previous)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("serve did not become ready")
+        modes = {path.name: path.stat().st_mode & 0o777 for path in home.iterdir()}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert home.stat().st_mode & 0o777 == 0o700
+    assert {"shipboard.db", "shipboard.db-wal", "shipboard.db-shm", "secret.key"} <= set(modes)
+    assert {name: mode for name, mode in modes.items() if mode & 0o077} == {}

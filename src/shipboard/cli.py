@@ -27,6 +27,7 @@ from shipboard.client import (
 from shipboard.config import check_public_url, get_settings
 from shipboard.configuration.cli import register as register_config_commands
 from shipboard.core.errors import Forbidden, InvalidInput, ShipboardError, Unauthorized
+from shipboard.core.files import restrict_umask
 from shipboard.core.memory import cap_malloc_arenas
 from shipboard.core.terminal import console
 from shipboard.db.cli import app as db_app
@@ -400,6 +401,8 @@ def database_error(exc: OperationalError) -> str:
 
 
 def main() -> None:
+    # Everything the command writes (the database, its WAL, backups, key files) is private.
+    restrict_umask()
     # Progress bars are for people: not when output is piped, nor with --json (which commands
     # parse for themselves; the uploads of every command share this one decision).
     configure(progress=progress_wanted(as_json="--json" in sys.argv[1:]))

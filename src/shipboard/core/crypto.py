@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from shipboard.core.errors import ShipboardError
+from shipboard.core.files import private_dir
 
 KEY_FILE_NAME = "secret.key"
 
@@ -144,7 +145,7 @@ def load_or_create_key_file(home: Path) -> bytes:
     path = home / KEY_FILE_NAME
     if path.exists():
         return path.read_bytes().strip()
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
     key = Fernet.generate_key()
     # O_EXCL: two processes starting at once must not each write a different key.
     try:

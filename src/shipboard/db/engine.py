@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from shipboard.config import normalize_database_url
+from shipboard.core.files import private_file
 
 APP_ROLE = "shipboard_app"
 # SQLite's own checkpoints (every 1,000 pages, PASSIVE) never wait for readers, so under steady
@@ -67,8 +68,9 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
 
 def _create_sqlite_engine(url: str, **kwargs: Any) -> Engine:
     database = sa.engine.make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if database and database != ":memory:" and not database.startswith("file:"):
+        # 0600 before SQLite opens it: SQLite gives the -wal and -shm files the same mode.
+        private_file(Path(database))
     engine = sa.create_engine(
         url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
     )

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO
 
+from shipboard.core.files import step_umask
 from shipboard.core.nulguard import scrub
 
 KILL_GRACE_S = 2.0
@@ -138,6 +139,7 @@ def run_step(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group, so cancel and timeout reach children
+        umask=step_umask(),  # the operator's, not the 077 Shipboard keeps for its own files
     )
     lines: queue.Queue[tuple[str, str] | None] = queue.Queue()
     readers = [
