@@ -23,7 +23,7 @@ DATA_ONLY = {"20261203_0014"}  # rewrite rows, change no schema
 # Revisions that replace something (a unique key on more columns): their downgrade brings back
 # what they replaced. PostgreSQL lists a unique constraint among the indexes.
 RESTORES = {
-    "20261203_0016": {
+    "20261203_0017": {
         "index:finding_identities:finding_identities_environment_scan_type_tool_fingerprint_key"
     }
 }

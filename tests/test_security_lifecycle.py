@@ -266,7 +266,7 @@ def test_identities_from_before_targets_are_adopted_with_their_triage(
             ).status_code
             == 204
         )
-        # What migration 20261203_0016 leaves for identities whose scan named no target.
+        # What migration 20261203_0017 leaves for identities whose scan named no target.
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE finding_identities SET target = NULL"))
         again = _import(client, raw)

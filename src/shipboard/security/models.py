@@ -66,7 +66,7 @@ class FindingIdentity(Base):
     """One finding across scans: its fingerprint within an environment, scan type, tool and
     target, when it was first seen, whether it is open now, and a manual triage that carries
     forward. ``target`` is what was scanned ("" when the scan did not say); NULL only on
-    identities from before targets (migration 20261203_0016), which the next scan that sees
+    identities from before targets (migration 20261203_0017), which the next scan that sees
     them adopts."""
 
     __tablename__ = "finding_identities"

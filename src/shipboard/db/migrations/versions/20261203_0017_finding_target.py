@@ -9,8 +9,8 @@ own target with its triage, and until then such a scan may resolve it, as it cou
 Downgrade drops the target; identities that then share a fingerprint in one environment, type
 and tool (the same finding in two targets) keep the one seen last.
 
-Revision ID: 20261203_0016
-Revises: 20261203_0015
+Revision ID: 20261203_0017
+Revises: 20261203_0016
 Create Date: 2026-12-03
 """
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "20261203_0016"
-down_revision = "20261203_0015"
+revision = "20261203_0017"
+down_revision = "20261203_0016"
 branch_labels = None
 depends_on = None
 
