@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -71,11 +73,72 @@ def deploy(
         if not wait:
             return
         final = _wait(client, created, as_json=as_json)
+        if final != "success":
+            _follow_auto_rollback(client, created.id, environment, say=say)
     raise typer.Exit(0 if final == "success" else 1)
 
 
+# The worker starts an automatic rollback just after the failed deployment's final status, in a
+# transaction of its own; this is how long --wait looks for it before saying there is none.
+AUTO_ROLLBACK_GRACE_S = 15.0
+
+
+def _follow_auto_rollback(
+    client: Client, deployment_id: uuid.UUID, environment: str, *, say: Console
+) -> None:
+    """If the environment rolls back automatically, say so and follow the rollback to its end."""
+    features = client.get(f"/api/v1/environments/{environment}").get("features") or {}
+    if not features.get("auto_rollback"):
+        return
+    # The worker rolls back a deployment whose verification failed (the service was changed and
+    # is unhealthy); one that failed before verifying changed nothing to undo.
+    if client.get_deployment(deployment_id).verify_time is None:
+        return
+    deadline = time.monotonic() + AUTO_ROLLBACK_GRACE_S
+    while True:
+        recent = client.get(
+            "/api/v1/deployments", params={"environment": environment, "limit": 20}
+        )["items"]
+        rollback = next((d for d in recent if d.get("rollback_from") == str(deployment_id)), None)
+        if rollback is not None:
+            break
+        if time.monotonic() >= deadline:
+            say.print(
+                "no automatic rollback began (nothing to roll back to?); "
+                f"see `shipboard logs {deployment_id}`"
+            )
+            return
+        time.sleep(0.25)
+    say.print(
+        f"automatic rollback started: deployment {rollback['id']} "
+        f"(back to {rollback['version']}); following it"
+    )
+    final = client.wait_for_deployment(
+        rollback["id"], on_log=_printer(as_json=False, level=None, stream=say)
+    ).status
+    style = "bold green" if final == "success" else "bold red"
+    say.print(f"rollback {final}", style=style)
+
+
+def _deployment_id(value: str | None) -> str | None:
+    # A mistyped id is the caller's mistake: say so here (exit 2), not after a round trip.
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a deployment id (a UUID)") from None
+
+
+DeploymentId = Annotated[
+    str, typer.Argument(help="A deployment's id (a UUID)", callback=_deployment_id)
+]
+
+
 def report_status(
-    deployment_id: Annotated[str, typer.Argument(help="The deployment you report")],
+    deployment_id: Annotated[
+        str, typer.Argument(help="The deployment you report", callback=_deployment_id)
+    ],
     new_status: Annotated[
         str, typer.Argument(metavar="STATUS", help="building, deploying, success or failed")
     ],
@@ -102,7 +165,9 @@ def report_status(
 
 
 def rollback(
-    deployment_id: Annotated[str | None, typer.Argument(help="The deployment to roll back")] = None,
+    deployment_id: Annotated[
+        str | None, typer.Argument(help="The deployment to roll back", callback=_deployment_id)
+    ] = None,
     env: Annotated[str | None, typer.Option("--env", help="Roll back what serves ENV now")] = None,
     wait: Annotated[bool, typer.Option(help="Follow the rollback to its end")] = False,
     force: Annotated[
@@ -155,24 +220,39 @@ def status(as_json: JsonFlag = False) -> None:
     if as_json:
         print(json.dumps(rows))
         return
-    table = Table(
-        "environment", "current version", "commit", "since", "last deployment", "running", "queued"
-    )
+    out.print(status_table(rows))
+
+
+def _minute(stamp: str | None) -> str:
+    # "2026-12-03T15:40:12.5+00:00" → "2026-12-03 15:40": the API's times are UTC.
+    return stamp[:16].replace("T", " ") if stamp else "-"
+
+
+def status_table(rows: list[dict[str, Any]]) -> Table:
+    """The status as a table that fits 80 columns: no borders, names and times never cut (long
+    versions fold instead); the console shows cells as inert text (no markup, no highlighting)."""
+    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold", highlight=False)
+    table.add_column("environment", no_wrap=True)
+    table.add_column("serving", overflow="fold")
+    table.add_column("since (UTC)", no_wrap=True)
+    table.add_column("last deployment", overflow="fold")
+    table.add_column("in flight", overflow="fold")
     for row in rows:
         cur, last, running = row["current"], row["last"], row["running"]
+        flight = [f"{running['version']} {running['status']}"] if running else []
+        if row["queued"]:
+            flight.append(f"{row['queued']} queued")
         table.add_row(
             row["environment"],
-            cur["version"] if cur else "-",
-            cur["commit_sha"][:12] if cur else "-",
-            (cur["completed_at"] or "")[:19] if cur else "-",
+            f"{cur['version']} {cur['commit_sha'][:7]}" if cur else "-",
+            _minute(cur["completed_at"]) if cur else "-",
             f"{last['version']} {last['status']} by {last['triggered_by']}" if last else "-",
-            f"{running['version']} ({running['status']})" if running else "-",
-            str(row["queued"]),
+            ", ".join(flight) or "-",
         )
-    out.print(table)
+    return table
 
 
-def approve(deployment_id: str, as_json: JsonFlag = False) -> None:
+def approve(deployment_id: DeploymentId, as_json: JsonFlag = False) -> None:
     """Approve a deployment that waits for approval (not one you triggered)."""
     with Client.from_settings() as client:
         detail = client.approve(deployment_id)
@@ -182,7 +262,7 @@ def approve(deployment_id: str, as_json: JsonFlag = False) -> None:
         out.print(f"approved {deployment_id}")
 
 
-def cancel(deployment_id: str, as_json: JsonFlag = False) -> None:
+def cancel(deployment_id: DeploymentId, as_json: JsonFlag = False) -> None:
     """Cancel a pending or running deployment."""
     with Client.from_settings() as client:
         detail = client.cancel(deployment_id)
@@ -193,7 +273,7 @@ def cancel(deployment_id: str, as_json: JsonFlag = False) -> None:
 
 
 def logs(
-    deployment_id: str,
+    deployment_id: DeploymentId,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines")] = False,
     level: Annotated[str | None, typer.Option(help="Only this level")] = None,
     as_json: Annotated[
@@ -252,4 +332,4 @@ def _printer(
 
 def _print_end(stream: Console, final: str) -> None:
     style = "bold green" if final == "success" else "bold red"
-    stream.print(f"[{style}]deployment {final}[/]")
+    stream.print(f"deployment {final}", style=style)
