@@ -41,7 +41,7 @@ from sqlalchemy.engine import Engine
 
 from shipboard.core.errors import InvalidInput
 from shipboard.integrations import mapping
-from shipboard.monitoring import otlp
+from shipboard.monitoring import otlp, temporality
 from shipboard.performance.importers import ImportFailed as PerfImportFailed
 from shipboard.performance.importers import parse_results
 from shipboard.security.importers import ImportFailed, ParsedReport, parse_report
@@ -223,9 +223,18 @@ def _otlp_protobuf(path: Path) -> bytes:
 
 def _convert(message: ExportMetricsServiceRequest) -> None:
     converted = otlp.convert(message, known_environments=KNOWN, now=NOW)
-    for row in converted.rows:
+    rows = list(converted.rows)
+    for pending in converted.pending:  # a cumulative point twice: itself, then a zero increment
+        rows += pending.rows(pending.reading)
+        previous = (pending.start_ns, pending.time_ns - 1, pending.reading)
+        again = temporality.increment(
+            pending.kind, pending.reading, pending.start_ns, pending.time_ns, previous
+        )
+        rows += pending.rows(again) if again is not None else []
+    for row in rows:
         assert row["environment"] in KNOWN
         assert isinstance(row["value"], float)
+        assert math.isfinite(row["value"])
     otlp.response(converted)
 
 
@@ -327,6 +336,12 @@ def _drawn_points(data: st.DataObject, path: Path) -> dict[str, Any]:
             for k in ("sum", "gauge", "histogram", "exponentialHistogram", "summary")
             if k in metric
         )
+        if kind != "gauge" and data.draw(st.integers(0, 2), label="temporality?") == 0:
+            # Cumulative points go through the series' stored state (temporality.py).
+            metric[kind]["aggregationTemporality"] = data.draw(
+                st.sampled_from([0, 1, 2, 2, "AGGREGATION_TEMPORALITY_CUMULATIVE", 7]),
+                label="temporality",
+            )
         points = metric[kind]["dataPoints"]
         if data.draw(st.booleans(), label="another point?"):
             points.append(json.loads(json.dumps(points[0])))

@@ -20,7 +20,7 @@ from shipboard.db.engine import system_transaction
 from shipboard.db.partitions import month_start, partition_name
 from shipboard.deployments.models import DeploymentConfig, DeploymentLog
 from shipboard.environments.models import Environment
-from shipboard.monitoring.models import MonitoringMetric
+from shipboard.monitoring.models import MonitoringMetric, OtlpCumulativeState
 from shipboard.ops import retention
 from shipboard.performance.models import PerformanceMetric
 from tests.conftest import Database
@@ -148,6 +148,7 @@ def test_expired_rows_go_and_each_environment_keeps_its_own_horizon(engine: Engi
         "monitoring_metrics": everything["monitoring_metrics"] - len(expected_metrics),
         "performance_metrics": everything["performance_metrics"] - len(expected_perf),
         "deployment_logs": everything["deployment_logs"] - len(expected_logs),
+        "otlp_cumulative_state": 0,
     }
     assert preview.horizons == horizons
     assert len(_ids(engine, MonitoringMetric)) == everything["monitoring_metrics"]
@@ -173,6 +174,30 @@ def test_expired_rows_go_and_each_environment_keeps_its_own_horizon(engine: Engi
 
     again = retention.enforce(engine, now=NOW)
     assert not again.removed_anything
+
+
+def test_the_state_of_cumulative_series_silent_past_every_horizon_goes(engine: Engine) -> None:
+    """One row per cumulative OTLP series would grow forever as series come and go (a pod's
+    service.instance.id): a series not exported for longer than every metrics horizon goes."""
+    _set_limits(engine, staging={"metrics_retention_days": 30})
+    with system_transaction(engine) as s:
+        for key, age in (("fresh", 1), ("within-production", 60), ("silent", 91)):
+            s.add(
+                OtlpCumulativeState(
+                    key=key,
+                    start_ns="1",
+                    time_ns="2",
+                    reading={"value": 1},
+                    updated_at=NOW - timedelta(days=age),
+                )
+            )
+    preview = retention.enforce(engine, now=NOW, dry_run=True)
+    assert preview.deleted["otlp_cumulative_state"] == 1
+    report = retention.enforce(engine, now=NOW, batch_size=1)
+    assert report.deleted["otlp_cumulative_state"] == 1
+    with system_transaction(engine) as s:
+        left = set(s.scalars(sa.select(OtlpCumulativeState.key)))
+    assert left == {"fresh", "within-production"}
 
 
 ENVS = ("development", "staging", "production")

@@ -2,7 +2,8 @@
 
 Each environment keeps metrics (``monitoring_metrics``, ``performance_metrics``) for
 ``limits.metrics_retention_days`` (default 90) and deployment logs for
-``limits.logs_retention_days`` (default 365).
+``limits.logs_retention_days`` (default 365). The last cumulative OTLP point of a series
+(``otlp_cumulative_state``) goes once it is older than the longest metrics horizon.
 
 Partitions are per table, not per environment, so on PostgreSQL a monthly partition is dropped
 only once it lies wholly past the *longest* horizon of every environment sharing the table;
@@ -32,7 +33,7 @@ from shipboard.db.partitions import ensure_partitions, month_start
 from shipboard.db.rls import require_unblocked
 from shipboard.deployments.models import DeploymentConfig, DeploymentLog
 from shipboard.environments import repository as environments
-from shipboard.monitoring.models import MonitoringMetric
+from shipboard.monitoring.models import MonitoringMetric, OtlpCumulativeState
 from shipboard.performance.models import PerformanceMetric
 
 log = structlog.get_logger("shipboard.retention")
@@ -48,6 +49,7 @@ TABLES: dict[str, Kind] = {
     "performance_metrics": "metrics",
     "deployment_logs": "logs",
 }
+CUMULATIVE_STATE = "otlp_cumulative_state"
 _MODELS: dict[str, Any] = {
     "monitoring_metrics": MonitoringMetric,
     "performance_metrics": PerformanceMetric,
@@ -60,7 +62,9 @@ class RetentionReport:
     dry_run: bool
     horizons: dict[str, dict[str, int]]
     dropped_partitions: list[str] = field(default_factory=list)
-    deleted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
+    deleted: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys([*TABLES, CUMULATIVE_STATE], 0)
+    )
     created_partitions: list[str] = field(default_factory=list)
 
     @property
@@ -114,6 +118,12 @@ def enforce(
             report.deleted[table] += _delete_expired(
                 engine, table, environment, cutoff, dropped, report.dry_run, batch_size
             )
+    # The last cumulative OTLP point of a series silent past every metrics horizon: the next
+    # export of such a series (if any) counts again from its start time.
+    longest = max(days["metrics"] for days in report.horizons.values())
+    report.deleted[CUMULATIVE_STATE] = _forget_series(
+        engine, now - timedelta(days=longest), report.dry_run, batch_size
+    )
     if postgres and not dry_run:
         try:
             with system_transaction(engine) as session:
@@ -145,6 +155,26 @@ def enforce(
             created=report.created_partitions,
         )
     return report
+
+
+def _forget_series(engine: Engine, cutoff: datetime, dry_run: bool, batch_size: int) -> int:
+    table = OtlpCumulativeState
+    stale = sa.select(table.key).where(table.updated_at < cutoff)
+    if dry_run:
+        with system_transaction(engine) as session:
+            return int(
+                session.execute(
+                    sa.select(sa.func.count()).select_from(stale.subquery())
+                ).scalar_one()
+            )
+    removed = 0
+    while True:
+        with system_transaction(engine) as session:
+            keys = list(session.scalars(stale.limit(batch_size)))
+            if not keys:
+                return removed
+            session.execute(sa.delete(table).where(table.key.in_(keys)))
+        removed += len(keys)
 
 
 _PARTITION = re.compile(r"^(?P<table>[a-z_]+)_(?P<year>\d{4})_(?P<month>\d{2})$")
