@@ -223,3 +223,20 @@ def test_cli_rollback_refuses_an_old_deployment_and_admins_force_past_a_freeze(
     created = json.loads(forced.stdout)
     assert (created["version"], created["forced"]) == ("2.0.0", True)
     assert v1
+
+
+def test_the_deployment_page_offers_rollback_only_on_the_serving_deployment(
+    clients: Clients, engine: Any
+) -> None:
+    from tests.test_web_auth import browser, login, set_password
+
+    with clients.as_role("deployer") as deployer:
+        old = _report(deployer, "1.0.0")
+        older = _report(deployer, "2.0.0")
+        serving = _report(deployer, "3.0.0")
+    set_password(engine, "deployer-user")
+    with browser(clients.server) as page:
+        login(page, "deployer-user")
+        assert 'id="rollback"' in page.get(f"/deployments/{serving}").text
+        for not_serving in (old, older):
+            assert 'id="rollback"' not in page.get(f"/deployments/{not_serving}").text

@@ -64,6 +64,11 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return max(0.0, (end - start).total_seconds())
 
 
+def _is_serving(session: Session, environment: str, deployment_id: uuid.UUID) -> bool:
+    serving = deployment_repository.current_for_environment(session, environment)
+    return serving is not None and serving.id == deployment_id
+
+
 def deployment_view(
     session: Session, *, deployment_id: uuid.UUID, principal: Principal
 ) -> dict[str, Any]:
@@ -120,7 +125,10 @@ def deployment_view(
         "stage_order": order,
         "logs": logs.items,
         "more_logs": logs.next_cursor is not None,
-        "can_rollback": writer and state.can_roll_back(status, deploy_ran=deploy_ran),
+        # Only the deployment serving its environment can be rolled back (deployments.md).
+        "can_rollback": writer
+        and state.can_roll_back(status, deploy_ran=deploy_ran)
+        and _is_serving(session, detail.environment, detail.id),
         "can_cancel": status not in state.TERMINAL and (principal.role == "admin" or is_triggerer),
         "can_approve": writer
         and detail.approval.required
