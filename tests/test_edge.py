@@ -348,3 +348,26 @@ def test_a_slow_but_steady_body_and_keep_alive_requests_still_work(served: Serve
             time.sleep(BODY_IDLE_TIMEOUT_S / 3)
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 200"), answer
+
+
+def test_oversized_headers_are_refused_before_they_are_held(served: Served) -> None:
+    """Found in our own pass: httptools set no bound on header size, so one request line
+    could make the server hold as many megabytes of headers as it sent within the deadline."""
+    before = served.rss()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+        sent = 0
+        try:
+            for _ in range(64):
+                sock.sendall(b"a" * (256 * 1024))
+                sent += 1
+        except OSError:
+            pass
+        closed, answer = _closed_within(sock, 3)
+    assert closed
+    assert sent < 64, "the server kept reading 16 MB of headers"
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
+    assert served.rss() - before < 20 * MB
+    with httpx.Client(base_url=served.url, timeout=10) as client:
+        fine = client.get("/healthz", headers={"X-Large-But-Fine": "b" * 16_000})
+        assert fine.status_code == 200

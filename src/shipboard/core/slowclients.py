@@ -9,6 +9,9 @@ protocol, uvicorn's httptools one plus two timers, is what ``shipboard serve`` r
 - **headers:** from the moment a connection opens, or a kept-alive one starts its next request,
   the request line and headers must be complete within ``header_timeout_s``. The deadline is
   absolute: a byte now and then does not extend it. Past it: ``408 Request Timeout`` and close.
+- **header size:** the request line and headers may take ``MAX_HEADER_BYTES`` (64 KiB) at most;
+  llhttp sets no bound of its own, so one request could make the server hold as many megabytes
+  of "headers" as it could send before the deadline. Past it: ``431`` and close.
 - **body:** once the headers are in, the body may pause for at most ``body_idle_timeout_s``
   between two pieces; a slow but steady upload is fine. Past it the connection is closed and the
   route, if it was reading, sees the client go away. Time the server itself is not reading (a
@@ -22,10 +25,19 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-_TOO_SLOW = b"request headers took too long"
-_REQUEST_TIMEOUT = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TOO_SLOW), _TOO_SLOW)
+MAX_HEADER_BYTES = 64 * 1024
+
+
+def _plain(status: bytes, text: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(text), text)
+    )
+
+
+_REQUEST_TIMEOUT = _plain(b"408 Request Timeout", b"request headers took too long")
+_HEADERS_TOO_LARGE = _plain(
+    b"431 Request Header Fields Too Large", b"request line and headers exceed 64 KiB"
 )
 
 
@@ -36,6 +48,7 @@ class SlowClientGuard(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
         self._body_idle: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -56,7 +69,16 @@ class SlowClientGuard(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._body_idle is not None:
             self._arm_body_idle()
+        if self._header_deadline is not None:
+            self._header_bytes += len(data)
         super().data_received(data)
+        # Still reading headers after this piece (the counter may include a body that came
+        # with the end of the headers, but then they are complete and the deadline is gone).
+        if self._header_deadline is not None and self._header_bytes > MAX_HEADER_BYTES:
+            self._cancel_header_deadline()
+            if not self.transport.is_closing():
+                self.transport.write(_HEADERS_TOO_LARGE)
+                self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -80,6 +102,7 @@ class SlowClientGuard(HttpToolsProtocol):
 
     def _arm_header_deadline(self) -> None:
         if self._header_deadline is None:
+            self._header_bytes = 0
             self._header_deadline = self.loop.call_later(
                 self.header_timeout_s, self._headers_too_slow
             )
