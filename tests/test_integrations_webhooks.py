@@ -612,3 +612,40 @@ def test_webhook_triggerers_are_namespaced_apart_from_local_users(
         )
         assert_problem(refused, 403)
         assert _detail(clients, deployment)["status"] != "failed"
+
+
+def test_a_deployment_recorded_before_ids_were_scoped_goes_on_after_the_upgrade(
+    clients: Clients, engine: Engine
+) -> None:
+    with clients.as_role("admin") as admin:
+        _configure(admin, "github")
+    created = _github(clients, "deployment", _fixture("github/deployment.created.payload.json"))
+    deployment_id = created.json()["deployment_id"]
+    # As an older Shipboard stored it: the bare deployment id.
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE integration_deployments SET external_id = '145988746'"),
+        )
+    # Another repository's deployment 145988746, of another commit, does not take it over.
+    other = _github(
+        clients,
+        "deployment_status",
+        _variant(
+            "github/deployment_status.created.payload.json",
+            repository__id=1,
+            repository__html_url="https://github.com/someone/else",
+            deployment__sha="0" * 40,
+        ),
+    )
+    assert other.json()["outcome"] == "recorded"
+    assert other.json()["deployment_id"] != deployment_id
+    status = _github(
+        clients, "deployment_status", _fixture("github/deployment_status.created.payload.json")
+    )
+    assert status.json()["outcome"] == "updated", status.text
+    assert status.json()["deployment_id"] == deployment_id
+    assert _detail(clients, deployment_id)["status"] == "success"
+    with engine.connect() as conn:
+        keys = set(conn.scalars(sa.text("SELECT external_id FROM integration_deployments")))
+    assert "145988746" not in keys
+    assert "github.com/repositories/186853002/deployments/145988746" in keys

@@ -105,6 +105,9 @@ class DeploymentEvent:
     created_at: datetime | None = None
     happened_at: datetime | None = None
     commit_timestamp: datetime | None = None
+    # The key before ids were scoped by host and repository: a link recorded under it (before
+    # the upgrade) is taken over when its commit matches, so a deployment in flight goes on.
+    legacy_id: str | None = None
 
 
 Meaning = DeploymentEvent | Ignore | Ping
@@ -239,6 +242,7 @@ def _github_deployment(
     created_at = _time(deployment.get("created_at"))
     common: dict[str, Any] = {
         "external_id": f"{_github_scope(payload)}/deployments/{deployment_id}",
+        "legacy_id": str(deployment_id),
         "their_environment": their_env,
         "environment": ours,
         "version": version or version_from(deployment.get("ref"), sha),
@@ -297,6 +301,7 @@ def _github_workflow_run(payload: dict[str, Any], settings: Settings) -> Meaning
         external_id=(
             f"{_github_scope(payload)}/actions/runs/{run_id}/attempts/{run.get('run_attempt') or 1}"
         ),
+        legacy_id=f"workflow_run:{run_id}:{run.get('run_attempt') or 1}",
         their_environment=name,
         environment=ours,
         version=version_from(run.get("head_branch"), sha),
@@ -356,6 +361,7 @@ def gitlab_event(event: str | None, payload: dict[str, Any], settings: Settings)
     happened = _time(payload.get("status_changed_at"))
     return DeploymentEvent(
         external_id=f"{_gitlab_scope(payload)}/deployments/{deployment_id}",
+        legacy_id=str(deployment_id),
         their_environment=their_env,
         environment=ours,
         version=version_from(payload.get("ref"), sha, short=payload.get("short_sha")),

@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 from shipboard.core.pagination import Page
 from shipboard.db.engine import is_postgres
 from shipboard.db.keyset import filter_by, keyset_page
+from shipboard.deployments.models import DeploymentConfig
 from shipboard.environments.models import Environment
 from shipboard.integrations.models import Integration, IntegrationDelivery, IntegrationDeployment
 from shipboard.integrations.schemas import DeliveryFilter
@@ -48,6 +49,34 @@ def lock_external(session: Session, kind: str, external_id: str) -> None:
 
 def get_link(session: Session, kind: str, external_id: str) -> IntegrationDeployment | None:
     return session.get(IntegrationDeployment, (kind, external_id))
+
+
+def take_over_legacy_link(
+    session: Session, kind: str, legacy_id: str, external_id: str, commit_sha: str
+) -> IntegrationDeployment | None:
+    """The link recorded under an unscoped id before the upgrade, moved to ``external_id`` —
+    only when its deployment is of the same commit (another repository's deployment with the
+    same number must not take it)."""
+    legacy = session.get(IntegrationDeployment, (kind, legacy_id))
+    if legacy is None:
+        return None
+    sha = session.scalar(
+        sa.select(DeploymentConfig.commit_sha).where(DeploymentConfig.id == legacy.deployment_id)
+    )
+    if sha is None or sha.lower() != commit_sha.lower():
+        return None
+    moved = IntegrationDeployment(
+        kind=kind,
+        external_id=external_id,
+        deployment_id=legacy.deployment_id,
+        external_state=legacy.external_state,
+        updated_at=legacy.updated_at,
+    )
+    session.delete(legacy)
+    session.flush()  # the deployment may be linked once only
+    session.add(moved)
+    session.flush()
+    return moved
 
 
 def add_link(session: Session, link: IntegrationDeployment) -> None:

@@ -369,6 +369,10 @@ def _apply(
     provider = PROVIDER[webhook.kind]
     repository.lock_external(session, webhook.kind, event.external_id)
     link = repository.get_link(session, webhook.kind, event.external_id)
+    if link is None and event.legacy_id is not None:
+        link = repository.take_over_legacy_link(
+            session, webhook.kind, event.legacy_id, event.external_id, event.commit_sha
+        )
     # Their clocks, not ours: a redelivery hours later still records when it happened. Never in
     # our future, though, and never before the deployment began.
     created_at = min(event.created_at or event.happened_at or now, now)
