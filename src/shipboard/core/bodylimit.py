@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -63,8 +64,11 @@ class BodySizeLimitMiddleware:
         if has_body and not signed and self.authenticate is not None:
             try:
                 authenticated = await self.authenticate(scope)
-            except ShipboardError as exc:
-                await _error_response(exc)(scope, receive, send)
+            except Exception as exc:  # answered as the route would have answered it
+                response = await _handled(scope, exc)
+                if response is None:
+                    raise
+                await response(scope, receive, send)
                 return
             if not authenticated:
                 limit = self.anonymous_max_bytes
@@ -152,6 +156,21 @@ def _is_json(scope: Scope) -> bool:
     return kind == b"application/json" or (
         kind.startswith(b"application/") and kind.endswith(b"+json")
     )
+
+
+async def _handled(scope: Scope, exc: Exception) -> Response | None:
+    """The app's own answer to an error raised out here, before the routes' exception layer:
+    a wrong token is the same 401, a database that is away the same 503 with Retry-After."""
+    handlers = getattr(scope.get("app"), "exception_handlers", {})
+    for kind in type(exc).__mro__:
+        handler = handlers.get(kind)
+        if handler is not None:
+            answer = handler(Request(scope), exc)
+            response: Response = await answer if inspect.isawaitable(answer) else answer
+            return response
+    if isinstance(exc, ShipboardError):
+        return _error_response(exc)
+    return None
 
 
 def _error_response(error: ShipboardError) -> JSONResponse:
