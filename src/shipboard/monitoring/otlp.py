@@ -165,11 +165,8 @@ class Pending:
 
     def rows(self, reading: Reading) -> list[dict[str, Any]]:
         """The rows of an increment; values that are not finite numbers are left out."""
-        return [
-            {**self.row, "name": name, "value": value, "tags": {**self.row["tags"], **extra}}
-            for name, value, extra in values_of(self.kind, self.name, reading)
-            if math.isfinite(value)
-        ]
+        values = values_of(self.kind, self.name, reading)
+        return _rows(self.row["timestamp"], self.row["environment"], self.row["tags"], values)
 
 
 def values_of(kind: str, name: str, reading: Reading) -> list[Value]:
@@ -308,29 +305,40 @@ def _convert_metric(metric: Any, context: _Context, known: set[str], out: Conver
         except BadPoint as exc:
             out.reject(1, f"{metric.name}: {exc}")
             continue
-        row = {
+        if not cumulative:
+            # Most points (gauges, delta exporters): straight to rows, no series identity.
+            out.rows.extend(_rows(when, ours, tags, values_of(shape, metric.name, reading)))
+            continue
+        identity = [ours, context.scope, metric.name, kind, sorted(attributes.items())]
+        out.pending.append(
+            Pending(
+                key=hashlib.sha256(json.dumps(identity).encode()).hexdigest(),
+                kind=shape,
+                name=metric.name,
+                start_ns=int(point.start_time_unix_nano),
+                time_ns=int(point.time_unix_nano),
+                reading=reading,
+                row={"timestamp": when, "environment": ours, "tags": tags},
+            )
+        )
+
+
+def _rows(
+    when: datetime, environment: str, tags: dict[str, str], values: list[Value]
+) -> list[dict[str, Any]]:
+    """The rows of one point's values; values that are not finite numbers are left out."""
+    return [
+        {
+            "name": name,
+            "value": value,
             "timestamp": when,
-            "environment": ours,
-            "tags": tags,
+            "environment": environment,
+            "tags": {**tags, **extra} if extra else tags,
             "source": "application",
         }
-        pending = Pending(
-            key=hashlib.sha256(
-                json.dumps(
-                    [ours, context.scope, metric.name, kind, sorted(attributes.items())]
-                ).encode()
-            ).hexdigest(),
-            kind=shape,
-            name=metric.name,
-            start_ns=int(point.start_time_unix_nano),
-            time_ns=int(point.time_unix_nano),
-            reading=reading,
-            row=row,
-        )
-        if cumulative:
-            out.pending.append(pending)
-        else:
-            out.rows.extend(pending.rows(reading))
+        for name, value, extra in values
+        if math.isfinite(value)
+    ]
 
 
 def response(converted: Converted) -> ExportMetricsServiceResponse:
