@@ -19,6 +19,7 @@ from shipboard.core.crypto import Keyring
 from shipboard.core.httpmetrics import RequestMetricsMiddleware
 from shipboard.core.logging import RequestLogMiddleware, configure_logging
 from shipboard.core.nulguard import NulGuardMiddleware
+from shipboard.core.pageheaders import PageHeadersMiddleware
 from shipboard.core.ratelimit import RateLimiter
 from shipboard.core.transport import StrictTransportSecurityMiddleware
 from shipboard.db.engine import create_db_engine
@@ -77,6 +78,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.telemetry = Telemetry(app.state.engine, app.state)
     app.add_middleware(RequestMetricsMiddleware, observe=app.state.telemetry.observe_request)
     app.add_middleware(StrictTransportSecurityMiddleware)
+    # Outside the error handlers and every other middleware, so no HTML leaves without it.
+    app.add_middleware(PageHeadersMiddleware)
     # Outermost, so the request id is bound for every other middleware's log lines too.
     app.add_middleware(RequestLogMiddleware)
     app.include_router(ops_router)

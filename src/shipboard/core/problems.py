@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -155,6 +155,14 @@ def install(app: FastAPI) -> None:
             page: Response = html_error(request, exc, 422, "Invalid input", detail)
             return page
         return problem_response(422, detail, title="Invalid input", slug="invalid-input")
+
+    @app.exception_handler(StatementError)
+    async def _bind_error(request: Request, exc: StatementError) -> Response:
+        # SQLAlchemy wraps what a column type raises while binding a parameter: a date whose
+        # conversion to UTC leaves the calendar (0001-01-01T00:00:00+14:00) is the caller's.
+        if isinstance(exc.orig, OverflowError):
+            return await _overflow(request, exc.orig)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(OperationalError)
     async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:

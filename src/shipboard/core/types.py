@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -66,9 +66,24 @@ def _not_a_number(value: object) -> object:
     return value
 
 
+def _representable_in_utc(value: datetime) -> datetime:
+    # Every time is stored and compared in UTC; 0001-01-01T00:00:00+14:00 or
+    # 9999-12-31T23:59:59-14:00 is a valid ISO 8601 text whose UTC falls off the calendar.
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of the supported range of dates once converted to UTC") from None
+    return value
+
+
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
-DateTime = Annotated[datetime, BeforeValidator(_not_a_number)]
+Timestamp = Annotated[
+    AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_representable_in_utc)
+]
+DateTime = Annotated[
+    datetime, BeforeValidator(_not_a_number), AfterValidator(_representable_in_utc)
+]
 
 
 def _not_bool(value: object) -> object:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from shipboard.web.render import SECURITY_HEADERS
+from shipboard.core.pageheaders import HTML_HEADERS
 from shipboard.web.static_files import static_url
 
 router = APIRouter()
@@ -45,4 +45,4 @@ def docs() -> HTMLResponse:
         bundle=static_url("swagger-ui/swagger-ui-bundle.js"),
         starter=static_url("docs.js"),
     )
-    return HTMLResponse(html, headers=SECURITY_HEADERS)
+    return HTMLResponse(html, headers=HTML_HEADERS)

@@ -4,7 +4,6 @@ log tail and the buttons its viewer may use."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -13,12 +12,12 @@ from fastapi.responses import RedirectResponse, Response
 from shipboard.audit.service import AuditContext
 from shipboard.auth.deps import DbSession
 from shipboard.auth.schemas import Principal
-from shipboard.core.errors import InvalidInput
 from shipboard.core.types import DeploymentStatus, EnvironmentName
 from shipboard.deployments import service as deployments
 from shipboard.deployments.schemas import DeploymentFilter
 from shipboard.web import service
 from shipboard.web.deps import DeployerForm, FormUser, Viewer
+from shipboard.web.helpers import moment
 from shipboard.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -45,16 +44,7 @@ def deployment_list(
     since: Annotated[str | None, Query(max_length=40)] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Response:
-    since_at = None
-    if since:
-        try:
-            since_at = datetime.fromisoformat(since)
-        except ValueError as exc:
-            raise InvalidInput("since must be a date like 2026-11-01") from exc
-        if since_at.tzinfo is None:
-            from datetime import UTC
-
-            since_at = since_at.replace(tzinfo=UTC)
+    since_at = moment(since, "since")
     filters = DeploymentFilter(
         environment=environment, status=status, triggered_by=who or None, since=since_at
     )

@@ -80,7 +80,16 @@ def moment(value: str | None, field: str) -> datetime | None:
             f"{field} is not a date (YYYY-MM-DD) or date-time",
             errors=[{"loc": ["query", field], "msg": "not a date"}],
         ) from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        # Stored and compared in UTC: 0001-01-01T00:00+14:00 is valid text but no UTC time.
+        parsed.astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidInput(
+            f"{field} is out of the supported range of dates once converted to UTC",
+            errors=[{"loc": ["query", field], "msg": "out of range"}],
+        ) from exc
+    return parsed
 
 
 def validated(model: type[M], data: Mapping[str, object], where: str = "form") -> M:

@@ -13,6 +13,7 @@ from markupsafe import Markup
 
 from shipboard import __version__
 from shipboard.auth.schemas import Principal
+from shipboard.core.pageheaders import HTML_HEADERS
 from shipboard.web.static_files import static_url
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -98,14 +99,5 @@ def render(
     return HTMLResponse(
         html,
         status_code=status_code,
-        headers=SECURITY_HEADERS,
+        headers=HTML_HEADERS,
     )
-
-
-SECURITY_HEADERS = {
-    # Our own script and styles only; no CDN, no inline script.
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-    "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}

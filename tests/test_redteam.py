@@ -1,0 +1,109 @@
+"""What the session's own red-team pass found beyond issue 18's list, as tests (see
+docs/security.md, "Red-team pass"). Each failed before its fix."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from sqlalchemy.engine import Engine
+
+from tests.conftest import Clients
+from tests.test_web_auth import browser, login, set_password
+
+# Valid ISO 8601 whose UTC is before year 1 or after year 9999.
+BEFORE_YEAR_ONE = "0001-01-01T00:00:00+14:00"
+AFTER_YEAR_9999 = "9999-12-31T23:59:59-14:00"
+
+
+def _out_of_range(response: httpx.Response) -> None:
+    assert response.status_code == 422, (response.request.url, response.text)
+
+
+def test_times_whose_utc_leaves_the_calendar_are_422_not_500(
+    clients: Clients, engine: Engine
+) -> None:
+    """A valid time with an offset can convert to a UTC before year 1 or after 9999; binding it
+    as a UTC column overflowed (500) on query filters, API bodies and page filters alike."""
+    with clients.as_role("admin") as admin:
+        for path, params in (
+            ("/api/v1/deployments", {"since": BEFORE_YEAR_ONE}),
+            ("/api/v1/audit", {"since": AFTER_YEAR_9999}),
+            ("/api/v1/audit", {"until": BEFORE_YEAR_ONE}),
+            ("/api/v1/performance/metrics", {"since": BEFORE_YEAR_ONE}),
+        ):
+            response = admin.get(path, params=params)
+            _out_of_range(response)
+            assert response.headers["content-type"] == "application/problem+json"
+        created = admin.post(
+            "/api/v1/silences",
+            json={
+                "matchers": [{"name": "alertname", "value": "x"}],
+                "starts_at": BEFORE_YEAR_ONE,
+                "ends_at": AFTER_YEAR_9999,
+                "comment": "edge of the calendar",
+            },
+        )
+        _out_of_range(created)
+        assert "starts_at" in created.text
+        assert "UTC" in created.text
+        assert admin.get("/api/v1/silences").json()["items"] == []
+    # The pages parse their own filters; the same value is a 422 page there too.
+    set_password(engine, "viewer-user")
+    with browser(clients.server) as page:
+        login(page, "viewer-user")
+        response = page.get("/deployments", params={"since": BEFORE_YEAR_ONE})
+        _out_of_range(response)
+        assert response.headers["content-type"].startswith("text/html")
+
+
+def test_every_html_response_has_the_pages_csp_and_is_not_stored(
+    clients: Clients, engine: Engine
+) -> None:
+    """HTML leaves through more doors than the page renderer: the reports' printable
+    ``format=html`` on the API was served on the cookie's origin with no CSP or nosniff, and no
+    page said ``no-store``, so the TOTP secret shown while enrolling, findings and configuration
+    stayed in the browser's cache after sign-out."""
+    set_password(engine, "admin-user")
+    with browser(clients.server) as page, clients.as_role("viewer") as viewer:
+        login(page, "admin-user")
+        enrolling = page.post(
+            "/account/totp",
+            data={"csrf_token": _csrf(page), "password": "correct horse battery"},
+            follow_redirects=True,
+        )
+        assert "totp-secret" in enrolling.text
+        responses = [
+            enrolling,
+            page.get("/"),
+            page.get("/deployments"),
+            page.get("/no-such-page"),
+            page.get("/login"),
+            page.get("/docs"),
+            viewer.get(
+                "/api/v1/reports/security", params={"environment": "staging", "format": "html"}
+            ),
+            viewer.get(
+                "/api/v1/reports/monitoring", params={"environment": "staging", "format": "html"}
+            ),
+            viewer.get("/api/v1/reports/dora", params={"environment": "staging", "format": "html"}),
+            viewer.get(
+                "/api/v1/reports/performance", params={"environment": "staging", "format": "html"}
+            ),
+        ]
+    for response in responses:
+        where = str(response.request.url)
+        assert response.headers["content-type"].startswith("text/html"), where
+        assert "frame-ancestors 'none'" in response.headers.get("content-security-policy", ""), (
+            where
+        )
+        assert "script-src 'self'" in response.headers["content-security-policy"], where
+        assert response.headers.get("x-content-type-options") == "nosniff", where
+        assert response.headers.get("cache-control") == "no-store", where
+
+
+def _csrf(page: httpx.Client) -> str:
+    account = page.get("/account")
+    match = re.search(r'name="csrf_token" value="([^"]+)"', account.text)
+    assert match, account.text
+    return match.group(1)
