@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Request
@@ -211,6 +211,25 @@ def session_principal(request: Request, db: Session, cookie: str) -> sessions.Se
 def require_role(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     # async: a check with no I/O; as a sync dependency it cost every request a thread hop.
     async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if principal.role not in roles:
+            allowed = ", ".join(roles)
+            raise Forbidden(f"role {principal.role!r} may not do this; it needs one of: {allowed}")
+        return principal
+
+    return dependency
+
+
+def require_role_unlocked(*roles: Role) -> Callable[[Request, Any], Principal]:
+    """``require_role`` for routes that open their own transactions after a slow step (parsing
+    a large upload): the caller is authenticated in a short read transaction of its own, so
+    the request holds no transaction — on SQLite, no write lock — while that step runs."""
+
+    def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        with transaction(request.app.state.engine, write=False) as db:
+            principal = current_principal(request, db, credentials)
         if principal.role not in roles:
             allowed = ", ".join(roles)
             raise Forbidden(f"role {principal.role!r} may not do this; it needs one of: {allowed}")

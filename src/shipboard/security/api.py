@@ -15,12 +15,20 @@ from fastapi import (
     UploadFile,
 )
 
-from shipboard.auth.deps import AnyUser, Audit, DbSession, require_role
+from shipboard.auth.deps import (
+    AnyUser,
+    Audit,
+    DbSession,
+    audit_context,
+    require_role,
+    require_role_unlocked,
+)
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import PayloadTooLarge
 from shipboard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shipboard.core.problems import Problem
 from shipboard.core.types import EnvironmentName, ScanStatus, ScanType, Severity
+from shipboard.db.engine import bind_identity, transaction
 from shipboard.environments.service import max_upload_bytes
 from shipboard.security import imports, runs, service
 from shipboard.security.schemas import (
@@ -40,6 +48,10 @@ router = APIRouter(
     responses={401: {"model": Problem}, 403: {"model": Problem}},
 )
 Importer = Annotated[Principal, Depends(require_role("deployer", "service", "admin"))]
+# The import authenticates outside the request transaction: it parses before it writes.
+UnlockedImporter = Annotated[
+    Principal, Depends(require_role_unlocked("deployer", "service", "admin"))
+]
 Triager = Annotated[Principal, Depends(require_role("deployer", "admin"))]
 CHANGE: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem},
@@ -50,9 +62,8 @@ CHANGE: dict[int | str, dict[str, Any]] = {
 
 @router.post("/scans/import", status_code=201, responses=CHANGE)
 def import_scan(
-    db: DbSession,
-    _: Importer,
-    audit: Audit,
+    request: Request,
+    caller: UnlockedImporter,
     file: Annotated[UploadFile, File(description="SARIF 2.1.0 or a native JSON report")],
     environment: Annotated[EnvironmentName, Form()],
     type: Annotated[ScanType | None, Form()] = None,
@@ -68,19 +79,27 @@ def import_scan(
     ] = None,
 ) -> dict[str, Any]:
     """Import a scan report: a completed scan, its findings, and their lifecycle across scans."""
-    limit = max_upload_bytes(db, name=environment)
+    engine = request.app.state.engine
+    # No request transaction: a 20 MB report parses for seconds, and a write transaction
+    # open meanwhile would hold SQLite's only write lock, stalling every other writer.
+    with transaction(engine, write=False) as db:
+        limit = max_upload_bytes(db, name=environment)
     data = file.file.read(limit + 1 if limit else -1)
     if limit and len(data) > limit:
         raise PayloadTooLarge(f"the report is larger than {environment}'s max_file_size_mb")
-    return imports.import_report(
-        db,
-        environment=environment,
-        data=data,
-        scan_type=type,
-        tool=tool,
-        target=target,
-        audit_context=audit,
-    )
+    report = imports.parse(data, scan_type=type, tool=tool)
+    with transaction(engine) as db:
+        bind_identity(db, role=caller.role, user_id=caller.name)
+        return imports.import_report(
+            db,
+            environment=environment,
+            data=data,
+            scan_type=type,
+            tool=tool,
+            target=target,
+            audit_context=audit_context(request, caller),
+            report=report,
+        )
 
 
 @router.post("/scans", status_code=202, response_model=SecurityScanRead, responses=CHANGE)

@@ -110,6 +110,14 @@ def run_next(
             )
     except scanners.ScanError as exc:
         error, detail = str(exc), exc.detail
+    report = None
+    if error is None:
+        # Parsed before the write transaction: parsing holds no lock.
+        try:
+            report = imports.parse(output, scan_type=job["type"], tool=job["tool"])
+        except ShipboardError as exc:
+            error = f"{job['tool']} output could not be read as its report"
+            detail = exc.detail
     with system_transaction(engine) as session:
         ran = session.get(SecurityScan, job["scan_id"])
         if ran is None:
@@ -125,6 +133,7 @@ def run_next(
                     audit_context=None,
                     scan=ran,
                     target=job["target"],
+                    report=report,
                 )
             except ShipboardError as exc:
                 # The parser's words may quote the report, and the report quotes scanned files.
