@@ -12,6 +12,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shipboard.config import Settings
+from shipboard.core.redaction import redact_event
 
 
 def configure_logging(settings: Settings) -> None:
@@ -33,6 +34,8 @@ def configure_logging(settings: Settings) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            # Last before rendering: no field of any line carries a credential.
+            redact_event,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -60,7 +63,11 @@ def _route_stdlib_logging(renderer: structlog.typing.Processor, level: int) -> N
                 structlog.stdlib.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
             ],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                redact_event,
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
@@ -14,6 +14,7 @@ from shipboard.audit.service import AuditContext
 from shipboard.core.crypto import Keyring
 from shipboard.core.errors import InvalidInput, NotFound
 from shipboard.core.netguard import DEFAULT_POLICY, OutboundPolicy
+from shipboard.core.redaction import redact
 from shipboard.core.time import utcnow
 from shipboard.core.types import ENVIRONMENTS
 from shipboard.db.engine import is_postgres
@@ -48,32 +49,8 @@ _CREDENTIAL_KEY = re.compile(r"(_api_key|_secret|password|_token)$", re.IGNORECA
 
 
 def redact_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Hide values that grant access: keys named like credentials and passwords inside URLs."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if _CREDENTIAL_KEY.search(key) and value not in (None, ""):
-            out[key] = REDACTED
-        elif isinstance(value, str):
-            out[key] = _redact_url_password(value)
-        elif isinstance(value, dict):
-            out[key] = redact_config(value)
-        else:
-            out[key] = value
-    return out
-
-
-def _redact_url_password(value: str) -> str:
-    if "://" not in value or "@" not in value:
-        return value
-    try:
-        parts = urlsplit(value)
-        if parts.password is None:
-            return value
-        netloc = parts.netloc.rsplit("@", 1)
-        user = netloc[0].split(":", 1)[0]
-        return urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{netloc[1]}"))
-    except ValueError:
-        return value
+    """Hide values that grant access, at any depth (``core.redaction``)."""
+    return dict(redact(config))
 
 
 def _mapping(value: object) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from shipboard.core.netguard import DEFAULT_POLICY, OutboundPolicy, OutboundRefused
+from shipboard.core.redaction import redact_url
 from shipboard.environments.validation import ScrapeTarget
 
 log = structlog.get_logger("shipboard.scrape")
@@ -133,7 +134,8 @@ def scrape(
     started = time.perf_counter()
     base = {"environment": target.environment, "source": "application"}
     labels = target.target_labels()
-    meta = {"scrape_target": target.url, **labels}
+    # A tag every viewer reads: the URL without its password or token.
+    meta = {"scrape_target": redact_url(target.url), **labels}
     dropped = {"nan": 0, "inf": 0}
     try:
         with outbound.client(timeout=TIMEOUT_S) as client:

@@ -20,6 +20,7 @@ from shipboard.config import DEFAULT_PUBLIC_URL
 from shipboard.core.crypto import Keyring
 from shipboard.core.errors import Conflict, InvalidInput, NotFound
 from shipboard.core.netguard import DEFAULT_POLICY, OutboundPolicy
+from shipboard.core.redaction import REDACTED, redact
 from shipboard.core.time import utcnow
 from shipboard.db.engine import is_postgres, system_transaction
 from shipboard.notifications import senders
@@ -157,7 +158,8 @@ def channel_read(channel: NotificationChannel) -> ChannelRead:
         id=channel.id,
         name=channel.name,
         kind=channel.kind,
-        config={**channel.config, **dict.fromkeys(channel.secrets, "***")},
+        # Webhook URLs are credentials too (Slack's and Discord's paths, ?token=, user:pass@).
+        config=redact({**channel.config, **dict.fromkeys(channel.secrets, REDACTED)}),
         group_by=channel.group_by,
         group_wait_s=channel.group_wait_s,
         group_interval_s=channel.group_interval_s,

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from shipboard.core.crypto import Keyring
 from shipboard.core.errors import ShipboardError
 from shipboard.core.netguard import OutboundPolicy, OutboundRefused
+from shipboard.core.redaction import redact_text, redact_url
 from shipboard.core.time import utcnow
 from shipboard.db.engine import system_transaction
 from shipboard.deployments import repository as deployments_repo
@@ -403,6 +404,8 @@ class Worker:
     def _healthcheck(self, job: Job, check: Healthcheck, times: dict[str, int]) -> None:
         started = time.monotonic()
         attempts: list[dict[str, Any]] = []
+        # The deployment's log and analysis are read by every viewer.
+        shown_url = redact_url(check.url)
         interrupt = self._interrupt_check(job)
         for attempt in range(check.retries + 1):
             if attempt:
@@ -419,14 +422,14 @@ class Worker:
                 result = {"error": type(exc).__name__}
             except OutboundRefused as exc:
                 # Policy, not a flaky target: retrying would ask the same question again.
-                result = {"error": f"refused ({exc})"}
+                result = {"error": redact_text(f"refused ({exc})")}
                 refused = True
             attempts.append(result)
             ok = result.get("status") == check.expect_status
             self._log(
                 job,
                 "info" if ok else "warn",
-                f"healthcheck {check.url} attempt {attempt + 1}: "
+                f"healthcheck {shown_url} attempt {attempt + 1}: "
                 + (f"HTTP {result['status']}" if "status" in result else result["error"]),
                 "verify",
             )
@@ -439,7 +442,7 @@ class Worker:
         got = f"HTTP {last['status']}" if "status" in last else last["error"]
         analysis = {
             "check": "healthcheck",
-            "url": check.url,
+            "url": shown_url,
             "expected_status": check.expect_status,
             "attempts": attempts,
             "result": "Successful" if passed else "Failed",
@@ -451,7 +454,7 @@ class Worker:
         self._record_analysis(job, analysis)
         if not passed:
             raise StageFailed(
-                f"healthcheck {check.url} failed: {analysis['reason']}", verification=True
+                f"healthcheck {shown_url} failed: {analysis['reason']}", verification=True
             )
 
     def _record_analysis(self, job: Job, entry: dict[str, Any]) -> None:
@@ -534,7 +537,8 @@ class Worker:
                     "id": uuid.uuid4(),
                     "deployment_id": job.deployment_id,
                     "level": level,
-                    "message": message,
+                    # Every line a viewer reads: step output too may print a URL's password.
+                    "message": redact_text(message),
                     "timestamp": job.last_log,
                     "source": source,
                     "metadata_": None,

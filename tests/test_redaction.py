@@ -1,0 +1,109 @@
+"""One redaction for every read path: the function itself, then each path that used to leak."""
+
+from __future__ import annotations
+
+import pytest
+
+from shipboard.core.redaction import REDACTED, redact, redact_text
+from tests.conftest import Clients
+
+SLACK = "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
+DISCORD = "https://discord.com/api/webhooks/123456789012345678/abcDEF-ghiJKL_token"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:hunter2@db.example/app", "https://user:***@db.example/app"),
+        ("postgresql://app:p%40ss@db:5432/x", "postgresql://app:***@db:5432/x"),
+        ("https://h.example/x?token=abc&page=2", "https://h.example/x?token=***&page=2"),
+        ("https://h.example/x?key=abc", "https://h.example/x?key=***"),
+        ("https://h.example/x?access_token=abc", "https://h.example/x?access_token=***"),
+        (SLACK, "https://hooks.slack.com/services/***"),
+        (DISCORD, "https://discord.com/api/webhooks/123456789012345678/***"),
+        ("https://h.example/health?page=2", "https://h.example/health?page=2"),
+    ],
+)
+def test_urls_lose_their_credentials(url: str, shown: str) -> None:
+    assert redact(url) == shown
+    assert redact_text(f"healthcheck {url} attempt 1: HTTP 503") == (
+        f"healthcheck {shown} attempt 1: HTTP 503"
+    )
+
+
+def test_redaction_descends_into_dicts_and_lists_and_knows_secret_keys() -> None:
+    config = {
+        "monitoring": {
+            "scrape": [
+                {"url": "http://m:pw@h:9100/metrics", "bearer_token": "b-123", "interval_s": 15},
+                {"url": "http://h:9100/metrics", "basic_auth": {"password": "pw2"}},
+            ]
+        },
+        "pipeline": {"steps": [{"name": "x", "env": {"API_TOKEN": "t", "REGION": "eu"}}]},
+        "resend_api_key": "re_1",
+        "stripe_publishable_key": "pk_live",
+        "channels": [SLACK],
+        "authorization": "Bearer abc",
+    }
+    shown = redact(config)
+    assert shown == {
+        "monitoring": {
+            "scrape": [
+                {"url": "http://m:***@h:9100/metrics", "bearer_token": REDACTED, "interval_s": 15},
+                {"url": "http://h:9100/metrics", "basic_auth": {"password": REDACTED}},
+            ]
+        },
+        "pipeline": {"steps": [{"name": "x", "env": {"API_TOKEN": REDACTED, "REGION": "eu"}}]},
+        "resend_api_key": REDACTED,
+        "stripe_publishable_key": "pk_live",
+        "channels": ["https://hooks.slack.com/services/***"],
+        "authorization": REDACTED,
+    }
+    assert config["resend_api_key"] == "re_1"  # a copy: the stored value is untouched
+
+
+def test_viewers_read_channels_and_config_without_credentials(clients: Clients) -> None:
+    """A Slack webhook URL, a Discord one, a URL with ``user:pass@`` and ``?token=``; scrape
+    targets' passwords and step ``env`` inside lists: never in a read."""
+    config = {
+        "monitoring": {
+            "scrape": [{"url": "http://m:scrape-pw-1@127.0.0.1:9/metrics"}]
+        },
+        "pipeline": {
+            "steps": [
+                {"name": "s", "stage": "deploy", "run": "true", "env": {"API_TOKEN": "step-tok-3"}}
+            ]
+        },
+    }
+    channels = [
+        {"name": "slack", "kind": "slack", "config": {"url": SLACK}},
+        {"name": "discord", "kind": "webhook", "config": {"url": DISCORD}},
+        {
+            "name": "hook",
+            "kind": "webhook",
+            "config": {"url": "https://u:chan-pw-4@hooks.example/x?token=chan-tok-5"},
+        },
+    ]
+    secrets = [
+        "XXXXXXXXXXXXXXXXXXXXXXXX",
+        "abcDEF-ghiJKL_token",
+        "scrape-pw-1",
+        "step-tok-3",
+        "chan-pw-4",
+        "chan-tok-5",
+    ]
+    with clients.as_role("admin") as admin:
+        admin.patch("/api/v1/environments/staging", json={"config": config}).raise_for_status()
+        for channel in channels:
+            created = admin.post("/api/v1/notification-channels", json=channel)
+            assert created.status_code == 201, created.text
+    seen = []
+    for role in ("viewer", "deployer", "admin"):
+        with clients.as_role(role) as client:
+            seen.append(client.get("/api/v1/notification-channels").text)
+            if role != "admin":
+                seen.append(client.get("/api/v1/environments/staging").text)
+                seen.append(client.get("/api/v1/environments").text)
+    text = "\n".join(seen)
+    assert [secret for secret in secrets if secret in text] == []
+    assert "https://hooks.slack.com/services/***" in text
