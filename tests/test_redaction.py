@@ -66,9 +66,7 @@ def test_viewers_read_channels_and_config_without_credentials(clients: Clients) 
     """A Slack webhook URL, a Discord one, a URL with ``user:pass@`` and ``?token=``; scrape
     targets' passwords and step ``env`` inside lists: never in a read."""
     config = {
-        "monitoring": {
-            "scrape": [{"url": "http://m:scrape-pw-1@127.0.0.1:9/metrics"}]
-        },
+        "monitoring": {"scrape": [{"url": "http://m:scrape-pw-1@127.0.0.1:9/metrics"}]},
         "pipeline": {
             "steps": [
                 {"name": "s", "stage": "deploy", "run": "true", "env": {"API_TOKEN": "step-tok-3"}}
