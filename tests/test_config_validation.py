@@ -361,3 +361,16 @@ def test_config_check_names_each_stored_problem_and_how_to_fix_it(
     assert as_json.returncode == 1
     paths = {(p["kind"], p["path"]) for p in json.loads(as_json.stdout)["problems"]}
     assert ("environment", "config.freeze_windows[0].timezone") in paths
+
+
+def test_background_readers_survive_stored_values_that_are_not_objects(
+    clients: Clients, engine: Engine
+) -> None:
+    from shipboard.ops import retention
+
+    _write_raw(engine, "staging", config=["x"], limits=["y"], features=["z"])
+    report = retention.enforce(engine, dry_run=True)
+    assert report.horizons["staging"] == {"metrics": 90, "logs": 365}
+    with clients.as_role("admin") as admin:
+        assert admin.get("/api/v1/security/findings").status_code == 200
+        assert admin.get("/api/v1/environments/staging").status_code == 200

@@ -33,6 +33,7 @@ from shipboard.db.partitions import ensure_partitions, month_start
 from shipboard.db.rls import require_unblocked
 from shipboard.deployments.models import DeploymentConfig, DeploymentLog
 from shipboard.environments import repository as environments
+from shipboard.environments.validation import stored_mapping
 from shipboard.monitoring.models import MonitoringMetric, OtlpCumulativeState
 from shipboard.performance.models import PerformanceMetric
 
@@ -72,9 +73,10 @@ class RetentionReport:
         return bool(self.dropped_partitions) or any(self.deleted.values())
 
 
-def retention_days(limits: dict[str, Any] | None, kind: Kind) -> int:
-    """An environment's horizon in days for ``kind``; the default when unset or not positive."""
-    value = (limits or {}).get(LIMIT_KEYS[kind])
+def retention_days(limits: object, kind: Kind) -> int:
+    """An environment's horizon in days for ``kind``; the default when unset or not positive
+    (or when the stored limits are not an object at all)."""
+    value = stored_mapping(limits).get(LIMIT_KEYS[kind])
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     return DEFAULT_DAYS[kind]

@@ -34,8 +34,10 @@ WEIGHTS = {"critical": 10, "high": 5, "medium": 3, "low": 1}
 DEFAULT_SLA_DAYS = {"critical": 7, "high": 30, "medium": 90, "low": 120}
 
 
-def sla_days(environment_config: dict[str, Any]) -> dict[str, int]:
-    custom = stored_mapping(stored_mapping(environment_config.get("security")).get("sla_days"))
+def sla_days(environment_config: object) -> dict[str, int]:
+    # Stored config is read as it is: whatever is not an object falls back to the defaults.
+    security = stored_mapping(stored_mapping(environment_config).get("security"))
+    custom = stored_mapping(security.get("sla_days"))
     return {
         severity: int(custom.get(severity, days))
         if isinstance(custom.get(severity, days), int)
