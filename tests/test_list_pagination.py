@@ -5,7 +5,9 @@ large scan import no longer holds SQLite's write lock while it parses."""
 from __future__ import annotations
 
 import copy as copy_module
+import html
 import json
+import re
 import threading
 import time
 import uuid
@@ -21,6 +23,7 @@ from shipboard.db.engine import system_transaction
 from shipboard.monitoring.models import Alert
 from tests.conftest import Clients
 from tests.test_api import assert_problem
+from tests.test_web_pages import is_html_error, signed_in
 
 FIXTURES = Path(__file__).parent / "fixtures" / "security"
 # semgrep 0.17.0 on the OWASP benchmark: 1768 results (MANIFEST.md).
@@ -192,3 +195,25 @@ def test_other_writers_keep_flowing_while_a_large_report_is_parsed(
     print(f"import {done['import_s']:.2f} s, longest other write {max(latencies):.2f} s")
     assert len(latencies) >= 3
     assert max(latencies) < 0.75 * done["import_s"]
+
+
+def test_the_security_page_pages_through_every_finding(clients: Clients, engine: Engine) -> None:
+    with clients.as_role("deployer") as client:
+        response = client.post(
+            "/api/v1/security/scans/import",
+            files={"file": ("r.sarif", (FIXTURES / MANY).read_bytes(), "application/json")},
+            data={"environment": "staging"},
+        )
+        assert response.status_code == 201, response.text
+        total = response.json()["findings"]
+    with signed_in(clients, engine, "viewer") as browser_client:
+        url: str | None = "/security?environment=staging&status=any"
+        seen: set[str] = set()
+        while url:
+            page = browser_client.get(url)
+            assert page.status_code == 200, page.text
+            seen |= set(re.findall(r'href="/security/findings/([0-9a-f-]{36})"', page.text))
+            more = re.search(r'<a href="(/security\?[^"]*cursor=[^"]+)"[^>]*>Next', page.text)
+            url = html.unescape(more.group(1)) if more else None
+        assert len(seen) == total > 500
+        assert is_html_error(browser_client.get("/security?cursor=nonsense"), 422)

@@ -9,6 +9,7 @@ import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
@@ -92,6 +93,7 @@ def security_page(
     overdue: str | None = None,
     done: str | None = None,
     scan: uuid.UUID | None = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Response:
     env = environment_choice(environment)
     picked_severity = choice(severity, SEVERITIES, "severity")
@@ -99,7 +101,7 @@ def security_page(
     # "any" is the select's explicit choice; an absent status means the open ones.
     state = None if status == "any" else choice(status, STATES, "status")
     late = flag(overdue, "overdue")
-    findings = imports.current_findings(
+    page = imports.findings_page(
         db,
         environment=env,
         severity=picked_severity,
@@ -107,6 +109,7 @@ def security_page(
         overdue=late,
         scan_type=picked_type,
         tool=tool or None,
+        cursor=cursor,
         limit=LIMIT,
     )
     filters = {
@@ -117,6 +120,13 @@ def security_page(
         "status": status or "any",
         "overdue": overdue or "",
     }
+    # The same filters, from the last finding shown on: every finding is one click further.
+    next_url = (
+        "/security?"
+        + urlencode({**{k: v for k, v in filters.items() if v}, "cursor": page.next_cursor})
+        if page.next_cursor
+        else None
+    )
     scans = _scans(db, env)
     imported = None
     if scan is not None and done == "imported":
@@ -130,7 +140,8 @@ def security_page(
         notice=DONE.get(done or ""),
         imported=imported,
         filters=filters,
-        findings=findings,
+        findings=page.items,
+        next_url=next_url,
         limit=LIMIT,
         scans=scans[:20],
         chart=compliance_chart(scans, utcnow()),
