@@ -289,6 +289,11 @@ def test_nan_and_infinite_samples_are_counted_as_dropped(
     if fixture.endswith("parse_2.prom"):
         assert expected == {"nan": 1, "inf": 2}
         assert [v for v, _ in _values(engine, "name2")] == []
+        # A counter exposed without `_total` keeps its name, as Prometheus stores it.
+        assert [v for v, _ in _values(engine, "name")] == [0.23]
+        assert _values(engine, "name_total") == []
+    else:
+        assert {v for v, _ in _values(engine, "http_requests_total")}
 
 
 def test_a_live_prometheus_scrape_stores_or_counts_every_sample(

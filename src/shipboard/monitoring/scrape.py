@@ -11,6 +11,7 @@ stored (SQLite keeps NaN as NULL and JSON carries neither): they are counted per
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ log = structlog.get_logger("shipboard.scrape")
 TIMEOUT_S = 10.0
 MAX_BYTES = 16 * 1024 * 1024
 CHUNK = 64 * 1024
+# The metric name at the start of a sample line (text exposition format 0.0.4).
+_EXPOSED_NAME = re.compile(r"^[ \t]*([a-zA-Z_:][a-zA-Z0-9_:]*)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -141,8 +144,15 @@ def scrape(
         with outbound.client(timeout=TIMEOUT_S) as client:
             body = fetch(client, target.url, max_bytes=max_bytes)
         rows = []
-        for family in text_string_to_metric_families(body.decode("utf-8")):
+        text = body.decode("utf-8")
+        exposed = set(_EXPOSED_NAME.findall(text))
+        for family in text_string_to_metric_families(text):
             for sample in family.samples:
+                # prometheus_client names a counter's samples `<name>_total` even when the
+                # target exposed `<name>`; Prometheus stores the name as exposed.
+                name = sample.name
+                if name not in exposed and family.name in exposed:
+                    name = family.name
                 if not math.isfinite(sample.value):
                     dropped["nan" if math.isnan(sample.value) else "inf"] += 1
                     continue
@@ -153,7 +163,7 @@ def scrape(
                 rows.append(
                     {
                         **base,
-                        "name": sample.name,
+                        "name": name,
                         "value": float(sample.value),
                         "timestamp": when,
                         "tags": relabel(own, labels, honor=target.honor_labels),
