@@ -4,11 +4,17 @@ docs/security.md, "Red-team pass"). Each failed before its fix."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
+import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from shipboard.core.netguard import DEFAULT_POLICY
+from shipboard.notifications import senders
 from tests.conftest import Clients
+from tests.test_ssrf import METADATA, _resolver
 from tests.test_web_auth import browser, login, set_password
 
 # Valid ISO 8601 whose UTC is before year 1 or after year 9999.
@@ -107,3 +113,46 @@ def _csrf(page: httpx.Client) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', account.text)
     assert match, account.text
     return match.group(1)
+
+
+@pytest.mark.parametrize("host", [METADATA, "::ffff:169.254.169.254", "metadata.google.internal"])
+def test_an_email_channel_to_a_metadata_host_is_422_and_not_stored(
+    clients: Clients, engine: Engine, host: str
+) -> None:
+    """The outbound policy covered every URL a channel holds, but an email channel's SMTP host
+    was stored and connected to unchecked."""
+    with clients.as_role("admin") as admin:
+        response = admin.post(
+            "/api/v1/notification-channels",
+            json={
+                "name": "mail",
+                "kind": "email",
+                "config": {"host": host, "port": 80, "from": "a@example.test", "to": "b@x.test"},
+            },
+        )
+        assert response.status_code == 422, response.text
+        assert "config.host" in response.json()["detail"]
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM notification_channels")) == 0
+
+
+def test_email_goes_only_to_an_address_the_policy_checked(smtp: tuple[int, list[Any]]) -> None:
+    """A name that resolves (or re-resolves) to the metadata address is refused when the mail
+    is sent; an allowed one is connected to at the very address that was checked (the names
+    exist only in the injected resolver)."""
+    port, received = smtp
+    policy = DEFAULT_POLICY.with_resolver(
+        _resolver({"rebind.example.test": [METADATA], "mail.example.test": ["127.0.0.1"]})
+    )
+    config = {"port": port, "from": "shipboard@example.test", "to": "ops@example.test"}
+    refused = senders.send(
+        "email", {**config, "host": "rebind.example.test"}, {}, {"message": "hi"}, outbound=policy
+    )
+    assert refused[0] is False
+    assert "OutboundRefused" in str(refused[2])
+    assert METADATA in str(refused[2])
+    sent = senders.send(
+        "email", {**config, "host": "mail.example.test"}, {}, {"message": "hi"}, outbound=policy
+    )
+    assert sent == (True, None, None)
+    assert [envelope.rcpt_tos for envelope in received] == [["ops@example.test"]]

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import smtplib
+import socket
 from email.message import EmailMessage
 from html import escape
 from typing import Any
@@ -36,7 +37,7 @@ def send(
     payload = with_links(payload, public_url)
     try:
         if kind == "email":
-            _email(config, secrets, payload)
+            _email(config, secrets, payload, outbound)
             return True, None, None
         url, body, headers = _http_request(kind, config, secrets, payload)
         # The guarded client: no link-local or metadata address, whatever the name resolves to.
@@ -121,7 +122,12 @@ def text_summary(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _email(config: dict[str, Any], secrets: dict[str, str], payload: dict[str, Any]) -> None:
+def _email(
+    config: dict[str, Any],
+    secrets: dict[str, str],
+    payload: dict[str, Any],
+    outbound: OutboundPolicy,
+) -> None:
     message = EmailMessage()
     message["From"] = str(config["from"])
     recipients = config["to"] if isinstance(config["to"], list) else [config["to"]]
@@ -139,7 +145,7 @@ def _email(config: dict[str, Any], secrets: dict[str, str], payload: dict[str, A
                 subtype="csv",
                 filename=str(attachments["csv"]["filename"]),
             )
-        _smtp_send(config, secrets, message)
+        _smtp_send(config, secrets, message, outbound)
         return
     rows = "".join(
         f"<tr><td>{escape(a['status'])}</td>"
@@ -155,11 +161,32 @@ def _email(config: dict[str, Any], secrets: dict[str, str], payload: dict[str, A
         "</body></html>",
         subtype="html",
     )
-    _smtp_send(config, secrets, message)
+    _smtp_send(config, secrets, message, outbound)
 
 
-def _smtp_send(config: dict[str, Any], secrets: dict[str, str], message: EmailMessage) -> None:
-    with smtplib.SMTP(str(config["host"]), int(config.get("port", 25)), timeout=TIMEOUT_S) as smtp:
+class _GuardedSMTP(smtplib.SMTP):
+    """SMTP that connects only where the outbound policy allows, like the HTTP senders: the
+    name is resolved once, every address checked, and the connection goes to one that passed
+    (so a name that resolves, or re-resolves, to a metadata address is refused). The host name
+    itself is kept for STARTTLS's certificate check."""
+
+    def __init__(self, host: str, port: int, *, timeout: float, outbound: OutboundPolicy) -> None:
+        self._outbound = outbound  # before super().__init__, which connects
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        address = self._outbound.resolve(host, port)[0]
+        return socket.create_connection((address, port), timeout, self.source_address)
+
+
+def _smtp_send(
+    config: dict[str, Any],
+    secrets: dict[str, str],
+    message: EmailMessage,
+    outbound: OutboundPolicy,
+) -> None:
+    host, port = str(config["host"]), int(config.get("port", 25))
+    with _GuardedSMTP(host, port, timeout=TIMEOUT_S, outbound=outbound) as smtp:
         if config.get("starttls"):
             smtp.starttls()
         if config.get("username") and secrets.get("password"):

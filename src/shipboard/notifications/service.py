@@ -131,12 +131,16 @@ def channel_specs(session: Session, *, keyring: Keyring) -> list[ChannelCreate]:
 
 
 def _check_outbound(data: ChannelCreate, outbound: OutboundPolicy) -> None:
-    url = data.config.get("url") if data.kind != "email" else None
-    reason = outbound.url_refusal(url) if isinstance(url, str) else None
+    # An email channel's SMTP host is a destination like a webhook's URL: same policy.
+    field = "host" if data.kind == "email" else "url"
+    value = data.config.get(field)
+    if not isinstance(value, str):
+        return
+    reason = outbound.host_refusal(value) if field == "host" else outbound.url_refusal(value)
     if reason:
         raise InvalidInput(
-            f"config.url is refused: {reason}",
-            errors=[{"loc": ["body", "config", "url"], "msg": reason}],
+            f"config.{field} is refused: {reason}",
+            errors=[{"loc": ["body", "config", field], "msg": reason}],
         )
 
 
