@@ -343,3 +343,15 @@ def test_json_help_docs_and_output_agree(clients: Clients) -> None:
     shown = _cli(clients, "viewer", "status", "--json")
     assert shown.returncode == 0, shown.stderr
     json.loads(shown.stdout)
+
+
+def test_names_from_the_command_line_stay_one_path_segment(clients: Clients) -> None:
+    # A control character is a usage error, not an internal one; a "/" cannot reach another
+    # route (here the secrets list of an environment instead of the environment).
+    control = _cli(clients, "admin", "env", "show", "staging\x1b[2J")
+    assert control.returncode == 2, control.stderr
+    assert "control characters" in control.stderr
+    slash = _cli(clients, "admin", "env", "show", "staging/secrets", "--json")
+    assert slash.returncode == 2, slash.stdout + slash.stderr
+    assert "is not a name" in slash.stderr
+    assert slash.stdout == ""

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
@@ -52,6 +53,19 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 BACKOFF_CAP_S = 8.0
 # Uploads smaller than this finish before a progress bar would be worth drawing.
 PROGRESS_MIN_BYTES = 1024 * 1024
+
+
+def segment(value: str) -> str:
+    """A caller's value as one URL path segment, or a usage error (InvalidInput, exit 2).
+
+    Servers route on the decoded path, so an encoded ``/`` would still reach another route:
+    names with ``/``, ``.``/``..`` or control characters are refused here; the rest (``?``,
+    ``#``, spaces) is percent-encoded."""
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        raise InvalidInput(f"{value!r} contains control characters")
+    if not value or value in (".", "..") or "/" in value or "\\" in value:
+        raise InvalidInput(f"{value!r} is not a name")
+    return quote(value, safe="")
 
 
 class ApiError(ShipboardError):

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shipboard.client import Client, ServerUnreachable
+from shipboard.client import Client, ServerUnreachable, segment
 from shipboard.core.errors import InvalidInput
 from shipboard.core.terminal import console
 from shipboard.deployments.schemas import DeploymentDetail, DeploymentLogRead
@@ -87,7 +87,7 @@ def _follow_auto_rollback(
     client: Client, deployment_id: uuid.UUID, environment: str, *, say: Console
 ) -> None:
     """If the environment rolls back automatically, say so and follow the rollback to its end."""
-    features = client.get(f"/api/v1/environments/{environment}").get("features") or {}
+    features = client.get(f"/api/v1/environments/{segment(environment)}").get("features") or {}
     if not features.get("auto_rollback"):
         return
     # The worker rolls back a deployment whose verification failed (the service was changed and

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from shipboard.client import Client, invalid_input_is_usage
+from shipboard.client import Client, invalid_input_is_usage, segment
 from shipboard.core.errors import InvalidInput
 from shipboard.core.terminal import console
 from shipboard.environments.validation import LIMIT_KEYS, EnvironmentConfigPatch
@@ -36,7 +36,9 @@ def show(
 ) -> None:
     """Show environments: domain, config (credentials redacted unless admin), flags, limits."""
     with _client() as client:
-        data = client.get(f"/api/v1/environments/{name}" if name else "/api/v1/environments")
+        data = client.get(
+            f"/api/v1/environments/{segment(name)}" if name else "/api/v1/environments"
+        )
     items = [data] if name else data["items"]
     if as_json:
         print(json.dumps(data))
@@ -111,7 +113,7 @@ def set_(
     if not patch:
         raise InvalidInput("nothing to change: give --domain, --config, --limit or --unset")
     with _client() as client, invalid_input_is_usage():
-        env = client.patch(f"/api/v1/environments/{name}", patch)
+        env = client.patch(f"/api/v1/environments/{segment(name)}", patch)
     if as_json:
         print(json.dumps(env))
     else:
@@ -129,7 +131,10 @@ def feature(
     if state not in ("on", "off"):
         raise InvalidInput("state must be 'on' or 'off'")
     with _client() as client, invalid_input_is_usage():
-        env = client.put(f"/api/v1/environments/{name}/features/{flag}", {"enabled": state == "on"})
+        env = client.put(
+            f"/api/v1/environments/{segment(name)}/features/{segment(flag)}",
+            {"enabled": state == "on"},
+        )
     if as_json:
         print(json.dumps(env))
     else:
@@ -147,7 +152,9 @@ def secret_set(env: str, key: str, as_json: JsonFlag = False) -> None:
     if not value:
         raise InvalidInput("empty secret value on standard input")
     with _client() as client:
-        stored = client.put(f"/api/v1/environments/{env}/secrets/{key}", {"value": value})
+        stored = client.put(
+            f"/api/v1/environments/{segment(env)}/secrets/{segment(key)}", {"value": value}
+        )
     if as_json:
         print(json.dumps(stored))
     else:
@@ -158,7 +165,7 @@ def secret_set(env: str, key: str, as_json: JsonFlag = False) -> None:
 def secret_delete(env: str, key: str, as_json: JsonFlag = False) -> None:
     """Remove secret KEY of ENV (admin)."""
     with _client() as client:
-        client.delete(f"/api/v1/environments/{env}/secrets/{key}")
+        client.delete(f"/api/v1/environments/{segment(env)}/secrets/{segment(key)}")
     if as_json:
         print(json.dumps({"deleted": key, "environment": env}))
     else:
@@ -169,7 +176,7 @@ def secret_delete(env: str, key: str, as_json: JsonFlag = False) -> None:
 def secret_list(env: str, as_json: JsonFlag = False) -> None:
     """List the names of ENV's secrets and when they changed."""
     with _client() as client:
-        data = client.get(f"/api/v1/environments/{env}/secrets")
+        data = client.get(f"/api/v1/environments/{segment(env)}/secrets")
     if as_json:
         print(json.dumps(data))
         return

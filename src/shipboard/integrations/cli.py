@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from shipboard.client import Client
+from shipboard.client import Client, segment
 from shipboard.core.errors import InvalidInput
 from shipboard.core.terminal import console
 
@@ -88,7 +88,7 @@ def add(
         "workflow_environment": workflow_env,
     }
     with Client.from_settings() as client:
-        result = client.put(f"/api/v1/integrations/{kind}", body)
+        result = client.put(f"/api/v1/integrations/{segment(kind)}", body)
         url = client.base_url.rstrip("/") + result["webhook_path"]
     if as_json:
         print(json.dumps({**result, "webhook_url": url, "generated_secret": generated}))
@@ -132,7 +132,7 @@ def remove(kind: Annotated[str, typer.Argument(help="github or gitlab")]) -> Non
     """Remove an integration; its webhooks are refused from then on."""
     kind = _kind(kind)
     with Client.from_settings() as client:
-        client.delete(f"/api/v1/integrations/{kind}")
+        client.delete(f"/api/v1/integrations/{segment(kind)}")
     out.print(f"removed the {kind} integration")
 
 
@@ -151,7 +151,7 @@ def deliveries(
     if outcome:
         params["outcome"] = outcome
     with Client.from_settings() as client:
-        result = client.get(f"/api/v1/integrations/{kind}/deliveries", params=params)
+        result = client.get(f"/api/v1/integrations/{segment(kind)}/deliveries", params=params)
     if as_json:
         print(json.dumps(result))
         return
