@@ -374,3 +374,26 @@ def test_values_from_references_never_reach_the_output(clients: Clients, tmp_pat
         assert result.returncode == 1, result.stdout + result.stderr
         assert ci_secret not in result.stdout
         assert "config.region" in result.stdout
+
+
+def test_stored_configuration_that_is_not_an_object_is_replaced_by_apply(
+    clients: Clients, engine: Engine, tmp_path: Path
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE environments SET config = :c, limits = :l WHERE name = 'development'"),
+            {"c": json.dumps(["edited", "by", "hand"]), "l": json.dumps("x")},
+        )
+    with clients.as_role("admin") as admin:
+        assert admin.get("/api/v1/config").status_code == 200
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(
+        "version: 1\nenvironments:\n  development:\n    domain: dev.example.app\n"
+        "    config: {api_rate_limit: 60}\n"
+    )
+    result = _cli(clients, "apply", "-f", str(fixed))
+    assert result.returncode == 0, result.stdout + result.stderr
+    with clients.as_role("admin") as admin:
+        development = admin.get("/api/v1/environments/development").json()
+    assert development["config"] == {"api_rate_limit": 60}
+    assert development["limits"] == {}

@@ -39,6 +39,7 @@ from shipboard.environments import repository as environments_repository
 from shipboard.environments import service as environments
 from shipboard.environments.merge_patch import merge_patch_between
 from shipboard.environments.models import Environment
+from shipboard.environments.validation import stored_mapping
 from shipboard.integrations import service as integrations
 from shipboard.integrations.schemas import IntegrationWrite
 from shipboard.monitoring import alert_service
@@ -135,9 +136,10 @@ def live_state(session: Session, *, keyring: Keyring) -> State:
 def _stored(env: Environment) -> dict[str, Any]:
     return {
         "domain": env.domain,
-        "config": env.config or {},
-        "features": env.features or {},
-        "limits": env.limits or {},
+        # A column edited by hand may hold a list or a string: read as empty, so apply replaces it.
+        "config": stored_mapping(env.config),
+        "features": stored_mapping(env.features),
+        "limits": stored_mapping(env.limits),
     }
 
 
