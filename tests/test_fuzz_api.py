@@ -64,11 +64,23 @@ EXCLUDED = {
 }
 
 
+PROTOBUF = "application/x-protobuf"
+
+
 def problem_json_errors(ctx: Any, response: Any, case: Any) -> bool | None:
     """Every error answer of the API is an RFC 9457 problem document."""
     if response.status_code >= 400:
         content_type = response.headers.get("content-type", [""])
         value = content_type[0] if isinstance(content_type, list) else content_type
+        if case.operation.path == "/v1/metrics":
+            # OTLP/HTTP answers errors with a google.rpc.Status in the request's encoding.
+            if value == "application/json":
+                body = response.json()
+                assert set(body) == {"code", "message", "details"}, body
+                assert body["message"], body
+            else:
+                assert value == PROTOBUF, value
+            return None
         assert value.split(";")[0].strip() == PROBLEM_JSON, (
             f"{response.status_code} answered with {value!r}, not {PROBLEM_JSON}"
         )
@@ -200,7 +212,12 @@ def test_the_document_says_errors_are_problem_json_and_bodies_may_be_400_or_413(
         for method, operation in item.items():
             responses = operation["responses"]
             for status, response in responses.items():
-                if status[0] in "45":
+                if status[0] in "45" and path == "/v1/metrics":
+                    # OTLP/HTTP: a google.rpc.Status in the request's encoding.
+                    assert set(response["content"]) == {"application/json", PROTOBUF}, status
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/Status"}
+                elif status[0] in "45":
                     assert list(response["content"]) == [PROBLEM_JSON], (method, path, status)
             if "requestBody" in operation:
                 assert {"400", "413"} <= set(responses), (method, path)

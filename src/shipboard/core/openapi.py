@@ -6,7 +6,8 @@ by ``core.problems`` as ``application/problem+json`` with the ``Problem`` shape,
 rewritten once, when it is built, to say exactly that. Two errors come from shared plumbing rather
 than from any route, so they are added to every operation that takes a body: 400 (a body that
 does not parse, ``core.problems``) and 413 (``core.bodylimit``); and one to every operation:
-422 (a NUL in the path, the query or the body, ``core.nulguard``).
+422 (a NUL in the path, the query or the body, ``core.nulguard``). An OTLP operation marks
+itself (``RPC_STATUS_ERRORS``) and its errors are documented as ``google.rpc.Status`` instead.
 """
 
 from __future__ import annotations
@@ -41,13 +42,43 @@ def problem_errors(document: dict[str, Any]) -> dict[str, Any]:
                 # Every body is parsed by the same handlers and bounded by the same middleware.
                 responses.setdefault("400", {"description": "Malformed body"})
                 responses.setdefault("413", {"description": "Body larger than the limit"})
+            status_errors = operation.pop(RPC_STATUS_ERRORS, False)
+            if status_errors:
+                schemas.setdefault("Status", _STATUS_SCHEMA)
             for status, response in responses.items():
                 if status[:1] in {"4", "5"}:
-                    response["content"] = {PROBLEM_JSON: {"schema": dict(_PROBLEM_REF)}}
+                    response["content"] = (
+                        _status_content()
+                        if status_errors
+                        else {PROBLEM_JSON: {"schema": dict(_PROBLEM_REF)}}
+                    )
     for unused in ("HTTPValidationError", "ValidationError"):
         if not _referenced(document, f"#/components/schemas/{unused}"):
             schemas.pop(unused, None)
     return document
+
+
+# An operation whose openapi_extra sets this answers errors as google.rpc.Status in the request's
+# encoding (OTLP/HTTP, monitoring/otlp_status.py) instead of problem+json.
+RPC_STATUS_ERRORS = "x-shipboard-rpc-status-errors"
+_STATUS_SCHEMA: dict[str, Any] = {
+    "title": "Status",
+    "description": "google.rpc.Status: a gRPC code, a message, and details (OTLP/HTTP errors)",
+    "type": "object",
+    "properties": {
+        "code": {"type": "integer", "description": "google.rpc.Code"},
+        "message": {"type": "string"},
+        "details": {"type": "array", "items": {"type": "object"}},
+    },
+    "required": ["code", "message", "details"],
+}
+
+
+def _status_content() -> dict[str, Any]:
+    return {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Status"}},
+        "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+    }
 
 
 def _referenced(node: Any, ref: str) -> bool:

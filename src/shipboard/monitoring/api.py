@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from shipboard.auth.deps import AnyUser, DbSession, ServiceOrAdmin, spend_budget
 from shipboard.core.bodylimit import read_limited_body, too_large
 from shipboard.core.errors import InvalidInput, ShipboardError
+from shipboard.core.openapi import RPC_STATUS_ERRORS
 from shipboard.core.problems import Problem
 from shipboard.core.time import utcnow
 from shipboard.core.types import DateTime, EnvironmentName, MetricName
@@ -167,13 +168,14 @@ class OtlpUnsupported(ShipboardError):
         429: {"model": Problem},
     },
     openapi_extra={
+        RPC_STATUS_ERRORS: True,
         "requestBody": {
             "required": True,
             "content": {
                 PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
                 "application/json": {"schema": {"type": "object"}},
             },
-        }
+        },
     },
 )
 async def otlp_metrics(request: Request, db: DbSession, caller: ServiceOrAdmin) -> Response:
