@@ -156,3 +156,50 @@ def test_email_goes_only_to_an_address_the_policy_checked(smtp: tuple[int, list[
     )
     assert sent == (True, None, None)
     assert [envelope.rcpt_tos for envelope in received] == [["ops@example.test"]]
+
+
+EMAIL = {"host": "127.0.0.1", "port": 25, "from": "a@example.test", "to": "b@example.test"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"to": "ops@example.test\r\nBcc: attacker@example.test"},
+        {"to": ["ops@example.test", {"not": "an address"}]},
+        {"from": "a@example.test\nSubject: spoofed"},
+        {"host": "127.0.0.1\r\nRCPT TO:<attacker@example.test>"},
+        {"username": ["admin"]},
+        {"port": True},
+        {"starttls": "yes"},
+    ],
+)
+def test_email_channel_fields_that_would_inject_or_fail_at_send_are_422(
+    clients: Clients, engine: Engine, change: dict[str, Any]
+) -> None:
+    """An email channel's fields were checked only for presence: a CR/LF in `to` or `from`
+    (an extra Bcc: header), in `host`, or a list where text belongs was stored, and failed or
+    injected only when a mail went out."""
+    with clients.as_role("admin") as admin:
+        good = admin.post(
+            "/api/v1/notification-channels",
+            json={"name": "mail-ok", "kind": "email", "config": EMAIL},
+        )
+        assert good.status_code == 201, good.text
+        response = admin.post(
+            "/api/v1/notification-channels",
+            json={"name": "mail-bad", "kind": "email", "config": {**EMAIL, **change}},
+        )
+        assert response.status_code == 422, response.text
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM notification_channels")) == 1
+
+
+def test_a_stored_header_injection_fails_its_delivery_not_the_sender() -> None:
+    ok, status, error = senders.send(
+        "email",
+        {**EMAIL, "to": "ops@example.test\r\nBcc: attacker@example.test"},
+        {},
+        {"message": "hi"},
+    )
+    assert (ok, status) == (False, None)
+    assert "ValueError" in str(error)

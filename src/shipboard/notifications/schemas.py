@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any, Literal
@@ -38,9 +39,36 @@ class ChannelCreate(BaseModel):
                 if not cfg.get(key):
                     raise ValueError(f"an email channel needs config.{key}")
             port = cfg.get("port", 25)
-            if not isinstance(port, int) or not 0 < port < 65536:
+            if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
                 raise ValueError("config.port must be a TCP port")
+            _check_email_config(cfg)
         return self
+
+
+# What goes into an SMTP command or a mail header: one line of printable text. A CR or LF would
+# add a header (Bcc:) or an SMTP command; another type fails only when the mail is sent.
+_ONE_LINE = re.compile(r"[^\x00-\x20\x7f]([^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?")
+
+
+def _one_line(value: object, key: str, max_length: int = 320) -> None:
+    if not isinstance(value, str) or len(value) > max_length or not _ONE_LINE.fullmatch(value):
+        raise ValueError(f"config.{key} must be one line of text, at most {max_length} characters")
+
+
+def _check_email_config(cfg: dict[str, Any]) -> None:
+    _one_line(cfg["host"], "host", 253)
+    if " " in cfg["host"]:
+        raise ValueError("config.host must be a host name or address")
+    _one_line(cfg["from"], "from")
+    recipients = cfg["to"] if isinstance(cfg["to"], list) else [cfg["to"]]
+    if not 0 < len(recipients) <= 100:
+        raise ValueError("config.to must name 1 to 100 recipients")
+    for recipient in recipients:
+        _one_line(recipient, "to")
+    if cfg.get("username") is not None:
+        _one_line(cfg["username"], "username")
+    if not isinstance(cfg.get("starttls", False), bool):
+        raise ValueError("config.starttls must be true or false")
 
 
 class HttpUrlCheck(BaseModel):

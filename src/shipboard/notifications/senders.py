@@ -43,7 +43,9 @@ def send(
         # The guarded client: no link-local or metadata address, whatever the name resolves to.
         with outbound.client(timeout=TIMEOUT_S) as client:
             response = client.post(url, content=body, headers=headers)
-    except (httpx.HTTPError, smtplib.SMTPException, OSError, OutboundRefused) as exc:
+    # ValueError: a mail header the email package refuses (a CR or LF in `to`, stored before
+    # channels were validated for it) fails this delivery, recorded, instead of the sender loop.
+    except (httpx.HTTPError, smtplib.SMTPException, OSError, OutboundRefused, ValueError) as exc:
         return False, None, f"{type(exc).__name__}: {exc}"[:500]
     if 200 <= response.status_code < 300:
         return True, response.status_code, None
