@@ -125,7 +125,7 @@ def test_after_rotation_the_new_key_alone_decrypts_every_secret(engine: Engine) 
     assert rotation.reencrypted == {
         "environments": 2,
         "integrations": 1,
-        "notification_channels": 1,
+        "notification_channels": 2,  # the webhook's URL and its signing secret
         "users": 1,
     }
     assert _plaintexts(engine, Keyring([new.encode()])) == {**PLAINTEXTS, "totp": totp}
@@ -264,15 +264,15 @@ def test_rotate_key_replaces_the_key_file_atomically_new_key_first(
     assert keys[0] != old
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert keys[0] not in done.stdout + done.stderr  # a key file is not echoed
-    assert "re-encrypted 5 value(s)" in done.stderr
+    assert "re-encrypted 6 value(s)" in done.stderr
     assert list(home.iterdir()) == [path]  # no temporary file left behind
     assert _plaintexts(engine, Keyring([keys[0].encode()])) == {**PLAINTEXTS, "totp": totp}
     checked = _shipboard("secrets", "check", "--json", env=env)
     assert checked.returncode == 0, checked.stderr
     report = json.loads(checked.stdout)
-    assert report["total"] == 5
+    assert report["total"] == 6
     assert report["undecryptable"] == []
-    assert list(report["by_key"].values()) == [5, 0]
+    assert list(report["by_key"].values()) == [6, 0]
 
 
 def test_rotate_key_with_keys_from_the_environment_prints_the_new_list(

@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shipboard.core.types import HttpUrlStr
 
-SECRET_KEYS = ("secret", "password", "smtp_password")
+# Stored encrypted (like environment secrets), never read back. The URL is one: Slack's and
+# Discord's webhook paths, a ?token= or user:pass@ in it, are the credential.
+SECRET_KEYS = ("secret", "password", "smtp_password", "url", "api_token", "token")
 
 
 class ChannelCreate(BaseModel):

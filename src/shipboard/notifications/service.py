@@ -446,8 +446,15 @@ def claim_due(
                 continue
             delivery.next_attempt_at = now + CLAIM_LEASE
             secrets = {k: keyring.decrypt(v) for k, v in channel.secrets.items()}
+            # Decrypted only here, for the sender: the URL is among the encrypted fields.
             claimed.append(
-                (delivery.id, channel.kind, dict(channel.config), secrets, delivery.payload)
+                (
+                    delivery.id,
+                    channel.kind,
+                    {**channel.config, **secrets},
+                    secrets,
+                    delivery.payload,
+                )
             )
     return claimed
 

@@ -134,7 +134,11 @@ def channel_problems(session: Session) -> list[StoredProblem]:
             # Secrets are stored apart, encrypted; their presence is what the shape needs.
             "config": {
                 **validation.stored_mapping(channel.config),
-                **dict.fromkeys(validation.stored_mapping(channel.secrets), "***"),
+                **{
+                    # The URL was checked when it was written; its ciphertext is not one.
+                    key: "https://encrypted.invalid/" if key == "url" else "***"
+                    for key in validation.stored_mapping(channel.secrets)
+                },
             },
             "group_by": channel.group_by,
             "group_wait_s": channel.group_wait_s,
