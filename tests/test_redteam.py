@@ -203,3 +203,36 @@ def test_a_stored_header_injection_fails_its_delivery_not_the_sender() -> None:
     )
     assert (ok, status) == (False, None)
     assert "ValueError" in str(error)
+
+
+@pytest.mark.parametrize(
+    "number", ["123456789012345678901234567890", "-9223372036854775809", "9" * 5000]
+)
+def test_integers_beyond_64_bits_in_a_json_body_are_422_not_500(
+    clients: Clients, engine: Engine, number: str
+) -> None:
+    """Found by schemathesis: an integer past 64 bits in log ``metadata`` parsed, then broke the
+    JSON column's serialiser (500). Every JSON body is checked before it is parsed."""
+    with clients.as_role("admin") as admin:
+        deployment = admin.post(
+            "/api/v1/deployments",
+            json={"environment": "staging", "version": "1.0.0", "commit_sha": "abcdef1"},
+        ).json()["id"]
+        body = (
+            '{"logs": [{"level": "info", "message": "m", "source": "ci", '
+            f'"metadata": {{"n": {number}, "ok": [1.5e300, 18446744073709551615]}}}}]}}'
+        )
+        response = admin.post(
+            f"/api/v1/deployments/{deployment}/logs",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 422, response.text
+        assert "64-bit" in response.json()["detail"]
+        fits = body.replace(number, "9223372036854775807")
+        accepted = admin.post(
+            f"/api/v1/deployments/{deployment}/logs",
+            content=fits,
+            headers={"Content-Type": "application/json"},
+        )
+        assert accepted.status_code < 300, accepted.text
