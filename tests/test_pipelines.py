@@ -704,3 +704,23 @@ def test_stream_masker_masks_a_secret_split_at_any_point() -> None:
         assert lines[0] == "before"
         assert lines[-2:] == ["key> ***", "after -----"]
         assert set(lines[1:-2]) == {"***"}
+
+
+def test_healthcheck_url_credentials_stay_out_of_logs_analysis_and_errors(
+    clients: Clients, worker: Any, health: Health, tmp_path: Path
+) -> None:
+    """A healthcheck URL with ``user:pass@`` and ``?token=``: the deployment's log, analysis and
+    error message, which every viewer reads, show it without them."""
+    pipeline = _steps(("ship", "deploy", f"echo $SHIPBOARD_VERSION > {tmp_path / 'current'}"))
+    url = health.url.replace("http://", "http://probe:hc-pass-9@") + "?token=hc-tok-8"
+    pipeline["healthcheck"] = {"url": url, "retries": 0, "interval_s": 0.05}
+    with clients.as_role("admin") as admin:
+        _set_pipeline(admin, "staging", pipeline)
+        did = _deploy(admin, version="2.0.0")
+    with clients.as_role("viewer") as viewer:
+        detail = _wait_final(viewer, did)
+        text = str(detail) + "\n".join(line["message"] for line in _logs(viewer, did))
+    assert detail["status"] == "failed"
+    assert "hc-pass-9" not in text
+    assert "hc-tok-8" not in text
+    assert "probe:***@" in text

@@ -135,3 +135,35 @@ def test_channel_urls_are_encrypted_at_rest(clients: Clients, db: Database, engi
             check=True,
         ).stdout
         assert b"XXXXXXXXXXXXXXXXXXXXXXXX" not in raw
+
+
+def test_every_server_log_line_is_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    """The structlog processor: a URL's password in any field (the scrape log's ``url``, an
+    exception's text) and a field named like a credential never reach the server log."""
+    import logging
+
+    import structlog
+
+    from shipboard.config import Settings
+    from shipboard.core.logging import configure_logging
+
+    previous = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        configure_logging(Settings(log_json=True, log_level="info"))
+        structlog.get_logger("t").warning(
+            "scrape_failed",
+            url="http://m:scrape-pw@h:9100/metrics?token=q-tok",
+            api_token="field-tok",
+            error="GET https://hooks.slack.com/services/T1/B2/slack-secret failed",
+        )
+        logging.getLogger("uvicorn.error").warning("fetch http://u:lib-pw@h/x failed")
+    finally:
+        structlog.configure(**previous)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    err = capsys.readouterr().err
+    assert "scrape_failed" in err
+    for secret in ("scrape-pw", "q-tok", "field-tok", "slack-secret", "lib-pw"):
+        assert secret not in err
