@@ -167,3 +167,21 @@ def test_every_server_log_line_is_redacted(capsys: pytest.CaptureFixture[str]) -
     assert "scrape_failed" in err
     for secret in ("scrape-pw", "q-tok", "field-tok", "slack-secret", "lib-pw"):
         assert secret not in err
+
+
+def test_scraped_points_carry_the_target_url_without_its_password() -> None:
+    """``scrape_target`` is a tag every viewer reads on every scraped point (here the
+    ``shipboard_scrape_up`` 0 of a target that does not answer)."""
+    from shipboard.monitoring.scrape import Target, scrape
+
+    target = Target(
+        environment="staging",
+        url="http://probe:scr-pw-7@127.0.0.1:9/metrics?token=scr-tok-6",
+        interval_s=60,
+        labels={},
+    )
+    rows = scrape(target)
+    assert rows
+    assert "scr-pw-7" not in repr(rows)
+    assert "scr-tok-6" not in repr(rows)
+    assert "probe:***@127.0.0.1:9" in repr(rows)
