@@ -3,6 +3,7 @@ docs/security.md, "Red-team pass"). Each failed before its fix."""
 
 from __future__ import annotations
 
+import gzip
 import re
 from typing import Any
 
@@ -236,3 +237,18 @@ def test_integers_beyond_64_bits_in_a_json_body_are_422_not_500(
             headers={"Content-Type": "application/json"},
         )
         assert accepted.status_code < 300, accepted.text
+
+
+def test_a_gzip_otlp_json_body_gets_the_json_shape_check_once_inflated(clients: Clients) -> None:
+    """JSON bodies are checked for size in values and depth on the wire, before parsing; an
+    OTLP export with ``Content-Encoding: gzip`` was inflated and parsed unchecked: 58 KB of gzip
+    holding 20 million empty objects took a service token's request to 2.7 GB and 30+ s."""
+    many = b'{"resourceMetrics":[' + b"{}," * 600_000 + b"{}]}"
+    deep = b'{"resourceMetrics":' + b"[" * 300 + b"]" * 300 + b"}"
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    with clients.as_role("service") as service:
+        too_many = service.post("/v1/metrics", content=gzip.compress(many), headers=headers)
+        assert too_many.status_code == 413, too_many.text
+        too_deep = service.post("/v1/metrics", content=gzip.compress(deep), headers=headers)
+        assert too_deep.status_code == 422, too_deep.text
+        assert "nested deeper" in too_deep.text
