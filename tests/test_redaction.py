@@ -27,6 +27,9 @@ DISCORD = "https://discord.com/api/webhooks/123456789012345678/abcDEF-ghiJKL_tok
         (SLACK, "https://hooks.slack.com/services/***"),
         (DISCORD, "https://discord.com/api/webhooks/123456789012345678/***"),
         ("https://h.example/health?page=2", "https://h.example/health?page=2"),
+        # Not a URL that parses: text, shown as written, but for a password.
+        ("http://x.example]y[/link]", "http://x.example]y[/link]"),
+        ("http://u:pw@x.example]y[", "http://u:***@x.example]y["),
     ],
 )
 def test_urls_lose_their_credentials(url: str, shown: str) -> None:

@@ -34,6 +34,7 @@ _SECRET_PARAM = re.compile(
     re.IGNORECASE,
 )
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{0,15}://[^\s\"'<>`]+")
+_USERINFO = re.compile(r"^([^:/]+://[^:/@\s]*:)[^/@\s]*@")
 _SLACK = re.compile(r"^(/services/)[^?#]+", re.IGNORECASE)
 _DISCORD = re.compile(r"^(/api(?:/v\d+)?/webhooks/[^/]+/)[^/?#]+", re.IGNORECASE)
 
@@ -76,8 +77,9 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
     except ValueError:
-        # Not a URL that parses: hide everything after the scheme rather than guess.
-        return url.split("://", 1)[0] + "://" + REDACTED
+        # Not a URL that parses (text around it, like "x.example]y[/link]"): only a password
+        # in what would be its userinfo is hidden; the rest is text, shown as written.
+        return _USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", url)
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
