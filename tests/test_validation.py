@@ -190,10 +190,14 @@ def test_environment_config_checks_urls_and_keeps_unknown_keys() -> None:
         "resend_api_key": "re_123",
         "api_rate_limit": 600,
         "max_file_size_mb": 25,
-        "pipeline": {"steps": []},
+        "team_notes": {"owner": "platform"},
     }
     parsed = EnvironmentConfig.model_validate(good)
-    assert parsed.model_dump()["pipeline"] == {"steps": []}
+    assert parsed.model_dump()["team_notes"] == {"owner": "platform"}
+    # Shipboard's own keys are typed: a pipeline needs steps.
+    assert _error_locs(EnvironmentConfig, {**good, "pipeline": {"steps": []}}) == [
+        ("pipeline", "steps")
+    ]
     assert _error_locs(EnvironmentConfig, {**good, "supabase_url": "nope"}) == [("supabase_url",)]
     assert _error_locs(EnvironmentConfig, {**good, "max_file_size_mb": -5}) == [
         ("max_file_size_mb",)
