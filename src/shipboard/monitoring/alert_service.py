@@ -19,6 +19,7 @@ from shipboard.core.pagination import encode_cursor
 from shipboard.core.time import utcnow
 from shipboard.db import keyset
 from shipboard.environments.service import require_environment
+from shipboard.environments.validation import stored_mapping
 from shipboard.monitoring import alerting
 from shipboard.monitoring import repository as metrics
 from shipboard.monitoring.alert_schemas import (
@@ -108,22 +109,28 @@ def update_rule(
     return rule_read(rule)
 
 
+def rule_fields(rule: AlertRule) -> dict[str, Any]:
+    """A stored rule as the fields of its write shape (``AlertRuleCreate``), unchecked: a rule
+    stored by an older version or by hand may not validate, and its readers decide what then."""
+    return {
+        "name": rule.name,
+        "kind": rule.kind,
+        "environment": rule.environment,
+        "metric": rule.metric,
+        "severity": rule.severity,
+        "labels": rule.labels,
+        "annotations": rule.annotations,
+        "channels": rule.channels,
+        "enabled": rule.enabled,
+        **stored_mapping(rule.spec),
+    }
+
+
 def rule_specs(session: Session) -> list[AlertRuleCreate]:
     """Every rule as the write shape that would create it (for configuration as code)."""
     specs: list[AlertRuleCreate] = []
     for rule in session.scalars(sa.select(AlertRule).order_by(AlertRule.name)):
-        fields = {
-            "name": rule.name,
-            "kind": rule.kind,
-            "environment": rule.environment,
-            "metric": rule.metric,
-            "severity": rule.severity,
-            "labels": rule.labels,
-            "annotations": rule.annotations,
-            "channels": rule.channels,
-            "enabled": rule.enabled,
-            **rule.spec,
-        }
+        fields = rule_fields(rule)
         try:
             specs.append(AlertRuleCreate.model_validate(fields))
         except ValidationError:
@@ -153,19 +160,10 @@ def rule_read(rule: AlertRule) -> AlertRuleRead:
     health = "unknown" if rule.last_evaluated_at is None else ("error" if rule.last_error else "ok")
     fields: dict[str, Any] = {
         "id": rule.id,
-        "name": rule.name,
-        "kind": rule.kind,
-        "environment": rule.environment,
-        "metric": rule.metric,
-        "severity": rule.severity,
-        "labels": rule.labels,
-        "annotations": rule.annotations,
-        "channels": rule.channels,
-        "enabled": rule.enabled,
         "last_evaluated_at": rule.last_evaluated_at,
         "last_error": rule.last_error,
         "health": health,
-        **rule.spec,
+        **rule_fields(rule),
     }
     try:
         return AlertRuleRead.model_validate(fields)

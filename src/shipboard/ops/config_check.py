@@ -21,6 +21,7 @@ from shipboard.core.terminal import console
 from shipboard.db.engine import create_db_engine, system_transaction
 from shipboard.environments import repository as environments
 from shipboard.environments import validation
+from shipboard.monitoring import alert_service
 from shipboard.monitoring.alert_schemas import AlertRuleCreate, Matcher
 from shipboard.monitoring.models import AlertRule, Silence
 from shipboard.notifications.models import NotificationChannel
@@ -97,18 +98,7 @@ def rule_problems(session: Session) -> list[StoredProblem]:
     out_: list[StoredProblem] = []
     channels = set(session.scalars(sa.select(NotificationChannel.name)))
     for rule in session.scalars(sa.select(AlertRule).order_by(AlertRule.name)):
-        fields = {
-            "name": rule.name,
-            "kind": rule.kind,
-            "environment": rule.environment,
-            "metric": rule.metric,
-            "severity": rule.severity,
-            "labels": rule.labels,
-            "annotations": rule.annotations,
-            "channels": rule.channels,
-            "enabled": rule.enabled,
-            **validation.stored_mapping(rule.spec),
-        }
+        fields = alert_service.rule_fields(rule)
         problems = validation.model_problems(AlertRuleCreate, fields)
         if isinstance(rule.channels, list):
             problems += [
