@@ -55,7 +55,8 @@ def test_sqlite_health_reports_file_wal_pages_and_free_pages(databases: Database
     assert lite["page_size"] == 4096
     assert lite["page_count"] > 10
     assert lite["file_bytes"] == os.path.getsize(lite["path"])
-    assert lite["freelist_count"] == 0
+    # Migrations that rebuild a table on SQLite (batch ALTER) leave a few free pages behind.
+    assert lite["freelist_count"] < lite["page_count"] / 10
     assert report["warnings"] == []
 
     # A large table dropped leaves free pages behind: reported, and a warning (exit 1).

@@ -115,7 +115,8 @@ def test_deploy_wait_says_an_automatic_rollback_started_and_follows_it(
     assert "deployment failed" in out
     assert "automatic rollback started: deployment" in out
     assert "back to 1.0.0" in out
-    assert out.index("deployment failed") < out.index("automatic rollback started:")
+    # The CLI's own line, not the worker's log line of the same words that may stream first.
+    assert out.index("\ndeployment failed\n") < out.index("\nautomatic rollback started:")
     assert "rollback success" in out
     assert "redeploying 1.0.0" in out  # the rollback's own log lines were followed
 
