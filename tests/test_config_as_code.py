@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from shipboard.configuration import source
+from shipboard.configuration import credentials, source
 from shipboard.configuration.cli import document_schema
 from shipboard.configuration.source import SourceError
 from shipboard.environments.merge_patch import merge_patch, merge_patch_between
@@ -397,3 +397,22 @@ def test_stored_configuration_that_is_not_an_object_is_replaced_by_apply(
         development = admin.get("/api/v1/environments/development").json()
     assert development["config"] == {"api_rate_limit": 60}
     assert development["limits"] == {}
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("environments", "p", "config", "database_url"), "postgresql://a:pw@db/app", True),
+        (("environments", "p", "config", "redis_url"), "redis://:@cache:6379/0", False),
+        (("channels", 0, "config", "url"), "https://hooks.slack.com/services/T0/B0/xyz", True),
+        (("channels", 0, "config", "url"), "https://hooks.example.net/x?token=abc", True),
+        (("channels", 0, "config", "url"), "https://hooks.example.net/shipboard", False),
+        (("environments", "p", "config", "resend_api_key"), "re_123", True),
+        (("environments", "p", "config", "stripe_publishable_key"), "pk_live", False),
+        (("integrations", "github", "secret"), "s", True),
+    ],
+)
+def test_credentials_are_what_the_one_redaction_hides(
+    path: tuple[str | int, ...], value: str, expected: bool
+) -> None:
+    assert credentials.is_credential(path, value) is expected

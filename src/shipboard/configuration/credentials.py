@@ -9,22 +9,11 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from shipboard.configuration.source import Path
+from shipboard.core.redaction import is_secret_key, redact_url
 
-_KEY = re.compile(
-    r"(^|_)(password|passwd|secret|token|api_key|apikey|private_key|authorization|credentials?)$",
-    re.IGNORECASE,
-)
-_QUERY_KEY = re.compile(
-    r"^(token|access_token|api_key|apikey|key|secret|signature|sig|password|auth)$", re.IGNORECASE
-)
-# Webhook URLs whose path is the secret (Slack, Discord).
-_SECRET_PATH = re.compile(
-    r"^https?://(hooks\.slack\.com/services/|(discord|discordapp)\.com/api/webhooks/)",
-    re.IGNORECASE,
-)
 MASK = "***"
 
 
@@ -35,24 +24,25 @@ def is_credential(path: Path, value: Any) -> bool:
     key = next((p for p in reversed(path) if isinstance(p, str)), "")
     if path[:1] == ("integrations",) and key == "secret":
         return True
-    if _KEY.search(key):
+    if is_secret_key(key):
         return True
     return is_credential_url(value)
 
 
 def is_credential_url(value: str) -> bool:
-    """A URL that carries a password, a token in its query, or a secret path."""
+    """A URL that carries a password, or anything else the one redaction (core/redaction.py)
+    would hide: a credential in its query, the secret path of a Slack or Discord webhook. An
+    empty password (``redis://:${PW}@cache`` once its reference is taken out) is none."""
     if "://" not in value:
         return False
-    if _SECRET_PATH.match(value):
-        return True
     try:
         parts = urlsplit(value)
         if parts.password:
             return True
-        return any(_QUERY_KEY.match(k) and v for k, v in parse_qsl(parts.query))
+        bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
     except ValueError:
         return False
+    return redact_url(bare) != bare
 
 
 def variable_name(path: Path) -> str:
