@@ -39,11 +39,24 @@ def configure_logging(settings: Settings) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written, not when logging was configured: a
+    stream swapped and closed since (a test's capture, a daemon's redirect) must not make the
+    next log line raise, least of all inside a worker thread's error handling."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_STDERR = _CurrentStderr()
 _STDLIB_HANDLER = "shipboard"
 # A proxy's id (nginx's $request_id, a load balancer's trace id) is kept so lines can be joined
 # across hops; anything else is replaced, so a header cannot inject text into the logs.
@@ -53,7 +66,7 @@ _INCOMING_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 def _route_stdlib_logging(renderer: structlog.typing.Processor, level: int) -> None:
     """Lines of libraries that log through ``logging`` (uvicorn, alembic, SQLAlchemy) get the same
     format and the same bound fields (the request id) as our own."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_STDERR)
     handler.set_name(_STDLIB_HANDLER)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
