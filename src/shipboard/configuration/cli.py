@@ -8,7 +8,6 @@ server refuses in the file is mapped back to the same positions.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from typing import Annotated, Any, NoReturn
 
@@ -37,7 +36,6 @@ PruneOption = Annotated[
 JsonFlag = Annotated[
     bool, typer.Option("--json", help="Print the result as one JSON document, for scripts.")
 ]
-_REFERENCE = re.compile(r"\$\$\{|\$\{[^}]*\}")
 
 
 def schema() -> None:
@@ -166,7 +164,7 @@ def _literal_credentials(parsed: Source) -> list[Problem]:
     found: list[Problem] = []
 
     def check(value: str, path: source.Path) -> str:
-        bare = _REFERENCE.sub("", value)
+        bare = source.without_references(value)
         if credentials.is_credential(path, bare):
             found.append(
                 parsed.problem(

@@ -203,6 +203,11 @@ def _value(  # noqa: PLR0911 - one return per kind of node
 # --- references ------------------------------------------------------------------------------
 
 
+def without_references(value: str) -> str:
+    """``value`` with every reference (and `$${` escape) taken out: what the file spells out."""
+    return _REFERENCE.sub("", value)
+
+
 def references(value: str) -> list[str]:
     """The variable names a string refers to."""
     return [m.group(1) for m in _REFERENCE.finditer(value) if m.group(0) != "$${"]
