@@ -19,7 +19,8 @@ from shipboard.db.engine import system_transaction, transaction
 from shipboard.monitoring import alert_service, alerting
 from shipboard.monitoring.schemas import MonitoringMetricCreate
 from shipboard.monitoring.service import ingest_metrics
-from shipboard.notifications import service as notifications
+from shipboard.notifications.delivery import send_due
+from shipboard.notifications.grouping import flush_groups
 from tests.conftest import Clients, Receiver
 from tests.test_api import assert_problem
 
@@ -146,10 +147,8 @@ def _channel(client: httpx.Client, name: str, url: str, **overrides: Any) -> dic
 def _tick(engine: Engine, keyring: Any, now: datetime) -> None:
     with system_transaction(engine) as session:
         alert_service.evaluate_rules(session, now=now)
-        notifications.flush_groups(
-            session, now=now, alerts_for=alert_service.group_alerts(session, now)
-        )
-    notifications.send_due(engine, keyring, now=now)
+        flush_groups(session, now=now, alerts_for=alert_service.group_alerts(session, now))
+    send_due(engine, keyring, now=now)
 
 
 def test_threshold_rule_lifecycle_on_a_fake_clock(clients: Clients, engine: Engine) -> None:
@@ -264,9 +263,7 @@ def test_every_link_sent_uses_the_public_url(
     keyring = clients.server.app.state.keyring
     with system_transaction(engine) as session:
         alert_service.evaluate_rules(session, now=T0)
-        notifications.flush_groups(
-            session, now=T0, alerts_for=alert_service.group_alerts(session, T0)
-        )
+        flush_groups(session, now=T0, alerts_for=alert_service.group_alerts(session, T0))
     with clients.as_role("service") as ci:
         created = ci.post(
             "/api/v1/deployments",
@@ -277,7 +274,7 @@ def test_every_link_sent_uses_the_public_url(
             f"/api/v1/deployments/{created.json()['id']}/status", json={"status": "building"}
         )
         assert started.status_code == 200, started.text
-    notifications.send_due(engine, keyring, public_url=public)
+    send_due(engine, keyring, public_url=public)
     with clients.as_role("viewer") as viewer:
         (alert,) = viewer.get("/api/v1/alerts").json()["items"]
     page = f"{public}/alerts/{alert['id']}"
@@ -326,7 +323,7 @@ def test_retries_until_the_receiver_recovers_then_exactly_one_success(
         keyring = clients.server.app.state.keyring
         _tick(engine, keyring, T0)
         for minutes in range(1, 8):
-            notifications.send_due(engine, keyring, now=T0 + timedelta(minutes=minutes))
+            send_due(engine, keyring, now=T0 + timedelta(minutes=minutes))
         with clients.as_role("admin") as admin:
             (delivery,) = admin.get(
                 f"/api/v1/notification-channels/{channel['id']}/deliveries"
@@ -469,7 +466,7 @@ def test_channel_api_hides_secrets_and_sends_a_test_message(
             default=str,
         )
     assert "s3cret" not in stored
-    notifications.send_due(engine, clients.server.app.state.keyring)
+    send_due(engine, clients.server.app.state.keyring)
     assert receiver.payloads()[0]["alerts"][0]["labels"]["alertname"] == "ShipboardTest"
 
 
@@ -481,7 +478,7 @@ def test_delivery_gives_up_after_max_attempts(clients: Clients, engine: Engine) 
             admin.post(f"/api/v1/notification-channels/{channel['id']}/test")
         keyring = clients.server.app.state.keyring
         for minutes in range(6):
-            notifications.send_due(
+            send_due(
                 engine, keyring, now=datetime.now(UTC) + timedelta(minutes=minutes), max_attempts=3
             )
         with clients.as_role("admin") as admin:
@@ -504,7 +501,7 @@ def test_slack_and_alertmanager_shapes(
             admin, f"{kind}-channel", receiver.url, kind=kind, config={"url": receiver.url}
         )
         admin.post(f"/api/v1/notification-channels/{channel['id']}/test")
-    notifications.send_due(engine, clients.server.app.state.keyring)
+    send_due(engine, clients.server.app.state.keyring)
     (body,) = receiver.payloads()
     if kind == "slack":
         assert body["text"].startswith("[FIRING:1]")

@@ -212,13 +212,11 @@ def populate(clients: Clients, engine: Engine, *, receiver_url: str) -> None:
 
 def _tick_without_sending(engine: Engine) -> None:
     from shipboard.monitoring import alert_service
-    from shipboard.notifications import service as notifications
+    from shipboard.notifications.grouping import flush_groups
 
     with system_transaction(engine) as session:
         alert_service.evaluate_rules(session, now=NOW)
-        notifications.flush_groups(
-            session, now=NOW, alerts_for=alert_service.group_alerts(session, NOW)
-        )
+        flush_groups(session, now=NOW, alerts_for=alert_service.group_alerts(session, NOW))
 
 
 def table_counts(engine: Engine) -> dict[str, int]:

@@ -20,7 +20,7 @@ from shipboard.db import migrate
 from shipboard.db.engine import system_transaction
 from shipboard.db.partitions import partition_name
 from shipboard.environments.service import decrypted_secrets, seed_environments
-from shipboard.notifications import service as notifications
+from shipboard.notifications.delivery import send_due
 from shipboard.ops import backup
 from shipboard.ops.copy import copy_database
 from tests.conftest import Clients, DatabaseFactory, LiveServer, Receiver
@@ -132,7 +132,7 @@ def test_copy_to_postgres_then_serve_the_same_data(
             (channel,) = [c for c in channels if c["name"] == "ops-hook"]
             _ok(admin.post(f"/api/v1/notification-channels/{channel['id']}/test"))
         receiver.requests.clear()
-        notifications.send_due(copy_server.engine, keyring)
+        send_due(copy_server.engine, keyring)
         headers, payload = receiver.requests[-1]
         expected = "sha256=" + hmac.new(b"s3cret", payload, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(headers["X-Shipboard-Signature"], expected)

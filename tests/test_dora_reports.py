@@ -18,7 +18,7 @@ from shipboard.db.engine import system_transaction
 from shipboard.deployments import service as deployments
 from shipboard.deployments.schemas import DeploymentCreate
 from shipboard.monitoring.scheduler import Scheduler
-from shipboard.notifications import service as notifications
+from shipboard.notifications.delivery import send_due
 from tests.conftest import SYSTEM, Clients, Receiver
 from tests.test_alerting import _channel
 from tests.test_api import assert_problem
@@ -200,9 +200,7 @@ def test_scheduled_reports_reach_email_and_webhook(
     assert scheduler.schedule_reports(now=monday + timedelta(hours=7, minutes=59)) == 0
     assert scheduler.schedule_reports(now=monday + timedelta(hours=8, minutes=0, seconds=5)) == 2
     assert scheduler.schedule_reports(now=monday + timedelta(hours=8, minutes=1)) == 0
-    notifications.send_due(
-        engine, clients.server.app.state.keyring, now=monday + timedelta(hours=8, minutes=1)
-    )
+    send_due(engine, clients.server.app.state.keyring, now=monday + timedelta(hours=8, minutes=1))
     deadline = time.monotonic() + 5
     while not received and time.monotonic() < deadline:
         time.sleep(0.05)

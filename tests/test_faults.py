@@ -32,7 +32,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 from shipboard.monitoring.scheduler import Scheduler, start_in_thread
-from shipboard.notifications import service as notifications
+from shipboard.notifications.delivery import BACKOFF_BASE_S, BACKOFF_CAP_S, send_due
 from tests.conftest import Clients, Database, LiveServer, _free_port, wait_for
 from tests.test_alerting import _channel, _push, _rule
 from tests.test_pipelines import TERMINAL, _deploy, _logs, _set_pipeline
@@ -473,14 +473,14 @@ def test_a_500_receiver_is_retried_with_growing_delays_then_given_up(
         due = first_due = datetime.now(UTC)
         scheduled: list[datetime] = []
         for _ in range(5):
-            assert notifications.send_due(engine, keyring, now=due, max_attempts=5) == 1
+            assert send_due(engine, keyring, now=due, max_attempts=5) == 1
             (delivery,) = _deliveries(admin, channel)
             if delivery["next_attempt_at"] is None:
                 break
             due = datetime.fromisoformat(delivery["next_attempt_at"])
             scheduled.append(due)
             early = due - timedelta(milliseconds=1)
-            assert notifications.send_due(engine, keyring, now=early, max_attempts=5) == 0
+            assert send_due(engine, keyring, now=early, max_attempts=5) == 0
         (delivery,) = _deliveries(admin, channel)
     assert delivery["status"] == "failed"
     assert [a["status_code"] for a in delivery["attempts"]] == [500] * 5
@@ -492,7 +492,7 @@ def test_a_500_receiver_is_retried_with_growing_delays_then_given_up(
     assert len(delays) == 4
     assert all(b > a for a, b in itertools.pairwise(delays)), delays
     for n, delay in enumerate(delays, start=1):
-        ceiling = min(notifications.BACKOFF_CAP_S, notifications.BACKOFF_BASE_S * 2**n)
+        ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**n)
         assert ceiling / 2 <= delay <= ceiling + 0.5, (n, delays)
 
 

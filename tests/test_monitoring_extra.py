@@ -27,7 +27,7 @@ from shipboard.monitoring.models import Alert, AlertRule
 from shipboard.monitoring.scheduler import Scheduler
 from shipboard.monitoring.schemas import MonitoringMetricCreate
 from shipboard.monitoring.service import ingest_metrics
-from shipboard.notifications import service as notifications
+from shipboard.notifications.delivery import send_due
 from tests.conftest import Clients, _free_port
 from tests.test_alerting import Receiver, _channel
 from tests.test_api import assert_problem
@@ -458,7 +458,7 @@ def test_deployment_events_and_gate_blocks_reach_the_environments_channels(
                 f"/api/v1/deployments/{did}/status",
                 json={"status": "failed", "error_message": "boom"},
             )
-        notifications.send_due(engine, clients.server.app.state.keyring)
+        send_due(engine, clients.server.app.state.keyring)
         events: list[Any] = [p["event"] for p in receiver.payloads()]
     finally:
         receiver.server.shutdown()

@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import Engine, func, select
 
 from shipboard.db.engine import system_transaction
-from shipboard.notifications import service as notifications
+from shipboard.notifications.delivery import send_due
 from shipboard.performance.models import PerformanceMetric
 from tests.conftest import Clients, Receiver
 from tests.test_alerting import _channel
@@ -103,7 +103,7 @@ def test_a_regression_alerts_blocks_production_and_resolves(
     assert found["p_value"] < 0.01
     assert 95 < found["baseline"] < 105
 
-    notifications.send_due(engine, clients.server.app.state.keyring)
+    send_due(engine, clients.server.app.state.keyring)
     (sent,) = receiver.payloads()
     assert sent["event"] == "performance.regression"
     assert sent["regression"]["name"] == "api.p95"
@@ -126,7 +126,7 @@ def test_a_regression_alerts_blocks_production_and_resolves(
             "/api/v1/performance/regressions", params={"status": "resolved"}
         ).json()["items"]
     assert resolved["resolved_at"] is not None
-    notifications.send_due(engine, clients.server.app.state.keyring)
+    send_due(engine, clients.server.app.state.keyring)
     assert [p["event"] for p in receiver.payloads()] == [
         "performance.regression",
         "performance.resolved",

@@ -31,7 +31,7 @@ from shipboard.core.netguard import (
 from shipboard.monitoring.scheduler import Scheduler
 from shipboard.monitoring.scrape import Target, scrape
 from shipboard.notifications import senders
-from shipboard.notifications import service as notifications
+from shipboard.notifications.delivery import send_due
 from shipboard.pipelines.worker import Worker, start_in_thread
 from tests.conftest import Clients, Database, LiveServer, Receiver, _free_port, wait_for
 from tests.test_api import assert_problem
@@ -365,9 +365,7 @@ def test_webhook_to_a_name_resolving_to_metadata_fails_with_a_recorded_reason(
         ).json()
         for channel in (evil, good, loopback):
             admin.post(f"/api/v1/notification-channels/{channel['id']}/test")
-        assert (
-            notifications.send_due(engine, clients.server.app.state.keyring, outbound=policy) == 3
-        )
+        assert send_due(engine, clients.server.app.state.keyring, outbound=policy) == 3
 
         def deliveries(channel: dict[str, Any]) -> list[dict[str, Any]]:
             path = f"/api/v1/notification-channels/{channel['id']}/deliveries"

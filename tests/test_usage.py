@@ -17,6 +17,7 @@ from shipboard.environments.service import GIB, check_storage_quotas
 from shipboard.monitoring.models import MonitoringMetric
 from shipboard.monitoring.scheduler import Scheduler
 from shipboard.notifications import service as notifications
+from shipboard.notifications.delivery import send_due
 from shipboard.notifications.schemas import ChannelCreate
 from tests.conftest import SYSTEM, Clients, Receiver
 from tests.test_api import assert_problem
@@ -134,7 +135,7 @@ def test_passing_90_percent_of_the_quota_alerts_once_per_crossing(
     assert used > 0
 
     def deliver() -> list[dict[str, Any]]:
-        notifications.send_due(engine, keyring)
+        send_due(engine, keyring)
         return [p for p in receiver.payloads() if p.get("event") == "storage.quota"]
 
     # Resetting to below the line first: the audit trail (where the state lives) outlives tests.

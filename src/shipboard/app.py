@@ -31,6 +31,7 @@ from shipboard.integrations.api import router as integrations_router
 from shipboard.monitoring.alert_api import router as alerting_router
 from shipboard.monitoring.api import router as monitoring_router
 from shipboard.monitoring.otlp_status import OtlpStatusMiddleware
+from shipboard.notifications.api import router as notifications_router
 from shipboard.ops.api import router as ops_router
 from shipboard.ops.metrics import Telemetry
 from shipboard.performance.api import router as performance_router
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(deployments_router)
     app.include_router(monitoring_router)
     app.include_router(alerting_router)
+    app.include_router(notifications_router)
     app.include_router(reports_router)
     app.include_router(security_router)
     app.include_router(performance_router)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
 from shipboard.auth.deps import AdminOnly, AnyUser, Audit, DbSession, DeployerOrAdmin
 from shipboard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -19,14 +19,6 @@ from shipboard.monitoring.alert_schemas import (
     SilenceCreate,
     SilencePage,
     SilenceRead,
-)
-from shipboard.notifications import service as notifications
-from shipboard.notifications.schemas import (
-    ChannelCreate,
-    ChannelPage,
-    ChannelRead,
-    DeliveryPage,
-    DeliveryRead,
 )
 
 router = APIRouter(
@@ -114,59 +106,3 @@ def expire_silence(
 ) -> SilenceRead:
     """Expire a silence now."""
     return alert_service.expire_silence(db, silence_id=silence_id, audit_context=audit)
-
-
-@router.get("/notification-channels", response_model=ChannelPage)
-def list_channels(db: DbSession, _: AnyUser) -> ChannelPage:
-    """Channels; credentials show as ***."""
-    return ChannelPage(items=notifications.list_channels(db))
-
-
-@router.post(
-    "/notification-channels", status_code=201, response_model=ChannelRead, responses=CHANGE
-)
-def create_channel(
-    data: ChannelCreate, request: Request, db: DbSession, _: AdminOnly, audit: Audit
-) -> ChannelRead:
-    """Create a webhook, slack, email or alertmanager channel."""
-    return notifications.create_channel(
-        db,
-        data=data,
-        keyring=request.app.state.keyring,
-        audit_context=audit,
-        outbound=request.app.state.settings.outbound_policy,
-    )
-
-
-@router.delete(
-    "/notification-channels/{channel_id}",
-    status_code=204,
-    response_class=Response,
-    responses=CHANGE,
-)
-def delete_channel(channel_id: uuid.UUID, db: DbSession, _: AdminOnly, audit: Audit) -> Response:
-    """Delete a channel."""
-    notifications.delete_channel(db, channel_id=channel_id, audit_context=audit)
-    return Response(status_code=204)
-
-
-@router.get(
-    "/notification-channels/{channel_id}/deliveries", response_model=DeliveryPage, responses=CHANGE
-)
-def list_deliveries(channel_id: uuid.UUID, db: DbSession, _: AdminOnly) -> DeliveryPage:
-    """Every delivery of the channel with every attempt."""
-    return notifications.list_deliveries(db, channel_id=channel_id)
-
-
-@router.post(
-    "/notification-channels/{channel_id}/test",
-    status_code=202,
-    response_model=DeliveryRead,
-    responses=CHANGE,
-)
-def send_test_message(
-    channel_id: uuid.UUID, db: DbSession, _: AdminOnly, audit: Audit
-) -> DeliveryRead:
-    """Queue a test message through the channel (sent within a second by the scheduler)."""
-    delivery = notifications.enqueue_test(db, channel_id=channel_id, audit_context=audit)
-    return notifications._delivery_read(delivery)

@@ -31,8 +31,7 @@ from shipboard.monitoring.alert_schemas import (
     SilenceRead,
 )
 from shipboard.monitoring.models import Alert, AlertRule, Silence
-from shipboard.notifications import senders
-from shipboard.notifications import service as notifications
+from shipboard.notifications import delivery, grouping, senders
 from shipboard.notifications.models import NotificationChannel, NotificationGroup
 
 ACTIVE = ("pending", "firing")
@@ -254,16 +253,16 @@ def _tell_resolved(session: Session, rule: AlertRule, alert: Alert, now: datetim
     for channel in _channels(session, rule):
         if channel.kind != "alertmanager" and not channel.send_resolved:
             continue
-        key, group_labels = notifications.group_key_for(channel, alert.labels)
+        key, group_labels = grouping.group_key_for(channel, alert.labels)
         group = session.get(NotificationGroup, (channel.id, key))
         if group is None or (group.last_sent_state or {}).get(alert.fingerprint) != "firing":
             continue  # never told it fired (still waiting, or silenced)
-        notifications.enqueue(
+        delivery.enqueue(
             session,
             channel=channel,
             event="alert.resolved",
             group_key=key,
-            payload=notifications.webhook_payload(channel.name, "resolved", [told], group_labels),
+            payload=grouping.webhook_payload(channel.name, "resolved", [told], group_labels),
             now=now,
         )
         group.last_sent_state = {**(group.last_sent_state or {}), alert.fingerprint: "resolved"}
@@ -395,7 +394,7 @@ def _apply(session: Session, rule: AlertRule, condition: alerting.Condition, now
     session.flush()
     if new.state in ("firing", "resolved") and (new.state == "firing" or current.state == "firing"):
         for channel in _channels(session, rule):
-            notifications.touch_group(session, channel=channel, labels=alert.labels, now=now)
+            grouping.touch_group(session, channel=channel, labels=alert.labels, now=now)
     return 1
 
 

@@ -27,7 +27,7 @@ from shipboard.environments import repository as environments
 from shipboard.environments.validation import stored_mapping
 from shipboard.monitoring import alert_service, scrape
 from shipboard.monitoring import repository as metrics
-from shipboard.notifications import service as notifications
+from shipboard.notifications import delivery, grouping
 
 log = structlog.get_logger("shipboard.scheduler")
 EVALUATION_LOCK = 0x5B1B0A4E
@@ -44,15 +44,15 @@ class Scheduler:
         *,
         eval_interval_s: float = 15.0,
         poll_s: float = 0.5,
-        max_attempts: int = notifications.MAX_ATTEMPTS,
-        max_age_s: float = notifications.MAX_AGE.total_seconds(),
+        max_attempts: int = delivery.MAX_ATTEMPTS,
+        max_age_s: float = delivery.MAX_AGE.total_seconds(),
         scan_roots: list[str] | None = None,
         scan_protected: Sequence[Path] = (),
         backup_schedule: str | None = None,
         backup_keep: int = 7,
         backup_dir: Path | None = None,
         outbound: OutboundPolicy | None = None,
-        alertmanager_resend_s: float = notifications.ALERTMANAGER_RESEND_S,
+        alertmanager_resend_s: float = grouping.ALERTMANAGER_RESEND_S,
         public_url: str = DEFAULT_PUBLIC_URL,
     ) -> None:
         self.outbound = outbound or OutboundPolicy()
@@ -85,7 +85,7 @@ class Scheduler:
         self._last_report_check: datetime | None = None
         # Retention and quota checks: a minute after the first look, then hourly (monotonic).
         self._next_retention: float | None = None
-        self.dispatcher = notifications.Dispatcher(
+        self.dispatcher = delivery.Dispatcher(
             engine,
             keyring,
             poll_s=poll_s,
@@ -138,7 +138,7 @@ class Scheduler:
                 return False
             now = utcnow()
             alert_service.evaluate_rules(session, now=now)
-            notifications.flush_groups(
+            grouping.flush_groups(
                 session,
                 now=now,
                 alerts_for=alert_service.group_alerts(session, now),

@@ -9,14 +9,13 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 import structlog
 from croniter import croniter
 from sqlalchemy.orm import Session
 
 from shipboard.core.time import parse_duration
-from shipboard.notifications.models import NotificationChannel
-from shipboard.notifications.service import enqueue
+from shipboard.notifications import repository as notifications
+from shipboard.notifications.delivery import enqueue
 from shipboard.reports import dora, monitoring, performance, security, service
 from shipboard.reports.schemas import ReportSchedule
 
@@ -75,14 +74,8 @@ def build(
 
 def deliver(session: Session, *, environment: str, schedule: ReportSchedule, now: datetime) -> int:
     """Queue the report for each named channel; returns how many deliveries were queued."""
-    channels = list(
-        session.scalars(
-            sa.select(NotificationChannel).where(
-                NotificationChannel.name.in_(schedule.channels),
-                NotificationChannel.kind != "alertmanager",  # takes alerts only
-            )
-        )
-    )
+    # Alertmanager channels take alerts only.
+    channels = notifications.channels_named(session, schedule.channels, except_kind="alertmanager")
     missing = set(schedule.channels) - {c.name for c in channels}
     if missing:
         log.warning("report_channels_missing", environment=environment, channels=sorted(missing))
