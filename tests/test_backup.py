@@ -25,9 +25,9 @@ from shipboard.audit import service as audit
 from shipboard.core.errors import Conflict, InvalidInput
 from shipboard.db import migrate
 from shipboard.db.engine import is_postgres, system_transaction
-from shipboard.db.metadata import metadata
 from shipboard.db.partitions import PARTITIONED_TABLES, ensure_partitions, month_start
 from shipboard.environments.service import seed_environments
+from shipboard.models import metadata
 from shipboard.monitoring.scheduler import Scheduler
 from shipboard.ops import backup
 from tests.conftest import SYSTEM, Clients, Database, DatabaseFactory, LiveServer

@@ -10,8 +10,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from shipboard.db import migrate
-from shipboard.db.metadata import metadata
 from shipboard.db.partitions import PARTITIONED_TABLES
+from shipboard.models import metadata
 from tests.conftest import Database
 
 PARTITION = re.compile(rf"^({'|'.join(PARTITIONED_TABLES)})_(\d{{4}}_\d{{2}}|default)$")

@@ -33,12 +33,14 @@ from shipboard.core.terminal import console
 from shipboard.db.cli import app as db_app
 from shipboard.deployments.cli import register as register_deploy_commands
 from shipboard.environments.cli import app as env_app
+from shipboard.environments.seed_cli import seed as db_seed
 from shipboard.integrations.cli import app as integrations_app
 from shipboard.monitoring.cli import app as metrics_app
 from shipboard.monitoring.cli import report_app
 from shipboard.ops.cli import backup_app, db_copy, secrets_app
 from shipboard.ops.config_check import config_app
 from shipboard.ops.health_cli import db_health
+from shipboard.ops.retention_cli import retention as db_retention
 from shipboard.performance.cli import app as perf_app
 from shipboard.performance.cli import dora_report, performance_report
 from shipboard.security.cli import app as scan_app
@@ -51,6 +53,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
+db_app.command("seed")(db_seed)
+db_app.command("retention")(db_retention)
 db_app.command("health")(db_health)
 db_app.command("copy")(db_copy)
 app.add_typer(users_app, name="users")

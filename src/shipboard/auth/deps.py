@@ -20,6 +20,7 @@ from starlette.types import Scope
 from shipboard.audit.service import AuditContext
 from shipboard.auth import sessions
 from shipboard.auth.jwt import JwtVerifier
+from shipboard.auth.pseudonyms import pseudonyms
 from shipboard.auth.schemas import Principal
 from shipboard.auth.service import TOKEN_PREFIX, authenticate_jwt, authenticate_token
 from shipboard.core.errors import Forbidden, Unauthorized
@@ -27,7 +28,6 @@ from shipboard.core.ratelimit import RateLimiter
 from shipboard.core.time import utcnow
 from shipboard.core.types import Role
 from shipboard.db.engine import bind_identity, system_transaction, transaction
-from shipboard.environments.service import rate_limit_per_minute
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -79,8 +79,6 @@ _bearer = HTTPBearer(auto_error=False, description="An API token (shp_…) or a 
 
 
 def _erased_as(request: Request) -> Callable[[str], list[str]]:
-    from shipboard.ops.privacy import pseudonyms
-
     return lambda name: pseudonyms(request.app.state.keyring, name)
 
 
@@ -256,24 +254,3 @@ def audit_context(
 
 
 Audit = Annotated[AuditContext, Depends(audit_context)]
-
-
-def spend_budget(request: Request, db: Session, principal: Principal, environment: str) -> None:
-    """Spend one request of the environment's ``limits.api_rate_limit`` for this caller."""
-    per_minute = rate_limit_per_minute(db, name=environment)
-    if per_minute:
-        limiter: RateLimiter = request.app.state.rate_limiter
-        caller = str(principal.token_id or principal.name)
-        limiter.hit(per_minute, "env-writes", environment, caller)
-
-
-def environment_rate_limit(
-    request: Request,
-    name: str,
-    db: DbSession,
-    principal: Annotated[Principal, Depends(current_principal)],
-) -> None:
-    spend_budget(request, db, principal, name)
-
-
-EnvironmentRateLimit = Annotated[None, Depends(environment_rate_limit)]

@@ -7,15 +7,26 @@ import re
 import sys
 import time
 import uuid
+from typing import Protocol
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shipboard.config import Settings
 from shipboard.core.redaction import redact_event
 
 
-def configure_logging(settings: Settings) -> None:
+class LoggingSettings(Protocol):
+    """What logging reads of the settings: core sits below `shipboard.config`."""
+
+    @property
+    def log_json(self) -> bool | None: ...
+    @property
+    def log_level(self) -> str: ...
+    @property
+    def env(self) -> str: ...
+
+
+def configure_logging(settings: LoggingSettings) -> None:
     json_logs = settings.log_json if settings.log_json is not None else settings.env == "production"
     level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
     renderer: structlog.typing.Processor = (

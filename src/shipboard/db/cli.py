@@ -1,4 +1,6 @@
-"""`shipboard db …`: schema migrations and seeding, run directly against the database."""
+"""`shipboard db …`: schema migrations, run directly against the database. The group's other
+commands (seed, retention, health, copy) belong to the domains whose work they do; the root CLI
+mounts them here."""
 
 from __future__ import annotations
 
@@ -12,8 +14,7 @@ from shipboard.config import get_settings
 from shipboard.core.errors import InvalidInput
 from shipboard.core.terminal import console
 from shipboard.db import migrate
-from shipboard.db.engine import create_db_engine, system_transaction
-from shipboard.environments.service import seed_environments
+from shipboard.db.engine import create_db_engine
 
 app = typer.Typer(
     help="Migrate and seed the database (SHIPBOARD_DATABASE_URL).", no_args_is_help=True
@@ -77,54 +78,6 @@ def current() -> None:
     head = migrate.head_revision()
     state = "up to date" if rev == head else f"behind (latest is {head})"
     out.print(f"{rev or 'base'} ({state})")
-
-
-@app.command()
-def seed() -> None:
-    """Create the three environments if they are missing (safe to run again)."""
-    engine = create_db_engine(get_settings().effective_database_url)
-    try:
-        with system_transaction(engine) as session:
-            created = seed_environments(session)
-    finally:
-        engine.dispose()
-    out.print(f"created: {', '.join(created)}" if created else "all environments exist already")
-
-
-@app.command()
-def retention(
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only count what would be removed"),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON document on standard output, for scripts."
-    ),
-) -> None:
-    """Remove metrics and deployment logs past each environment's retention (what the scheduler
-    does hourly): whole partitions on PostgreSQL, batches of rows otherwise."""
-    import json
-
-    from shipboard.auth.cli import cli_audit_context
-    from shipboard.core.logging import configure_logging
-    from shipboard.ops import retention as jobs
-
-    settings = get_settings()
-    configure_logging(settings)  # events to stderr: stdout is the report
-    engine = create_db_engine(settings.effective_database_url)
-    try:
-        report = jobs.enforce(engine, dry_run=dry_run, audit_context=cli_audit_context())
-    finally:
-        engine.dispose()
-    if as_json:
-        print(json.dumps(vars(report)))
-        return
-    verb = "would remove" if dry_run else "removed"
-    for name, days in sorted(report.horizons.items()):
-        out.print(f"{name}: metrics {days['metrics']} days, logs {days['logs']} days")
-    for partition in report.dropped_partitions:
-        out.print(f"{verb} partition {partition}")
-    for table, count in report.deleted.items():
-        out.print(f"{verb} {count} row(s) from {table}")
-    if report.created_partitions:
-        out.print(f"created partitions: {', '.join(report.created_partitions)}")
 
 
 def _current(url: str) -> str | None:

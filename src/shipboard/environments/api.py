@@ -7,11 +7,12 @@ from fastapi import APIRouter, Body, Depends, Path, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from shipboard.auth.deps import AdminOnly, AnyUser, Audit, DbSession, EnvironmentRateLimit
+from shipboard.auth.deps import AdminOnly, AnyUser, Audit, DbSession
 from shipboard.core.bodylimit import read_limited_body
 from shipboard.core.errors import InvalidInput
 from shipboard.core.problems import Problem
 from shipboard.environments import service
+from shipboard.environments.deps import EnvironmentRateLimit
 from shipboard.environments.schemas import (
     EnvironmentPage,
     EnvironmentRead,

@@ -61,7 +61,7 @@ def copy_database(
     """Copy the SQLite database at ``source_url`` into the empty PostgreSQL database at
     ``target_url`` and verify the copy; stop the server first (writes made during the copy are
     not in it: the copy reads one snapshot)."""
-    from shipboard.db.metadata import metadata
+    from shipboard.models import metadata
 
     started = time.monotonic()
     source_url = normalize_database_url(source_url)

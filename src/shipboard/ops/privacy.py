@@ -17,8 +17,6 @@ tokens and browser sessions are deleted, and the erasure itself is audited under
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import uuid
 from collections.abc import Iterator
@@ -35,14 +33,14 @@ from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.auth import repository as users
 from shipboard.auth.models import ROLES, ApiToken, User, WebSession
+from shipboard.auth.pseudonyms import pseudonym
 from shipboard.core.crypto import Keyring
 from shipboard.core.errors import Conflict, InvalidInput, NotFound
 from shipboard.core.time import utcnow
 from shipboard.db.engine import is_postgres
-from shipboard.db.metadata import metadata
 from shipboard.db.rls import require_unblocked
+from shipboard.models import metadata
 
-PSEUDONYM_PURPOSE = "shipboard.pseudonym.v1"
 # Words Shipboard writes itself (roles, system actors, the `cli:` prefix of operators, the
 # `user` target type and pseudonym prefix): erasing one would rewrite them all.
 RESERVED_NAMES = frozenset(
@@ -89,24 +87,6 @@ VOCABULARY = frozenset(
 )
 AUDIT_TABLE = "audit_events"
 PG_TRIGGER = "audit_events_append_only"  # migration 20261126_0003
-
-
-def pseudonym(keyring: Keyring, name: str) -> str:
-    """The stable stand-in for ``name``: same name and primary key, same pseudonym."""
-    return _pseudonym(keyring.derive(PSEUDONYM_PURPOSE), name)
-
-
-def pseudonyms(keyring: Keyring, name: str) -> list[str]:
-    """The pseudonyms ``name`` would have under each configured key (primary first): one made
-    before a key rotation is still recognised while the old key stays configured."""
-    return [
-        _pseudonym(keyring.derive(PSEUDONYM_PURPOSE, key_index=i), name)
-        for i in range(len(keyring.keys))
-    ]
-
-
-def _pseudonym(key: bytes, name: str) -> str:
-    return f"user-{hmac.new(key, name.encode(), hashlib.sha256).hexdigest()[:12]}"
 
 
 class Scrubber:

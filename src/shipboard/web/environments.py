@@ -14,11 +14,12 @@ from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from shipboard.auth.deps import DbSession, spend_budget
+from shipboard.auth.deps import DbSession
 from shipboard.core.errors import PayloadTooLarge
 from shipboard.core.time import utcnow
 from shipboard.deployments import gates
 from shipboard.environments import service as environments
+from shipboard.environments.deps import spend_budget
 from shipboard.environments.schemas import EnvironmentRead
 from shipboard.pipelines.schemas import Pipeline
 from shipboard.web.deps import AdminForm, Viewer

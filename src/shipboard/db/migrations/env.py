@@ -7,7 +7,7 @@ from alembic import context
 
 from shipboard.config import get_settings
 from shipboard.db.engine import create_db_engine
-from shipboard.db.metadata import metadata
+from shipboard.models import metadata
 
 # Any number of `shipboard serve` processes may start at once against one PostgreSQL;
 # the first migrates, the others wait on this lock and then find nothing to do.

@@ -1,4 +1,6 @@
-"""Imports every domain's models so that ``Base.metadata`` knows all tables."""
+"""Every table of the application: imports each domain's models so that ``Base.metadata`` knows
+them all. It sits above the domains (they never need it); Alembic's env, copies, backups and
+erasure, which work on the whole schema, do."""
 
 from shipboard.audit import models as _audit  # noqa: F401
 from shipboard.auth import models as _auth  # noqa: F401

@@ -1,0 +1,35 @@
+"""Request dependencies of environments: each environment's own write budget
+(``limits.api_rate_limit``), spent per caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from shipboard.auth.deps import DbSession, current_principal
+from shipboard.auth.schemas import Principal
+from shipboard.core.ratelimit import RateLimiter
+from shipboard.environments.service import rate_limit_per_minute
+
+
+def spend_budget(request: Request, db: Session, principal: Principal, environment: str) -> None:
+    """Spend one request of the environment's ``limits.api_rate_limit`` for this caller."""
+    per_minute = rate_limit_per_minute(db, name=environment)
+    if per_minute:
+        limiter: RateLimiter = request.app.state.rate_limiter
+        caller = str(principal.token_id or principal.name)
+        limiter.hit(per_minute, "env-writes", environment, caller)
+
+
+def environment_rate_limit(
+    request: Request,
+    name: str,
+    db: DbSession,
+    principal: Annotated[Principal, Depends(current_principal)],
+) -> None:
+    spend_budget(request, db, principal, name)
+
+
+EnvironmentRateLimit = Annotated[None, Depends(environment_rate_limit)]
