@@ -37,7 +37,7 @@ def record(
     target = repository.lock_environment(session, environment)
     if target is None:
         raise NotFound(f"environment {environment!r} does not exist")
-    facts = service._gate_facts(
+    facts = service.gate_facts(
         session,
         target,
         DeploymentCreate.model_validate(
@@ -47,7 +47,7 @@ def record(
     )
     results = gates.evaluate(facts)
     failed = [r for r in results if not r.passed]
-    deployment = service._new_deployment(
+    deployment = service.new_deployment(
         session,
         environment=target,
         version=version,

@@ -21,7 +21,7 @@ Every ``validate_*`` raises ``InvalidInput`` (422) whose ``errors`` are ``[{loc,
 ``loc`` the full path from ``loc_prefix`` (``("body",)`` for requests by default) and whose
 detail names the first one: ``config.freeze_windows[0].timezone: unknown time zone 'Mars/Olympus'``.
 
-Sections of ``config`` checked whole: ``pipeline`` (``pipelines.schemas.Pipeline``: steps with a
+Sections of ``config`` checked whole: ``pipeline`` (``environments.pipeline.Pipeline``: steps with a
 known stage, in order; healthcheck; watch), ``freeze_windows``, ``monitoring.scrape``,
 ``security`` (schedule, sla_days, semgrep_rules, osv_url), ``performance``, ``reports``,
 ``notification_channels``. Unknown top-level keys are kept (the spec's EnvironmentConfig is open).
@@ -47,8 +47,8 @@ from pydantic import (
 from shipboard.core.cron import CronExpr, TimeZoneName
 from shipboard.core.errors import InvalidInput, format_loc
 from shipboard.core.types import HttpUrlStr, NonNegativeFloat, ScanType, Url
+from shipboard.environments.pipeline import Pipeline
 from shipboard.performance.schemas import PerformanceSettings
-from shipboard.pipelines.schemas import Pipeline
 from shipboard.reports.schemas import ReportSchedule
 
 Loc = Sequence[str | int]

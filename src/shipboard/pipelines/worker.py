@@ -33,12 +33,12 @@ from shipboard.db.engine import system_transaction
 from shipboard.deployments import repository as deployments_repo
 from shipboard.deployments import service as deployments
 from shipboard.deployments.models import DeploymentConfig
+from shipboard.environments.pipeline import Healthcheck, Pipeline, Step
 from shipboard.environments.service import decrypted_secrets
 from shipboard.environments.validation import stored_mapping
 from shipboard.monitoring import repository as monitoring_repo
 from shipboard.pipelines import analysis, repository
 from shipboard.pipelines.runner import run_step
-from shipboard.pipelines.schemas import Healthcheck, Pipeline, Step
 from shipboard.security import runs
 
 log = structlog.get_logger("shipboard.worker")

@@ -20,8 +20,8 @@ from shipboard.core.time import utcnow
 from shipboard.deployments import gates
 from shipboard.environments import service as environments
 from shipboard.environments.deps import spend_budget
+from shipboard.environments.pipeline import Pipeline
 from shipboard.environments.schemas import EnvironmentRead
-from shipboard.pipelines.schemas import Pipeline
 from shipboard.web.deps import AdminForm, Viewer
 from shipboard.web.helpers import audit_context, back
 from shipboard.web.render import render

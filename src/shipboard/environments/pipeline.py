@@ -1,4 +1,6 @@
-"""The shape of an environment's ``config.pipeline``."""
+"""The shape of an environment's ``config.pipeline``: the steps Shipboard's worker runs, the
+healthcheck and the post-deploy watch. Environments validate it; deployments and pipelines
+read it."""
 
 from __future__ import annotations
 
