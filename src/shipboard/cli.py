@@ -36,15 +36,13 @@ from shipboard.environments.cli import app as env_app
 from shipboard.environments.seed_cli import seed as db_seed
 from shipboard.integrations.cli import app as integrations_app
 from shipboard.monitoring.cli import app as metrics_app
-from shipboard.monitoring.cli import report_app
 from shipboard.ops.cli import backup_app, db_copy, secrets_app
 from shipboard.ops.config_check import config_app
 from shipboard.ops.health_cli import db_health
 from shipboard.ops.retention_cli import retention as db_retention
 from shipboard.performance.cli import app as perf_app
-from shipboard.performance.cli import dora_report, performance_report
+from shipboard.reports.cli import app as report_app
 from shipboard.security.cli import app as scan_app
-from shipboard.security.cli import security_report
 
 app = typer.Typer(
     help="Shipboard: a self-hosted release control plane.",
@@ -65,9 +63,6 @@ app.add_typer(backup_app, name="backup")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(report_app, name="report")
 app.add_typer(scan_app, name="scan")
-report_app.command("security")(security_report)
-report_app.command("dora")(dora_report)
-report_app.command("performance")(performance_report)
 app.add_typer(perf_app, name="perf")
 app.add_typer(integrations_app, name="integrations")
 app.add_typer(config_app, name="config")

@@ -1,4 +1,4 @@
-"""`shipboard metrics …` and `shipboard report monitoring`: through the API."""
+"""`shipboard metrics …`: through the API."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import math
 import os
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -18,7 +18,6 @@ from shipboard.core.terminal import console
 from shipboard.core.time import parse_duration
 
 app = typer.Typer(help="Push and query monitoring metrics (through the API).", no_args_is_help=True)
-report_app = typer.Typer(help="Reports (through the API).", no_args_is_help=True)
 out = console(soft_wrap=True)
 JsonFlag = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
@@ -175,45 +174,3 @@ def query(
     for stamp, value in series["points"][-20:]:
         table.add_row(stamp[:19], f"{value:.6g}")
     out.print(table)
-
-
-@report_app.command("monitoring")
-def monitoring_report(
-    environment: Annotated[str, typer.Option("--env")],
-    period: Annotated[str, typer.Option(help="Like 7d")] = "7d",
-    as_json: JsonFlag = False,
-    csv: Annotated[bool, typer.Option("--csv", help="Print CSV")] = False,
-) -> None:
-    """Per metric range, trend and anomalies; alerts and time to resolve."""
-    params = {"environment": environment, "period": period}
-    with Client.from_settings() as client:
-        if csv:
-            csv_text = client.text("/api/v1/reports/monitoring", params={**params, "format": "csv"})
-            print(csv_text, end="")
-            return
-        report = client.get("/api/v1/reports/monitoring", params=params)
-    if as_json:
-        print(json.dumps(report))
-        return
-    table = Table("metric", "points", "min", "avg", "p95", "max", "trend/day", "anomalies")
-    for m in report["metrics"]:
-        trend = (
-            f"{m['trend_per_day']:+.3g} ({m['trend']})" if m["trend_per_day"] is not None else "-"
-        )
-        table.add_row(
-            m["name"],
-            str(m["points"]),
-            f"{m['min']:.4g}",
-            f"{m['avg']:.4g}",
-            f"{m['p95']:.4g}",
-            f"{m['max']:.4g}",
-            trend,
-            str(m["anomalies"]),
-        )
-    out.print(table)
-    alerts = report["alerts"]
-    mttr = alerts["median_time_to_resolve_s"]
-    out.print(
-        f"alerts fired: {alerts['fired']}, resolved: {alerts['resolved']}, median time to resolve: "
-        + (str(timedelta(seconds=round(mttr))) if mttr is not None else "-")
-    )

@@ -1,4 +1,4 @@
-"""`shipboard scan import` and `shipboard report security`: through the API."""
+"""`shipboard scan import|run`: through the API."""
 
 from __future__ import annotations
 
@@ -116,33 +116,3 @@ def run_scan(
         )
         out.print(table)
     raise typer.Exit(0 if scan["status"] == "completed" else 1)
-
-
-def security_report(
-    environment: Annotated[str, typer.Option("--env")],
-    fmt: Annotated[str, typer.Option("--format", help="json, csv, html or sarif")] = "table",
-) -> None:
-    """Open findings by severity, overdue, time to resolve, top CWEs (or the raw format)."""
-    with Client.from_settings() as client:
-        if fmt in ("csv", "html", "sarif", "json"):
-            print(
-                client.text(
-                    "/api/v1/reports/security", params={"environment": environment, "format": fmt}
-                )
-            )
-            return
-        report = client.get("/api/v1/reports/security", params={"environment": environment})
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(report["open_by_severity"].items())) or "none"
-    out.print(
-        f"{environment}: {report['open']} open ({counts}), {report['overdue']} overdue, "
-        f"{report['triaged']} triaged"
-    )
-    table = Table("severity", "title", "location", "due")
-    for finding in report["findings"][:50]:
-        table.add_row(
-            finding["severity"],
-            finding["title"][:80],
-            finding["location"] or "",
-            ("OVERDUE " if finding["overdue"] else "") + finding["due_at"][:10],
-        )
-    out.print(table)
