@@ -10,19 +10,17 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from shipboard.db.engine import system_transaction, transaction
+from shipboard.db.engine import system_transaction
 from shipboard.monitoring import alert_service, alerting
-from shipboard.monitoring.schemas import MonitoringMetricCreate
-from shipboard.monitoring.service import ingest_metrics
 from shipboard.notifications.delivery import send_due
 from shipboard.notifications.grouping import flush_groups
-from tests.conftest import Clients, Receiver
-from tests.test_api import assert_problem
+from tests.support.factories import create_channel, create_rule, push_points, tick_alerts
+from tests.support.live import Clients, Receiver
+from tests.support.problems import assert_problem
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
@@ -89,77 +87,15 @@ def test_silence_matchers() -> None:
     assert not alerting.matches([{"name": "alertname", "value": "Other"}], labels)
 
 
-def _push(
-    engine: Engine, name: str, values: list[float], at: datetime, environment: str = "production"
-) -> None:
-    with transaction(engine) as session:
-        ingest_metrics(
-            session,
-            metrics=[
-                MonitoringMetricCreate(
-                    name=name,
-                    value=v,
-                    timestamp=at + timedelta(milliseconds=i),
-                    environment=environment,
-                    source="application",
-                )
-                for i, v in enumerate(values)
-            ],
-        )
-
-
-def _rule(client: httpx.Client, name: str, **overrides: Any) -> dict[str, Any]:
-    body = {
-        "name": name,
-        "kind": "threshold",
-        "environment": "production",
-        "metric": "errors",
-        "agg": "avg",
-        "window_s": 60,
-        "op": ">",
-        "value": 10,
-        "for_s": 30,
-        "keep_firing_for_s": 30,
-        "severity": "high",
-        "annotations": {"summary": f"{name} is high"},
-        **overrides,
-    }
-    response = client.post("/api/v1/alert-rules", json=body)
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-def _channel(client: httpx.Client, name: str, url: str, **overrides: Any) -> dict[str, Any]:
-    body = {
-        "name": name,
-        "kind": "webhook",
-        "config": {"url": url, "secret": "s3cret"},
-        "group_by": ["environment"],
-        "group_wait_s": 0,
-        "group_interval_s": 0,
-        **overrides,
-    }
-    response = client.post("/api/v1/notification-channels", json=body)
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-def _tick(engine: Engine, keyring: Any, now: datetime) -> None:
-    with system_transaction(engine) as session:
-        alert_service.evaluate_rules(session, now=now)
-        flush_groups(session, now=now, alerts_for=alert_service.group_alerts(session, now))
-    send_due(engine, keyring, now=now)
-
-
 def test_threshold_rule_lifecycle_on_a_fake_clock(clients: Clients, engine: Engine) -> None:
     with clients.as_role("admin") as admin:
-        rule = _rule(admin, "HighErrors", window_s=20)
+        rule = create_rule(admin, "HighErrors", window_s=20)
     keyring = clients.server.app.state.keyring
     states = []
     for second, value in [(0, 50), (15, 50), (35, 50), (65, 50), (80, 1), (100, 1), (115, 1)]:
         now = T0 + timedelta(seconds=second)
-        _push(engine, "errors", [value], now - timedelta(seconds=1))
-        _tick(engine, keyring, now)
+        push_points(engine, "errors", [value], now - timedelta(seconds=1))
+        tick_alerts(engine, keyring, now)
         with clients.as_role("viewer") as viewer:
             alerts = viewer.get("/api/v1/alerts").json()["items"]
         states.append(alerts[0]["state"] if alerts else None)
@@ -184,14 +120,14 @@ def test_threshold_rule_lifecycle_on_a_fake_clock(clients: Clients, engine: Engi
 
 def test_rule_that_cannot_be_evaluated_shows_as_erroring(clients: Clients, engine: Engine) -> None:
     with clients.as_role("admin") as admin:
-        rule = _rule(admin, "Broken")
+        rule = create_rule(admin, "Broken")
     with engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE alert_rules SET spec = :s"),
             {"s": json.dumps({"window_s": 60, "agg": "median", "op": ">", "value": 1})},
         )
-    _push(engine, "errors", [5], T0 - timedelta(seconds=1))
-    _tick(engine, clients.server.app.state.keyring, T0)
+    push_points(engine, "errors", [5], T0 - timedelta(seconds=1))
+    tick_alerts(engine, clients.server.app.state.keyring, T0)
     with clients.as_role("viewer") as viewer:
         body = viewer.get(f"/api/v1/alert-rules/{rule['id']}").json()
     assert body["health"] == "error"
@@ -202,10 +138,10 @@ def test_webhook_receives_signed_alertmanager_payload(
     clients: Clients, engine: Engine, receiver: Receiver
 ) -> None:
     with clients.as_role("admin") as admin:
-        _channel(admin, "ops-hook", receiver.url)
-        _rule(admin, "HighErrors", for_s=0, channels=["ops-hook"], labels={"team": "web"})
-    _push(engine, "errors", [50], T0 - timedelta(seconds=1))
-    _tick(engine, clients.server.app.state.keyring, T0)
+        create_channel(admin, "ops-hook", receiver.url)
+        create_rule(admin, "HighErrors", for_s=0, channels=["ops-hook"], labels={"team": "web"})
+    push_points(engine, "errors", [50], T0 - timedelta(seconds=1))
+    tick_alerts(engine, clients.server.app.state.keyring, T0)
     (headers, body) = receiver.requests[0]
     expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["X-Shipboard-Signature"], expected)
@@ -227,9 +163,9 @@ def test_webhook_receives_signed_alertmanager_payload(
     } <= set(alert)
     assert alert["annotations"]["summary"] == "HighErrors is high"
     # Resolution is told too.
-    _push(engine, "errors", [1], T0 + timedelta(seconds=60))
-    _tick(engine, clients.server.app.state.keyring, T0 + timedelta(seconds=61))
-    _tick(engine, clients.server.app.state.keyring, T0 + timedelta(seconds=95))
+    push_points(engine, "errors", [1], T0 + timedelta(seconds=60))
+    tick_alerts(engine, clients.server.app.state.keyring, T0 + timedelta(seconds=61))
+    tick_alerts(engine, clients.server.app.state.keyring, T0 + timedelta(seconds=95))
     statuses = [p["status"] for p in receiver.payloads()]
     assert statuses == ["firing", "resolved"]
 
@@ -240,16 +176,18 @@ def test_every_link_sent_uses_the_public_url(
     public = "https://shipboard.example.com/sb"
     port, envelopes = smtp
     with clients.as_role("admin") as admin:
-        _channel(admin, "links-hook", receiver.url)
-        _channel(admin, "links-slack", receiver.url, kind="slack", config={"url": receiver.url})
-        _channel(
+        create_channel(admin, "links-hook", receiver.url)
+        create_channel(
+            admin, "links-slack", receiver.url, kind="slack", config={"url": receiver.url}
+        )
+        create_channel(
             admin,
             "links-mail",
             receiver.url,
             kind="email",
             config={"host": "127.0.0.1", "port": port, "from": "sb@example.com", "to": "o@x.io"},
         )
-        _rule(
+        create_rule(
             admin,
             "HighErrors",
             for_s=0,
@@ -259,7 +197,7 @@ def test_every_link_sent_uses_the_public_url(
             "/api/v1/environments/staging",
             json={"config": {"notification_channels": ["links-hook"]}},
         ).raise_for_status()
-    _push(engine, "errors", [50], T0 - timedelta(seconds=1))
+    push_points(engine, "errors", [50], T0 - timedelta(seconds=1))
     keyring = clients.server.app.state.keyring
     with system_transaction(engine) as session:
         alert_service.evaluate_rules(session, now=T0)
@@ -317,11 +255,11 @@ def test_retries_until_the_receiver_recovers_then_exactly_one_success(
     flaky = Receiver(statuses=[500, 500, 500, 200])
     try:
         with clients.as_role("admin") as admin:
-            channel = _channel(admin, "flaky", flaky.url)
-            _rule(admin, "HighErrors", for_s=0, channels=["flaky"])
-        _push(engine, "errors", [50], T0 - timedelta(seconds=1))
+            channel = create_channel(admin, "flaky", flaky.url)
+            create_rule(admin, "HighErrors", for_s=0, channels=["flaky"])
+        push_points(engine, "errors", [50], T0 - timedelta(seconds=1))
         keyring = clients.server.app.state.keyring
-        _tick(engine, keyring, T0)
+        tick_alerts(engine, keyring, T0)
         for minutes in range(1, 8):
             send_due(engine, keyring, now=T0 + timedelta(minutes=minutes))
         with clients.as_role("admin") as admin:
@@ -342,8 +280,8 @@ def test_silence_mutes_and_expiry_notifies_again(
     # Silences are created and expired on the real clock, so this test runs on it too.
     start = datetime.now(UTC)
     with clients.as_role("admin") as admin:
-        _channel(admin, "ops-hook", receiver.url)
-        _rule(admin, "HighErrors", for_s=0, channels=["ops-hook"])
+        create_channel(admin, "ops-hook", receiver.url)
+        create_rule(admin, "HighErrors", for_s=0, channels=["ops-hook"])
         silence = admin.post(
             "/api/v1/silences",
             json={
@@ -352,11 +290,11 @@ def test_silence_mutes_and_expiry_notifies_again(
                 "comment": "maintenance",
             },
         ).json()
-    _push(engine, "errors", [50], start)
+    push_points(engine, "errors", [50], start)
     # After the silence began: on a loaded machine the three requests above can take longer
     # than any fixed offset from `start`.
     muted_at = datetime.fromisoformat(silence["starts_at"]) + timedelta(milliseconds=100)
-    _tick(engine, keyring, max(start + timedelta(milliseconds=500), muted_at))
+    tick_alerts(engine, keyring, max(start + timedelta(milliseconds=500), muted_at))
     with clients.as_role("viewer") as viewer:
         (alert,) = viewer.get("/api/v1/alerts").json()["items"]
     assert alert["state"] == "firing"
@@ -365,8 +303,8 @@ def test_silence_mutes_and_expiry_notifies_again(
     with clients.as_role("admin") as admin:
         assert admin.delete(f"/api/v1/silences/{silence['id']}").json()["active"] is False
     later = datetime.now(UTC) + timedelta(seconds=1)
-    _push(engine, "errors", [50], later - timedelta(seconds=1))
-    _tick(engine, keyring, later)
+    push_points(engine, "errors", [50], later - timedelta(seconds=1))
+    tick_alerts(engine, keyring, later)
     assert [p["status"] for p in receiver.payloads()] == ["firing"]
 
 
@@ -374,15 +312,15 @@ def test_grouping_sends_one_message_for_five_alerts(
     clients: Clients, engine: Engine, receiver: Receiver
 ) -> None:
     with clients.as_role("admin") as admin:
-        _channel(admin, "ops-hook", receiver.url, group_wait_s=30)
+        create_channel(admin, "ops-hook", receiver.url, group_wait_s=30)
         for i in range(5):
-            _rule(admin, f"Rule{i}", metric=f"errors_{i}", for_s=0, channels=["ops-hook"])
+            create_rule(admin, f"Rule{i}", metric=f"errors_{i}", for_s=0, channels=["ops-hook"])
     for i in range(5):
-        _push(engine, f"errors_{i}", [50], T0 - timedelta(seconds=1))
+        push_points(engine, f"errors_{i}", [50], T0 - timedelta(seconds=1))
     keyring = clients.server.app.state.keyring
-    _tick(engine, keyring, T0)
+    tick_alerts(engine, keyring, T0)
     assert receiver.requests == []  # group_wait collects first
-    _tick(engine, keyring, T0 + timedelta(seconds=31))
+    tick_alerts(engine, keyring, T0 + timedelta(seconds=31))
     (payload,) = receiver.payloads()
     assert len(payload["alerts"]) == 5
     assert payload["commonLabels"] == {"environment": "production", "severity": "high"}
@@ -393,7 +331,7 @@ def test_email_reaches_a_real_smtp_server(
 ) -> None:
     port, received = smtp
     with clients.as_role("admin") as admin:
-        _channel(
+        create_channel(
             admin,
             "mail",
             "",
@@ -405,9 +343,9 @@ def test_email_reaches_a_real_smtp_server(
                 "to": ["oncall@example.org"],
             },
         )
-        _rule(admin, "HighErrors", for_s=0, channels=["mail"])
-    _push(engine, "errors", [50], T0 - timedelta(seconds=1))
-    _tick(engine, clients.server.app.state.keyring, T0)
+        create_rule(admin, "HighErrors", for_s=0, channels=["mail"])
+    push_points(engine, "errors", [50], T0 - timedelta(seconds=1))
+    tick_alerts(engine, clients.server.app.state.keyring, T0)
     deadline = time.monotonic() + 5
     while not received and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -423,7 +361,7 @@ def test_channel_api_hides_secrets_and_sends_a_test_message(
     clients: Clients, engine: Engine, receiver: Receiver
 ) -> None:
     with clients.as_role("admin") as admin:
-        channel = _channel(admin, "ops-hook", receiver.url)
+        channel = create_channel(admin, "ops-hook", receiver.url)
         assert channel["config"]["secret"] == "***"
         listed = admin.get("/api/v1/notification-channels").json()["items"]
         assert "s3cret" not in json.dumps(listed)
@@ -474,7 +412,7 @@ def test_delivery_gives_up_after_max_attempts(clients: Clients, engine: Engine) 
     dead = Receiver(statuses=[500] * 10)
     try:
         with clients.as_role("admin") as admin:
-            channel = _channel(admin, "dead", dead.url)
+            channel = create_channel(admin, "dead", dead.url)
             admin.post(f"/api/v1/notification-channels/{channel['id']}/test")
         keyring = clients.server.app.state.keyring
         for minutes in range(6):
@@ -497,7 +435,7 @@ def test_slack_and_alertmanager_shapes(
     clients: Clients, engine: Engine, receiver: Receiver, kind: str
 ) -> None:
     with clients.as_role("admin") as admin:
-        channel = _channel(
+        channel = create_channel(
             admin, f"{kind}-channel", receiver.url, kind=kind, config={"url": receiver.url}
         )
         admin.post(f"/api/v1/notification-channels/{channel['id']}/test")

@@ -21,7 +21,7 @@ from shipboard.db.engine import transaction
 from shipboard.monitoring.scheduler import Scheduler, start_in_thread
 from shipboard.monitoring.schemas import MonitoringMetricCreate
 from shipboard.monitoring.service import ingest_metrics
-from tests.conftest import Clients, Receiver, wait_for
+from tests.support.live import Clients, Receiver, wait_for
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 PUBLIC = "https://shipboard.example.com/sb"

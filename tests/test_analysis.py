@@ -14,8 +14,8 @@ from shipboard.db.engine import transaction
 from shipboard.monitoring.schemas import MonitoringMetricCreate
 from shipboard.monitoring.service import ingest_metrics
 from shipboard.pipelines import analysis
-from tests.conftest import Clients, wait_for
-from tests.test_pipelines import _deploy, _set_pipeline, _steps, _wait_final
+from tests.support.factories import pipeline_steps, set_pipeline, start_deployment, wait_final
+from tests.support.live import Clients, wait_for
 
 
 def test_threshold_measurements() -> None:
@@ -98,12 +98,16 @@ def test_failing_watch_rolls_back_with_numbers(
     clients: Clients, worker: Any, engine: Engine
 ) -> None:
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "staging", _steps(("ship", "deploy", "true")), auto_rollback=True)
-        good = _deploy(admin, version="1.0.0")
-        assert _wait_final(admin, good)["status"] == "success"
-        _set_pipeline(admin, "staging", {**_steps(("ship", "deploy", "true")), "watch": WATCH})
-        bad = _deploy(admin, version="2.0.0")
-        assert _wait_final(admin, bad)["status"] == "success"
+        set_pipeline(
+            admin, "staging", pipeline_steps(("ship", "deploy", "true")), auto_rollback=True
+        )
+        good = start_deployment(admin, version="1.0.0")
+        assert wait_final(admin, good)["status"] == "success"
+        set_pipeline(
+            admin, "staging", {**pipeline_steps(("ship", "deploy", "true")), "watch": WATCH}
+        )
+        bad = start_deployment(admin, version="2.0.0")
+        assert wait_final(admin, bad)["status"] == "success"
         _push(engine, "http_error_rate", [0.3, 0.4, 0.5], at=datetime.now(UTC))
 
         def rolled_back() -> dict[str, Any] | None:
@@ -122,9 +126,11 @@ def test_failing_watch_rolls_back_with_numbers(
 
 def test_quiet_watch_passes_at_the_end_of_its_window(clients: Clients, worker: Any) -> None:
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "staging", {**_steps(("ship", "deploy", "true")), "watch": WATCH})
-        did = _deploy(admin)
-        assert _wait_final(admin, did)["status"] == "success"
+        set_pipeline(
+            admin, "staging", {**pipeline_steps(("ship", "deploy", "true")), "watch": WATCH}
+        )
+        did = start_deployment(admin)
+        assert wait_final(admin, did)["status"] == "success"
         started = time.monotonic()
         detail = wait_for(
             lambda: (

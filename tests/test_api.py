@@ -7,19 +7,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.conftest import Clients, LiveServer
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert {"type", "title", "status", "detail"} <= set(body)
-    assert body["status"] == status
-    assert "Traceback" not in response.text
-    return dict(body)
+from tests.support.live import Clients, LiveServer
+from tests.support.problems import assert_problem
 
 
 def test_health_and_readiness(server: LiveServer) -> None:

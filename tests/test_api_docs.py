@@ -8,7 +8,7 @@ import re
 
 import httpx
 
-from tests.conftest import LiveServer
+from tests.support.live import LiveServer
 
 
 def test_docs_page_loads_only_our_own_assets(server: LiveServer) -> None:

@@ -40,11 +40,11 @@ from shipboard.auth.schemas import Principal
 from shipboard.core.errors import InvalidInput, Unauthorized
 from shipboard.core.time import utcnow
 from shipboard.db.engine import system_transaction
-from tests.conftest import SYSTEM, Clients, Database, DatabaseFactory, LiveServer, wait_for
-from tests.test_authz_matrix import BODIES, MATRIX, PATH_VALUES, QUERY, SIGNED
-from tests.test_web_auth import PASSWORD, browser, csrf_of, login, set_password
-
-SRC = Path(__file__).parent.parent / "src" / "shipboard"
+from tests.support.authz import BODIES, MATRIX, PATH_VALUES, QUERY, SIGNED
+from tests.support.databases import SYSTEM, Database, DatabaseFactory
+from tests.support.live import Clients, LiveServer, wait_for
+from tests.support.paths import SRC
+from tests.support.web import PASSWORD, browser, csrf_of, login, set_password
 
 
 def _openapi(clients: Clients) -> dict[str, Any]:
@@ -268,10 +268,10 @@ def test_backup_archives_cannot_write_outside_their_scratch_directory(
     """Tar slip: an archive whose dump member (or the manifest's name for it) is ``../…`` or
     absolute is refused before anything is written."""
     from shipboard.ops import backup
-    from tests.test_backup import _small_database
+    from tests.support.populate import small_database
 
     archive = tmp_path / "good.tar"
-    backup.create_backup(_small_database(databases, "sqlite").url, output=archive)
+    backup.create_backup(small_database(databases, "sqlite").url, output=archive)
     with tarfile.open(archive) as tar:
         members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
     absolute = "/tmp/escaped-shipboard.db"  # noqa: S108 - the point
@@ -821,10 +821,10 @@ def test_wrong_webhook_signatures_from_one_address_get_429(
 ) -> None:
     """Guessing a webhook secret spends the same budget: after 5 wrong GitHub signatures and
     GitLab tokens, 429 with Retry-After, and the right signature is refused too."""
-    from tests.test_integrations_webhooks import FIXTURES, SECRET, _sign
+    from tests.support.webhooks import INTEGRATION_FIXTURES, SECRET, sign_github
 
     admin = make_user("webhook-admin", "admin")
-    body = (FIXTURES / "github" / "deployment.created.payload.json").read_bytes()
+    body = (INTEGRATION_FIXTURES / "github" / "deployment.created.payload.json").read_bytes()
     with httpx.Client(base_url=strict_server.base_url, timeout=30) as client:
         for kind in ("github", "gitlab"):
             configured = client.put(
@@ -859,7 +859,7 @@ def test_wrong_webhook_signatures_from_one_address_get_429(
         assert limited.status_code == 429, limited.text
         assert limited.headers["content-type"].startswith("application/problem+json")
         assert 1 <= int(limited.headers["retry-after"]) <= 60
-        assert github(_sign(body)).status_code == 429
+        assert github(sign_github(body)).status_code == 429
 
 
 # --- 8. secrets absent from responses, errors, exports and logs ---------------------------

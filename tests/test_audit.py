@@ -12,8 +12,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.conftest import Clients, Database
-from tests.test_api import assert_problem
+from tests.support.databases import Database
+from tests.support.live import Clients
+from tests.support.problems import assert_problem
 
 MUTATIONS = [
     (
@@ -227,7 +228,7 @@ ACTOR_MAX = 200
 def test_failed_anonymous_logins_write_a_normalised_actor(clients: Clients, engine: Engine) -> None:
     """The sign-in form's user name becomes the failed login's actor: control characters (an
     ANSI escape, a newline forging a second line, a bidi override) are removed."""
-    from tests.test_web_auth import browser, login
+    from tests.support.web import browser, login
 
     with browser(clients.server) as client:
         login(client, "ghost\x1b[31m\r\nadmin\u202e\t", "wrong password!")

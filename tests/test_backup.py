@@ -16,232 +16,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from shipboard.audit import service as audit
 from shipboard.core.errors import Conflict, InvalidInput
 from shipboard.db import migrate
-from shipboard.db.engine import is_postgres, system_transaction
-from shipboard.db.partitions import PARTITIONED_TABLES, ensure_partitions, month_start
-from shipboard.environments.service import seed_environments
-from shipboard.models import metadata
+from shipboard.db.partitions import PARTITIONED_TABLES
 from shipboard.monitoring.scheduler import Scheduler
 from shipboard.ops import backup
-from tests.conftest import SYSTEM, Clients, Database, DatabaseFactory, LiveServer
-from tests.test_alerting import _channel, _push, _rule
-from tests.test_cli import shipboard
-from tests.test_integrations_webhooks import _configure, _fixture, _github
-from tests.test_web_auth import browser, login, set_password
-
-NOW = datetime.now(UTC)
-# Mid-month of the previous month: on PostgreSQL, a second monthly partition holds data.
-LAST_MONTH = datetime.combine(month_start(NOW.date(), -1), datetime.min.time(), UTC) + timedelta(
-    days=14
+from tests.support.cli import shipboard
+from tests.support.databases import Database, DatabaseFactory
+from tests.support.live import Clients, LiveServer
+from tests.support.populate import (
+    assert_every_table_has_rows,
+    digests,
+    ok_json,
+    populate,
+    small_database,
 )
-
-
-# --- populating every table -------------------------------------------------------------------
-
-
-def _ok(response: httpx.Response, status: int | None = None) -> Any:
-    assert response.is_success if status is None else response.status_code == status, response.text
-    return response.json() if response.content else None
-
-
-def _reported(client: httpx.Client, version: str) -> dict[str, Any]:
-    """A deployment reported by its runner through to success."""
-    created = _ok(
-        client.post(
-            "/api/v1/deployments",
-            json={"environment": "development", "version": version, "commit_sha": "abcdef1"},
-        ),
-        201,
-    )
-    for status in ("building", "deploying", "success"):
-        _ok(client.post(f"/api/v1/deployments/{created['id']}/status", json={"status": status}))
-    return dict(created)
-
-
-def populate(clients: Clients, engine: Engine, *, receiver_url: str) -> None:
-    """At least one row in every table, through the API wherever the API writes it."""
-    if is_postgres(engine):
-        with engine.begin() as conn:
-            ensure_partitions(conn, today=LAST_MONTH.date(), months_ahead=0)
-    with clients.as_role("admin") as admin:
-        _ok(
-            admin.put(
-                "/api/v1/environments/staging/secrets/DEPLOY_TOKEN", json={"value": "s3cr3t-value"}
-            )
-        )
-        _configure(admin, "github")
-        _channel(admin, "ops-hook", receiver_url)
-        _rule(admin, "HighErrors", for_s=0, channels=["ops-hook"])
-        _ok(
-            admin.post(
-                "/api/v1/silences",
-                json={
-                    "matchers": [{"name": "alertname", "value": "Other"}],
-                    "ends_at": (NOW + timedelta(days=1)).isoformat(),
-                    "comment": "maintenance",
-                },
-            ),
-            201,
-        )
-    # integrations, integration_deliveries/_deployments, and a deployment from 2019.
-    _ok(_github(clients, "deployment", _fixture("github/deployment.created.payload.json")))
-    with clients.as_role("deployer") as deployer:
-        _reported(deployer, "1.0.0")
-        second = _reported(deployer, "1.1.0")
-        # rollback_from points at a row of the same table.
-        _ok(deployer.post(f"/api/v1/deployments/{second['id']}/rollback"), 201)
-        _ok(
-            deployer.post(
-                "/api/v1/security/scans",
-                json={"environment": "staging", "type": "sast", "target": ".", "tool": "bandit"},
-            ),
-            202,
-        )
-        report = Path(__file__).parent / "fixtures" / "security" / "semgrep" / "dd_many_vulns.json"
-        _ok(
-            deployer.post(
-                "/api/v1/security/scans/import",
-                files={"file": (report.name, report.read_bytes(), "application/json")},
-                data={"environment": "staging"},
-            ),
-            201,
-        )
-    with clients.as_role("deployer") as deployer:
-        logs = [
-            {
-                "level": "info",
-                "message": f"line {i} ünïcode",
-                "source": "ci",
-                "timestamp": t,
-                # Numbers jsonb rewrites (1e-07 comes back as 0.0000001).
-                "metadata": {"b": 1e-07, "a": [1.0, 2], "big": 1e20, "none": None},
-            }
-            for i, t in enumerate((LAST_MONTH.isoformat(), NOW.isoformat()))
-        ]
-        _ok(
-            deployer.post(f"/api/v1/deployments/{second['id']}/logs", json={"logs": logs}),
-            201,
-        )
-    with clients.as_role("service") as service:
-        metrics = [
-            {
-                "name": "latency_ms",
-                "value": value,
-                "timestamp": moment.isoformat(),
-                "environment": "production",
-                "tags": {"route": "/"},
-                "source": "application",
-            }
-            for value, moment in (
-                (0.1 + 0.2, LAST_MONTH),
-                (1e20, NOW - timedelta(minutes=5)),
-                # No monthly partition that old: PostgreSQL's default partition takes it.
-                (7, datetime(2019, 5, 15, tzinfo=UTC)),
-            )
-        ]
-        _ok(
-            service.post(
-                "/api/v1/metrics", json={"metrics": metrics}, headers={"Idempotency-Key": "k-1"}
-            ),
-        )
-        results = [
-            {
-                "name": "api.p95",
-                "environment": "staging",
-                "value": value,
-                "unit": "ms",
-                "timestamp": (moment + timedelta(minutes=i)).isoformat(),
-                **({"threshold": 120} if value > 120 else {}),
-            }
-            for i, (value, moment) in enumerate(((100, LAST_MONTH), (101, NOW), (130, NOW)))
-        ]
-        _ok(service.post("/api/v1/performance/metrics", json={"metrics": results}))
-        # otlp_cumulative_state: a cumulative OTLP counter (the last point of its series).
-        started = int((NOW - timedelta(minutes=5)).timestamp()) * 10**9
-        point = {
-            "asInt": "3",
-            "startTimeUnixNano": str(started),
-            "timeUnixNano": str(started + 10**9),
-        }
-        export = {
-            "resourceMetrics": [
-                {
-                    "resource": {
-                        "attributes": [
-                            {
-                                "key": "deployment.environment.name",
-                                "value": {"stringValue": "staging"},
-                            }
-                        ]
-                    },
-                    "scopeMetrics": [
-                        {
-                            "metrics": [
-                                {
-                                    "name": "jobs",
-                                    "sum": {
-                                        "aggregationTemporality": 2,
-                                        "isMonotonic": True,
-                                        "dataPoints": [point],
-                                    },
-                                }
-                            ]
-                        }
-                    ],
-                }
-            ]
-        }
-        _ok(service.post("/v1/metrics", json=export))
-    # alerts, notification_groups, notification_deliveries (sent or not, they are rows).
-    _push(engine, "errors", [50], NOW - timedelta(seconds=2))
-    _tick_without_sending(engine)
-    # web_sessions
-    set_password(engine, "viewer-user")
-    with browser(clients.server) as client:
-        assert login(client, "viewer-user").status_code == 303
-    with system_transaction(engine) as session:
-        audit.record(session, context=SYSTEM, action="backup.test", details={"at": "populate"})
-
-
-def _tick_without_sending(engine: Engine) -> None:
-    from shipboard.monitoring import alert_service
-    from shipboard.notifications.grouping import flush_groups
-
-    with system_transaction(engine) as session:
-        alert_service.evaluate_rules(session, now=NOW)
-        flush_groups(session, now=NOW, alerts_for=alert_service.group_alerts(session, NOW))
-
-
-def table_counts(engine: Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        return backup.count_rows(conn, [t.name for t in metadata.sorted_tables])
-
-
-def assert_every_table_has_rows(engine: Engine) -> dict[str, int]:
-    """Every table Shipboard knows holds a row: a table added later and not populated here
-    fails this, instead of going untested through backups."""
-    counts = table_counts(engine)
-    empty = sorted(name for name, count in counts.items() if count == 0)
-    assert not empty, f"populate() leaves these tables empty: {empty}"
-    return counts
-
-
-def digests(url: str) -> dict[str, backup.TableDigest]:
-    engine = sa.create_engine(
-        url.replace("postgresql://", "postgresql+psycopg://"), poolclass=sa.pool.NullPool
-    )
-    try:
-        with engine.connect() as conn:
-            return backup.database_digests(conn)
-    finally:
-        engine.dispose()
 
 
 def env_for(database: Database, home: Path) -> dict[str, str]:
@@ -325,10 +118,10 @@ def test_round_trip_with_every_table_while_the_server_runs(
         restored_clients = Clients(server=live, tokens=clients.tokens)
         for path in ("/api/v1/deployments", "/api/v1/audit?limit=500", "/api/v1/alerts"):
             with clients.as_role("admin") as before, restored_clients.as_role("admin") as after:
-                assert _ok(after.get(path)) == _ok(before.get(path))
+                assert ok_json(after.get(path)) == ok_json(before.get(path))
         with restored_clients.as_role("admin") as admin:
             audit_actions = {
-                e["action"] for e in _ok(admin.get("/api/v1/audit?limit=500"))["items"]
+                e["action"] for e in ok_json(admin.get("/api/v1/audit?limit=500"))["items"]
             }
         assert "backup.test" in audit_actions
     finally:
@@ -356,7 +149,7 @@ def test_a_backup_is_consistent_while_writes_go_on(
                     {"name": "rps", "value": i, "environment": "staging", "source": "application"}
                     for i in range(50)
                 ]
-                _ok(service.post("/api/v1/metrics", json={"metrics": batch}))
+                ok_json(service.post("/api/v1/metrics", json={"metrics": batch}))
                 written[0] += len(batch)
 
     writer = threading.Thread(target=ingest, daemon=True)
@@ -386,7 +179,7 @@ def test_restore_refuses_a_database_with_data_unless_forced(
     db: Database, databases: DatabaseFactory, tmp_path: Path
 ) -> None:
     archive = tmp_path / "b.tar"
-    source = _small_database(databases, db.backend)
+    source = small_database(databases, db.backend)
     backup.create_backup(source.url, output=archive)
     # The shared test database holds the seeded environments.
     refused = shipboard("backup", "restore", str(archive), env=env_for(db, tmp_path))
@@ -407,7 +200,7 @@ def test_restore_refuses_a_database_with_data_unless_forced(
 def test_restore_into_a_database_in_use_says_so(
     databases: DatabaseFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = _small_database(databases, "postgres")
+    source = small_database(databases, "postgres")
     archive = tmp_path / "b.tar"
     backup.create_backup(source.url, output=archive)
     monkeypatch.setattr(backup, "RESTORE_LOCK_WAIT_S", 1)
@@ -422,29 +215,10 @@ def test_restore_into_a_database_in_use_says_so(
     assert digests(source.url)["environments"].rows == 3
 
 
-def _small_database(databases: DatabaseFactory, backend: str) -> Database:
-    """A database of its own (no server has it open) with a few rows, audit events included."""
-    from shipboard.auth import service as auth
-    from shipboard.auth.schemas import UserCreate
-
-    database = databases.new(backend)
-    migrate.upgrade(database.url)
-    engine = database.engine()
-    try:
-        with system_transaction(engine) as session:
-            seed_environments(session)
-            auth.create_user(
-                session, data=UserCreate(name="ops", role="admin"), audit_context=SYSTEM
-            )
-    finally:
-        engine.dispose()
-    return database
-
-
 def test_progress_bars_for_a_person_only(databases: DatabaseFactory, tmp_path: Path) -> None:
     import pty
 
-    source = _small_database(databases, "sqlite")
+    source = small_database(databases, "sqlite")
     env = {**os.environ, "SHIPBOARD_DATABASE_URL": source.url, "SHIPBOARD_HOME": str(tmp_path)}
     argv = [sys.executable, "-m", "shipboard", "backup", "create", "-o", str(tmp_path / "a.tar")]
     piped = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
@@ -476,7 +250,7 @@ def test_progress_bars_for_a_person_only(databases: DatabaseFactory, tmp_path: P
 @pytest.fixture
 def sqlite_archive(databases: DatabaseFactory, tmp_path: Path) -> Path:
     archive = tmp_path / "good.tar"
-    backup.create_backup(_small_database(databases, "sqlite").url, output=archive)
+    backup.create_backup(small_database(databases, "sqlite").url, output=archive)
     return archive
 
 
@@ -573,7 +347,7 @@ def _rewrite_as_plain_file(tmp_path: Path) -> Path:
 def test_an_altered_postgres_archive_fails_verification(
     databases: DatabaseFactory, tmp_path: Path
 ) -> None:
-    source = _small_database(databases, "postgres")
+    source = small_database(databases, "postgres")
     archive = tmp_path / "pg.tar"
     backup.create_backup(source.url, output=archive)
     backup.verify_backup(archive, scratch_url=source.url)
@@ -604,7 +378,7 @@ def test_an_altered_postgres_archive_fails_verification(
 def test_a_full_disk_is_a_clear_error_and_leaves_nothing(
     databases: DatabaseFactory, backend: str, tmp_path: Path
 ) -> None:
-    source = _small_database(databases, backend)
+    source = small_database(databases, backend)
     env = {"SHIPBOARD_DATABASE_URL": source.url, "SHIPBOARD_HOME": str(tmp_path)}
     # /dev/full answers every write with ENOSPC.
     full = shipboard("backup", "create", "--output", "/dev/full", env=env)
@@ -698,7 +472,7 @@ def test_scheduled_backup_runs_once_across_nodes_and_prunes(
         directory / names[2], scratch_url=engine.url.render_as_string(hide_password=False)
     )
     with clients.as_role("admin") as admin:
-        claims = _ok(admin.get("/api/v1/audit", params={"action": "backup.scheduled"}))["items"]
+        claims = ok_json(admin.get("/api/v1/audit", params={"action": "backup.scheduled"}))["items"]
     assert [c["target_id"] for c in claims if c["target_id"].startswith("2026-11-26T10:00")]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from shipboard.core.conditional import etag_of
 from shipboard.web.static_files import asset_hash
-from tests.conftest import Clients
+from tests.support.live import Clients
 
 
 def _deploy(client: httpx.Client, version: str) -> None:

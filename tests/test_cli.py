@@ -14,21 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Database, LiveServer, _free_port
-
-
-def shipboard(
-    *args: str, env: dict[str, str], stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "shipboard", *args],
-        env={**os.environ, **env},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.support.cli import shipboard
+from tests.support.databases import Database
+from tests.support.live import LiveServer, free_port
 
 
 def _serve_on_sqlite(home: Path, port: int) -> subprocess.Popen[str]:
@@ -51,7 +39,7 @@ def test_a_signal_while_serve_starts_stops_it(
 ) -> None:
     """A signal in the moments before uvicorn takes the signals over (threads starting, the
     event loop not yet running) ends the process: it was once swallowed, and serve ran on."""
-    proc = _serve_on_sqlite(tmp_path / "home", _free_port())
+    proc = _serve_on_sqlite(tmp_path / "home", free_port())
     try:
         assert proc.stderr is not None
         said = ""
@@ -78,7 +66,7 @@ def test_a_second_signal_ends_a_start_that_waits(tmp_path: Path) -> None:
     url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/postgres"
     env = {**os.environ, "SHIPBOARD_HOME": str(tmp_path / "home"), "SHIPBOARD_DATABASE_URL": url}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shipboard", "serve", "--port", str(_free_port())],
+        [sys.executable, "-m", "shipboard", "serve", "--port", str(free_port())],
         env=env,
         stderr=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -100,7 +88,7 @@ def test_a_second_signal_ends_a_start_that_waits(tmp_path: Path) -> None:
 
 
 def test_serve_on_an_empty_home_migrates_seeds_and_prints_an_admin_token(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = _serve_on_sqlite(tmp_path / "home", port)
     try:
         assert proc.stderr is not None
@@ -263,7 +251,7 @@ def test_an_invalid_setting_is_a_usage_error_naming_it(tmp_path: Path) -> None:
     result = shipboard(
         "serve",
         "--port",
-        str(_free_port()),
+        str(free_port()),
         env={"SHIPBOARD_HOME": str(tmp_path), "SHIPBOARD_PUBLIC_URL": "ftp://shipboard.example"},
     )
     assert result.returncode == 2, result.stderr
@@ -276,7 +264,7 @@ def test_serve_creates_its_home_private(tmp_path: Path) -> None:
     """A copied-away home must not be readable by other local users: the directory 0700, the
     database, its -wal/-shm and the key file 0600, whatever the umask of the shell."""
     home = tmp_path / "home"
-    port = _free_port()
+    port = free_port()
     previous = os.umask(0o022)
     try:
         proc = _serve_on_sqlite(home, port)

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from shipboard.db import migrate
-from tests.conftest import PG_BASE_URL, Clients, Database, _require_postgres
+from tests.support.databases import PG_BASE_URL, Database, require_postgres
+from tests.support.live import Clients
 
 
 def shipboard(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -115,7 +116,7 @@ def test_unsupported_database_url_is_a_usage_error_naming_the_supported_ones(url
 
 
 def test_missing_postgres_database_is_named_with_how_to_create_it() -> None:
-    _require_postgres()
+    require_postgres()
     url = sa.make_url(PG_BASE_URL).set(database="shipboard_no_such_db_h21a")
     done = shipboard(
         "db", "current", env={"SHIPBOARD_DATABASE_URL": url.render_as_string(hide_password=False)}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,9 +19,8 @@ from shipboard.client import (
 )
 from shipboard.core.errors import InvalidInput
 from shipboard.deployments.schemas import DeploymentDetail
-from tests.conftest import Clients
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.support.live import Clients
+from tests.support.paths import FIXTURES
 
 
 def _scripted(

@@ -18,9 +18,9 @@ from shipboard.configuration import credentials, source
 from shipboard.configuration.cli import document_schema
 from shipboard.configuration.source import SourceError
 from shipboard.environments.merge_patch import merge_patch, merge_patch_between
-from tests.conftest import Clients
+from tests.support.live import Clients
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "shipboard.example.yaml"
 EXAMPLE_VARS = {
     "STAGING_DATABASE_URL": "postgresql://app:staging-pw@db.staging.internal/app",

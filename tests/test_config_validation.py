@@ -18,9 +18,10 @@ from sqlalchemy.engine import Engine
 from shipboard.core.cron import cron_problem, zone_problem
 from shipboard.core.errors import InvalidInput
 from shipboard.environments import validation
-from tests.conftest import Clients, Database
-from tests.test_api import assert_problem
-from tests.test_web_pages import signed_in
+from tests.support.databases import Database
+from tests.support.live import Clients
+from tests.support.problems import assert_problem
+from tests.support.web import signed_in
 
 BAD_ZONE = {"cron": "0 3 * * *", "duration_minutes": 30, "timezone": "Mars/Olympus"}
 DEPLOY = {"environment": "staging", "version": "1.0.0", "commit_sha": "abcdef1"}
@@ -185,7 +186,7 @@ def test_patch_with_bad_config_is_422_naming_the_path_and_changes_nothing(
 
 
 def test_put_with_a_bad_freeze_window_is_422_naming_the_path(clients: Clients) -> None:
-    from tests.test_environments_api import FULL_CONFIG
+    from tests.support.factories import FULL_CONFIG
 
     with clients.as_role("admin") as admin:
         before = _stored_config(admin)

@@ -23,17 +23,18 @@ from shipboard.environments.service import decrypted_secrets, seed_environments
 from shipboard.notifications.delivery import send_due
 from shipboard.ops import backup
 from shipboard.ops.copy import copy_database
-from tests.conftest import Clients, DatabaseFactory, LiveServer, Receiver
-from tests.test_backup import (
+from tests.support.cli import shipboard
+from tests.support.databases import DatabaseFactory
+from tests.support.live import Clients, LiveServer, Receiver
+from tests.support.populate import (
     LAST_MONTH,
-    _ok,
     assert_every_table_has_rows,
     digests,
+    ok_json,
     populate,
     table_counts,
 )
-from tests.test_cli import shipboard
-from tests.test_integrations_webhooks import _fixture, _github
+from tests.support.webhooks import post_github, webhook_payload
 
 pytestmark = pytest.mark.postgres
 KEY = generate_key()
@@ -59,9 +60,9 @@ def _instance(databases: DatabaseFactory, backend: str) -> tuple[Any, LiveServer
 def _served(clients: Clients) -> dict[str, Any]:
     """What the API shows of deployments and their logs."""
     with clients.as_role("viewer") as viewer:
-        deployments = _ok(viewer.get("/api/v1/deployments", params={"limit": 500}))["items"]
+        deployments = ok_json(viewer.get("/api/v1/deployments", params={"limit": 500}))["items"]
         logs = {
-            d["id"]: _ok(viewer.get(f"/api/v1/deployments/{d['id']}/logs"))["items"]
+            d["id"]: ok_json(viewer.get(f"/api/v1/deployments/{d['id']}/logs"))["items"]
             for d in deployments
         }
     return {"deployments": deployments, "logs": logs}
@@ -119,18 +120,18 @@ def test_copy_to_postgres_then_serve_the_same_data(
             keyring = copy_server.app.state.keyring
             assert decrypted_secrets(session, name="staging", keyring=keyring) == secrets
         # The integration's webhook secret decrypts: a signed delivery is accepted.
-        status = _github(
+        status = post_github(
             on_postgres,
             "deployment_status",
-            _fixture("github/deployment_status.created.payload.json"),
+            webhook_payload("github/deployment_status.created.payload.json"),
             delivery=str(uuid.uuid4()),
         )
         assert status.status_code == 200, status.text
         # The channel's signing secret decrypts: the receiver gets a payload signed with it.
         with on_postgres.as_role("admin") as admin:
-            channels = _ok(admin.get("/api/v1/notification-channels"))["items"]
+            channels = ok_json(admin.get("/api/v1/notification-channels"))["items"]
             (channel,) = [c for c in channels if c["name"] == "ops-hook"]
-            _ok(admin.post(f"/api/v1/notification-channels/{channel['id']}/test"))
+            ok_json(admin.post(f"/api/v1/notification-channels/{channel['id']}/test"))
         receiver.requests.clear()
         send_due(copy_server.engine, keyring)
         headers, payload = receiver.requests[-1]

@@ -19,8 +19,9 @@ from shipboard.db.engine import create_db_engine, system_transaction
 from shipboard.db.partitions import PARTITIONED_TABLES, ensure_partitions, month_start
 from shipboard.environments.service import seed_environments
 from shipboard.ops import dbhealth
-from tests.conftest import Clients, Database, DatabaseFactory, wait_for
-from tests.test_observability import scrape, value
+from tests.support.databases import Database, DatabaseFactory
+from tests.support.live import Clients, wait_for
+from tests.support.telemetry import scrape, value
 
 
 def shipboard(*args: str, url: str) -> subprocess.CompletedProcess[str]:

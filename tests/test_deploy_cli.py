@@ -9,11 +9,11 @@ import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
-from tests.conftest import Clients
-from tests.test_pipelines import _set_pipeline, _steps
+from tests.support.factories import pipeline_steps, set_pipeline
+from tests.support.live import Clients
+from tests.support.paths import DOCS, SRC
 
 
 def _cli(
@@ -36,8 +36,10 @@ def _cli(
 
 def test_deploy_wait_streams_lines_and_exits_by_outcome(clients: Clients, worker: Any) -> None:
     with clients.as_role("admin") as admin:
-        _set_pipeline(
-            admin, "staging", _steps(("ship", "deploy", 'echo "shipping $SHIPBOARD_VERSION"'))
+        set_pipeline(
+            admin,
+            "staging",
+            pipeline_steps(("ship", "deploy", 'echo "shipping $SHIPBOARD_VERSION"')),
         )
     ok = _cli(
         clients,
@@ -55,7 +57,9 @@ def test_deploy_wait_streams_lines_and_exits_by_outcome(clients: Clients, worker
     assert "deployment success" in ok.stdout
 
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "staging", _steps(("ship", "deploy", "echo broken >&2; exit 7")))
+        set_pipeline(
+            admin, "staging", pipeline_steps(("ship", "deploy", "echo broken >&2; exit 7"))
+        )
     bad = _cli(
         clients,
         "deployer",
@@ -159,7 +163,7 @@ def test_cli_prints_log_text_literally_and_neutralises_controls(
     clients: Clients, worker: Any
 ) -> None:
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "staging", _steps(("ship", "deploy", HOSTILE_STEP)))
+        set_pipeline(admin, "staging", pipeline_steps(("ship", "deploy", HOSTILE_STEP)))
     waited = _cli(
         clients,
         "deployer",
@@ -202,10 +206,9 @@ def test_cli_error_messages_are_printed_literally(clients: Clients) -> None:
 def test_every_cli_console_comes_from_core_terminal() -> None:
     """One place makes the CLI's consoles: a Rich Console made anywhere else would read markup
     and pass control characters from server text to the terminal again."""
-    import pathlib
     import re
 
-    root = pathlib.Path(__file__).resolve().parents[1] / "src" / "shipboard"
+    root = SRC
     made = re.compile(r"(?<![A-Za-z_])Console\(")
     offenders = [
         str(path.relative_to(root))
@@ -267,7 +270,7 @@ def test_deploy_wait_exits_by_the_streamed_status_when_the_server_goes_away_at_t
     clients: Clients, worker: Any
 ) -> None:
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "staging", _steps(("ship", "deploy", "echo shipped")))
+        set_pipeline(admin, "staging", pipeline_steps(("ship", "deploy", "echo shipped")))
     proxy = _DroppingProxy(clients.server.port)
     env = {
         **os.environ,
@@ -319,7 +322,7 @@ def test_json_help_docs_and_output_agree(clients: Clients) -> None:
     assert lines == {"logs"}, options
     one = {path for path, text in options.items() if "one JSON document" in text}
     assert one == set(options) - lines, {p: t for p, t in options.items() if p not in one}
-    ci = " ".join((Path(__file__).parent.parent / "docs" / "ci.md").read_text().split())
+    ci = " ".join((DOCS / "ci.md").read_text().split())
     assert "`logs --json` prints one JSON object per line" in ci
     # What the help says is what they print.
     created = _cli(

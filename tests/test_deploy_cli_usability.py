@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Clients
-from tests.test_pipelines import _set_pipeline, _steps
+from tests.support.factories import pipeline_steps, set_pipeline
+from tests.support.live import Clients
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -102,7 +102,7 @@ def test_deploy_wait_says_an_automatic_rollback_started_and_follows_it(
         ]
     }
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "development", pipeline, auto_rollback=True)
+        set_pipeline(admin, "development", pipeline, auto_rollback=True)
     good = _cli(
         clients, "deploy", "development", "--version", "1.0.0", "--commit", "abcdef1", "--wait"
     )
@@ -125,7 +125,7 @@ def test_deploy_wait_without_auto_rollback_ends_at_the_failure(
     clients: Clients, worker: Any
 ) -> None:
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "development", _steps(("ship", "deploy", "exit 3")))
+        set_pipeline(admin, "development", pipeline_steps(("ship", "deploy", "exit 3")))
     bad = _cli(
         clients, "deploy", "development", "--version", "9.9.9", "--commit", "abcdef3", "--wait"
     )

@@ -13,8 +13,8 @@ import pytest
 
 from shipboard.core.errors import Conflict
 from shipboard.deployments import state, stream
-from tests.conftest import Clients, wait_for
-from tests.test_api import assert_problem
+from tests.support.live import Clients, wait_for
+from tests.support.problems import assert_problem
 
 DEPLOY = {"environment": "development", "version": "1.0.0", "commit_sha": "ABCDEF1"}
 

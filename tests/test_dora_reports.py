@@ -19,9 +19,10 @@ from shipboard.deployments import service as deployments
 from shipboard.deployments.schemas import DeploymentCreate
 from shipboard.monitoring.scheduler import Scheduler
 from shipboard.notifications.delivery import send_due
-from tests.conftest import SYSTEM, Clients, Receiver
-from tests.test_alerting import _channel
-from tests.test_api import assert_problem
+from tests.support.databases import SYSTEM
+from tests.support.factories import create_channel
+from tests.support.live import Clients, Receiver
+from tests.support.problems import assert_problem
 
 ADMIN = Principal(user_id=uuid.uuid4(), name="admin-user", role="admin")
 MONDAY = datetime(2026, 10, 5, tzinfo=UTC)
@@ -156,8 +157,8 @@ def test_scheduled_reports_reach_email_and_webhook(
 ) -> None:
     port, received = smtp
     with clients.as_role("admin") as admin:
-        _channel(admin, "hook", receiver.url)
-        _channel(
+        create_channel(admin, "hook", receiver.url)
+        create_channel(
             admin,
             "mail",
             "",

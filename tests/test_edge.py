@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Clients, _free_port
-from tests.test_api import assert_problem
+from tests.support.live import Clients, free_port
+from tests.support.problems import assert_problem
 
 MB = 1024 * 1024
 HEADER_TIMEOUT_S = 1.0
@@ -59,7 +59,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "SHIPBOARD_BODY_IDLE_TIMEOUT_S": str(BODY_IDLE_TIMEOUT_S),
     }
     env.pop("SHIPBOARD_DATABASE_URL", None)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "shipboard", "serve", "--no-worker", "--port", str(port)],
         env=env,

@@ -8,20 +8,10 @@ import sys
 
 import httpx
 
-from tests.conftest import Clients
-from tests.test_api import assert_problem
+from tests.support.factories import FULL_CONFIG
+from tests.support.live import Clients
+from tests.support.problems import assert_problem
 
-FULL_CONFIG = {
-    "database_url": "postgresql://app:pw@db.internal:5432/app",
-    "supabase_url": "https://abc.supabase.co",
-    "supabase_anon_key": "anon",
-    "clerk_publishable_key": "pk_clerk",
-    "stripe_publishable_key": "pk_stripe",
-    "resend_api_key": "re_123",
-    "api_rate_limit": 600,
-    "max_file_size_mb": 25,
-    "pipeline": {"steps": [{"name": "build", "stage": "build", "run": "make"}]},
-}
 FULL_LIMITS = {
     "max_concurrent_users": 1000,
     "api_rate_limit": 0,

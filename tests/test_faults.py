@@ -33,9 +33,17 @@ from sqlalchemy.engine import Engine, make_url
 
 from shipboard.monitoring.scheduler import Scheduler, start_in_thread
 from shipboard.notifications.delivery import BACKOFF_BASE_S, BACKOFF_CAP_S, send_due
-from tests.conftest import Clients, Database, LiveServer, _free_port, wait_for
-from tests.test_alerting import _channel, _push, _rule
-from tests.test_pipelines import TERMINAL, _deploy, _logs, _set_pipeline
+from tests.support.databases import Database
+from tests.support.factories import (
+    TERMINAL,
+    create_channel,
+    create_rule,
+    deployment_logs,
+    push_points,
+    set_pipeline,
+    start_deployment,
+)
+from tests.support.live import Clients, LiveServer, free_port, wait_for
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -351,11 +359,11 @@ def test_worker_killed_at_each_stage_ends_in_one_defined_state(
     survivor: subprocess.Popen[bytes] | None = None
     try:
         with clients.as_role("admin") as admin:
-            _set_pipeline(admin, "staging", {"steps": steps}, auto_rollback=True)
-            good = _deploy(admin, version="1.0.0")
+            set_pipeline(admin, "staging", {"steps": steps}, auto_rollback=True)
+            good = start_deployment(admin, version="1.0.0")
             wait_for(lambda: admin.get(f"/api/v1/deployments/{good}").json()["status"] == "success")
-            bad = _deploy(admin, version="2.0.0")
-            queued = _deploy(admin, version="3.0.0")  # waits behind it in the queue
+            bad = start_deployment(admin, version="2.0.0")
+            queued = start_deployment(admin, version="3.0.0")  # waits behind it in the queue
             wait_for(marker.exists)
             doomed.send_signal(signal.SIGKILL)
             doomed.wait(timeout=10)
@@ -374,7 +382,7 @@ def test_worker_killed_at_each_stage_ends_in_one_defined_state(
             everything = wait_for(settled, timeout=30)
             settled_s = time.monotonic() - killed_at
             detail = admin.get(f"/api/v1/deployments/{bad}").json()
-            lines = [line["message"] for line in _logs(admin, bad)]
+            lines = [line["message"] for line in deployment_logs(admin, bad)]
             last = admin.get(f"/api/v1/deployments/{queued}").json()
     finally:
         _stop(doomed)
@@ -436,7 +444,7 @@ class SlowReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", _free_port()), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -466,7 +474,7 @@ def test_a_500_receiver_is_retried_with_growing_delays_then_given_up(
     receivers.append(failing)
     keyring = clients.server.app.state.keyring
     with clients.as_role("admin") as admin:
-        channel = _channel(admin, "failing", failing.url)
+        channel = create_channel(admin, "failing", failing.url)
         assert admin.post(f"/api/v1/notification-channels/{channel['id']}/test").status_code == 202
         # Each attempt at the moment the previous one scheduled, on the test's clock; one
         # moment earlier nothing is sent.
@@ -509,19 +517,19 @@ def test_a_hanging_receiver_blocks_neither_evaluation_nor_other_receivers(
     receivers.extend([hanging, healthy])
     keyring = clients.server.app.state.keyring
     with clients.as_role("admin") as admin:
-        slow_channel = _channel(admin, "hangs", hanging.url)
-        fast_channel = _channel(admin, "healthy", healthy.url)
-        _rule(admin, "First", metric="first_errors", for_s=0, channels=["hangs"])
-        second = _rule(admin, "Second", metric="second_errors", for_s=0, channels=["healthy"])
+        slow_channel = create_channel(admin, "hangs", hanging.url)
+        fast_channel = create_channel(admin, "healthy", healthy.url)
+        create_rule(admin, "First", metric="first_errors", for_s=0, channels=["hangs"])
+        second = create_rule(admin, "Second", metric="second_errors", for_s=0, channels=["healthy"])
     now = datetime.now(UTC)
-    _push(engine, "first_errors", [50], now - timedelta(seconds=5))
+    push_points(engine, "first_errors", [50], now - timedelta(seconds=5))
     scheduler = Scheduler(engine, keyring, eval_interval_s=0.2, poll_s=0.05)
     stop = start_in_thread(scheduler)
     try:
         wait_for(lambda: hanging.arrivals, timeout=10)
         hung_at = time.monotonic()
         # While that delivery hangs, the second rule fires and its receiver hears of it.
-        _push(engine, "second_errors", [50], datetime.now(UTC) - timedelta(seconds=1))
+        push_points(engine, "second_errors", [50], datetime.now(UTC) - timedelta(seconds=1))
         with clients.as_role("admin") as admin:
 
             def second_firing() -> bool:
@@ -563,7 +571,7 @@ def test_a_hanging_receiver_blocks_neither_evaluation_nor_other_receivers(
 
 
 def _serve(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     with log.open("ab") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "shipboard", "serve", "--port", str(port), *args],
@@ -644,15 +652,15 @@ def test_sigterm_to_serve_finishes_the_request_and_the_deployment_under_way(
     sender = threading.Thread(target=post)
     try:
         with clients.as_role("admin") as admin:
-            _set_pipeline(admin, "staging", _pipeline_waiting_for(started, go, runs))
-            first = _deploy(admin, version="1.0.0")
+            set_pipeline(admin, "staging", _pipeline_waiting_for(started, go, runs))
+            first = start_deployment(admin, version="1.0.0")
             wait_for(started.exists)
             sender.start()
             assert sent_half.wait(10)
             time.sleep(0.2)
             proc.send_signal(signal.SIGTERM)
             time.sleep(0.5)
-            second = _deploy(admin, version="2.0.0")  # through the test's own server
+            second = start_deployment(admin, version="2.0.0")  # through the test's own server
             # Shutting down: no new connection is taken, the one under way is waited for.
             with pytest.raises(httpx.ConnectError):
                 httpx.get(f"{base}/healthz", timeout=2)
@@ -669,7 +677,7 @@ def test_sigterm_to_serve_finishes_the_request_and_the_deployment_under_way(
             code = proc.wait(timeout=30)
             one = admin.get(f"/api/v1/deployments/{first}").json()
             two = admin.get(f"/api/v1/deployments/{second}").json()
-            lines = [line["message"] for line in _logs(admin, first)]
+            lines = [line["message"] for line in deployment_logs(admin, first)]
     finally:
         go_on.set()
         go.touch()
@@ -689,11 +697,11 @@ def test_sigterm_to_a_worker_mid_step_finishes_the_deployment_and_claims_nothing
     proc = _start_worker(_worker_env(db, clients), log)
     try:
         with clients.as_role("admin") as admin:
-            _set_pipeline(admin, "staging", _pipeline_waiting_for(started, go, runs))
-            first = _deploy(admin, version="1.0.0")
+            set_pipeline(admin, "staging", _pipeline_waiting_for(started, go, runs))
+            first = start_deployment(admin, version="1.0.0")
             wait_for(started.exists)
             proc.send_signal(signal.SIGTERM)
-            second = _deploy(admin, version="2.0.0")
+            second = start_deployment(admin, version="2.0.0")
             time.sleep(1.5)  # longer than the lease: it is renewed while the step runs
             assert proc.poll() is None, log.read_text()
             assert admin.get(f"/api/v1/deployments/{first}").json()["status"] == "building"
@@ -701,7 +709,7 @@ def test_sigterm_to_a_worker_mid_step_finishes_the_deployment_and_claims_nothing
             code = proc.wait(timeout=30)
             one = admin.get(f"/api/v1/deployments/{first}").json()
             two = admin.get(f"/api/v1/deployments/{second}").json()
-            lines = [line["message"] for line in _logs(admin, first)]
+            lines = [line["message"] for line in deployment_logs(admin, first)]
     finally:
         go.touch()
         _stop(proc)
@@ -735,7 +743,7 @@ def test_sigterm_closes_a_live_log_stream_that_would_never_end_after_the_grace(
 
     try:
         with clients.as_role("admin") as admin:
-            did = _deploy(admin, version="1.0.0")
+            did = start_deployment(admin, version="1.0.0")
         listener = threading.Thread(target=listen, args=(did,), daemon=True)
         listener.start()
         assert opened.wait(10)

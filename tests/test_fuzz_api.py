@@ -45,8 +45,9 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy.engine import Engine
 
 from shipboard.monitoring.schemas import Series
-from tests.conftest import Clients, Database, LiveServer
-from tests.test_api import assert_problem
+from tests.support.databases import Database
+from tests.support.live import Clients, LiveServer
+from tests.support.problems import assert_problem
 
 PROBLEM_JSON = "application/problem+json"
 CI_EXAMPLES = int(os.environ.get("SHIPBOARD_FUZZ_EXAMPLES", "6"))

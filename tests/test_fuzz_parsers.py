@@ -45,9 +45,9 @@ from shipboard.monitoring import otlp, temporality
 from shipboard.performance.importers import ImportFailed as PerfImportFailed
 from shipboard.performance.importers import parse_results
 from shipboard.security.importers import ImportFailed, ParsedReport, parse_report
-from tests.conftest import Clients, LiveServer
+from tests.support.live import Clients, LiveServer
+from tests.support.paths import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 SECURITY = sorted(p for p in (FIXTURES / "security").rglob("*") if p.suffix in {".json", ".sarif"})
 PERFORMANCE = sorted((FIXTURES / "metrics" / "pytest-benchmark").rglob("*.json"))[:4] + sorted(
     (FIXTURES / "metrics" / "k6").glob("*.json")

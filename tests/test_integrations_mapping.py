@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -13,8 +12,9 @@ from hypothesis import strategies as st
 from shipboard.core.errors import InvalidInput
 from shipboard.deployments import state
 from shipboard.integrations import mapping
+from tests.support.paths import FIXTURES as FIXTURES_ROOT
 
-FIXTURES = Path(__file__).parent / "fixtures" / "integrations"
+FIXTURES = FIXTURES_ROOT / "integrations"
 OURS = frozenset({"development", "staging", "production"})
 SETTINGS = mapping.Settings(environments=OURS, env_map={})
 STATES = tuple(mapping.PROGRESS)

@@ -3,35 +3,33 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.conftest import Clients
-from tests.test_api import assert_problem
+from tests.support.live import Clients
+from tests.support.problems import assert_problem
+from tests.support.webhooks import (
+    SECRET,
+    configure_integration,
+    post_github,
+    sign_github,
+    webhook_payload,
+)
 
-FIXTURES = Path(__file__).parent / "fixtures" / "integrations"
-SECRET = "It's a Secret to Everybody"
 GH_SHA = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"
 GITLAB_SHA = "279484c09fbe69ededfced8c1bb6e6d24616b468"
 
 
-def _fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
 def _variant(name: str, **changes: Any) -> bytes:
     """A copy of a fixture with dotted-path fields changed (the file itself stays as it is)."""
-    payload = json.loads(_fixture(name))
+    payload = json.loads(webhook_payload(name))
     for path, value in changes.items():
         target = payload
         *parents, last = path.split("__")
@@ -39,39 +37,6 @@ def _variant(name: str, **changes: Any) -> bytes:
             target = target[part]
         target[last] = value
     return json.dumps(payload).encode()
-
-
-def _sign(body: bytes, secret: str = SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def _configure(admin: httpx.Client, kind: str, **body: Any) -> dict[str, Any]:
-    response = admin.put(f"/api/v1/integrations/{kind}", json={"secret": SECRET, **body})
-    assert response.status_code == 200, response.text
-    return dict(response.json())
-
-
-def _github(
-    clients: Clients,
-    event: str,
-    body: bytes,
-    *,
-    delivery: str | None = None,
-    signature: str | None = "sign",
-) -> httpx.Response:
-    headers = {
-        "Content-Type": "application/json",
-        "X-GitHub-Event": event,
-        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-        "User-Agent": "GitHub-Hookshot/test",
-    }
-    if signature == "sign":
-        headers["X-Hub-Signature-256"] = _sign(body)
-    elif signature is not None:
-        headers["X-Hub-Signature-256"] = signature
-    return httpx.post(
-        f"{clients.server.base_url}/api/v1/integrations/github", content=body, headers=headers
-    )
 
 
 def _gitlab(
@@ -120,8 +85,10 @@ def test_github_deployment_then_status_records_environment_sha_status_and_creato
     clients: Clients,
 ) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "github")
-    created = _github(clients, "deployment", _fixture("github/deployment.created.payload.json"))
+        configure_integration(admin, "github")
+    created = post_github(
+        clients, "deployment", webhook_payload("github/deployment.created.payload.json")
+    )
     assert created.status_code == 200, created.text
     assert created.json()["outcome"] == "recorded"
     (deployment,) = _deployments(clients)
@@ -132,8 +99,10 @@ def test_github_deployment_then_status_records_environment_sha_status_and_creato
     assert deployment["version"] == "master"
     assert deployment["created_at"].startswith("2019-05-15T15:20:53")
 
-    status = _github(
-        clients, "deployment_status", _fixture("github/deployment_status.created.payload.json")
+    status = post_github(
+        clients,
+        "deployment_status",
+        webhook_payload("github/deployment_status.created.payload.json"),
     )
     assert status.status_code == 200, status.text
     assert status.json()["outcome"] == "updated"
@@ -154,9 +123,9 @@ def test_production_deployment_past_a_failing_gate_is_flagged_and_audited(
     clients: Clients,
 ) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "github")
-    body = _fixture("github/deployment_status.created.payload.json")
-    answer = _github(clients, "deployment_status", body)
+        configure_integration(admin, "github")
+    body = webhook_payload("github/deployment_status.created.payload.json")
+    answer = post_github(clients, "deployment_status", body)
     assert answer.status_code == 200, answer.text
     detail = _detail(clients, answer.json()["deployment_id"])
     # Not blocked: it already happened in GitHub.
@@ -176,13 +145,13 @@ def test_production_deployment_past_a_failing_gate_is_flagged_and_audited(
 
 def test_redelivery_changes_nothing(clients: Clients) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "github")
-    body = _fixture("github/deployment_status.created.payload.json")
-    first = _github(clients, "deployment_status", body, delivery="d-1")
+        configure_integration(admin, "github")
+    body = webhook_payload("github/deployment_status.created.payload.json")
+    first = post_github(clients, "deployment_status", body, delivery="d-1")
     assert first.json()["outcome"] == "recorded"
     deployment_id = first.json()["deployment_id"]
     before = (_detail(clients, deployment_id), _logs(clients, deployment_id))
-    again = _github(clients, "deployment_status", body, delivery="d-1")
+    again = post_github(clients, "deployment_status", body, delivery="d-1")
     assert again.status_code == 200
     assert again.json()["outcome"] == "duplicate"
     assert len(_deployments(clients)) == 1
@@ -192,11 +161,11 @@ def test_redelivery_changes_nothing(clients: Clients) -> None:
 
 def test_success_before_in_progress_leaves_success(clients: Clients) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "github")
+        configure_integration(admin, "github")
     name = "github/deployment_status.created.payload.json"
-    success = _github(clients, "deployment_status", _fixture(name))
+    success = post_github(clients, "deployment_status", webhook_payload(name))
     deployment_id = success.json()["deployment_id"]
-    late = _github(
+    late = post_github(
         clients, "deployment_status", _variant(name, deployment_status__state="in_progress")
     )
     assert late.status_code == 200, late.text
@@ -204,16 +173,18 @@ def test_success_before_in_progress_leaves_success(clients: Clients) -> None:
     assert "never moves backwards" in late.json()["detail"]
     assert _detail(clients, deployment_id)["status"] == "success"
     # The deployment event itself, arriving last, changes nothing either.
-    created = _github(clients, "deployment", _fixture("github/deployment.created.payload.json"))
+    created = post_github(
+        clients, "deployment", webhook_payload("github/deployment.created.payload.json")
+    )
     assert created.json()["outcome"] == "unchanged"
     assert len(_deployments(clients)) == 1
 
 
 def test_failure_state_fails_the_deployment_with_the_reason(clients: Clients) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "github", env_map={"production": "staging"})
+        configure_integration(admin, "github", env_map={"production": "staging"})
     name = "github/deployment_status.created.payload.json"
-    failed = _github(
+    failed = post_github(
         clients,
         "deployment_status",
         _variant(name, deployment_status__state="error", deployment_status__description="boom"),
@@ -222,24 +193,24 @@ def test_failure_state_fails_the_deployment_with_the_reason(clients: Clients) ->
     assert (detail["environment"], detail["status"]) == ("staging", "failed")
     assert detail["error_message"] == "GitHub reported error: boom"
     # A later success does not resurrect a finished deployment.
-    late = _github(clients, "deployment_status", _fixture(name))
+    late = post_github(clients, "deployment_status", webhook_payload(name))
     assert late.json()["outcome"] == "unchanged"
     assert _detail(clients, detail["id"])["status"] == "failed"
 
 
 def test_unknown_environment_is_accepted_and_ignored_until_mapped(clients: Clients) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "github")
-    body = _fixture("github/deployment_status.created.gh-pages.payload.json")
-    ignored = _github(clients, "deployment_status", body)
+        configure_integration(admin, "github")
+    body = webhook_payload("github/deployment_status.created.gh-pages.payload.json")
+    ignored = post_github(clients, "deployment_status", body)
     assert ignored.status_code == 202
     assert ignored.json()["outcome"] == "ignored"
     assert "'github-pages'" in ignored.json()["detail"]
     assert _deployments(clients) == []
 
     with clients.as_role("admin") as admin:
-        _configure(admin, "github", env_map={"github-pages": "staging"})
-    mapped = _github(clients, "deployment_status", body)
+        configure_integration(admin, "github", env_map={"github-pages": "staging"})
+    mapped = post_github(clients, "deployment_status", body)
     assert mapped.status_code == 200, mapped.text
     detail = _detail(clients, mapped.json()["deployment_id"])
     assert detail["environment"] == "staging"
@@ -253,19 +224,19 @@ def test_unknown_environment_is_accepted_and_ignored_until_mapped(clients: Clien
 
 
 def test_bad_and_missing_signatures_are_401_and_store_nothing(clients: Clients) -> None:
-    body = _fixture("github/deployment.created.payload.json")
-    unconfigured = _github(clients, "deployment", body)
+    body = webhook_payload("github/deployment.created.payload.json")
+    unconfigured = post_github(clients, "deployment", body)
     assert_problem(unconfigured, 401)
     assert "no github integration" in unconfigured.json()["detail"]
     with clients.as_role("admin") as admin:
-        _configure(admin, "github")
-    missing = _github(clients, "deployment", body, signature=None)
+        configure_integration(admin, "github")
+    missing = post_github(clients, "deployment", body, signature=None)
     assert_problem(missing, 401)
     assert "missing" in missing.json()["detail"]
-    wrong = _github(clients, "deployment", body, signature=_sign(body, "another secret"))
+    wrong = post_github(clients, "deployment", body, signature=sign_github(body, "another secret"))
     assert_problem(wrong, 401)
     # Signed, but not over these bytes: one byte more is another body.
-    tampered = _github(clients, "deployment", body + b" ", signature=_sign(body))
+    tampered = post_github(clients, "deployment", body + b" ", signature=sign_github(body))
     assert_problem(tampered, 401)
     assert _deployments(clients) == []
     rejected = _deliveries(clients, "github")
@@ -275,13 +246,13 @@ def test_bad_and_missing_signatures_are_401_and_store_nothing(clients: Clients) 
 
 def test_signed_but_malformed_bodies_are_clear_client_errors(clients: Clients) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "github")
-    not_json = _github(clients, "deployment", b"{not json")
+        configure_integration(admin, "github")
+    not_json = post_github(clients, "deployment", b"{not json")
     assert_problem(not_json, 400)
-    no_deployment = _github(clients, "deployment", b'{"action": "created"}')
+    no_deployment = post_github(clients, "deployment", b'{"action": "created"}')
     assert_problem(no_deployment, 422)
     assert "deployment" in no_deployment.json()["detail"]
-    bad_sha = _github(
+    bad_sha = post_github(
         clients,
         "deployment",
         _variant("github/deployment.created.payload.json", deployment__sha="not-a-sha"),
@@ -294,16 +265,18 @@ def test_signed_but_malformed_bodies_are_clear_client_errors(clients: Clients) -
 def test_workflow_run_completed_records_a_deployment_when_its_name_matches(
     clients: Clients,
 ) -> None:
-    body = _fixture("github/workflow_run.completed.payload.json")
+    body = webhook_payload("github/workflow_run.completed.payload.json")
     with clients.as_role("admin") as admin:
-        _configure(admin, "github")
+        configure_integration(admin, "github")
     # The fixture's workflow is called "test": not a deploy workflow by the default pattern.
-    skipped = _github(clients, "workflow_run", body)
+    skipped = post_github(clients, "workflow_run", body)
     assert skipped.status_code == 202
     assert "'*deploy*'" in skipped.json()["detail"]
     with clients.as_role("admin") as admin:
-        _configure(admin, "github", deploy_workflow="te?t", workflow_environment="staging")
-    recorded = _github(clients, "workflow_run", body)
+        configure_integration(
+            admin, "github", deploy_workflow="te?t", workflow_environment="staging"
+        )
+    recorded = post_github(clients, "workflow_run", body)
     assert recorded.status_code == 200, recorded.text
     detail = _detail(clients, recorded.json()["deployment_id"])
     assert detail["environment"] == "staging"
@@ -313,7 +286,7 @@ def test_workflow_run_completed_records_a_deployment_when_its_name_matches(
     assert detail["logs_url"] == "https://github.com/octo-org/octo-repo/actions/runs/289782451"
     assert detail["commit_timestamp"].startswith("2020-10-05T16:32:07")
 
-    failed = _github(
+    failed = post_github(
         clients,
         "workflow_run",
         _variant(
@@ -330,13 +303,15 @@ def test_workflow_run_completed_records_a_deployment_when_its_name_matches(
 
 def test_other_github_events_are_ignored_and_ping_confirms_the_secret(clients: Clients) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "github")
-    review = _github(
-        clients, "deployment_review", _fixture("github/deployment_review.requested.payload.json")
+        configure_integration(admin, "github")
+    review = post_github(
+        clients,
+        "deployment_review",
+        webhook_payload("github/deployment_review.requested.payload.json"),
     )
     assert review.status_code == 202
     assert review.json()["outcome"] == "ignored"
-    ping = _github(clients, "ping", b'{"zen": "Keep it logically awesome."}')
+    ping = post_github(clients, "ping", b'{"zen": "Keep it logically awesome."}')
     assert ping.status_code == 200
     assert ping.json()["outcome"] == "ping"
     assert _deployments(clients) == []
@@ -347,8 +322,8 @@ def test_other_github_events_are_ignored_and_ping_confirms_the_secret(clients: C
 
 def test_gitlab_deployment_hook_records_environment_sha_status_and_user(clients: Clients) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "gitlab")
-    answer = _gitlab(clients, _fixture("gitlab/deployment.success.gitlab-docs.json"))
+        configure_integration(admin, "gitlab")
+    answer = _gitlab(clients, webhook_payload("gitlab/deployment.success.gitlab-docs.json"))
     assert answer.status_code == 200, answer.text
     assert answer.json()["outcome"] == "recorded"
     detail = _detail(clients, answer.json()["deployment_id"])
@@ -363,7 +338,7 @@ def test_gitlab_deployment_hook_records_environment_sha_status_and_user(clients:
 
 def test_gitlab_running_then_canceled_fails_with_the_reason(clients: Clients) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "gitlab")
+        configure_integration(admin, "gitlab")
     name = "gitlab/deployment.success.go-gitlab.json"
     running = _gitlab(clients, _variant(name, status="running"))
     detail = _detail(clients, running.json()["deployment_id"])
@@ -378,17 +353,19 @@ def test_gitlab_running_then_canceled_fails_with_the_reason(clients: Clients) ->
     assert detail["status"] == "failed"
     assert detail["error_message"] == "canceled in GitLab"
     # The redelivered success of the same deployment id (a new delivery) cannot undo that.
-    assert _gitlab(clients, _fixture(name)).json()["outcome"] == "unchanged"
+    assert _gitlab(clients, webhook_payload(name)).json()["outcome"] == "unchanged"
 
 
 def test_gitlab_token_is_required_and_other_hooks_are_ignored(clients: Clients) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "gitlab")
-    body = _fixture("gitlab/deployment.success.gitlab-docs.json")
+        configure_integration(admin, "gitlab")
+    body = webhook_payload("gitlab/deployment.success.gitlab-docs.json")
     assert_problem(_gitlab(clients, body, token=None), 401)
     assert_problem(_gitlab(clients, body, token="guess"), 401)
     assert _deployments(clients) == []
-    pipeline = _gitlab(clients, _fixture("gitlab/pipeline.go-gitlab.json"), event="Pipeline Hook")
+    pipeline = _gitlab(
+        clients, webhook_payload("gitlab/pipeline.go-gitlab.json"), event="Pipeline Hook"
+    )
     assert pipeline.status_code == 202
     assert "Deployment Hook" in pipeline.json()["detail"]
     assert _deployments(clients) == []
@@ -404,7 +381,7 @@ def test_integration_config_is_admin_only_and_never_shows_the_secret(
     with clients.as_role("admin") as admin:
         missing_secret = admin.put("/api/v1/integrations/github", json={})
         assert_problem(missing_secret, 422)
-        read = _configure(admin, "github", env_map={"prod": "production"})
+        read = configure_integration(admin, "github", env_map={"prod": "production"})
         assert read["env_map"] == {"prod": "production"}
         assert read["webhook_path"] == "/api/v1/integrations/github"
         # Changing the map keeps the secret when none is given.
@@ -423,7 +400,7 @@ def test_integration_config_is_admin_only_and_never_shows_the_secret(
         stored = conn.execute(sa.text("SELECT secret FROM integrations")).scalar_one()
     assert SECRET not in stored
     # The kept secret still verifies webhooks.
-    ping = _github(clients, "ping", b"{}")
+    ping = post_github(clients, "ping", b"{}")
     assert ping.status_code == 200, ping.text
     with clients.as_role("deployer") as deployer:
         assert_problem(deployer.get("/api/v1/integrations"), 403)
@@ -434,7 +411,7 @@ def test_integration_config_is_admin_only_and_never_shows_the_secret(
         audit = admin.get(
             "/api/v1/audit", params={"target_type": "integration", "since": started}
         ).json()
-    assert_problem(_github(clients, "ping", b"{}"), 401)
+    assert_problem(post_github(clients, "ping", b"{}"), 401)
     assert [e["action"] for e in audit["items"]] == [
         "integration.delete",
         "integration.update",
@@ -450,10 +427,10 @@ def test_duplicate_delivery_answers_with_the_deployment_the_first_one_recorded(
     clients: Clients,
 ) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "github")
-    body = _fixture("github/deployment_status.created.payload.json")
-    first = _github(clients, "deployment_status", body, delivery="dup-1")
-    again = _github(clients, "deployment_status", body, delivery="dup-1")
+        configure_integration(admin, "github")
+    body = webhook_payload("github/deployment_status.created.payload.json")
+    first = post_github(clients, "deployment_status", body, delivery="dup-1")
+    again = post_github(clients, "deployment_status", body, delivery="dup-1")
     assert again.json()["outcome"] == "duplicate"
     assert again.json()["deployment_id"] == first.json()["deployment_id"] is not None
     duplicate, _ = _deliveries(clients, "github")
@@ -466,16 +443,16 @@ def test_github_form_encoded_payload_is_accepted_signed_over_the_raw_body(
     from urllib.parse import urlencode
 
     with clients.as_role("admin") as admin:
-        _configure(admin, "github")
+        configure_integration(admin, "github")
     # GitHub's default content type: `payload=<url-encoded JSON>`, signed over those bytes.
     body = urlencode(
-        {"payload": _fixture("github/deployment.created.payload.json").decode()}
+        {"payload": webhook_payload("github/deployment.created.payload.json").decode()}
     ).encode()
     headers = {
         "Content-Type": "application/x-www-form-urlencoded",
         "X-GitHub-Event": "deployment",
         "X-GitHub-Delivery": str(uuid.uuid4()),
-        "X-Hub-Signature-256": _sign(body),
+        "X-Hub-Signature-256": sign_github(body),
     }
     url = f"{clients.server.base_url}/api/v1/integrations/github"
     answer = httpx.post(url, content=body, headers=headers)
@@ -485,7 +462,9 @@ def test_github_form_encoded_payload_is_accepted_signed_over_the_raw_body(
     # The signature is over the encoded bytes, not the JSON inside them.
     wrong = {
         **headers,
-        "X-Hub-Signature-256": _sign(_fixture("github/deployment.created.payload.json")),
+        "X-Hub-Signature-256": sign_github(
+            webhook_payload("github/deployment.created.payload.json")
+        ),
     }
     assert_problem(httpx.post(url, content=body, headers=wrong), 401)
     no_payload = urlencode({"other": "x"}).encode()
@@ -495,7 +474,7 @@ def test_github_form_encoded_payload_is_accepted_signed_over_the_raw_body(
         headers={
             **headers,
             "X-GitHub-Delivery": str(uuid.uuid4()),
-            "X-Hub-Signature-256": _sign(no_payload),
+            "X-Hub-Signature-256": sign_github(no_payload),
         },
     )
     assert_problem(missing, 400)
@@ -505,11 +484,11 @@ def test_github_form_encoded_payload_is_accepted_signed_over_the_raw_body(
 
 def test_same_deployment_id_from_two_repositories_is_two_deployments(clients: Clients) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "github")
-        _configure(admin, "gitlab")
+        configure_integration(admin, "github")
+        configure_integration(admin, "gitlab")
     name = "github/deployment_status.created.payload.json"
-    ours = _github(clients, "deployment_status", _fixture(name))
-    other_repo = _github(
+    ours = post_github(clients, "deployment_status", webhook_payload(name))
+    other_repo = post_github(
         clients,
         "deployment_status",
         _variant(
@@ -520,7 +499,7 @@ def test_same_deployment_id_from_two_repositories_is_two_deployments(clients: Cl
             repository__html_url="https://github.com/someone/else",
         ),
     )
-    other_host = _github(
+    other_host = post_github(
         clients,
         "deployment_status",
         _variant(
@@ -536,7 +515,7 @@ def test_same_deployment_id_from_two_repositories_is_two_deployments(clients: Cl
     assert _detail(clients, ours.json()["deployment_id"])["status"] == "success"
     # GitLab: project scopes the id the same way.
     gitlab = "gitlab/deployment.success.go-gitlab.json"
-    first = _gitlab(clients, _fixture(gitlab))
+    first = _gitlab(clients, webhook_payload(gitlab))
     second = _gitlab(clients, _variant(gitlab, project__id=31, status="failed"))
     assert [first.json()["outcome"], second.json()["outcome"]] == ["recorded", "recorded"]
     assert first.json()["deployment_id"] != second.json()["deployment_id"]
@@ -552,16 +531,18 @@ def test_cancelled_workflow_run_and_canceled_gitlab_deployment_are_not_change_fa
     clients: Clients,
 ) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "github", deploy_workflow="te?t", workflow_environment="production")
-        _configure(admin, "gitlab", env_map={"staging": "production"})
+        configure_integration(
+            admin, "github", deploy_workflow="te?t", workflow_environment="production"
+        )
+        configure_integration(admin, "gitlab", env_map={"staging": "production"})
     run = "github/workflow_run.completed.payload.json"
-    cancelled = _github(
+    cancelled = post_github(
         clients, "workflow_run", _variant(run, workflow_run__conclusion="cancelled")
     )
     detail = _detail(clients, cancelled.json()["deployment_id"])
     assert detail["status"] == "failed"
     assert detail["error_message"].startswith("cancelled in GitHub")
-    _github(clients, "workflow_run", _variant(run, workflow_run__run_attempt=2))
+    post_github(clients, "workflow_run", _variant(run, workflow_run__run_attempt=2))
     canceled = _gitlab(
         clients, _variant("gitlab/deployment.success.go-gitlab.json", status="canceled")
     )
@@ -588,16 +569,18 @@ def test_webhook_triggerers_are_namespaced_apart_from_local_users(
     ``gitlab:<username>``: a local account named like the login (user names cannot contain
     ``:``) is not its triggerer and may not report its status."""
     with clients.as_role("admin") as admin:
-        _configure(admin, "github")
-        _configure(admin, "gitlab")
+        configure_integration(admin, "github")
+        configure_integration(admin, "gitlab")
     assert (
-        _github(clients, "deployment", _fixture("github/deployment.created.payload.json")).json()[
-            "outcome"
-        ]
+        post_github(
+            clients, "deployment", webhook_payload("github/deployment.created.payload.json")
+        ).json()["outcome"]
         == "recorded"
     )
     assert (
-        _gitlab(clients, _fixture("gitlab/deployment.success.gitlab-docs.json")).json()["outcome"]
+        _gitlab(clients, webhook_payload("gitlab/deployment.success.gitlab-docs.json")).json()[
+            "outcome"
+        ]
         == "recorded"
     )
     by = {d["triggered_by"]: d["id"] for d in _deployments(clients)}
@@ -618,8 +601,10 @@ def test_a_deployment_recorded_before_ids_were_scoped_goes_on_after_the_upgrade(
     clients: Clients, engine: Engine
 ) -> None:
     with clients.as_role("admin") as admin:
-        _configure(admin, "github")
-    created = _github(clients, "deployment", _fixture("github/deployment.created.payload.json"))
+        configure_integration(admin, "github")
+    created = post_github(
+        clients, "deployment", webhook_payload("github/deployment.created.payload.json")
+    )
     deployment_id = created.json()["deployment_id"]
     # As an older Shipboard stored it: the bare deployment id.
     with engine.begin() as conn:
@@ -627,7 +612,7 @@ def test_a_deployment_recorded_before_ids_were_scoped_goes_on_after_the_upgrade(
             sa.text("UPDATE integration_deployments SET external_id = '145988746'"),
         )
     # Another repository's deployment 145988746, of another commit, does not take it over.
-    other = _github(
+    other = post_github(
         clients,
         "deployment_status",
         _variant(
@@ -639,8 +624,10 @@ def test_a_deployment_recorded_before_ids_were_scoped_goes_on_after_the_upgrade(
     )
     assert other.json()["outcome"] == "recorded"
     assert other.json()["deployment_id"] != deployment_id
-    status = _github(
-        clients, "deployment_status", _fixture("github/deployment_status.created.payload.json")
+    status = post_github(
+        clients,
+        "deployment_status",
+        webhook_payload("github/deployment_status.created.payload.json"),
     )
     assert status.json()["outcome"] == "updated", status.text
     assert status.json()["deployment_id"] == deployment_id

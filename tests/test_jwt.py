@@ -16,7 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tests.conftest import Database, LiveServer, _free_port
+from tests.support.databases import Database
+from tests.support.live import LiveServer, free_port
 
 SECRET = "test-hs256-secret-of-a-decent-length-0123456789"
 ISSUER = "https://idp.example"
@@ -118,7 +119,7 @@ def test_disabled_local_user_is_refused_even_with_a_valid_jwt(
 ) -> None:
     from shipboard.auth import service as auth
     from shipboard.db.engine import transaction
-    from tests.conftest import SYSTEM
+    from tests.support.databases import SYSTEM
 
     make_user("jwt-disabled", "viewer")
     with transaction(engine) as session:
@@ -153,7 +154,7 @@ def test_jwks_rs256_tokens(db: Database) -> None:
         def log_message(self, *args: Any) -> None:
             pass
 
-    port = _free_port()
+    port = free_port()
     idp = HTTPServer(("127.0.0.1", port), Handler)
     thread = threading.Thread(target=idp.serve_forever, daemon=True)
     thread.start()

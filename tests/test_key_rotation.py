@@ -30,7 +30,7 @@ from shipboard.notifications import service as notifications
 from shipboard.notifications.models import NotificationChannel
 from shipboard.notifications.schemas import ChannelCreate
 from shipboard.ops.keys import check_keys, rotate_key, stored_values
-from tests.conftest import SYSTEM, Database
+from tests.support.databases import SYSTEM, Database
 
 PLAINTEXTS = {
     "staging API_TOKEN": "plain-env-staging-1f3a",

@@ -13,8 +13,9 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.conftest import IN_CI, Clients, Database, LiveServer
-from tests.test_api import assert_problem
+from tests.support.databases import IN_CI, Database
+from tests.support.live import Clients, LiveServer
+from tests.support.problems import assert_problem
 
 REDIS_URL = os.environ.get("SHIPBOARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -12,7 +12,6 @@ import threading
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,11 +20,12 @@ from sqlalchemy.engine import Engine
 from shipboard.core.time import utcnow
 from shipboard.db.engine import system_transaction
 from shipboard.monitoring.models import Alert
-from tests.conftest import Clients
-from tests.test_api import assert_problem
-from tests.test_web_pages import is_html_error, signed_in
+from tests.support.live import Clients
+from tests.support.paths import FIXTURES as FIXTURES_ROOT
+from tests.support.problems import assert_problem
+from tests.support.web import is_html_error, signed_in
 
-FIXTURES = Path(__file__).parent / "fixtures" / "security"
+FIXTURES = FIXTURES_ROOT / "security"
 # semgrep 0.17.0 on the OWASP benchmark: 1768 results (MANIFEST.md).
 MANY = "sarif/semgrep-0.17.0__dd_semgrepowasp-benchmark-sample.sarif"
 

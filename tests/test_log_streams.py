@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from shipboard.deployments import stream
-from tests.conftest import Database, LiveServer, wait_for
-from tests.test_api import assert_problem
+from tests.support.databases import Database
+from tests.support.live import LiveServer, wait_for
+from tests.support.problems import assert_problem
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import random
 import statistics
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,10 +23,11 @@ from sqlalchemy.engine import Engine
 
 from shipboard.monitoring.otlp import histogram_quantile
 from shipboard.monitoring.series import bucket, default_step, percentile
-from tests.conftest import Clients
-from tests.test_api import assert_problem
+from tests.support.live import Clients
+from tests.support.paths import FIXTURES as FIXTURES_ROOT
+from tests.support.problems import assert_problem
 
-FIXTURES = Path(__file__).parent / "fixtures" / "metrics" / "otlp"
+FIXTURES = FIXTURES_ROOT / "metrics" / "otlp"
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 PROTOBUF = "application/x-protobuf"
 

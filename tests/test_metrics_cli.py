@@ -3,31 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
-from tests.conftest import Clients
-
-
-def _cli(
-    clients: Clients, role: str, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "SHIPBOARD_URL": clients.server.base_url,
-        "SHIPBOARD_TOKEN": clients.tokens[role],
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "shipboard", *args],
-        input=stdin,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.support.cli import shipboard_as
+from tests.support.live import Clients
 
 
 def test_push_query_and_report(clients: Clients) -> None:
@@ -43,10 +22,12 @@ def test_push_query_and_report(clients: Clients) -> None:
         )
         for i, v in enumerate([1, 2, 3, 4, 5, 6, 7, 8])
     )
-    pushed = _cli(clients, "service", "metrics", "push", "--env", "staging", stdin=lines + "\n")
+    pushed = shipboard_as(
+        clients, "service", "metrics", "push", "--env", "staging", stdin=lines + "\n"
+    )
     assert pushed.returncode == 0, pushed.stderr
     assert "accepted 8 point(s)" in pushed.stdout
-    query = _cli(
+    query = shipboard_as(
         clients,
         "viewer",
         "metrics",
@@ -62,14 +43,18 @@ def test_push_query_and_report(clients: Clients) -> None:
     )
     assert query.returncode == 0, query.stderr
     assert [v for _, v in json.loads(query.stdout)["points"]] == [1, 2, 3, 4, 5, 6, 7, 8]
-    pretty = _cli(clients, "viewer", "metrics", "query", "cpu", "--env", "staging", "--step", "60")
+    pretty = shipboard_as(
+        clients, "viewer", "metrics", "query", "cpu", "--env", "staging", "--step", "60"
+    )
     assert "▁" in pretty.stdout
     assert "█" in pretty.stdout
-    report = _cli(clients, "viewer", "report", "monitoring", "--env", "staging", "--json")
+    report = shipboard_as(clients, "viewer", "report", "monitoring", "--env", "staging", "--json")
     assert json.loads(report.stdout)["metrics"][0]["name"] == "cpu"
-    bad = _cli(clients, "service", "metrics", "push", "--env", "staging", stdin="{not json\n")
+    bad = shipboard_as(
+        clients, "service", "metrics", "push", "--env", "staging", stdin="{not json\n"
+    )
     assert bad.returncode == 2  # usage: the input is wrong, nothing was sent
     assert "line 1 is not JSON" in bad.stderr
-    refused = _cli(clients, "viewer", "metrics", "push", "--env", "staging", stdin=lines)
+    refused = shipboard_as(clients, "viewer", "metrics", "push", "--env", "staging", stdin=lines)
     assert refused.returncode == 3  # a 403
     assert "403" in refused.stderr

@@ -14,8 +14,8 @@ from shipboard.db.engine import system_transaction
 from shipboard.deployments.models import DeploymentConfig
 from shipboard.environments.service import seed_environments
 from shipboard.integrations.models import IntegrationDeployment
-from tests.conftest import Database
-from tests.spec_schema import SPEC_ENUM_TYPES, SPEC_TABLES
+from tests.support.databases import Database
+from tests.support.spec_schema import SPEC_ENUM_TYPES, SPEC_TABLES
 
 OUR_TABLES = {*SPEC_TABLES, "users", "api_tokens", "audit_events"}
 SQLITE_NO_OPS = {"20261126_0012"}  # row-level security policies exist on PostgreSQL only

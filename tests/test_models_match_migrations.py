@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from shipboard.db import migrate
 from shipboard.db.partitions import PARTITIONED_TABLES
 from shipboard.models import metadata
-from tests.conftest import Database
+from tests.support.databases import Database
 
 PARTITION = re.compile(rf"^({'|'.join(PARTITIONED_TABLES)})_(\d{{4}}_\d{{2}}|default)$")
 

@@ -11,7 +11,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,9 +27,10 @@ from shipboard.monitoring.scheduler import Scheduler
 from shipboard.monitoring.schemas import MonitoringMetricCreate
 from shipboard.monitoring.service import ingest_metrics
 from shipboard.notifications.delivery import send_due
-from tests.conftest import Clients, _free_port
-from tests.test_alerting import Receiver, _channel
-from tests.test_api import assert_problem
+from tests.support.factories import create_channel
+from tests.support.live import Clients, Receiver, free_port
+from tests.support.paths import FIXTURES as FIXTURES_ROOT
+from tests.support.problems import assert_problem
 
 
 def _values(engine: Engine, name: str) -> list[tuple[float, dict[str, str]]]:
@@ -59,9 +59,9 @@ def test_scrapes_a_real_prometheus_client_server_and_survives_a_dead_target(
     registry = CollectorRegistry()
     Gauge("queue_depth", "jobs waiting", ["queue"], registry=registry).labels(queue="emails").set(7)
     Counter("orders", "orders placed", registry=registry).inc(3)
-    port = _free_port()
+    port = free_port()
     server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    dead = _free_port()
+    dead = free_port()
     try:
         _scrape(
             clients,
@@ -92,7 +92,7 @@ def test_a_hanging_scrape_target_holds_up_nothing(clients: Clients, engine: Engi
 
     registry = CollectorRegistry()
     Gauge("healthy_gauge", "a value", registry=registry).set(1)
-    port = _free_port()
+    port = free_port()
     server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -175,7 +175,7 @@ def test_sample_labels_that_clash_with_target_labels_become_exported_unless_hono
         "clash", "labels a target sets too", ["job", "instance", "team"], registry=registry
     )
     clash.labels(job="from-app", instance="pod-7", team="red").set(1)
-    port = _free_port()
+    port = free_port()
     server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     try:
         _scrape(
@@ -226,7 +226,7 @@ def test_an_invalid_scrape_target_is_refused_on_write(
     ), body
 
 
-PROM_TEXT = Path(__file__).parent / "fixtures" / "metrics" / "prometheus-text"
+PROM_TEXT = FIXTURES_ROOT / "metrics" / "prometheus-text"
 
 
 class _Exposition(BaseHTTPRequestHandler):
@@ -432,7 +432,7 @@ def test_deployment_events_and_gate_blocks_reach_the_environments_channels(
     receiver = Receiver()
     try:
         with clients.as_role("admin") as admin:
-            _channel(admin, "deploys", receiver.url)
+            create_channel(admin, "deploys", receiver.url)
             admin.patch(
                 "/api/v1/environments/development",
                 json={"config": {"notification_channels": ["deploys"]}},

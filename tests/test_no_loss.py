@@ -26,7 +26,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.conftest import Clients
+from tests.support.live import Clients
 
 RETRYABLE = {409, 429, 503}
 

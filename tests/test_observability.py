@@ -17,30 +17,15 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine, make_url
 
 from shipboard.deployments.models import DeploymentRun
-from tests.conftest import PG_BASE_URL, Clients, Database, LiveServer, _free_port, wait_for
-from tests.test_api import assert_problem
+from tests.support.databases import PG_BASE_URL, Database
+from tests.support.live import Clients, LiveServer, free_port, wait_for
+from tests.support.problems import assert_problem
+from tests.support.telemetry import scrape, value
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 METRICS_TOKEN = "metrics-" + uuid.uuid4().hex
-
-
-def scrape(client: httpx.Client, **headers: str) -> Samples:
-    response = client.get("/metrics", headers=headers)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 @pytest.fixture
@@ -268,7 +253,7 @@ def test_scrape_time_stays_small(clients: Clients) -> None:
 
 
 def test_request_id_is_in_the_response_and_every_log_line_of_the_request(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     log_file = tmp_path / "stderr.log"
     env = {
         **os.environ,
@@ -398,7 +383,7 @@ def _admin_token(engine: Engine) -> str:
     from shipboard.auth import service as auth
     from shipboard.auth.schemas import UserCreate
     from shipboard.db.engine import system_transaction
-    from tests.conftest import SYSTEM
+    from tests.support.databases import SYSTEM
 
     with system_transaction(engine) as session:
         data = UserCreate(name=f"ops-{uuid.uuid4().hex[:6]}", role="admin")

@@ -14,10 +14,10 @@ from shipboard.core import patterns
 from shipboard.db.engine import system_transaction
 from shipboard.monitoring import alerting
 from shipboard.monitoring.models import Silence
-from tests.conftest import Clients
-from tests.test_alerting import _push, _rule, _tick
-from tests.test_api import assert_problem
-from tests.test_web_pages import signed_in
+from tests.support.factories import create_rule, push_points, tick_alerts
+from tests.support.live import Clients
+from tests.support.problems import assert_problem
+from tests.support.web import signed_in
 
 CATASTROPHIC = "(a+)+$"  # exponential for a backtracking engine on "aaa…b"
 
@@ -115,15 +115,15 @@ def test_catastrophic_silence_does_not_stall_alert_listing(
     start = datetime.now(UTC)
     with clients.as_role("admin") as admin:
         # Enough "a"s to take a backtracking engine ~10 s; RE2 takes microseconds.
-        _rule(admin, "HighErrors", for_s=0, labels={"team": "a" * 27 + "b"})
+        create_rule(admin, "HighErrors", for_s=0, labels={"team": "a" * 27 + "b"})
         created = admin.post(
             "/api/v1/silences",
             json=_silence([{"name": "team", "value": CATASTROPHIC, "isRegex": True}]),
         )
         assert created.status_code == 201, created.text
-    _push(engine, "errors", [50], start)
+    push_points(engine, "errors", [50], start)
     started = time.monotonic()
-    _tick(engine, clients.server.app.state.keyring, start + timedelta(milliseconds=500))
+    tick_alerts(engine, clients.server.app.state.keyring, start + timedelta(milliseconds=500))
     with clients.as_role("viewer") as viewer:
         (alert,) = viewer.get("/api/v1/alerts").json()["items"]
     assert time.monotonic() - started < 3
@@ -146,9 +146,9 @@ def test_a_bad_stored_silence_breaks_no_listing_or_page(clients: Clients, engine
             )
         )
     with clients.as_role("admin") as admin:
-        _rule(admin, "HighErrors", for_s=0)
-    _push(engine, "errors", [50], now)
-    _tick(engine, clients.server.app.state.keyring, now + timedelta(milliseconds=500))
+        create_rule(admin, "HighErrors", for_s=0)
+    push_points(engine, "errors", [50], now)
+    tick_alerts(engine, clients.server.app.state.keyring, now + timedelta(milliseconds=500))
     with clients.as_role("viewer") as viewer:
         alerts = viewer.get("/api/v1/alerts")
         assert alerts.status_code == 200, alerts.text

@@ -28,8 +28,9 @@ from shipboard.performance.importers import (
     ParsedResults,
     parse_results,
 )
+from tests.support.paths import FIXTURES as FIXTURES_ROOT
 
-FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
+FIXTURES = FIXTURES_ROOT / "metrics"
 PYTEST_OUTPUT = FIXTURES / "pytest-benchmark" / "github-action-benchmark" / "pytest_output.json"
 SEVERAL_UNITS = (
     FIXTURES / "pytest-benchmark" / "github-action-benchmark" / "pytest_several_units.json"

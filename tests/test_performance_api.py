@@ -17,12 +17,13 @@ from sqlalchemy import Engine, func, select
 from shipboard.db.engine import system_transaction
 from shipboard.notifications.delivery import send_due
 from shipboard.performance.models import PerformanceMetric
-from tests.conftest import Clients, Receiver
-from tests.test_alerting import _channel
-from tests.test_api import assert_problem
-from tests.test_metrics_cli import _cli
+from tests.support.cli import shipboard_as
+from tests.support.factories import create_channel
+from tests.support.live import Clients, Receiver
+from tests.support.paths import FIXTURES as FIXTURES_ROOT
+from tests.support.problems import assert_problem
 
-FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
+FIXTURES = FIXTURES_ROOT / "metrics"
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
@@ -63,7 +64,7 @@ def test_a_regression_alerts_blocks_production_and_resolves(
 ) -> None:
     rng = random.Random(7)
     with clients.as_role("admin") as admin:
-        _channel(admin, "perf-hook", receiver.url)
+        create_channel(admin, "perf-hook", receiver.url)
         admin.patch(
             "/api/v1/environments/staging",
             json={"config": {"notification_channels": ["perf-hook"]}},
@@ -376,49 +377,53 @@ def test_perf_cli_imports_and_fails_ci_on_a_regression(clients: Clients, tmp_pat
         )
     fine = tmp_path / "fine.csv"
     fine.write_text("name,value,unit\n" + "api.p95,100,ms\n")
-    ok = _cli(clients, "service", "perf", "import", str(fine), "--env", "staging")
+    ok = shipboard_as(clients, "service", "perf", "import", str(fine), "--env", "staging")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "imported 1 result(s) from csv; 0 regression(s)" in ok.stdout
     slow = tmp_path / "slow.csv"
     slow.write_text("name,value,unit\n" + "api.p95,150,ms\n" * 5)
-    failed = _cli(
+    failed = shipboard_as(
         clients, "service", "perf", "import", str(slow), "--env", "staging", "--version", "9.9"
     )
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "REGRESSION" in failed.stdout
-    listed = _cli(clients, "viewer", "perf", "regressions", "--env", "staging", "--json")
+    listed = shipboard_as(clients, "viewer", "perf", "regressions", "--env", "staging", "--json")
     assert listed.returncode == 0, listed.stderr
     (regression,) = json.loads(listed.stdout)["items"]
     assert (regression["name"], regression["version"]) == ("api.p95", "9.9")
 
-    missing = _cli(clients, "service", "perf", "import", str(tmp_path / "nope"), "--env", "x")
+    missing = shipboard_as(
+        clients, "service", "perf", "import", str(tmp_path / "nope"), "--env", "x"
+    )
     assert missing.returncode != 0
     assert "is not a file" in missing.stderr
     bad = tmp_path / "bad.csv"
     bad.write_text("name,value,unit\nx,abc,ms\n")
-    refused = _cli(clients, "service", "perf", "import", str(bad), "--env", "staging")
+    refused = shipboard_as(clients, "service", "perf", "import", str(bad), "--env", "staging")
     assert refused.returncode == 1  # the server refused the file (422)
     assert "abc" in refused.stderr
     assert "Traceback" not in refused.stderr
 
 
 def test_report_cli(clients: Clients) -> None:
-    report = _cli(clients, "viewer", "report", "dora", "--env", "production", "--format", "json")
+    report = shipboard_as(
+        clients, "viewer", "report", "dora", "--env", "production", "--format", "json"
+    )
     assert report.returncode == 0, report.stderr
     body = json.loads(report.stdout)
     assert body["environment"] == "production"
     assert body["change_failure_rate"]["value"] is None
-    table = _cli(clients, "viewer", "report", "dora")
+    table = shipboard_as(clients, "viewer", "report", "dora")
     assert table.returncode == 0, table.stderr
     assert "change failure rate" in table.stdout
-    as_csv = _cli(clients, "viewer", "report", "dora", "--format", "csv")
+    as_csv = shipboard_as(clients, "viewer", "report", "dora", "--format", "csv")
     assert as_csv.returncode == 0
     assert as_csv.stdout.splitlines()[0].startswith("week_start,")
-    perf = _cli(clients, "viewer", "report", "performance", "--env", "staging")
+    perf = shipboard_as(clients, "viewer", "report", "performance", "--env", "staging")
     assert perf.returncode == 0, perf.stderr
     assert "0 benchmark series" in perf.stdout
-    wrong = _cli(clients, "viewer", "report", "dora", "--format", "pdf")
+    wrong = shipboard_as(clients, "viewer", "report", "dora", "--format", "pdf")
     assert wrong.returncode != 0
     assert "--format" in wrong.stderr
-    unknown = _cli(clients, "viewer", "report", "dora", "--env", "moon")
+    unknown = shipboard_as(clients, "viewer", "report", "dora", "--env", "moon")
     assert unknown.returncode != 0

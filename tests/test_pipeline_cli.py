@@ -11,8 +11,8 @@ import sys
 import time
 from typing import Any
 
-from tests.conftest import Clients
-from tests.test_pipelines import _set_pipeline, _steps
+from tests.support.factories import pipeline_steps, set_pipeline
+from tests.support.live import Clients
 
 SECRET = "pipeline-secret"
 
@@ -51,7 +51,7 @@ def test_deploy_wait_json_exits_0_on_success_and_1_on_failure(
     clients: Clients, worker: Any
 ) -> None:
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "staging", _steps(("ship", "deploy", "echo shipped")))
+        set_pipeline(admin, "staging", pipeline_steps(("ship", "deploy", "echo shipped")))
     ok = _deploy(clients, "deployer", "staging", "2.0.0", "--wait", "--json")
     assert ok.returncode == 0, ok.stderr
     # Standard output is one JSON document: the finished deployment. The log went to stderr.
@@ -60,7 +60,7 @@ def test_deploy_wait_json_exits_0_on_success_and_1_on_failure(
     assert "shipped" in ok.stderr
 
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "staging", _steps(("ship", "deploy", "exit 9")))
+        set_pipeline(admin, "staging", pipeline_steps(("ship", "deploy", "exit 9")))
     bad = _deploy(clients, "deployer", "staging", "2.0.1", "--wait", "--json")
     assert bad.returncode == 1
     failed = json.loads(bad.stdout)

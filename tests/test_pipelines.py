@@ -17,49 +17,16 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
-from tests.conftest import Clients, Database, _free_port, wait_for
-from tests.test_api import assert_problem
-
-TERMINAL = ("success", "failed", "rolled_back")
-
-
-def _set_pipeline(
-    client: httpx.Client, env: str, pipeline: dict[str, Any], **features: bool
-) -> None:
-    patch: dict[str, Any] = {"config": {"pipeline": pipeline}}
-    if features:
-        patch["features"] = features
-    response = client.patch(f"/api/v1/environments/{env}", json=patch)
-    assert response.status_code == 200, response.text
-
-
-def _deploy(
-    client: httpx.Client, env: str = "staging", version: str = "1.0.0", **extra: Any
-) -> str:
-    response = client.post(
-        "/api/v1/deployments",
-        json={"environment": env, "version": version, "commit_sha": "abcdef1", **extra},
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
-def _wait_final(client: httpx.Client, did: str, timeout: float = 30) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        detail = client.get(f"/api/v1/deployments/{did}").json()
-        return detail if detail["status"] in TERMINAL else None
-
-    return dict(wait_for(done, timeout=timeout))
-
-
-def _logs(client: httpx.Client, did: str) -> list[dict[str, Any]]:
-    return list(
-        client.get(f"/api/v1/deployments/{did}/logs", params={"limit": 500}).json()["items"]
-    )
-
-
-def _steps(*specs: tuple[str, str, str], **extra: Any) -> dict[str, Any]:
-    return {"steps": [{"name": n, "stage": s, "run": r, **extra} for n, s, r in specs]}
+from tests.support.databases import Database
+from tests.support.factories import (
+    deployment_logs,
+    pipeline_steps,
+    set_pipeline,
+    start_deployment,
+    wait_final,
+)
+from tests.support.live import Clients, free_port, wait_for
+from tests.support.problems import assert_problem
 
 
 class Health:
@@ -79,7 +46,7 @@ class Health:
                 pass
 
         self.hits = 0
-        self.port = _free_port()
+        self.port = free_port()
         self.server = HTTPServer(("127.0.0.1", self.port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -101,10 +68,10 @@ def test_pipeline_success_with_times_ordered_logs_and_masked_secret(
 ) -> None:
     with clients.as_role("admin") as admin:
         admin.put("/api/v1/environments/staging/secrets/DB_PASSWORD", json={"value": "hunter2-xyz"})
-        _set_pipeline(
+        set_pipeline(
             admin,
             "staging",
-            _steps(
+            pipeline_steps(
                 ("compile", "build", 'echo "building $SHIPBOARD_VERSION"; sleep 0.2; echo two'),
                 # stdout and stderr are two pipes: lines keep their order within each, and
                 # across them only by arrival, hence the pause.
@@ -118,9 +85,9 @@ def test_pipeline_success_with_times_ordered_logs_and_masked_secret(
             ),
         )
     with clients.as_role("deployer") as client:
-        did = _deploy(client)
-        detail = _wait_final(client, did)
-        lines = _logs(client, did)
+        did = start_deployment(client)
+        detail = wait_final(client, did)
+        lines = deployment_logs(client, did)
     assert detail["status"] == "success", detail
     assert detail["build_time"] >= 200
     assert detail["deploy_time"] is not None
@@ -154,10 +121,10 @@ def test_step_environment_does_not_leak_the_servers_own(clients: Clients, worker
     os.environ["SHIPBOARD_SECRET_KEYS_CANARY"] = "must-not-leak"
     try:
         with clients.as_role("admin") as admin:
-            _set_pipeline(admin, "staging", _steps(("env", "deploy", "env | sort")))
-            did = _deploy(admin)
-            assert _wait_final(admin, did)["status"] == "success"
-            text = "\n".join(line["message"] for line in _logs(admin, did))
+            set_pipeline(admin, "staging", pipeline_steps(("env", "deploy", "env | sort")))
+            did = start_deployment(admin)
+            assert wait_final(admin, did)["status"] == "success"
+            text = "\n".join(line["message"] for line in deployment_logs(admin, did))
     finally:
         del os.environ["SHIPBOARD_SECRET_KEYS_CANARY"]
     assert "SHIPBOARD_DEPLOYMENT_ID=" in text
@@ -166,18 +133,18 @@ def test_step_environment_does_not_leak_the_servers_own(clients: Clients, worker
 
 def test_failing_step_fails_the_deployment_naming_it(clients: Clients, worker: Any) -> None:
     with clients.as_role("admin") as admin:
-        _set_pipeline(
+        set_pipeline(
             admin,
             "staging",
-            _steps(
+            pipeline_steps(
                 ("ok", "build", "true"),
                 ("migrate", "deploy", "sleep 0.3; echo nope >&2; exit 3"),
                 ("never", "verify", "echo x"),
             ),
         )
-        did = _deploy(admin)
-        detail = _wait_final(admin, did)
-        messages = [line["message"] for line in _logs(admin, did)]
+        did = start_deployment(admin)
+        detail = wait_final(admin, did)
+        messages = [line["message"] for line in deployment_logs(admin, did)]
     assert detail["status"] == "failed"
     assert detail["error_message"] == "step 'migrate' (deploy) exited with code 3"
     assert "x" not in messages
@@ -188,14 +155,14 @@ def test_failing_step_fails_the_deployment_naming_it(clients: Clients, worker: A
 
 def test_step_timeout(clients: Clients, worker: Any) -> None:
     with clients.as_role("admin") as admin:
-        _set_pipeline(
+        set_pipeline(
             admin,
             "staging",
             {"steps": [{"name": "slow", "stage": "build", "run": "sleep 20", "timeout_s": 0.5}]},
         )
         started = time.monotonic()
-        did = _deploy(admin)
-        detail = _wait_final(admin, did)
+        did = start_deployment(admin)
+        detail = wait_final(admin, did)
     assert detail["status"] == "failed"
     assert detail["error_message"] == "step 'slow' (build) timed out after 0.5 s"
     assert time.monotonic() - started < 10
@@ -204,7 +171,9 @@ def test_step_timeout(clients: Clients, worker: Any) -> None:
 def test_failed_healthcheck_fails_with_measurements(
     clients: Clients, worker: Any, health: Health, tmp_path: Path
 ) -> None:
-    pipeline = _steps(("ship", "deploy", f"echo $SHIPBOARD_VERSION > {tmp_path / 'current'}"))
+    pipeline = pipeline_steps(
+        ("ship", "deploy", f"echo $SHIPBOARD_VERSION > {tmp_path / 'current'}")
+    )
     pipeline["healthcheck"] = {
         "url": health.url,
         "expect_status": 200,
@@ -212,9 +181,9 @@ def test_failed_healthcheck_fails_with_measurements(
         "interval_s": 0.05,
     }
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "staging", pipeline)
-        did = _deploy(admin, version="2.0.0")
-        detail = _wait_final(admin, did)
+        set_pipeline(admin, "staging", pipeline)
+        did = start_deployment(admin, version="2.0.0")
+        detail = wait_final(admin, did)
     assert detail["status"] == "failed"
     assert "healthcheck" in detail["error_message"]
     assert "expected HTTP 200, got HTTP 503 after 3 attempt(s)" in detail["error_message"]
@@ -228,13 +197,15 @@ def test_failed_healthcheck_fails_with_measurements(
 def test_auto_rollback_after_failed_healthcheck(
     clients: Clients, worker: Any, health: Health, tmp_path: Path
 ) -> None:
-    pipeline = _steps(("ship", "deploy", f"echo $SHIPBOARD_VERSION > {tmp_path / 'current'}"))
+    pipeline = pipeline_steps(
+        ("ship", "deploy", f"echo $SHIPBOARD_VERSION > {tmp_path / 'current'}")
+    )
     pipeline["healthcheck"] = {"url": health.url, "retries": 1, "interval_s": 0.05}
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "staging", pipeline, auto_rollback=True)
-        good = _deploy(admin, version="1.0.0")
-        assert _wait_final(admin, good)["status"] == "success"
-        bad = _deploy(admin, version="2.0.0")
+        set_pipeline(admin, "staging", pipeline, auto_rollback=True)
+        good = start_deployment(admin, version="1.0.0")
+        assert wait_final(admin, good)["status"] == "success"
+        bad = start_deployment(admin, version="2.0.0")
 
         def rolled_back() -> dict[str, Any] | None:
             detail = admin.get(f"/api/v1/deployments/{bad}").json()
@@ -278,10 +249,10 @@ def test_queue_runs_one_at_a_time_in_creation_order(
 ) -> None:
     trace = tmp_path / "trace"
     with clients.as_role("admin") as admin:
-        _set_pipeline(
+        set_pipeline(
             admin,
             "staging",
-            _steps(
+            pipeline_steps(
                 (
                     "ship",
                     "deploy",
@@ -290,9 +261,9 @@ def test_queue_runs_one_at_a_time_in_creation_order(
                 )
             ),
         )
-        ids = [_deploy(admin, version=f"1.0.{i}") for i in range(3)]
+        ids = [start_deployment(admin, version=f"1.0.{i}") for i in range(3)]
         for did in ids:
-            assert _wait_final(admin, did)["status"] == "success"
+            assert wait_final(admin, did)["status"] == "success"
     assert trace.read_text().split("\n")[:-1] == [
         "start 1.0.0",
         "end 1.0.0",
@@ -308,15 +279,17 @@ def test_cancel_of_a_running_step_kills_its_children(
 ) -> None:
     pid_file = tmp_path / "child.pid"
     with clients.as_role("admin") as admin:
-        _set_pipeline(
-            admin, "staging", _steps(("hang", "deploy", f"sleep 60 & echo $! > {pid_file}; wait"))
+        set_pipeline(
+            admin,
+            "staging",
+            pipeline_steps(("hang", "deploy", f"sleep 60 & echo $! > {pid_file}; wait")),
         )
-        did = _deploy(admin)
+        did = start_deployment(admin)
         wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
         child = int(pid_file.read_text())
         response = admin.post(f"/api/v1/deployments/{did}/cancel")
         assert response.status_code == 200, response.text
-        detail = _wait_final(admin, did)
+        detail = wait_final(admin, did)
     assert (detail["status"], detail["error_message"]) == ("failed", "cancelled by admin-user")
 
     def gone() -> bool:
@@ -449,9 +422,11 @@ def test_approval_by_another_user_and_self_approval_refused(
     clients: Clients, worker: Any, make_user: Any
 ) -> None:
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "staging", _steps(("ship", "deploy", "true")), require_approval=True)
+        set_pipeline(
+            admin, "staging", pipeline_steps(("ship", "deploy", "true")), require_approval=True
+        )
     with clients.as_role("deployer") as deployer:
-        did = _deploy(deployer)
+        did = start_deployment(deployer)
         time.sleep(0.5)
         detail = deployer.get(f"/api/v1/deployments/{did}").json()
         assert (detail["status"], detail["approval"]["required"]) == ("pending", True)
@@ -463,7 +438,7 @@ def test_approval_by_another_user_and_self_approval_refused(
     )
     assert response.status_code == 200, response.text
     with clients.as_role("deployer") as deployer:
-        detail = _wait_final(deployer, did)
+        detail = wait_final(deployer, did)
     assert detail["status"] == "success"
     assert detail["approval"]["approved_by"] == "approver"
 
@@ -474,7 +449,7 @@ def test_rejection_fails_without_running(clients: Clients, make_user: Any) -> No
             "/api/v1/environments/development/features/require_approval", json={"enabled": True}
         )
     with clients.as_role("deployer") as deployer:
-        did = _deploy(deployer, env="development")
+        did = start_deployment(deployer, env="development")
         assert_problem(
             deployer.post(f"/api/v1/deployments/{did}/status", json={"status": "building"}), 409
         )
@@ -524,10 +499,10 @@ def test_killed_worker_fails_the_deployment_once_and_auto_rollback_runs(
 
     marker = tmp_path / "deploying"
     with clients.as_role("admin") as admin:
-        _set_pipeline(
+        set_pipeline(
             admin,
             "staging",
-            _steps(
+            pipeline_steps(
                 (
                     "ship",
                     "deploy",
@@ -550,9 +525,9 @@ def test_killed_worker_fails_the_deployment_once_and_auto_rollback_runs(
     )
     try:
         with clients.as_role("admin") as admin:
-            good = _deploy(admin, version="1.0.0")
-            assert _wait_final(admin, good)["status"] == "success"
-            bad = _deploy(admin, version="2.0.0")
+            good = start_deployment(admin, version="1.0.0")
+            assert wait_final(admin, good)["status"] == "success"
+            bad = start_deployment(admin, version="2.0.0")
             wait_for(marker.exists)
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
@@ -568,7 +543,7 @@ def test_killed_worker_fails_the_deployment_once_and_auto_rollback_runs(
             # The rollback is queued; the surviving worker runs it.
             assert survivor.step() is True
             final = admin.get(f"/api/v1/deployments/{bad}").json()
-            lines = _logs(admin, bad)
+            lines = deployment_logs(admin, bad)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -587,9 +562,9 @@ def test_two_workers_run_fifty_deployments_each_exactly_once(
 
     with clients.as_role("admin") as admin:
         for env in ("development", "staging"):
-            _set_pipeline(admin, env, _steps(("noop", "deploy", "true")))
+            set_pipeline(admin, env, pipeline_steps(("noop", "deploy", "true")))
         ids = [
-            _deploy(admin, env=("development", "staging")[i % 2], version=f"1.0.{i}")
+            start_deployment(admin, env=("development", "staging")[i % 2], version=f"1.0.{i}")
             for i in range(50)
         ]
     workers = [
@@ -603,7 +578,7 @@ def test_two_workers_run_fifty_deployments_each_exactly_once(
     try:
         with clients.as_role("admin") as admin:
             for did in ids:
-                assert _wait_final(admin, did, timeout=120)["status"] == "success"
+                assert wait_final(admin, did, timeout=120)["status"] == "success"
     finally:
         for thread, stop in workers:
             stop.set()
@@ -634,10 +609,12 @@ def test_step_output_with_nul_is_stored_with_a_replacement_character(
     """A step printing NUL (PostgreSQL cannot store it in text) does not break the worker's
     insert: the NUL becomes U+FFFD and the deployment finishes."""
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "staging", _steps(("nul", "deploy", "printf 'a\\000b\\n'")))
-        did = _deploy(admin)
-        detail = _wait_final(admin, did)
-        messages = [line["message"] for line in _logs(admin, did) if line["source"] == "deploy"]
+        set_pipeline(admin, "staging", pipeline_steps(("nul", "deploy", "printf 'a\\000b\\n'")))
+        did = start_deployment(admin)
+        detail = wait_final(admin, did)
+        messages = [
+            line["message"] for line in deployment_logs(admin, did) if line["source"] == "deploy"
+        ]
     assert detail["status"] == "success", detail
     assert messages == ["a\ufffdb"]
 
@@ -671,10 +648,10 @@ def test_multi_line_secret_is_masked_on_every_line_and_across_chunks(
             f"printf 'half:{body[1][:30]}'; sleep 0.3; printf '{body[1][30:]}:end\\n'; "
             "printf 'tok-01234'; sleep 0.3; printf '56789abcdef done\\n'"
         )
-        _set_pipeline(admin, "staging", _steps(("leak", "deploy", script)))
-        did = _deploy(admin)
-        detail = _wait_final(admin, did)
-        text = "\n".join(line["message"] for line in _logs(admin, did))
+        set_pipeline(admin, "staging", pipeline_steps(("leak", "deploy", script)))
+        did = start_deployment(admin)
+        detail = wait_final(admin, did)
+        text = "\n".join(line["message"] for line in deployment_logs(admin, did))
     assert detail["status"] == "success", detail
     for secret_line in body:
         assert secret_line not in text
@@ -711,15 +688,17 @@ def test_healthcheck_url_credentials_stay_out_of_logs_analysis_and_errors(
 ) -> None:
     """A healthcheck URL with ``user:pass@`` and ``?token=``: the deployment's log, analysis and
     error message, which every viewer reads, show it without them."""
-    pipeline = _steps(("ship", "deploy", f"echo $SHIPBOARD_VERSION > {tmp_path / 'current'}"))
+    pipeline = pipeline_steps(
+        ("ship", "deploy", f"echo $SHIPBOARD_VERSION > {tmp_path / 'current'}")
+    )
     url = health.url.replace("http://", "http://probe:hc-pass-9@") + "?token=hc-tok-8"
     pipeline["healthcheck"] = {"url": url, "retries": 0, "interval_s": 0.05}
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "staging", pipeline)
-        did = _deploy(admin, version="2.0.0")
+        set_pipeline(admin, "staging", pipeline)
+        did = start_deployment(admin, version="2.0.0")
     with clients.as_role("viewer") as viewer:
-        detail = _wait_final(viewer, did)
-        text = str(detail) + "\n".join(line["message"] for line in _logs(viewer, did))
+        detail = wait_final(viewer, did)
+        text = str(detail) + "\n".join(line["message"] for line in deployment_logs(viewer, did))
     assert detail["status"] == "failed"
     assert "hc-pass-9" not in text
     assert "hc-tok-8" not in text

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from shipboard.db.engine import bind_identity, create_db_engine, transaction
 from shipboard.db.partitions import ensure_partitions, month_start, partition_name
-from tests.conftest import Database
+from tests.support.databases import Database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("backend", ["postgres"], indirect=True)]
 

@@ -27,7 +27,8 @@ from shipboard.environments.models import Environment
 from shipboard.ops.privacy import Scrubber, erase_user, pseudonym
 from shipboard.reports.service import dora_report
 from shipboard.security.models import FindingIdentity
-from tests.conftest import SYSTEM, Clients, Database
+from tests.support.databases import SYSTEM, Database
+from tests.support.live import Clients
 
 COMMIT = "abcdef1234567"
 
@@ -374,7 +375,7 @@ def test_a_jwt_for_an_erased_name_is_refused(
 ) -> None:
     import jwt as pyjwt
 
-    from tests.conftest import LiveServer
+    from tests.support.live import LiveServer
 
     secret = "privacy-test-hs256-secret-0123456789abcdef"
     live = LiveServer(db.url, jwt_secret=secret)

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from shipboard.core.redaction import REDACTED, redact, redact_text
-from tests.conftest import Clients, Database
+from tests.support.databases import Database
+from tests.support.live import Clients
 
 SLACK = "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
 DISCORD = "https://discord.com/api/webhooks/123456789012345678/abcDEF-ghiJKL_token"

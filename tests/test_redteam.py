@@ -14,9 +14,9 @@ from sqlalchemy.engine import Engine
 
 from shipboard.core.netguard import DEFAULT_POLICY
 from shipboard.notifications import senders
-from tests.conftest import Clients
-from tests.test_ssrf import METADATA, _resolver
-from tests.test_web_auth import browser, login, set_password
+from tests.support.dns import METADATA, fake_resolver
+from tests.support.live import Clients
+from tests.support.web import browser, login, set_password
 
 # Valid ISO 8601 whose UTC is before year 1 or after year 9999.
 BEFORE_YEAR_ONE = "0001-01-01T00:00:00+14:00"
@@ -143,7 +143,7 @@ def test_email_goes_only_to_an_address_the_policy_checked(smtp: tuple[int, list[
     exist only in the injected resolver)."""
     port, received = smtp
     policy = DEFAULT_POLICY.with_resolver(
-        _resolver({"rebind.example.test": [METADATA], "mail.example.test": ["127.0.0.1"]})
+        fake_resolver({"rebind.example.test": [METADATA], "mail.example.test": ["127.0.0.1"]})
     )
     config = {"port": port, "from": "shipboard@example.test", "to": "ops@example.test"}
     refused = senders.send(

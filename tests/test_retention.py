@@ -23,7 +23,7 @@ from shipboard.environments.models import Environment
 from shipboard.monitoring.models import MonitoringMetric, OtlpCumulativeState
 from shipboard.ops import retention
 from shipboard.performance.models import PerformanceMetric
-from tests.conftest import Database
+from tests.support.databases import Database
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Clients, wait_for
-from tests.test_api import assert_problem
-from tests.test_pipelines import _deploy, _set_pipeline, _steps, _wait_final
+from tests.support.factories import pipeline_steps, set_pipeline, start_deployment, wait_final
+from tests.support.live import Clients, wait_for
+from tests.support.problems import assert_problem
 
 
 def _report(client: httpx.Client, version: str, env: str = "development") -> str:
@@ -155,17 +155,17 @@ def test_automatic_rollback_skips_approval_and_freezes(
     approver = make_user("auto-approver", "deployer")
     marker = tmp_path / "current"
     # 2.0.0 fails its verification after its deploy step ran: the worker rolls back.
-    pipeline = _steps(
+    pipeline = pipeline_steps(
         ("ship", "deploy", f"echo $SHIPBOARD_VERSION > {marker}"),
         ("check", "verify", 'test "$SHIPBOARD_VERSION" != 2.0.0'),
     )
     with clients.as_role("admin") as admin:
-        _set_pipeline(admin, "staging", pipeline, auto_rollback=True)
-        good = _deploy(admin, version="1.0.0")
-        assert _wait_final(admin, good)["status"] == "success"
+        set_pipeline(admin, "staging", pipeline, auto_rollback=True)
+        good = start_deployment(admin, version="1.0.0")
+        assert wait_final(admin, good)["status"] == "success"
     _feature(clients, "require_approval", True, env="staging")
     with clients.as_role("deployer") as deployer:
-        bad = _deploy(deployer, version="2.0.0")
+        bad = start_deployment(deployer, version="2.0.0")
     with httpx.Client(
         base_url=clients.server.base_url, headers={"Authorization": f"Bearer {approver}"}
     ) as other:
@@ -228,7 +228,7 @@ def test_cli_rollback_refuses_an_old_deployment_and_admins_force_past_a_freeze(
 def test_the_deployment_page_offers_rollback_only_on_the_serving_deployment(
     clients: Clients, engine: Any
 ) -> None:
-    from tests.test_web_auth import browser, login, set_password
+    from tests.support.web import browser, login, set_password
 
     with clients.as_role("deployer") as deployer:
         old = _report(deployer, "1.0.0")

@@ -30,7 +30,8 @@ from shipboard.auth.schemas import UserCreate
 from shipboard.core.crypto import generate_key
 from shipboard.db.engine import create_db_engine, system_transaction
 from shipboard.db.leader import SCHEDULER_LEADER_LOCK
-from tests.conftest import IN_CI, SYSTEM, DatabaseFactory, _free_port, wait_for
+from tests.support.databases import IN_CI, SYSTEM, DatabaseFactory
+from tests.support.live import free_port, wait_for
 
 REDIS_URL = os.environ.get("SHIPBOARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TERMINAL = ("success", "failed", "rolled_back")
@@ -58,7 +59,7 @@ class ScrapeTarget:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = HTTPServer(("127.0.0.1", _free_port()), Handler)
+        self.server = HTTPServer(("127.0.0.1", free_port()), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/metrics"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -97,7 +98,7 @@ class Cluster:
         return proc
 
     def serve(self, name: str) -> None:
-        port = _free_port()
+        port = free_port()
         self.start(name, "serve", "--no-worker", "--port", str(port))
         self.apis.append(f"http://127.0.0.1:{port}")
 

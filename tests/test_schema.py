@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from shipboard.db import migrate
-from tests.conftest import Database, DatabaseFactory
-from tests.spec_schema import (
+from tests.support.databases import Database, DatabaseFactory
+from tests.support.spec_schema import (
     PARTITIONED,
     SPEC_CHECKS,
     SPEC_ENUM_TYPES,

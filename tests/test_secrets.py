@@ -19,8 +19,9 @@ from shipboard.core.crypto import Keyring, KeysUnusable, generate_key
 from shipboard.core.logging import configure_logging
 from shipboard.db.engine import transaction
 from shipboard.environments.service import decrypted_secrets
-from tests.conftest import Clients, Database, LiveServer
-from tests.test_api import assert_problem
+from tests.support.databases import Database
+from tests.support.live import Clients, LiveServer
+from tests.support.problems import assert_problem
 
 
 def _all_rows_as_text(engine: Engine) -> str:
@@ -151,7 +152,7 @@ def test_second_key_still_reads_values_written_under_the_first(
 def _admin_token(engine: Engine) -> str:
     from shipboard.auth import service as auth
     from shipboard.auth.schemas import UserCreate
-    from tests.conftest import SYSTEM
+    from tests.support.databases import SYSTEM
 
     with transaction(engine) as session:
         return auth.create_user(

@@ -2,46 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.conftest import Clients
-from tests.test_api import assert_problem
-
-FIXTURES = Path(__file__).parent / "fixtures" / "security"
-
-
-def _import(
-    client: httpx.Client, relative: str, environment: str = "staging", **form: str
-) -> httpx.Response:
-    content = (FIXTURES / relative).read_bytes()
-    return client.post(
-        "/api/v1/security/scans/import",
-        files={"file": (Path(relative).name, content, "application/json")},
-        data={"environment": environment, **form},
-    )
-
-
-def _ok(response: httpx.Response) -> dict[str, Any]:
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-def _current(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    return list(
-        client.get("/api/v1/security/findings", params={"environment": "staging", **params}).json()[
-            "items"
-        ]
-    )
+from tests.support.factories import created, current_findings, import_report
+from tests.support.live import Clients
+from tests.support.problems import assert_problem
 
 
 def test_import_creates_a_completed_scan_with_summary_and_findings(clients: Clients) -> None:
     with clients.as_role("deployer") as client:
-        body = _ok(_import(client, "npm_audit/dd_npm6_many_vuln.json"))
+        body = created(import_report(client, "npm_audit/dd_npm6_many_vuln.json"))
         scan = body["scan"]
         assert (scan["type"], scan["status"], body["tool"], body["findings"]) == (
             "dependency",
@@ -58,14 +29,16 @@ def test_import_creates_a_completed_scan_with_summary_and_findings(clients: Clie
 
 def test_moved_lines_keep_the_finding_and_a_new_fingerprint_resolves_it(clients: Clients) -> None:
     with clients.as_role("service") as client:
-        first = _ok(_import(client, "semgrep/dd_close_old_findings_report_line31.json"))
-        second = _ok(_import(client, "semgrep/dd_close_old_findings_report_second_run_line24.json"))
-        third = _ok(
-            _import(
+        first = created(import_report(client, "semgrep/dd_close_old_findings_report_line31.json"))
+        second = created(
+            import_report(client, "semgrep/dd_close_old_findings_report_second_run_line24.json")
+        )
+        third = created(
+            import_report(
                 client, "semgrep/dd_close_old_findings_report_third_run_different_unique_id.json"
             )
         )
-        current = _current(client)
+        current = current_findings(client)
     assert (first["new"], second["new"], second["resolved"]) == (1, 0, 0)
     assert (third["new"], third["resolved"]) == (1, 1)
     states = sorted(f["status"] for f in current)
@@ -77,11 +50,11 @@ def test_moved_lines_keep_the_finding_and_a_new_fingerprint_resolves_it(clients:
 
 def test_subset_resolves_and_the_full_report_reopens_the_same_identities(clients: Clients) -> None:
     with clients.as_role("service") as client:
-        full = _ok(_import(client, "trivy/dd_kubernetes.json"))
-        subset = _ok(_import(client, "trivy/dd_kubernetes_fabricated_subset.json"))
-        after_subset = _current(client)
-        again = _ok(_import(client, "trivy/dd_kubernetes.json"))
-        after_again = _current(client)
+        full = created(import_report(client, "trivy/dd_kubernetes.json"))
+        subset = created(import_report(client, "trivy/dd_kubernetes_fabricated_subset.json"))
+        after_subset = current_findings(client)
+        again = created(import_report(client, "trivy/dd_kubernetes.json"))
+        after_again = current_findings(client)
     assert full["new"] == 20
     assert (subset["new"], subset["resolved"]) == (0, 7)
     assert sorted(f["status"] for f in after_subset).count("resolved") == 7
@@ -93,19 +66,19 @@ def test_subset_resolves_and_the_full_report_reopens_the_same_identities(clients
 
 def test_triage_carries_forward_and_suppressions_are_false_positives(clients: Clients) -> None:
     with clients.as_role("deployer") as client:
-        _ok(_import(client, "pip_audit/dd_many_vulns_new.json"))
-        target = _current(client)[0]
+        created(import_report(client, "pip_audit/dd_many_vulns_new.json"))
+        target = current_findings(client)[0]
         response = client.patch(
             f"/api/v1/security/findings/{target['id']}",
             json={"status": "accepted_risk", "reason": "not reachable from our code"},
         )
         assert response.status_code == 204, response.text
-        _ok(_import(client, "pip_audit/dd_many_vulns_new.json"))
-        triaged = [f for f in _current(client) if f["fingerprint"] == target["fingerprint"]]
+        created(import_report(client, "pip_audit/dd_many_vulns_new.json"))
+        triaged = [f for f in current_findings(client) if f["fingerprint"] == target["fingerprint"]]
         assert triaged[0]["status"] == "triaged"
         assert triaged[0]["triage_reason"] == "not reachable from our code"
-        _ok(
-            _import(
+        created(
+            import_report(
                 client,
                 "sarif/sarif-spec-example__dd_suppression_test.sarif",
                 environment="development",
@@ -139,7 +112,7 @@ def test_bad_reports_are_refused_and_store_nothing(clients: Clients, engine: Eng
             )
             body = assert_problem(response, 422)
             assert expected in str(body["detail"])
-        assert_problem(_import(client, "bandit/dd_no_vuln.json", environment="qa"), 422)
+        assert_problem(import_report(client, "bandit/dd_no_vuln.json", environment="qa"), 422)
     with clients.as_role("admin") as admin:
         admin.patch("/api/v1/environments/staging", json={"config": {"max_file_size_mb": 0}})
         admin.patch("/api/v1/environments/development", json={"config": {"max_file_size_mb": 1}})
@@ -164,8 +137,10 @@ def test_empty_and_odd_inputs_import(clients: Clients) -> None:
             "checkov/dd_checkov2-report-0-vuln.json",
             "pip_audit/dd_zero_vulns_new.json",
         ):
-            assert _ok(_import(client, relative))["findings"] == 0
-        dockle = _ok(_import(client, "sarif/dockle-0.3.15__dd_dockle_0_3_15_NOLOCATIONS.sarif"))
+            assert created(import_report(client, relative))["findings"] == 0
+        dockle = created(
+            import_report(client, "sarif/dockle-0.3.15__dd_dockle_0_3_15_NOLOCATIONS.sarif")
+        )
         assert (dockle["findings"], dockle["scan"]["type"]) == (4, "container")
 
 
@@ -180,7 +155,11 @@ def test_production_gate_reads_imported_criticals_and_honours_triage(clients: Cl
             "/api/v1/environments/production/features/require_staging_success",
             json={"enabled": False},
         )
-        _ok(_import(admin, "trivy/dd_misconfigurations_and_secrets.json", environment="production"))
+        created(
+            import_report(
+                admin, "trivy/dd_misconfigurations_and_secrets.json", environment="production"
+            )
+        )
         body = assert_problem(admin.post("/api/v1/deployments", json=deploy), 422)
         assert ["gates", "block_on_critical_findings"] in [e["loc"] for e in body["errors"]]  # type: ignore[union-attr]
         criticals = list(
@@ -200,13 +179,13 @@ def test_production_gate_reads_imported_criticals_and_honours_triage(clients: Cl
 
 def test_findings_filter_by_type_tool_and_cwe(clients: Clients) -> None:
     with clients.as_role("service") as client:
-        _ok(_import(client, "sarif/codeql-2.5.4__dd_codeQL-output.sarif"))
-        _ok(_import(client, "pip_audit/dd_many_vulns_new.json"))
-        assert len(_current(client, type="dependency")) == 7
-        assert len(_current(client, tool="pip-audit")) == 7
-        with_cwe = [f for f in _current(client, type="sast") if f["cwe_id"]]
+        created(import_report(client, "sarif/codeql-2.5.4__dd_codeQL-output.sarif"))
+        created(import_report(client, "pip_audit/dd_many_vulns_new.json"))
+        assert len(current_findings(client, type="dependency")) == 7
+        assert len(current_findings(client, tool="pip-audit")) == 7
+        with_cwe = [f for f in current_findings(client, type="sast") if f["cwe_id"]]
         cwe = with_cwe[0]["cwe_id"]
-        assert all(f["cwe_id"] == cwe for f in _current(client, cwe=cwe))
+        assert all(f["cwe_id"] == cwe for f in current_findings(client, cwe=cwe))
         assert_problem(client.get("/api/v1/security/findings", params={"cwe": "79"}), 422)
 
 

@@ -18,10 +18,11 @@ import yaml
 
 from shipboard.security import scanners
 from shipboard.security.importers import ImportFailed, ParsedReport, parse_report, sarif
-from tests.conftest import Clients
-from tests.test_api import assert_problem
+from tests.support.live import Clients
+from tests.support.paths import FIXTURES as FIXTURES_ROOT
+from tests.support.problems import assert_problem
 
-FIXTURES = Path(__file__).parent / "fixtures" / "security"
+FIXTURES = FIXTURES_ROOT / "security"
 
 
 def _parse(relative: str) -> ParsedReport:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from shipboard.security.importers import ImportFailed, parse_report
+from tests.support.paths import FIXTURES as FIXTURES_ROOT
 
-FIXTURES = Path(__file__).parent / "fixtures" / "security"
+FIXTURES = FIXTURES_ROOT / "security"
 
 
 def _report(relative: str) -> tuple[object, Counter[str]]:

@@ -16,9 +16,10 @@ from sqlalchemy.engine import Engine
 
 from shipboard.security import runs, scanners
 from shipboard.security.importers.common import fingerprint, snippet_key
-from tests.conftest import Clients
+from tests.support.live import Clients
+from tests.support.paths import FIXTURES as FIXTURES_ROOT
 
-FIXTURES = Path(__file__).parent / "fixtures" / "security"
+FIXTURES = FIXTURES_ROOT / "security"
 
 SHELL = "import subprocess\n\n\ndef run(cmd):\n    return subprocess.call(cmd, shell=True)\n"
 PICKLE = "import pickle\n\n\ndef load(blob):\n    return pickle.loads(blob)\n"

@@ -9,48 +9,38 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.conftest import Clients
-from tests.test_security_import_api import _current, _import, _ok
+from tests.support.factories import age_finding_identities, created, current_findings, import_report
+from tests.support.live import Clients
+from tests.support.paths import FIXTURES as FIXTURES_ROOT
+from tests.support.paths import SRC
 
-FIXTURES = Path(__file__).parent / "fixtures" / "security"
-
-
-def _age_identities(engine: Engine, days: int) -> None:
-    long_ago = datetime.now(UTC) - timedelta(days=days)
-    with engine.begin() as conn:
-        value = (
-            long_ago.isoformat(timespec="microseconds")
-            if engine.dialect.name == "sqlite"
-            else long_ago
-        )
-        conn.execute(sa.text("UPDATE finding_identities SET first_seen_at = :t"), {"t": value})
+FIXTURES = FIXTURES_ROOT / "security"
 
 
 def test_sla_marks_overdue_findings_per_severity(clients: Clients, engine: Engine) -> None:
     with clients.as_role("deployer") as client:
-        _ok(_import(client, "npm_audit/dd_npm6_many_vuln.json"))  # high 3, medium 1, low 1
-        assert not any(f["overdue"] for f in _current(client))
-        _age_identities(engine, days=40)  # past high's 30 days, within medium's 90 and low's 120
-        overdue = _current(client, overdue="true")
+        # high 3, medium 1, low 1
+        created(import_report(client, "npm_audit/dd_npm6_many_vuln.json"))
+        assert not any(f["overdue"] for f in current_findings(client))
+        # past high's 30 days, within medium's 90 and low's 120
+        age_finding_identities(engine, days=40)
+        overdue = current_findings(client, overdue="true")
     assert sorted(f["severity"] for f in overdue) == ["high", "high", "high"]
     with clients.as_role("admin") as admin:
         admin.patch(
             "/api/v1/environments/staging",
             json={"config": {"security": {"sla_days": {"high": 60}}}},
         )
-        assert _current(admin, overdue="true") == []
+        assert current_findings(admin, overdue="true") == []
 
 
 def test_security_report_in_every_format(clients: Clients) -> None:
     with clients.as_role("deployer") as client:
-        _ok(_import(client, "sarif/codeql-2.5.4__dd_codeQL-output.sarif"))
-        _ok(_import(client, "pip_audit/dd_many_vulns_new.json"))
+        created(import_report(client, "sarif/codeql-2.5.4__dd_codeQL-output.sarif"))
+        created(import_report(client, "pip_audit/dd_many_vulns_new.json"))
         report = client.get("/api/v1/reports/security", params={"environment": "staging"}).json()
         as_csv = client.get(
             "/api/v1/reports/security", params={"environment": "staging", "format": "csv"}
@@ -154,7 +144,7 @@ def test_every_csv_export_neutralises_formula_cells() -> None:
     and each report's ``to_csv`` quotes a hostile name while numbers stay numbers."""
     from shipboard.reports import monitoring, performance
 
-    src = Path(__file__).parent.parent / "src" / "shipboard"
+    src = SRC
     direct = [
         str(path.relative_to(src))
         for path in src.rglob("*.py")
@@ -208,6 +198,6 @@ def test_uploaded_report_text_with_nul_is_stored_with_a_replacement_character(
             data={"environment": "staging"},
         )
         assert imported.status_code == 201, imported.text
-        (finding,) = _current(client)
+        (finding,) = current_findings(client)
     assert "\x00" not in json.dumps(finding)
     assert finding["location"] == "a\ufffd.py"

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from shipboard.security import runs
-from tests.conftest import Clients, _free_port
-from tests.test_api import assert_problem
+from tests.support.live import Clients, free_port
+from tests.support.problems import assert_problem
 
 VULNERABLE = """\
 import subprocess
@@ -129,7 +129,7 @@ class OSV:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = HTTPServer(("127.0.0.1", _free_port()), Handler)
+        self.server = HTTPServer(("127.0.0.1", free_port()), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/query"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -229,8 +229,7 @@ def test_scheduled_scans_fire_once_per_cron_tick(
 
 
 def test_overdue_high_gate(clients: Clients, engine: Engine) -> None:
-    from tests.test_security_import_api import _import, _ok
-    from tests.test_security_report import _age_identities
+    from tests.support.factories import age_finding_identities, created, import_report
 
     deploy = {"environment": "development", "version": "1.0.0", "commit_sha": "abcdef1"}
     with clients.as_role("admin") as admin:
@@ -238,9 +237,9 @@ def test_overdue_high_gate(clients: Clients, engine: Engine) -> None:
             "/api/v1/environments/development/features/block_on_overdue_high",
             json={"enabled": True},
         )
-        _ok(_import(admin, "npm_audit/dd_npm6_many_vuln.json", environment="development"))
+        created(import_report(admin, "npm_audit/dd_npm6_many_vuln.json", environment="development"))
         assert admin.post("/api/v1/deployments", json=deploy).status_code == 201
-        _age_identities(engine, days=45)
+        age_finding_identities(engine, days=45)
         body = assert_problem(
             admin.post("/api/v1/deployments", json={**deploy, "version": "1.0.1"}), 422
         )
@@ -291,7 +290,7 @@ def test_scan_run_cli_waits_and_prints_the_summary(
 def _tool_or_skip(tool: str) -> None:
     import shutil
 
-    from tests.conftest import IN_CI
+    from tests.support.databases import IN_CI
 
     path = os.environ.get("SHIPBOARD_SCANNER_PATH")
     if not (shutil.which(tool, path=path) if path else shutil.which(tool)):

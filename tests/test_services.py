@@ -31,7 +31,7 @@ from shipboard.security.schemas import (
     SecurityScanCreate,
     SecurityScanFilter,
 )
-from tests.conftest import SYSTEM
+from tests.support.databases import SYSTEM
 
 BUILD = LogFilter(source="build")
 

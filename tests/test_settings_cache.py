@@ -23,7 +23,8 @@ from shipboard.db.engine import system_transaction
 from shipboard.environments import cache
 from shipboard.monitoring.schemas import POINTS
 from shipboard.monitoring.service import ingest_metrics
-from tests.conftest import Clients, Database, _free_port, wait_for
+from tests.support.databases import Database
+from tests.support.live import Clients, free_port, wait_for
 
 
 def _point(environment: str = "staging") -> dict[str, Any]:
@@ -100,7 +101,7 @@ def test_a_transaction_that_changed_an_environment_reads_it_fresh(engine: Engine
 @pytest.fixture
 def other_process(db: Database, tmp_path: Path) -> Iterator[str]:
     """``shipboard serve --no-worker`` in a process of its own on the same database."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "SHIPBOARD_HOME": str(tmp_path / "home"),

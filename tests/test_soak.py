@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from bench import soak
 
-from tests.conftest import _require_postgres
+from tests.support.databases import require_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 )
 def test_two_minutes_of_mixed_traffic_pass_every_check(backend: str, tmp_path: Path) -> None:
     if backend == "postgres":
-        _require_postgres()
+        require_postgres()
     output = tmp_path / "soak.json"
     status = soak.main(["--minutes", "2", "--backend", backend, "--output", str(output)])
     result = json.loads(output.read_text())

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from shipboard.db import engine as engine_module
 from shipboard.db.engine import create_db_engine
-from tests.conftest import wait_for
+from tests.support.live import wait_for
 
 
 def test_a_wal_grown_past_the_limit_is_truncated_once_readers_let_go(

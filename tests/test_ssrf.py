@@ -33,10 +33,11 @@ from shipboard.monitoring.scrape import Target, scrape
 from shipboard.notifications import senders
 from shipboard.notifications.delivery import send_due
 from shipboard.pipelines.worker import Worker, start_in_thread
-from tests.conftest import Clients, Database, LiveServer, Receiver, _free_port, wait_for
-from tests.test_api import assert_problem
+from tests.support.databases import Database
+from tests.support.dns import METADATA, fake_resolver
+from tests.support.live import Clients, LiveServer, Receiver, free_port, wait_for
+from tests.support.problems import assert_problem
 
-METADATA = "169.254.169.254"
 METADATA_RE = re.escape(METADATA)
 
 REFUSED = [
@@ -77,26 +78,6 @@ ALLOWED = [
     "https://hooks.slack.com/services/T000/B000/XXX",
     "http://metadata.example.com/",  # a name that merely contains the word
 ]
-
-
-def _resolver(answers: dict[str, list[str]]) -> Any:
-    """getaddrinfo for the names a test invents; any other name is an error, as in real DNS."""
-
-    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
-        if host not in answers:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [
-            (
-                socket.AF_INET6 if ":" in a else socket.AF_INET,
-                socket.SOCK_STREAM,
-                6,
-                "",
-                (a, port),
-            )
-            for a in answers[host]
-        ]
-
-    return getaddrinfo
 
 
 # --- the guard itself ---------------------------------------------------------------------
@@ -152,7 +133,7 @@ def test_allow_setting_refuses_a_typo_at_start(value: str) -> None:
 
 
 def test_name_resolving_to_metadata_is_refused_at_connect_time() -> None:
-    policy = DEFAULT_POLICY.with_resolver(_resolver({"rebind.example.test": [METADATA]}))
+    policy = DEFAULT_POLICY.with_resolver(fake_resolver({"rebind.example.test": [METADATA]}))
     url = "http://rebind.example.test/latest/meta-data/"
     assert policy.url_refusal(url) is None  # a name passes when stored...
     with policy.client(timeout=2) as client, pytest.raises(OutboundRefused, match=METADATA_RE):
@@ -161,7 +142,7 @@ def test_name_resolving_to_metadata_is_refused_at_connect_time() -> None:
 
 def test_one_blocked_answer_refuses_the_name() -> None:
     policy = DEFAULT_POLICY.with_resolver(
-        _resolver({"mixed.example.test": ["127.0.0.1", METADATA]})
+        fake_resolver({"mixed.example.test": ["127.0.0.1", METADATA]})
     )
     with pytest.raises(OutboundRefused, match=rf"mixed\.example\.test resolves to {METADATA_RE}"):
         policy.resolve("mixed.example.test", 80)
@@ -169,7 +150,7 @@ def test_one_blocked_answer_refuses_the_name() -> None:
 
 def test_allowed_name_may_resolve_to_link_local() -> None:
     policy = OutboundPolicy.parse(
-        "consul.example.test", resolver=_resolver({"consul.example.test": ["169.254.1.1"]})
+        "consul.example.test", resolver=fake_resolver({"consul.example.test": ["169.254.1.1"]})
     )
     assert policy.resolve("consul.example.test", 8500) == ["169.254.1.1"]
 
@@ -178,7 +159,7 @@ def test_connection_goes_to_the_address_that_was_checked(receiver: Receiver) -> 
     # The name exists only in the injected resolver: delivery works only if the socket connects
     # to the address the guard checked, not to a second lookup's answer.
     port = int(receiver.url.split(":")[2].split("/")[0])
-    policy = DEFAULT_POLICY.with_resolver(_resolver({"hooks.example.test": ["127.0.0.1"]}))
+    policy = DEFAULT_POLICY.with_resolver(fake_resolver({"hooks.example.test": ["127.0.0.1"]}))
     ok, status, error = senders.send(
         "webhook",
         {"url": f"http://hooks.example.test:{port}/hook"},
@@ -204,7 +185,7 @@ def redirector() -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", _free_port()), Handler)
+    server = HTTPServer(("127.0.0.1", free_port()), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/health"
     server.shutdown()
@@ -219,7 +200,7 @@ def test_redirect_to_metadata_is_not_followed(redirector: str) -> None:
 
 
 def test_scrape_of_a_refused_target_reports_down_without_a_request() -> None:
-    policy = DEFAULT_POLICY.with_resolver(_resolver({"metrics.example.test": [METADATA]}))
+    policy = DEFAULT_POLICY.with_resolver(fake_resolver({"metrics.example.test": [METADATA]}))
     rows = scrape(
         Target("staging", "http://metrics.example.test:9100/metrics", 60, {}), outbound=policy
     )
@@ -340,7 +321,7 @@ def test_webhook_to_a_name_resolving_to_metadata_fails_with_a_recorded_reason(
 ) -> None:
     port = int(receiver.url.split(":")[2].split("/")[0])
     policy = DEFAULT_POLICY.with_resolver(
-        _resolver({"evil.example.test": [METADATA], "hooks.example.test": ["127.0.0.1"]})
+        fake_resolver({"evil.example.test": [METADATA], "hooks.example.test": ["127.0.0.1"]})
     )
     with clients.as_role("admin") as admin:
         evil = admin.post(
@@ -387,7 +368,7 @@ def test_webhook_to_a_name_resolving_to_metadata_fails_with_a_recorded_reason(
 def test_healthcheck_resolving_to_metadata_fails_the_deployment_with_the_reason(
     clients: Clients, engine: Engine
 ) -> None:
-    policy = DEFAULT_POLICY.with_resolver(_resolver({"app.example.test": [METADATA]}))
+    policy = DEFAULT_POLICY.with_resolver(fake_resolver({"app.example.test": [METADATA]}))
     pipeline = {
         "steps": [{"name": "ship", "stage": "deploy", "run": "true"}],
         "healthcheck": {"url": "http://app.example.test/health", "retries": 5, "interval_s": 0.05},
@@ -426,7 +407,7 @@ def test_healthcheck_resolving_to_metadata_fails_the_deployment_with_the_reason(
 def test_scheduler_records_a_refused_scrape_target_as_down(
     clients: Clients, engine: Engine
 ) -> None:
-    policy = DEFAULT_POLICY.with_resolver(_resolver({"metrics.example.test": [METADATA]}))
+    policy = DEFAULT_POLICY.with_resolver(fake_resolver({"metrics.example.test": [METADATA]}))
     with clients.as_role("admin") as admin:
         patched = admin.patch(
             "/api/v1/environments/staging",

@@ -28,7 +28,8 @@ from sqlalchemy.exc import OperationalError
 
 from shipboard.config import Settings
 from shipboard.db.engine import create_db_engine
-from tests.conftest import PG_BASE_URL, _free_port, _require_postgres
+from tests.support.databases import PG_BASE_URL, require_postgres
+from tests.support.live import free_port
 
 HSTS = "max-age=31536000"
 
@@ -114,7 +115,7 @@ def serving(
     home: Path, *args: str, env: dict[str, str] | None = None, verify: ssl.SSLContext | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`shipboard serve` in a subprocess on a SQLite home; yields its base URL once it answers."""
-    port = _free_port()
+    port = free_port()
     scheme = "https" if "--ssl-certfile" in args else "http"
     environ = {**os.environ, "SHIPBOARD_HOME": str(home), **(env or {})}
     environ.pop("SHIPBOARD_DATABASE_URL", None)
@@ -228,7 +229,7 @@ def test_half_a_certificate_is_a_usage_error(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_sslmode_in_the_database_url_is_honoured() -> None:
-    _require_postgres()
+    require_postgres()
     plain = make_url(create_db_engine(PG_BASE_URL).url).render_as_string(hide_password=False)
     plain = plain.split("?", 1)[0]
     with create_db_engine(PG_BASE_URL).connect() as conn:

@@ -19,8 +19,9 @@ from shipboard.monitoring.scheduler import Scheduler
 from shipboard.notifications import service as notifications
 from shipboard.notifications.delivery import send_due
 from shipboard.notifications.schemas import ChannelCreate
-from tests.conftest import SYSTEM, Clients, Receiver
-from tests.test_api import assert_problem
+from tests.support.databases import SYSTEM
+from tests.support.live import Clients, Receiver
+from tests.support.problems import assert_problem
 
 NOW = datetime.now(UTC)
 

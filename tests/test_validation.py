@@ -18,8 +18,8 @@ from shipboard.security.schemas import (
     SecurityScanCreate,
     SecurityScanSummary,
 )
-from tests.conftest import Clients
-from tests.test_api import assert_problem
+from tests.support.live import Clients
+from tests.support.problems import assert_problem
 
 SCAN_ID = "5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
 

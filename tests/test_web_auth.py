@@ -14,41 +14,9 @@ from sqlalchemy import Engine
 from shipboard.auth import sessions, totp
 from shipboard.auth.models import WebSession
 from shipboard.db.engine import system_transaction
-from tests.conftest import SYSTEM, Clients, LiveServer
-
-PASSWORD = "correct horse battery"
-
-
-def set_password(engine: Engine, name: str, password: str = PASSWORD) -> None:
-    with system_transaction(engine) as session:
-        sessions.set_password(session, name=name, password=password, audit_context=SYSTEM)
-
-
-def browser(server: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=server.base_url, follow_redirects=False, timeout=30)
-
-
-def login(
-    client: httpx.Client, name: str, password: str = PASSWORD, next_path: str = "/"
-) -> httpx.Response:
-    form = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert token, form.text
-    return client.post(
-        "/login",
-        data={
-            "username": name,
-            "password": password,
-            "csrf_token": token.group(1),
-            "next": next_path,
-        },
-    )
-
-
-def csrf_of(page: httpx.Response) -> str:
-    match = re.search(r'data-csrf="([^"]*)"', page.text)
-    assert match
-    return match.group(1)
+from tests.support.databases import SYSTEM
+from tests.support.live import Clients
+from tests.support.web import PASSWORD, browser, csrf_of, login, set_password
 
 
 def audit_actions(clients: Clients, target: str, since: datetime) -> list[str]:

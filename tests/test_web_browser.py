@@ -20,13 +20,15 @@ from sqlalchemy import Engine
 
 from shipboard.auth import totp
 from shipboard.security.schemas import SecurityFindingCreate, SecurityScanCreate
-from tests.conftest import IN_CI, Clients, wait_for
-from tests.test_pipelines import _set_pipeline, _steps
-from tests.test_web_auth import PASSWORD, set_password
+from tests.support.databases import IN_CI
+from tests.support.factories import pipeline_steps, set_pipeline
+from tests.support.live import Clients, wait_for
+from tests.support.paths import ROOT
+from tests.support.web import PASSWORD, set_password
 
 pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("SHIPBOARD_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARTIFACTS = ROOT / "test-artifacts"
 PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1366, "height": 900}
 
@@ -156,10 +158,10 @@ def test_live_log_tail_and_final_status(
     gate = tmp_path / "go"
     set_password(engine, "deployer-user")
     with clients.as_role("admin") as admin:
-        _set_pipeline(
+        set_pipeline(
             admin,
             "staging",
-            _steps(
+            pipeline_steps(
                 ("prepare", "build", "echo preparing"),
                 # Waits until the test has the page open, then says something new.
                 (

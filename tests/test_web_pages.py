@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,16 +16,10 @@ from sqlalchemy import Engine
 from shipboard.audit import service as audit
 from shipboard.db.engine import system_transaction
 from shipboard.monitoring import alert_service
-from tests.conftest import SYSTEM, Clients
-from tests.test_web_auth import browser, csrf_of, login, set_password
-
-
-@contextmanager
-def signed_in(clients: Clients, engine: Engine, role: str) -> Iterator[httpx.Client]:
-    set_password(engine, f"{role}-user")
-    with browser(clients.server) as client:
-        assert login(client, f"{role}-user").status_code == 303
-        yield client
+from tests.support.databases import SYSTEM
+from tests.support.factories import SECURITY_FIXTURES
+from tests.support.live import Clients
+from tests.support.web import browser, csrf_of, is_html_error, signed_in
 
 
 def post_form(client: httpx.Client, page: str, action: str, **fields: Any) -> httpx.Response:
@@ -44,10 +36,6 @@ def audit_count(clients: Clients, action: str) -> int:
     with api(clients) as admin:
         items = admin.get("/api/v1/audit", params={"action": action, "limit": 500}).json()
     return len(items["items"])
-
-
-def is_html_error(response: httpx.Response, status: int) -> bool:
-    return response.status_code == status and "text/html" in response.headers["content-type"]
 
 
 # --- environments --------------------------------------------------------------------------
@@ -419,8 +407,6 @@ def test_deployers_create_and_expire_silences(clients: Clients, engine: Engine) 
 
 
 # --- security ------------------------------------------------------------------------------
-
-SECURITY_FIXTURES = Path(__file__).parent / "fixtures" / "security"
 
 
 def upload(

@@ -1,0 +1,167 @@
+"""Live peers on loopback: Shipboard itself under uvicorn, an HTTP receiver, real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import httpx
+import uvicorn
+
+from shipboard.app import create_app
+from shipboard.config import Settings
+from shipboard.db.engine import create_db_engine
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 20, interval: float = 0.05) -> Any:
+    """Poll until ``predicate`` returns something truthy; fail with its last value otherwise."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last value: {value!r})")
+        time.sleep(interval)
+        value = predicate()
+    return value
+
+
+class LiveServer:
+    """Shipboard served by uvicorn on a loopback port, in a thread of the test process."""
+
+    def __init__(self, database_url: str, **overrides: Any) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        # A home this server made is removed when it stops; one passed in belongs to the caller.
+        self._own_home = None if "home" in overrides else tempfile.mkdtemp(prefix="shipboard-home-")
+        overrides.setdefault("home", self._own_home)
+        settings = Settings(database_url=database_url, log_level="warning", **overrides)
+        self.settings = settings
+        self.engine = create_db_engine(database_url)
+        self.app = create_app(settings, engine=self.engine)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.engine.dispose()
+        if self._own_home is not None:
+            shutil.rmtree(self._own_home, ignore_errors=True)
+
+
+@dataclass
+class Clients:
+    """HTTP clients for one user per role, plus an anonymous one."""
+
+    server: LiveServer
+    tokens: dict[str, str]
+
+    def as_role(self, role: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
+        return httpx.Client(base_url=self.server.base_url, headers=headers, timeout=30)
+
+
+class Receiver:
+    """A local HTTP receiver that records requests and answers with scripted statuses."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.statuses = list(statuses or [])
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests.append((dict(self.headers), body))
+                self.send_response(outer.statuses.pop(0) if outer.statuses else 200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def payloads(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body in self.requests]
+
+
+class PrometheusServer:
+    """A real Prometheus (Debian's ``prometheus``) on a loopback port, with its own storage.
+
+    It scrapes what ``scrape_configs`` (YAML text) says and exposes its own ``/metrics``; the
+    process is stopped by its PID."""
+
+    BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
+
+    def __init__(self, directory: str, scrape_configs: str = "") -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = os.path.join(directory, f"prometheus-{self.port}.yml")
+        with open(config, "w") as out:
+            out.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n")
+            out.write(f"scrape_configs:\n{scrape_configs}" if scrape_configs else "")
+        self.log = open(os.path.join(directory, f"prometheus-{self.port}.log"), "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                self.BINARY,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={os.path.join(directory, f'tsdb-{self.port}')}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-remote-write-receiver",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"prometheus did not start; see {self.log.name}")
+            time.sleep(0.1)
+
+    def version(self) -> str:
+        info = httpx.get(f"{self.url}/api/v1/status/buildinfo", timeout=5).json()
+        return str(info["data"]["version"])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except Exception:  # noqa: BLE001 - it did not stop on SIGTERM: end it
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.log.close()
