@@ -1,0 +1,204 @@
+"""Reading the user's Prometheus-compatible store through its HTTP API (Prometheus,
+VictoriaMetrics, Mimir's ``/prometheus``, Thanos Query): instant and range queries, validation of
+a query before it is stored, and the template variables one query uses for every environment
+and release.
+
+Everything a store answers is untrusted input: bodies are read up to a bound, the JSON is
+checked for the shapes the API documents (``vector``, ``scalar``, ``matrix``), and every failure
+becomes a :class:`StoreError` that says what went wrong without echoing credentials.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from shipboard.core.errors import InvalidInput
+
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+# $name or ${name}: the variables Argo Rollouts and Grafana users already write.
+_VARIABLE = re.compile(r"\$(?:\{([a-z_][a-z0-9_]*)\}|([a-z_][a-z0-9_]*))")
+
+
+class StoreError(Exception):
+    """The store could not answer (unreachable, an error status, or an answer that is not the
+    Prometheus API's). ``bad_query`` is True when the store refused the query itself."""
+
+    def __init__(self, message: str, *, bad_query: bool = False) -> None:
+        super().__init__(message)
+        self.bad_query = bad_query
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str
+    bearer_token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class RangeSeries:
+    labels: dict[str, str]
+    points: list[tuple[float, float]]  # (unix seconds, value)
+
+
+def render(query: str, variables: Mapping[str, str]) -> str:
+    """``query`` with ``$name``/``${name}`` replaced by the value, escaped for a PromQL
+    double-quoted string (the place label values go), so no value can end the string and add
+    matchers of its own. An unknown variable is an error, not an empty string."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in variables:
+            known = ", ".join(f"${v}" for v in sorted(variables))
+            raise InvalidInput(f"unknown variable ${name} in the query (known: {known})")
+        return _escape(variables[name])
+
+    return _VARIABLE.sub(substitute, query)
+
+
+def _escape(value: str) -> str:
+    return (
+        value.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
+
+
+class PromStore:
+    """One store. The ``httpx.Client`` is the caller's to close when it passes one."""
+
+    def __init__(self, settings: StoreSettings, *, client: httpx.Client | None = None) -> None:
+        self.settings = settings
+        auth: httpx.Auth | None = None
+        headers: dict[str, str] = {}
+        if settings.bearer_token:
+            headers["Authorization"] = f"Bearer {settings.bearer_token}"
+        elif settings.username is not None:
+            auth = httpx.BasicAuth(settings.username, settings.password or "")
+        self._client = client or httpx.Client(
+            timeout=settings.timeout_s,
+            verify=settings.ca_file or True,
+            headers=headers,
+            auth=auth,
+            follow_redirects=False,
+        )
+        self._base = settings.url.rstrip("/")
+
+    def close(self) -> None:
+        self._client.close()
+
+    def query(self, expr: str, *, at: datetime) -> list[Sample]:
+        """An instant query: a vector's samples, or one unlabelled sample for a scalar."""
+        data = self._get("/api/v1/query", {"query": expr, "time": f"{at.timestamp():.3f}"})
+        kind, result = data.get("resultType"), data.get("result")
+        if kind == "scalar":
+            return [Sample(labels={}, value=_number(_pair(result)[1]))]
+        if kind == "vector" and isinstance(result, list):
+            return [
+                Sample(labels=_labels(item), value=_number(_pair(item.get("value"))[1]))
+                for item in result
+                if isinstance(item, dict)
+            ]
+        raise StoreError(f"the store answered a {kind!r} result; an instant query needs a vector")
+
+    def query_range(
+        self, expr: str, *, start: datetime, end: datetime, step_s: float
+    ) -> list[RangeSeries]:
+        params = {
+            "query": expr,
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+            "step": f"{step_s:g}",
+        }
+        data = self._get("/api/v1/query_range", params)
+        result = data.get("result")
+        if data.get("resultType") != "matrix" or not isinstance(result, list):
+            raise StoreError("the store's range query did not answer a matrix")
+        series = []
+        for item in result:
+            if not isinstance(item, dict) or not isinstance(item.get("values"), list):
+                raise StoreError("a series of the store's answer has no values")
+            points = [(float(_pair(p)[0]), _number(_pair(p)[1])) for p in item["values"]]
+            series.append(RangeSeries(labels=_labels(item), points=points))
+        return series
+
+    def validate(self, expr: str, *, at: datetime) -> None:
+        """Ask the store to parse and run ``expr`` at ``at`` (a time in the past, so nothing
+        depends on data still arriving). A query the store refuses raises :class:`InvalidInput`
+        with the store's own reason; a store that cannot answer raises :class:`StoreError`."""
+        try:
+            self.query(expr, at=at)
+        except StoreError as exc:
+            if exc.bad_query:
+                raise InvalidInput(f"the metrics store refused the query: {exc}") from exc
+            raise
+
+    def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            with self._client.stream("GET", self._base + path, params=params) as answer:
+                body = bytearray()
+                for chunk in answer.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise StoreError(
+                            f"the store's answer is over {MAX_RESPONSE_BYTES >> 20} MiB; "
+                            "narrow the query"
+                        )
+                status = answer.status_code
+        except httpx.HTTPError as exc:
+            raise StoreError(f"the metrics store did not answer ({type(exc).__name__})") from exc
+        try:
+            document = orjson.loads(bytes(body))
+        except orjson.JSONDecodeError:
+            raise StoreError(f"the metrics store answered {status} without JSON") from None
+        if not isinstance(document, dict):
+            raise StoreError(f"the metrics store answered {status} with unexpected JSON")
+        if document.get("status") != "success":
+            reason = str(document.get("error") or f"status {status}")[:500]
+            # 400 and 422 are the API's answers to a query it cannot parse or run.
+            raise StoreError(reason, bad_query=status in (400, 422))
+        data = document.get("data")
+        if not isinstance(data, dict):
+            raise StoreError("the metrics store's answer has no data")
+        return data
+
+
+def _pair(value: Any) -> tuple[Any, Any]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise StoreError("a sample of the store's answer is not [time, value]")
+    return value[0], value[1]
+
+
+def _number(value: Any) -> float:
+    # The API sends values as strings ("1.5", "NaN", "+Inf"); anything else is not its answer.
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise StoreError("the store sent a value that is not a number")
+    try:
+        return float(value)
+    except ValueError:
+        raise StoreError("the store sent a value that is not a number") from None
+
+
+def _labels(item: Any) -> dict[str, str]:
+    metric = item.get("metric") if isinstance(item, dict) else None
+    if not isinstance(metric, dict):
+        return {}
+    return {str(k): str(v) for k, v in metric.items()}

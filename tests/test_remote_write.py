@@ -1,0 +1,287 @@
+"""Remote write 1.0 as the real stores read it: points encoded by monitoring/remote_write.py are
+sent to a real Prometheus (``--web.enable-remote-write-receiver``) and a real VictoriaMetrics,
+then read back through each store's own query API with their names, labels, values and
+timestamps."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from shipboard.monitoring import remote_write as rw
+
+IN_CI = os.environ.get("CI") == "true"
+VM_BINARY = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class VictoriaMetrics:
+    """A real single-node VictoriaMetrics (Debian's ``victoria-metrics``) on a loopback port,
+    with its own data directory, stopped by its PID."""
+
+    def __init__(self, directory: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(os.path.join(directory, f"vm-{self.port}.log"), "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                VM_BINARY,
+                f"-storageDataPath={os.path.join(directory, f'vm-{self.port}')}",
+                f"-httpListenAddr=127.0.0.1:{self.port}",
+                "-retentionPeriod=100y",
+                # Queries see points as soon as they are flushed, not a minute later.
+                "-search.latencyOffset=0s",
+                "-search.disableCache",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"victoria-metrics did not start; see {self.log.name}")
+            time.sleep(0.1)
+
+    def flush(self) -> None:
+        httpx.get(f"{self.url}/internal/force_flush", timeout=10).raise_for_status()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.log.close()
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path: Any) -> Iterator[VictoriaMetrics]:
+    if not os.path.exists(VM_BINARY):
+        if IN_CI:
+            pytest.fail("victoria-metrics is not installed (CI=true: apt-get install it)")
+        pytest.skip("victoria-metrics is not installed")
+    server = VictoriaMetrics(str(tmp_path))
+    yield server
+    server.stop()
+
+
+def _post(url: str, series: list[rw.Series]) -> httpx.Response:
+    return httpx.post(
+        f"{url}/api/v1/write",
+        content=rw.encode(series),
+        headers={
+            "Content-Type": rw.CONTENT_TYPE,
+            "Content-Encoding": rw.CONTENT_ENCODING,
+            "X-Prometheus-Remote-Write-Version": rw.PROTOCOL_VERSION,
+        },
+        timeout=10,
+    )
+
+
+def _points(now_ms: int) -> tuple[rw.Series, list[tuple[int, float]]]:
+    samples = [(now_ms - 60_000 * k, float(k) + 0.25) for k in (3, 2, 1)]
+    series, collisions = rw.series_for(
+        name="api.latency-p95",
+        environment="production",
+        source="rest",
+        tags={"region": "eu-west", "pod.name": "web-1", "__secret": "x"},
+        samples=samples,
+    )
+    assert collisions == []
+    return series, sorted(samples)
+
+
+def _read_back(url: str, now_ms: int) -> dict[str, Any]:
+    query = 'api_latency_p95{environment="production"}[10m]'
+    body = httpx.get(
+        f"{url}/api/v1/query", params={"query": query, "time": now_ms / 1000 + 1}, timeout=10
+    ).json()
+    assert body["status"] == "success", body
+    results = body["data"]["result"]
+    assert len(results) == 1, results
+    return dict(results[0])
+
+
+def _assert_round_trip(result: dict[str, Any], samples: list[tuple[int, float]]) -> None:
+    assert result["metric"] == {
+        "__name__": "api_latency_p95",
+        "environment": "production",
+        "source": "rest",
+        "region": "eu-west",
+        "pod_name": "web-1",
+        "tag__secret": "x",
+    }
+    got = [(round(float(t) * 1000), float(v)) for t, v in result["values"]]
+    assert got == samples
+
+
+def test_points_written_to_a_real_prometheus_come_back_from_its_query_api(
+    prometheus: Callable[..., Any],
+) -> None:
+    server = prometheus()
+    now_ms = int(time.time() * 1000)
+    series, samples = _points(now_ms)
+    answer = _post(server.url, [series])
+    assert answer.status_code == 204, answer.text
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            result = _read_back(server.url, now_ms)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    _assert_round_trip(result, samples)
+
+
+def test_points_written_to_a_real_victoriametrics_come_back_from_its_query_api(
+    victoria_metrics: VictoriaMetrics,
+) -> None:
+    now_ms = int(time.time() * 1000)
+    series, samples = _points(now_ms)
+    answer = _post(victoria_metrics.url, [series])
+    assert answer.status_code == 204, answer.text
+    victoria_metrics.flush()
+    _assert_round_trip(_read_back(victoria_metrics.url, now_ms), samples)
+
+
+def test_a_store_refuses_a_request_that_is_not_a_write_request(
+    prometheus: Callable[..., Any],
+) -> None:
+    server = prometheus()
+    answer = httpx.post(
+        f"{server.url}/api/v1/write",
+        content=b"not snappy",
+        headers={"Content-Type": rw.CONTENT_TYPE, "Content-Encoding": "snappy"},
+        timeout=10,
+    )
+    assert answer.status_code == 400
+    assert not rw.retryable(answer.status_code)
+    assert rw.retryable(503)
+    assert rw.retryable(429)
+
+
+def test_names_and_tags_map_to_prometheus_names_and_collisions_are_reported() -> None:
+    assert rw.metric_name("http_requests_total") == "http_requests_total"
+    assert rw.metric_name("api.latency-p95") == "api_latency_p95"
+    assert rw.metric_name("5xx.rate") == "_5xx_rate"
+    assert rw.label_name("pod.name") == "pod_name"
+    assert rw.label_name("__name__") == "tag__name__"
+    assert rw.label_name("9lives") == "_9lives"
+    series, collisions = rw.series_for(
+        name="m",
+        environment="staging",
+        source="otlp",
+        tags={"a.b": "1", "a-b": "2", "environment": "prod", "empty": ""},
+        samples=[(2, 1.0), (1, 0.5)],
+    )
+    assert collisions == [
+        "tags 'a-b' and 'a.b' of 'm' both map to label 'a_b'",
+        "tag 'environment' of 'm' maps to the reserved label 'environment'",
+    ]
+    assert series.labels == (
+        ("__name__", "m"),
+        ("a_b", "2"),
+        ("environment", "staging"),
+        ("source", "otlp"),
+    )
+    assert series.samples == ((1, 0.5), (2, 1.0))
+
+
+def test_the_encoding_round_trips_and_keeps_the_specs_rules() -> None:
+    series = rw.Series(
+        labels=(("__name__", "up"), ("job", "x")),
+        samples=((-5, -1.5), (1_700_000_000_123, 2.0**60)),
+    )
+    assert rw.decode(rw.encode([series, series])) == [series, series]
+    with pytest.raises(ValueError, match="__name__"):
+        rw.encode([rw.Series(labels=(("job", "x"),), samples=())])
+    with pytest.raises(ValueError, match="sorted"):
+        rw.encode([rw.Series(labels=(("job", "x"), ("__name__", "up")), samples=())])
+
+
+# --- reading the store back: monitoring/promql.py -------------------------------------------
+
+
+def _loaded(url: str, now_ms: int) -> None:
+    for environment, base in (("production", 10.0), ("staging", 20.0)):
+        series, _ = rw.series_for(
+            name="errors_total",
+            environment=environment,
+            source="rest",
+            tags={"version": "1.2.0"},
+            samples=[(now_ms - 60_000 * k, base + k) for k in range(10)],
+        )
+        assert _post(url, [series]).status_code == 204
+
+
+@pytest.mark.parametrize("engine", ["prometheus", "victoria-metrics"])
+def test_queries_read_the_real_stores_and_variables_cannot_add_matchers(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shipboard.core.errors import InvalidInput
+    from shipboard.monitoring.promql import PromStore, StoreError, StoreSettings, render
+
+    if engine == "prometheus":
+        url = request.getfixturevalue("prometheus")().url
+    else:
+        server = request.getfixturevalue("victoria_metrics")
+        url = server.url
+    now_ms = int(time.time() * 1000)
+    _loaded(url, now_ms)
+    if engine == "victoria-metrics":
+        server.flush()
+    store = PromStore(StoreSettings(url=url))
+    now = datetime.fromtimestamp(now_ms / 1000, UTC)
+    query = render('errors_total{environment="$environment"}', {"environment": "production"})
+    deadline = time.monotonic() + 10
+    while not (samples := store.query(query, at=now)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [(s.labels["environment"], s.value) for s in samples] == [("production", 10.0)]
+
+    series = store.query_range(query, start=now - timedelta(minutes=9), end=now, step_s=60)
+    assert len(series) == 1
+    assert [v for _, v in series[0].points] == [19.0 - k for k in range(10)]
+
+    # A value that tries to close the string and widen the match stays one label value.
+    hostile = render(
+        'errors_total{environment="$environment"}', {"environment": 'x"} or errors_total{a="'}
+    )
+    assert store.query(hostile, at=now) == []
+
+    with pytest.raises(InvalidInput, match="unknown variable \\$version"):
+        render('x{v="${version}"}', {"environment": "production"})
+    with pytest.raises(InvalidInput, match="refused the query"):
+        store.validate("sum(errors_total", at=now - timedelta(hours=1))
+    store.validate("sum(errors_total)", at=now - timedelta(hours=1))
+    store.close()
+
+    dead = PromStore(StoreSettings(url=f"http://127.0.0.1:{_free_port()}", timeout_s=2))
+    with pytest.raises(StoreError, match="did not answer") as refused:
+        dead.query("up", at=now)
+    assert not refused.value.bad_query
+    dead.close()
