@@ -267,11 +267,12 @@ def test_backup_archives_cannot_write_outside_their_scratch_directory(
 ) -> None:
     """Tar slip: an archive whose dump member (or the manifest's name for it) is ``../…`` or
     absolute is refused before anything is written."""
-    from shipboard.ops import backup
+    from shipboard.ops.backup.archive import read_archive
+    from shipboard.ops.backup.create import create_backup
     from tests.support.populate import small_database
 
     archive = tmp_path / "good.tar"
-    backup.create_backup(small_database(databases, "sqlite").url, output=archive)
+    create_backup(small_database(databases, "sqlite").url, output=archive)
     with tarfile.open(archive) as tar:
         members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
     absolute = "/tmp/escaped-shipboard.db"  # noqa: S108 - the point
@@ -293,7 +294,7 @@ def test_backup_archives_cannot_write_outside_their_scratch_directory(
             scratch = tmp_path / f"scratch-{index}-{rename_in_manifest}" / "a" / "b"
             scratch.mkdir(parents=True)
             with pytest.raises(InvalidInput):
-                backup.read_archive(forged, scratch)
+                read_archive(forged, scratch)
             assert not (scratch.parent.parent / "escaped.db").exists()
             assert not (tmp_path / "escaped.db").exists()
             assert not Path(absolute).exists()

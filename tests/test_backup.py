@@ -24,7 +24,8 @@ from shipboard.core.errors import Conflict, InvalidInput
 from shipboard.db import migrate
 from shipboard.db.partitions import PARTITIONED_TABLES
 from shipboard.monitoring.scheduler import Scheduler
-from shipboard.ops import backup
+from shipboard.ops.backup import checksums, create, pgtools, restore, verify
+from shipboard.ops.backup.manifest import PG_MEMBER, SQLITE_MEMBER
 from tests.support.cli import shipboard
 from tests.support.databases import Database, DatabaseFactory
 from tests.support.live import Clients, LiveServer
@@ -107,7 +108,7 @@ def test_round_trip_with_every_table_while_the_server_runs(
     )
     # Independently of the manifest: the restored database has the live one's content.
     assert digests(target.url) == {
-        name: backup.TableDigest(v["rows"], v["checksum"]) for name, v in body["tables"].items()
+        name: checksums.TableDigest(v["rows"], v["checksum"]) for name, v in body["tables"].items()
     }
     assert digests(target.url) == digests(db.url)
 
@@ -164,7 +165,7 @@ def test_a_backup_is_consistent_while_writes_go_on(
         stop.set()
         writer.join(timeout=30)
     assert created.returncode == 0, created.stderr
-    report = backup.verify_backup(archive, scratch_url=db.url)
+    report = verify.verify_backup(archive, scratch_url=db.url)
     backed_up = report.manifest.tables["monitoring_metrics"].rows
     assert after > before  # the server was busy all along
     # A batch in flight may have committed before it was counted.
@@ -172,7 +173,7 @@ def test_a_backup_is_consistent_while_writes_go_on(
 
 
 def backup_member(db: Database) -> str:
-    return backup.PG_MEMBER if db.backend == "postgres" else backup.SQLITE_MEMBER
+    return PG_MEMBER if db.backend == "postgres" else SQLITE_MEMBER
 
 
 def test_restore_refuses_a_database_with_data_unless_forced(
@@ -180,7 +181,7 @@ def test_restore_refuses_a_database_with_data_unless_forced(
 ) -> None:
     archive = tmp_path / "b.tar"
     source = small_database(databases, db.backend)
-    backup.create_backup(source.url, output=archive)
+    create.create_backup(source.url, output=archive)
     # The shared test database holds the seeded environments.
     refused = shipboard("backup", "restore", str(archive), env=env_for(db, tmp_path))
     assert refused.returncode == 1
@@ -188,11 +189,11 @@ def test_restore_refuses_a_database_with_data_unless_forced(
     assert "--force" in refused.stderr
     assert "Traceback" not in refused.stderr
     target = databases.new(db.backend)
-    backup.restore_backup(archive, target.url)
+    restore.restore_backup(archive, target.url)
     with pytest.raises(Conflict, match="not empty"):
-        backup.restore_backup(archive, target.url)
+        restore.restore_backup(archive, target.url)
     # Forced: replaced, not added to.
-    report = backup.restore_backup(archive, target.url, force=True)
+    report = restore.restore_backup(archive, target.url, force=True)
     assert digests(target.url) == report.manifest.tables
 
 
@@ -202,14 +203,14 @@ def test_restore_into_a_database_in_use_says_so(
 ) -> None:
     source = small_database(databases, "postgres")
     archive = tmp_path / "b.tar"
-    backup.create_backup(source.url, output=archive)
-    monkeypatch.setattr(backup, "RESTORE_LOCK_WAIT_S", 1)
+    create.create_backup(source.url, output=archive)
+    monkeypatch.setattr(restore, "RESTORE_LOCK_WAIT_S", 1)
     # A server's open transaction holds a lock on a table.
     engine = source.engine(poolclass=sa.pool.NullPool)
     with engine.connect() as busy:
         busy.execute(sa.text("SELECT count(*) FROM environments"))
         with pytest.raises(Conflict, match="the database is in use"):
-            backup.restore_backup(archive, source.url, force=True)
+            restore.restore_backup(archive, source.url, force=True)
     engine.dispose()
     # Nothing was dropped.
     assert digests(source.url)["environments"].rows == 3
@@ -250,7 +251,7 @@ def test_progress_bars_for_a_person_only(databases: DatabaseFactory, tmp_path: P
 @pytest.fixture
 def sqlite_archive(databases: DatabaseFactory, tmp_path: Path) -> Path:
     archive = tmp_path / "good.tar"
-    backup.create_backup(small_database(databases, "sqlite").url, output=archive)
+    create.create_backup(small_database(databases, "sqlite").url, output=archive)
     return archive
 
 
@@ -270,22 +271,22 @@ def _rewrite(archive: Path, target: Path, *, manifest: Any = None, dump: Any = N
 def test_truncated_archives_fail_verification(sqlite_archive: Path, tmp_path: Path) -> None:
     data = sqlite_archive.read_bytes()
     with tarfile.open(sqlite_archive) as tar:
-        dump = tar.getmember(backup.SQLITE_MEMBER)
+        dump = tar.getmember(SQLITE_MEMBER)
     cut = tmp_path / "cut.tar"
     cut.write_bytes(data[: dump.offset_data + dump.size // 2])
     with pytest.raises(InvalidInput, match="is truncated or damaged: unexpected end of data"):
-        backup.verify_backup(cut)
+        verify.verify_backup(cut)
     # The dump whole, the end of the archive missing: still a copy cut short.
     cut.write_bytes(data[: dump.offset_data + dump.size + 1])
     with pytest.raises(InvalidInput, match="end-of-archive marker is missing"):
-        backup.verify_backup(cut)
+        verify.verify_backup(cut)
     # Cut right after the manifest: the dump is missing altogether.
     cut.write_bytes(data[: dump.offset])
     with pytest.raises(InvalidInput, match=r"truncated: database\.sqlite\.gz is missing"):
-        backup.verify_backup(cut)
+        verify.verify_backup(cut)
     cut.write_bytes(data[:100])
     with pytest.raises(InvalidInput, match=r"truncated or damaged|not a Shipboard backup"):
-        backup.verify_backup(cut)
+        verify.verify_backup(cut)
 
 
 def test_an_altered_byte_of_the_dump_fails_verification(
@@ -293,12 +294,12 @@ def test_an_altered_byte_of_the_dump_fails_verification(
 ) -> None:
     data = bytearray(sqlite_archive.read_bytes())
     with tarfile.open(sqlite_archive) as tar:
-        dump = tar.getmember(backup.SQLITE_MEMBER)
+        dump = tar.getmember(SQLITE_MEMBER)
     data[dump.offset_data + dump.size // 2] ^= 0x01
     altered = tmp_path / "altered.tar"
     altered.write_bytes(bytes(data))
     with pytest.raises(InvalidInput, match="does not match the SHA-256 in its manifest"):
-        backup.verify_backup(altered)
+        verify.verify_backup(altered)
     # The command says the same, with exit code 2 (the file named is wrong) and no traceback.
     result = shipboard("backup", "verify", str(altered), env={"SHIPBOARD_HOME": str(tmp_path)})
     assert result.returncode == 2, result.stderr
@@ -319,19 +320,19 @@ def test_an_altered_manifest_fails_verification(sqlite_archive: Path, tmp_path: 
 
     counted = _rewrite(sqlite_archive, tmp_path / "count.tar", manifest=one_more_user)
     with pytest.raises(InvalidInput, match="table users: 1 rows, the manifest says 2"):
-        backup.verify_backup(counted)
+        verify.verify_backup(counted)
     summed = _rewrite(sqlite_archive, tmp_path / "sum.tar", manifest=other_checksum)
     with pytest.raises(InvalidInput, match="table environments: content checksum"):
-        backup.verify_backup(summed)
+        verify.verify_backup(summed)
     garbled = _rewrite(sqlite_archive, tmp_path / "json.tar", manifest=lambda raw: raw[:-2])
     with pytest.raises(InvalidInput, match=r"manifest\.json is not valid JSON"):
-        backup.verify_backup(garbled)
+        verify.verify_backup(garbled)
     # Same bytes, another database inside: the SHA-256 no longer matches.
     swapped = _rewrite(sqlite_archive, tmp_path / "swap.tar", dump=lambda raw: raw + b"\0")
     with pytest.raises(InvalidInput, match=r"holds \d+ bytes, the manifest says"):
-        backup.verify_backup(swapped)
+        verify.verify_backup(swapped)
     with pytest.raises(InvalidInput, match="not a Shipboard backup"):
-        backup.verify_backup(_rewrite_as_plain_file(tmp_path))
+        verify.verify_backup(_rewrite_as_plain_file(tmp_path))
 
 
 def _rewrite_as_plain_file(tmp_path: Path) -> Path:
@@ -349,8 +350,8 @@ def test_an_altered_postgres_archive_fails_verification(
 ) -> None:
     source = small_database(databases, "postgres")
     archive = tmp_path / "pg.tar"
-    backup.create_backup(source.url, output=archive)
-    backup.verify_backup(archive, scratch_url=source.url)
+    create.create_backup(source.url, output=archive)
+    verify.verify_backup(archive, scratch_url=source.url)
 
     def fewer_environments(raw: bytes) -> bytes:
         manifest = json.loads(raw)
@@ -360,7 +361,7 @@ def test_an_altered_postgres_archive_fails_verification(
 
     altered = _rewrite(archive, tmp_path / "altered.tar", manifest=fewer_environments)
     with pytest.raises(InvalidInput) as failure:
-        backup.verify_backup(altered, scratch_url=source.url)
+        verify.verify_backup(altered, scratch_url=source.url)
     assert "table environments: 3 rows, the manifest says 2" in failure.value.detail
     assert "partition deployment_logs_default: 0 rows, the manifest says 5" in failure.value.detail
     # Its scratch database is gone again.
@@ -424,7 +425,7 @@ def test_the_archive_appears_whole_or_not_at_all(tmp_path: Path) -> None:
     script = (
         "import errno, sys\n"
         "from pathlib import Path\n"
-        "from shipboard.ops.backup import atomic_output\n"
+        "from shipboard.ops.backup.archive import atomic_output\n"
         "try:\n"
         f"    with atomic_output(Path({str(target)!r})) as handle:\n"
         "        for _ in range(64):\n"
@@ -468,7 +469,7 @@ def test_scheduled_backup_runs_once_across_nodes_and_prunes(
     assert names[0] == "notes.txt"
     assert names[1] == "shipboard-backup-20200103T000000Z.tar"
     assert len(names) == 3
-    backup.verify_backup(
+    verify.verify_backup(
         directory / names[2], scratch_url=engine.url.render_as_string(hide_password=False)
     )
     with clients.as_role("admin") as admin:
@@ -499,38 +500,40 @@ def test_checksums_do_not_depend_on_how_a_backend_renders_a_value() -> None:
     some_id = uuid.uuid4()
     moment = datetime(2026, 11, 26, 7, 3, 30, 570731, tzinfo=UTC)
     sqlite_row = {
-        "id": backup.canonical_value(str(some_id), "plain"),
-        "at": backup.canonical_value("2026-11-26T07:03:30.570731+00:00", "plain"),
-        "value": backup.canonical_value(0.30000000000000004, "number"),
-        "big": backup.canonical_value(2, "number"),
-        "ok": backup.canonical_value(1, "bool"),
-        "tags": backup.canonical_value('{"b": 1e+20, "a": 1e-07, "c": 1.0, "n": null}', "json"),
-        "none": backup.canonical_value(None, "json"),
+        "id": checksums.canonical_value(str(some_id), "plain"),
+        "at": checksums.canonical_value("2026-11-26T07:03:30.570731+00:00", "plain"),
+        "value": checksums.canonical_value(0.30000000000000004, "number"),
+        "big": checksums.canonical_value(2, "number"),
+        "ok": checksums.canonical_value(1, "bool"),
+        "tags": checksums.canonical_value('{"b": 1e+20, "a": 1e-07, "c": 1.0, "n": null}', "json"),
+        "none": checksums.canonical_value(None, "json"),
     }
     postgres_row = {
-        "id": backup.canonical_value(some_id, "plain"),
-        "at": backup.canonical_value(moment.astimezone(), "plain"),
-        "value": backup.canonical_value(Decimal("0.30000000000000004"), "number"),
-        "big": backup.canonical_value(Decimal("2.000"), "number"),
-        "ok": backup.canonical_value(True, "bool"),
-        "tags": backup.canonical_value(
+        "id": checksums.canonical_value(some_id, "plain"),
+        "at": checksums.canonical_value(moment.astimezone(), "plain"),
+        "value": checksums.canonical_value(Decimal("0.30000000000000004"), "number"),
+        "big": checksums.canonical_value(Decimal("2.000"), "number"),
+        "ok": checksums.canonical_value(True, "bool"),
+        "tags": checksums.canonical_value(
             '{"a": 0.0000001, "b": 100000000000000000000, "c": 1.0, "n": null}', "json"
         ),
-        "none": backup.canonical_value(None, "json"),
+        "none": checksums.canonical_value(None, "json"),
     }
-    assert backup.row_hash(sqlite_row) == backup.row_hash(postgres_row)
+    assert checksums.row_hash(sqlite_row) == checksums.row_hash(postgres_row)
     # SQL NULL and a JSON null differ; so do a number and a string that reads alike.
-    assert backup.canonical_value("null", "json") != backup.canonical_value(None, "json")
-    assert backup.canonical_value('{"a": 1}', "json") != backup.canonical_value(
+    assert checksums.canonical_value("null", "json") != checksums.canonical_value(None, "json")
+    assert checksums.canonical_value('{"a": 1}', "json") != checksums.canonical_value(
         '{"a": "1e0"}', "json"
     )
-    assert backup.canonical_number(Decimal("-0.0")) == backup.canonical_number(0)
+    assert checksums.canonical_number(Decimal("-0.0")) == checksums.canonical_number(0)
     # No rounding, however many digits PostgreSQL's numeric holds.
     long = "1234567890123456789012345678901234567890.5"
-    assert backup.canonical_number(Decimal(long)) == long
-    assert backup.canonical_number(Decimal("100.00")) == backup.canonical_number(1e2) == "1E+2"
+    assert checksums.canonical_number(Decimal(long)) == long
+    assert (
+        checksums.canonical_number(Decimal("100.00")) == checksums.canonical_number(1e2) == "1E+2"
+    )
     # Order-independent: the same rows in another order give the same checksum.
-    a, b = backup.Digest(), backup.Digest()
+    a, b = checksums.Digest(), checksums.Digest()
     rows = [{"id": i, "v": str(i)} for i in range(5)]
     for row in rows:
         a.add(row)
@@ -541,7 +544,7 @@ def test_checksums_do_not_depend_on_how_a_backend_renders_a_value() -> None:
 
 
 def test_the_postgres_password_never_reaches_argv() -> None:
-    conninfo, env = backup.libpq_target(
+    conninfo, env = pgtools.libpq_target(
         "postgresql://ship:p%40ss%20w0rd@db.example:5433/ship?sslmode=require"
     )
     assert "p@ss" not in conninfo

@@ -21,7 +21,7 @@ from shipboard.db.engine import system_transaction
 from shipboard.db.partitions import partition_name
 from shipboard.environments.service import decrypted_secrets, seed_environments
 from shipboard.notifications.delivery import send_due
-from shipboard.ops import backup
+from shipboard.ops.backup import contents
 from shipboard.ops.copy import copy_database
 from tests.support.cli import shipboard
 from tests.support.databases import DatabaseFactory
@@ -95,8 +95,8 @@ def test_copy_to_postgres_then_serve_the_same_data(
     # Every month the source's time series cover has its partition, holding its rows.
     engine = sa.create_engine(target.url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
-        partitions = backup.partition_counts(conn)
-        assert backup.schema_revision(conn) == migrate.head_revision()
+        partitions = contents.partition_counts(conn)
+        assert contents.schema_revision(conn) == migrate.head_revision()
     engine.dispose()
     month = LAST_MONTH.date().replace(day=1)
     for table in ("monitoring_metrics", "deployment_logs", "performance_metrics"):

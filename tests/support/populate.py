@@ -21,7 +21,7 @@ from shipboard.environments.service import seed_environments
 from shipboard.models import metadata
 from shipboard.monitoring import alert_service
 from shipboard.notifications.grouping import flush_groups
-from shipboard.ops import backup
+from shipboard.ops.backup import checksums, contents
 from tests.support.databases import SYSTEM, Database, DatabaseFactory
 from tests.support.factories import SECURITY_FIXTURES, create_channel, create_rule, push_points
 from tests.support.live import Clients
@@ -214,7 +214,7 @@ def evaluate_alerts(engine: Engine) -> None:
 
 def table_counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return backup.count_rows(conn, [t.name for t in metadata.sorted_tables])
+        return contents.count_rows(conn, [t.name for t in metadata.sorted_tables])
 
 
 def assert_every_table_has_rows(engine: Engine) -> dict[str, int]:
@@ -226,13 +226,13 @@ def assert_every_table_has_rows(engine: Engine) -> dict[str, int]:
     return counts
 
 
-def digests(url: str) -> dict[str, backup.TableDigest]:
+def digests(url: str) -> dict[str, checksums.TableDigest]:
     engine = sa.create_engine(
         url.replace("postgresql://", "postgresql+psycopg://"), poolclass=sa.pool.NullPool
     )
     try:
         with engine.connect() as conn:
-            return backup.database_digests(conn)
+            return contents.database_digests(conn)
     finally:
         engine.dispose()
 

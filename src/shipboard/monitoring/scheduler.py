@@ -271,7 +271,7 @@ class Scheduler:
             return False
         from croniter import croniter
 
-        from shipboard.ops import backup
+        from shipboard.ops.backup import scheduled as backup
 
         now = now or utcnow()
         last, self._last_backup_check = self._last_backup_check, now

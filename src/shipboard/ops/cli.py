@@ -182,7 +182,7 @@ class _RichProgress:
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[Any]:
     """Rich progress bars on standard error, for a person at a terminal only."""
-    from shipboard.ops.backup import SILENT
+    from shipboard.ops.backup.progress import SILENT
 
     if not enabled:
         yield SILENT
@@ -252,7 +252,7 @@ def backup_create(
     import json
 
     from shipboard.config import get_settings
-    from shipboard.ops.backup import create_backup
+    from shipboard.ops.backup.create import create_backup
 
     settings = get_settings()
     with _progress(_wants_progress(as_json)) as progress:
@@ -302,7 +302,7 @@ def backup_verify(
     rows and checksum. Exit 2 names what is wrong."""
 
     from shipboard.config import get_settings
-    from shipboard.ops.backup import verify_backup
+    from shipboard.ops.backup.verify import verify_backup
 
     if scratch_url is None and get_settings().database_url:
         scratch_url = get_settings().effective_database_url
@@ -350,7 +350,7 @@ def backup_restore(
     --force."""
 
     from shipboard.config import get_settings
-    from shipboard.ops.backup import restore_backup
+    from shipboard.ops.backup.restore import restore_backup
 
     url = get_settings().effective_database_url
     with _progress(_wants_progress(as_json)) as progress:

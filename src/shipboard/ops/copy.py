@@ -27,12 +27,8 @@ from shipboard.core.errors import Conflict, InvalidInput, ShipboardError
 from shipboard.db import migrate
 from shipboard.db.engine import create_db_engine
 from shipboard.db.partitions import PARTITIONED_TABLES, ensure_partitions
-from shipboard.ops.backup import (
-    SILENT,
-    Progress,
-    TableDigest,
-    Task,
-    compare_tables,
+from shipboard.ops.backup.checksums import TableDigest, compare_tables
+from shipboard.ops.backup.contents import (
     count_rows,
     database_digests,
     require_bypass_rls,
@@ -40,6 +36,7 @@ from shipboard.ops.backup import (
     tables_with_rows,
     user_tables,
 )
+from shipboard.ops.backup.progress import SILENT, Progress, Task
 
 BATCH = 2000
 
