@@ -20,13 +20,14 @@ from sqlalchemy.exc import DBAPIError
 
 from shipboard.auth import sessions
 from shipboard.auth.deps import SESSION_COOKIE
+from shipboard.auth.pseudonyms import pseudonym
 from shipboard.core.crypto import Keyring, generate_key
 from shipboard.core.errors import InvalidInput
 from shipboard.db.engine import system_transaction
 from shipboard.environments.models import Environment
-from shipboard.ops.privacy import Scrubber, erase_user, pseudonym
 from shipboard.reports.service import dora_report
 from shipboard.security.models import FindingIdentity
+from shipboard.users.privacy import Scrubber, erase_user
 from tests.support.databases import SYSTEM, Database
 from tests.support.live import Clients
 

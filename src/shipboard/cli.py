@@ -43,6 +43,7 @@ from shipboard.ops.retention_cli import retention as db_retention
 from shipboard.performance.cli import app as perf_app
 from shipboard.reports.cli import app as report_app
 from shipboard.security.cli import app as scan_app
+from shipboard.users.cli import register as register_user_data_commands
 
 app = typer.Typer(
     help="Shipboard: a self-hosted release control plane.",
@@ -55,6 +56,7 @@ db_app.command("seed")(db_seed)
 db_app.command("retention")(db_retention)
 db_app.command("health")(db_health)
 db_app.command("copy")(db_copy)
+register_user_data_commands(users_app)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(env_app, name="env")

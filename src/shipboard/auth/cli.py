@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import getpass
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -55,7 +52,8 @@ def cli_audit_context() -> AuditContext:
     return AuditContext(actor=f"cli:{user}", actor_role="admin")
 
 
-def _in_session(fn: Callable[[Session], T]) -> T:
+def in_session(fn: Callable[[Session], T]) -> T:
+    """Run ``fn`` in one system transaction on the configured database (committed if it returns)."""
     with _session() as session:
         return fn(session)
 
@@ -71,7 +69,7 @@ def create_user(
         data = UserCreate(name=name, role=role)
     except ValueError as exc:
         raise InvalidInput(f"invalid user name {name!r}: letters, digits and . _ @ - only") from exc
-    created = _in_session(
+    created = in_session(
         lambda s: service.create_user(s, data=data, audit_context=cli_audit_context())
     )
     if as_json:
@@ -85,7 +83,7 @@ def create_user(
 @users_app.command("list")
 def list_users(as_json: JsonFlag = False) -> None:
     """List users."""
-    users = _in_session(service.list_users)
+    users = in_session(service.list_users)
     if as_json:
         print(json.dumps([u.model_dump(mode="json") for u in users]))
         return
@@ -100,7 +98,7 @@ def list_users(as_json: JsonFlag = False) -> None:
 @users_app.command("disable")
 def disable_user(name: str, as_json: JsonFlag = False) -> None:
     """Disable a user; its tokens stop working at once."""
-    user = _in_session(
+    user = in_session(
         lambda s: service.disable_user(s, name=name, audit_context=cli_audit_context())
     )
     if as_json:
@@ -127,62 +125,12 @@ def set_password(
         password = getpass.getpass("New password: ")
         if getpass.getpass("Again: ") != password:
             raise InvalidInput("the passwords differ")
-    _in_session(
+    in_session(
         lambda s: sessions.set_password(
             s, name=name, password=password, audit_context=cli_audit_context()
         )
     )
     out.print(f"password set for {name}; sign in at /login")
-
-
-@users_app.command("export")
-def export_user(
-    name: str,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to FILE (mode 0600), not stdout")
-    ] = None,
-) -> None:
-    """Everything Shipboard holds about USER, as JSON (for a data subject's access request)."""
-    from shipboard.ops.privacy import export_user as export
-
-    data = _in_session(lambda s: export(s, name=name))
-    text = json.dumps(data, indent=2, sort_keys=True)
-    if output is None:
-        print(text)
-        return
-    # It is personal data: readable by the operator only, like the key file.
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text + "\n")
-    out.print(f"wrote {output}")
-
-
-@users_app.command("erase")
-def erase_user(
-    name: str,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
-    as_json: JsonFlag = False,
-) -> None:
-    """Pseudonymize USER everywhere, disable the account, delete its credentials (irreversible)."""
-    from shipboard.core.crypto import Keyring
-    from shipboard.ops.privacy import erase_user as erase
-
-    if not yes and not typer.confirm(
-        f"Replace {name!r} by a pseudonym in every row and disable the account? "
-        "This cannot be undone"
-    ):
-        raise typer.Exit(1)
-    settings = get_settings()
-    keyring = Keyring.from_settings(settings.secret_keys, settings.home)
-    done = _in_session(
-        lambda s: erase(s, name=name, keyring=keyring, audit_context=cli_audit_context())
-    )
-    if as_json:
-        print(json.dumps(dataclasses.asdict(done)))
-        return
-    rows = sum(done.rewritten.values())
-    out.print(f"erased: now {done.pseudonym} in {rows} row(s) of {len(done.rewritten)} table(s)")
-    out.print(f"deleted {done.tokens_deleted} token(s) and {done.sessions_deleted} session(s)")
 
 
 @tokens_app.command("create")
@@ -200,7 +148,7 @@ def create_token(
         lifetime = parse_duration(expires_in) if expires_in else None
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
-    issued = _in_session(
+    issued = in_session(
         lambda s: service.create_token(
             s,
             user_name=user,
@@ -222,7 +170,7 @@ def create_token(
 @tokens_app.command("revoke")
 def revoke_token(token_id: uuid.UUID, as_json: JsonFlag = False) -> None:
     """Revoke the token with id TOKEN_ID."""
-    info = _in_session(
+    info = in_session(
         lambda s: service.revoke_token(s, token_id=token_id, audit_context=cli_audit_context())
     )
     if as_json:
