@@ -21,6 +21,7 @@ from shipboard.core.logging import RequestLogMiddleware, configure_logging
 from shipboard.core.nulguard import NulGuardMiddleware
 from shipboard.core.pageheaders import PageHeadersMiddleware
 from shipboard.core.ratelimit import RateLimiter
+from shipboard.core.telemetry import Telemetry
 from shipboard.core.transport import StrictTransportSecurityMiddleware
 from shipboard.db.engine import create_db_engine
 from shipboard.deployments.api import router as deployments_router
@@ -33,7 +34,7 @@ from shipboard.monitoring.api import router as monitoring_router
 from shipboard.monitoring.otlp_status import OtlpStatusMiddleware
 from shipboard.notifications.api import router as notifications_router
 from shipboard.ops.api import router as ops_router
-from shipboard.ops.metrics import Telemetry
+from shipboard.ops.instance_metrics import StateCollector
 from shipboard.performance.api import router as performance_router
 from shipboard.reports.api import router as reports_router
 from shipboard.security.api import router as security_router
@@ -76,7 +77,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     # Outside the body cap, so its 413 on an OTLP export is re-encoded like every other error.
     app.add_middleware(OtlpStatusMiddleware)
-    app.state.telemetry = Telemetry(app.state.engine, app.state)
+    app.state.telemetry = Telemetry()
+    app.state.telemetry.add_collector(StateCollector(app.state.engine, app.state))
     app.add_middleware(RequestMetricsMiddleware, observe=app.state.telemetry.observe_request)
     app.add_middleware(StrictTransportSecurityMiddleware)
     # Outside the error handlers and every other middleware, so no HTML leaves without it.

@@ -20,13 +20,13 @@ from shipboard.core.bodylimit import read_limited_body, too_large
 from shipboard.core.errors import InvalidInput, ShipboardError
 from shipboard.core.openapi import RPC_STATUS_ERRORS
 from shipboard.core.problems import Problem
+from shipboard.core.telemetry import note_ingest
 from shipboard.core.time import utcnow
 from shipboard.core.types import DateTime, EnvironmentName, MetricName
 from shipboard.environments import repository as environments
 from shipboard.environments.deps import spend_budget
 from shipboard.monitoring import otlp, repository, service
 from shipboard.monitoring.schemas import Accepted, Aggregation, MetricBatch, MetricNames, Series
-from shipboard.ops.metrics import note_ingest
 
 router = APIRouter(
     tags=["monitoring"], responses={401: {"model": Problem}, 403: {"model": Problem}}

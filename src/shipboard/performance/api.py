@@ -8,10 +8,10 @@ from shipboard.auth.deps import AnyUser, Audit, DbSession, require_role
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import PayloadTooLarge
 from shipboard.core.problems import Problem
+from shipboard.core.telemetry import note_ingest
 from shipboard.core.types import EnvironmentName, ShortText, Timestamp
 from shipboard.environments.deps import spend_budget
 from shipboard.environments.service import max_upload_bytes
-from shipboard.ops.metrics import note_ingest
 from shipboard.performance import service
 from shipboard.performance.schemas import (
     IngestResult,
