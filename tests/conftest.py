@@ -23,7 +23,14 @@ from shipboard.db.engine import system_transaction
 from shipboard.environments import cache as settings_cache
 from shipboard.environments.service import seed_environments
 from tests.support.databases import IN_CI, SYSTEM, Database, DatabaseFactory
-from tests.support.live import Clients, LiveServer, PrometheusServer, Receiver, free_port
+from tests.support.live import (
+    Clients,
+    LiveServer,
+    PrometheusServer,
+    Receiver,
+    VictoriaMetrics,
+    free_port,
+)
 
 DATA_TABLES = (
     "notification_deliveries",
@@ -47,6 +54,7 @@ DATA_TABLES = (
     "security_scans",
     "monitoring_metrics",
     "otlp_cumulative_state",
+    "remote_write_queue",
     "deployment_configs",
     "web_sessions",
     "api_tokens",
@@ -217,3 +225,15 @@ def prometheus(tmp_path: Any) -> Iterator[Callable[..., PrometheusServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path: Any) -> Iterator[VictoriaMetrics]:
+    """A real VictoriaMetrics for the remote-write and PromQL tests; stopped after."""
+    if not os.path.exists(VictoriaMetrics.BINARY):
+        if IN_CI:
+            pytest.fail("victoria-metrics is not installed (CI=true: apt-get install it)")
+        pytest.skip("victoria-metrics is not installed")
+    server = VictoriaMetrics(str(tmp_path))
+    yield server
+    server.stop()

@@ -5,85 +5,15 @@ timestamps."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from shipboard.monitoring import remote_write as rw
-
-IN_CI = os.environ.get("CI") == "true"
-VM_BINARY = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class VictoriaMetrics:
-    """A real single-node VictoriaMetrics (Debian's ``victoria-metrics``) on a loopback port,
-    with its own data directory, stopped by its PID."""
-
-    def __init__(self, directory: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(os.path.join(directory, f"vm-{self.port}.log"), "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                VM_BINARY,
-                f"-storageDataPath={os.path.join(directory, f'vm-{self.port}')}",
-                f"-httpListenAddr=127.0.0.1:{self.port}",
-                "-retentionPeriod=100y",
-                # Queries see points as soon as they are flushed, not a minute later.
-                "-search.latencyOffset=0s",
-                "-search.disableCache",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"victoria-metrics did not start; see {self.log.name}")
-            time.sleep(0.1)
-
-    def flush(self) -> None:
-        httpx.get(f"{self.url}/internal/force_flush", timeout=10).raise_for_status()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.log.close()
-
-
-@pytest.fixture
-def victoria_metrics(tmp_path: Any) -> Iterator[VictoriaMetrics]:
-    if not os.path.exists(VM_BINARY):
-        if IN_CI:
-            pytest.fail("victoria-metrics is not installed (CI=true: apt-get install it)")
-        pytest.skip("victoria-metrics is not installed")
-    server = VictoriaMetrics(str(tmp_path))
-    yield server
-    server.stop()
+from tests.support.live import VictoriaMetrics, free_port
 
 
 def _post(url: str, series: list[rw.Series]) -> httpx.Response:
@@ -280,7 +210,7 @@ def test_queries_read_the_real_stores_and_variables_cannot_add_matchers(
     store.validate("sum(errors_total)", at=now - timedelta(hours=1))
     store.close()
 
-    dead = PromStore(StoreSettings(url=f"http://127.0.0.1:{_free_port()}", timeout_s=2))
+    dead = PromStore(StoreSettings(url=f"http://127.0.0.1:{free_port()}", timeout_s=2))
     with pytest.raises(StoreError, match="did not answer") as refused:
         dead.query("up", at=now)
     assert not refused.value.bad_query

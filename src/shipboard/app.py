@@ -31,6 +31,7 @@ from shipboard.integrations.api import WEBHOOK_PATHS
 from shipboard.integrations.api import router as integrations_router
 from shipboard.monitoring.alert_api import router as alerting_router
 from shipboard.monitoring.api import router as monitoring_router
+from shipboard.monitoring.forwarding import forwarding_from
 from shipboard.monitoring.otlp_status import OtlpStatusMiddleware
 from shipboard.notifications.api import router as notifications_router
 from shipboard.ops.api import router as ops_router
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         max_overflow=settings.db_max_overflow,
     )
     app.state.keyring = Keyring.from_settings(settings.secret_keys, settings.home)
+    app.state.forwarding = forwarding_from(settings)
     app.state.jwt = JwtVerifier(settings)
     app.state.rate_limiter = RateLimiter(settings.redis_url)
     app.state.stream_budget = StreamBudget(

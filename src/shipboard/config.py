@@ -130,6 +130,25 @@ class Settings(BaseSettings):
         "metadata addresses (docs/security.md, Outbound requests)",
     )
 
+    # The user's Prometheus-compatible store (docs/monitoring.md, issue 23).
+    remote_write_url: str | None = Field(
+        default=None,
+        description="Prometheus remote-write endpoint (e.g. http://vm:8428/api/v1/write) every "
+        "ingested point is also sent to, from a durable queue",
+    )
+    remote_write_bearer_token: str | None = None
+    remote_write_username: str | None = None
+    remote_write_password: str | None = None
+    remote_write_ca_file: str | None = Field(
+        default=None, description="CA bundle (PEM) the remote-write endpoint's TLS is checked with"
+    )
+    remote_write_queue_mb: float = Field(
+        default=256,
+        gt=0,
+        description="How much encoded data may wait for the store; past it, ingest answers 503 "
+        "with Retry-After instead of dropping points",
+    )
+
     @field_validator("home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
@@ -143,6 +162,13 @@ class Settings(BaseSettings):
         # Refused at start, not discovered at the first backup that never happens.
         if value and not croniter.is_valid(value):
             raise ValueError(f"SHIPBOARD_BACKUP_SCHEDULE {value!r} is not a cron expression")
+        return value or None
+
+    @field_validator("remote_write_url")
+    @classmethod
+    def _valid_remote_write_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"SHIPBOARD_REMOTE_WRITE_URL {value!r} is not an http(s) URL")
         return value or None
 
     @field_validator("public_url")

@@ -25,7 +25,7 @@ from shipboard.core.time import utcnow
 from shipboard.core.types import DateTime, EnvironmentName, MetricName
 from shipboard.environments import repository as environments
 from shipboard.environments.deps import spend_budget
-from shipboard.monitoring import otlp, repository, service
+from shipboard.monitoring import otlp, service
 from shipboard.monitoring.schemas import Accepted, Aggregation, MetricBatch, MetricNames, Series
 
 router = APIRouter(
@@ -58,7 +58,11 @@ def ingest(
     for environment in sorted({m["environment"] for m in batch["metrics"]}):
         spend_budget(request, db, caller, environment)
     return service.ingest_batch(
-        db, batch=batch, scope=f"metrics:{caller.name}", idempotency_key=idempotency_key
+        db,
+        batch=batch,
+        scope=f"metrics:{caller.name}",
+        idempotency_key=idempotency_key,
+        forwarding=request.app.state.forwarding,
     )
 
 
@@ -202,7 +206,7 @@ async def otlp_metrics(request: Request, db: DbSession, caller: ServiceOrAdmin) 
         )
         for environment in sorted({row["environment"] for row in converted.rows}):
             spend_budget(request, session, caller, environment)
-        repository.add_many(session, converted.rows)
+        service.store_rows(session, rows=converted.rows, forwarding=request.app.state.forwarding)
         return converted
 
     converted = await run_in_threadpool(store)

@@ -125,3 +125,21 @@ class OtlpCumulativeState(Base):
     time_ns: Mapped[str] = mapped_column(sa.Text, nullable=False)
     reading: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class RemoteWriteBatch(Base):
+    """Points waiting to be remote-written to the user's store (monitoring/forwarding.py): one
+    row per ingested batch, written in the ingest's own transaction, so a point acknowledged to
+    a client is on disk until the store has taken it. ``payload`` is the encoded WriteRequest."""
+
+    __tablename__ = "remote_write_queue"
+
+    # Time-ordered (uuid7): the oldest batch goes first, as remote write wants samples in order.
+    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True)
+    payload: Mapped[bytes] = mapped_column(sa.LargeBinary, nullable=False)
+    points: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    size: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)

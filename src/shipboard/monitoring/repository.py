@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import calendar
 import math
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,12 @@ from shipboard.core.time import utcnow
 from shipboard.db import bulk
 from shipboard.db.keyset import filter_by, keyset_page
 from shipboard.db.types import UTCDateTime, format_utc
-from shipboard.monitoring.models import IdempotencyKey, MonitoringMetric, OtlpCumulativeState
+from shipboard.monitoring.models import (
+    IdempotencyKey,
+    MonitoringMetric,
+    OtlpCumulativeState,
+    RemoteWriteBatch,
+)
 from shipboard.monitoring.schemas import MonitoringMetricFilter
 
 POINT_COLUMNS = (
@@ -36,21 +42,24 @@ def insert_points(session: Session, rows: list[tuple[Any, ...]]) -> int:
 
 def add_many(session: Session, rows: list[dict[str, Any]]) -> int:
     """Insert points in one statement; rows without an ``id`` get a new time-ordered one."""
-    return insert_points(
-        session,
-        [
-            (
-                r.get("id") or new_id,
-                r["name"],
-                r["value"],
-                r["timestamp"],
-                r["environment"],
-                r["tags"] or {},
-                r["source"],
-            )
-            for r, new_id in zip(rows, bulk.uuid7_strings(len(rows)), strict=True)
-        ],
-    )
+    return insert_points(session, point_tuples(rows))
+
+
+def point_tuples(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Point dicts as tuples in ``POINT_COLUMNS`` order; rows without an ``id`` get a new
+    time-ordered one."""
+    return [
+        (
+            r.get("id") or new_id,
+            r["name"],
+            r["value"],
+            r["timestamp"],
+            r["environment"],
+            r["tags"] or {},
+            r["source"],
+        )
+        for r, new_id in zip(rows, bulk.uuid7_strings(len(rows)), strict=True)
+    ]
 
 
 def page(
@@ -316,3 +325,81 @@ def save_cumulative_states(session: Session, states: dict[str, CumulativeState])
             },
         )
         session.execute(stmt)
+
+
+# --- the remote-write queue (monitoring/forwarding.py) ---------------------------------------
+
+
+def remote_enqueue(
+    session: Session, *, id: uuid.UUID, payload: bytes, points: int, now: datetime
+) -> None:
+    session.execute(
+        sa.insert(RemoteWriteBatch).values(
+            id=id,
+            payload=payload,
+            points=points,
+            size=len(payload),
+            enqueued_at=now,
+            attempts=0,
+            next_attempt_at=now,
+        )
+    )
+
+
+def remote_queue_size(session: Session) -> int:
+    total = session.scalar(sa.select(sa.func.coalesce(sa.func.sum(RemoteWriteBatch.size), 0)))
+    return int(total or 0)
+
+
+def remote_queue_stats(session: Session) -> tuple[int, int, int, datetime | None]:
+    """Batches, points and bytes waiting, and when the oldest was queued."""
+    row = session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(RemoteWriteBatch.points), 0),
+            sa.func.coalesce(sa.func.sum(RemoteWriteBatch.size), 0),
+            sa.func.min(RemoteWriteBatch.enqueued_at),
+        )
+    ).one()
+    oldest = row[3]
+    if isinstance(oldest, str):  # SQLite's aggregate loses the column type
+        oldest = datetime.fromisoformat(oldest)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return int(row[0]), int(row[1]), int(row[2]), oldest
+
+
+def remote_due(
+    session: Session, *, now: datetime, limit: int
+) -> list[tuple[uuid.UUID, bytes, int, int]]:
+    """The oldest batches, in queue order, up to the first one still waiting out a backoff:
+    a later batch never overtakes an earlier one."""
+    rows = session.execute(
+        sa.select(
+            RemoteWriteBatch.id,
+            RemoteWriteBatch.payload,
+            RemoteWriteBatch.points,
+            RemoteWriteBatch.attempts,
+            RemoteWriteBatch.next_attempt_at,
+        )
+        .order_by(RemoteWriteBatch.id)
+        .limit(limit)
+    ).all()
+    due = []
+    for batch_id, payload, points, attempts, next_at in rows:
+        if next_at > now:
+            break
+        due.append((batch_id, bytes(payload), int(points), int(attempts)))
+    return due
+
+
+def remote_delete(session: Session, batch_id: uuid.UUID) -> None:
+    session.execute(sa.delete(RemoteWriteBatch).where(RemoteWriteBatch.id == batch_id))
+
+
+def remote_retry_later(session: Session, batch_id: uuid.UUID, *, at: datetime, error: str) -> None:
+    session.execute(
+        sa.update(RemoteWriteBatch)
+        .where(RemoteWriteBatch.id == batch_id)
+        .values(attempts=RemoteWriteBatch.attempts + 1, next_attempt_at=at, last_error=error[:1000])
+    )

@@ -7,6 +7,7 @@ import json
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from shipboard.core.pagination import clamp_limit
 from shipboard.core.time import utcnow
 from shipboard.db import bulk
 from shipboard.environments.service import require_known_environments
+from shipboard.monitoring import forwarding as forwarding_
 from shipboard.monitoring import otlp, repository, temporality
 from shipboard.monitoring.schemas import (
     POINTS,
@@ -35,8 +37,14 @@ MAX_BATCH = 10_000
 MAX_FUTURE = timedelta(minutes=10)
 
 
-def ingest_metrics(session: Session, *, metrics: list[MonitoringMetricCreate]) -> int:
-    """Store a batch of points in one statement; an unknown environment rejects the batch."""
+def ingest_metrics(
+    session: Session,
+    *,
+    metrics: list[MonitoringMetricCreate],
+    forwarding: forwarding_.Forwarding | None = None,
+) -> int:
+    """Store a batch of points in one statement (and queue it for the user's store when
+    forwarding is on); an unknown environment rejects the batch."""
     require_known_environments(session, field="metrics", names=[m["environment"] for m in metrics])
     now = utcnow()
     late = now + MAX_FUTURE
@@ -60,7 +68,19 @@ def ingest_metrics(session: Session, *, metrics: list[MonitoringMetricCreate]) -
         )
         for point_id, m in zip(bulk.uuid7_strings(len(metrics)), metrics, strict=True)
     ]
-    return repository.insert_points(session, rows)
+    stored = repository.insert_points(session, rows)
+    forwarding_.enqueue(session, forwarding=forwarding, rows=rows)
+    return stored
+
+
+def store_rows(
+    session: Session, *, rows: list[dict[str, Any]], forwarding: forwarding_.Forwarding | None
+) -> int:
+    """Store converted points (OTLP, scrape) and queue them for the user's store."""
+    tuples = repository.point_tuples(rows)
+    stored = repository.insert_points(session, tuples)
+    forwarding_.enqueue(session, forwarding=forwarding, rows=tuples)
+    return stored
 
 
 def list_metrics(
@@ -84,13 +104,14 @@ def ingest_batch(
     batch: MetricBatch,
     scope: str,
     idempotency_key: str | None,
+    forwarding: forwarding_.Forwarding | None = None,
 ) -> Accepted:
     """Store a batch once: a retry under the same ``Idempotency-Key`` gets the first answer."""
     points = batch["metrics"]
     if len(points) > MAX_BATCH:
         raise PayloadTooLarge(f"at most {MAX_BATCH} points a request; this one has {len(points)}")
     if idempotency_key is None:
-        return Accepted(accepted=ingest_metrics(session, metrics=points))
+        return Accepted(accepted=ingest_metrics(session, metrics=points, forwarding=forwarding))
     # Defaults filled in, so leaving out "tags": {} is the same batch as sending it.
     normal = [{"timestamp": None, "tags": {}, **p} for p in POINTS.dump_python(points, mode="json")]
     digest = hashlib.sha256(json.dumps({"metrics": normal}, sort_keys=True).encode()).hexdigest()
@@ -99,7 +120,7 @@ def ingest_batch(
         if seen.request_hash != digest:
             raise Conflict("this Idempotency-Key was used for a different batch")
         return Accepted.model_validate(seen.response)
-    accepted = Accepted(accepted=ingest_metrics(session, metrics=points))
+    accepted = Accepted(accepted=ingest_metrics(session, metrics=points, forwarding=forwarding))
     try:
         repository.idempotency_put(
             session,

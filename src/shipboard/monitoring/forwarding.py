@@ -1,0 +1,207 @@
+"""Forwarding ingested points to the user's store by Prometheus remote write, from a durable
+queue (issue 23).
+
+Every batch Shipboard stores (REST, OTLP, scrape) is also encoded as one ``WriteRequest`` and
+queued in ``remote_write_queue`` inside the same transaction, so a point acknowledged to a
+client survives the store being down and Shipboard restarting. The forwarder sends the queue
+oldest first and stops at the first batch the store cannot take now, so samples of a series
+reach the store in the order they were queued (stores refuse out-of-order samples). A batch
+leaves the queue when the store answers 2xx, or when it answers a 4xx that no retry can fix
+(the spec: such data is dropped; it is counted and logged with the store's reason). A full queue
+refuses new points with 503 and ``Retry-After`` rather than dropping any silently.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from shipboard.config import Settings
+from shipboard.core.errors import ServiceUnavailable
+from shipboard.core.time import utcnow
+from shipboard.db import bulk
+from shipboard.db.engine import system_transaction
+from shipboard.monitoring import remote_write as rw
+from shipboard.monitoring import repository
+
+log = structlog.get_logger("shipboard.forwarding")
+MAX_BACKOFF_S = 300.0
+RETRY_AFTER_S = 30
+
+
+@dataclass(frozen=True)
+class Forwarding:
+    """Where points go, and how much may wait for the store (SHIPBOARD_REMOTE_WRITE_*)."""
+
+    url: str
+    bearer_token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    timeout_s: float = 10.0
+    max_queue_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass
+class QueueStatus:
+    batches: int
+    points: int
+    size: int
+    oldest_age_s: float
+
+
+@dataclass
+class Forwarded:
+    sent_points: int = 0
+    dropped_points: int = 0
+    retrying: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+def forwarding_from(settings: Settings) -> Forwarding | None:
+    """The process's forwarding, or None when SHIPBOARD_REMOTE_WRITE_URL is unset."""
+    if not settings.remote_write_url:
+        return None
+    return Forwarding(
+        url=settings.remote_write_url,
+        bearer_token=settings.remote_write_bearer_token,
+        username=settings.remote_write_username,
+        password=settings.remote_write_password,
+        ca_file=settings.remote_write_ca_file,
+        max_queue_bytes=int(settings.remote_write_queue_mb * 1024 * 1024),
+    )
+
+
+def enqueue(
+    session: Session, *, forwarding: Forwarding | None, rows: Sequence[Sequence[Any]]
+) -> None:
+    """Queue points (tuples in ``repository.POINT_COLUMNS`` order) for the store, in the
+    caller's transaction. Nothing happens when forwarding is off."""
+    if forwarding is None or not rows:
+        return
+    grouped: dict[tuple[Any, ...], list[tuple[int, float]]] = defaultdict(list)
+    for _id, name, value, timestamp, environment, tags, source in rows:
+        key = (name, environment, source, tuple(sorted((tags or {}).items())))
+        grouped[key].append((_millis(timestamp), float(value)))
+    series: list[rw.Series] = []
+    for (name, environment, source, tags), samples in grouped.items():
+        one, collisions = rw.series_for(
+            name=name, environment=environment, source=source, tags=dict(tags), samples=samples
+        )
+        for collision in collisions:
+            log.warning("remote write label collision", detail=collision)
+        series.append(one)
+    payload = rw.encode(series)
+    waiting = repository.remote_queue_size(session)
+    if waiting + len(payload) > forwarding.max_queue_bytes:
+        raise ServiceUnavailable(
+            f"{waiting >> 20} MiB of points are waiting for the metrics store "
+            f"(SHIPBOARD_REMOTE_WRITE_QUEUE_MB); nothing was stored, retry later",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    repository.remote_enqueue(
+        session,
+        id=uuid.UUID(bulk.uuid7_strings(1)[0]),
+        payload=payload,
+        points=len(rows),
+        now=utcnow(),
+    )
+
+
+def queue_status(session: Session, *, now: datetime | None = None) -> QueueStatus:
+    batches, points, size, oldest = repository.remote_queue_stats(session)
+    age = ((now or utcnow()) - oldest).total_seconds() if oldest else 0.0
+    return QueueStatus(batches=batches, points=points, size=size, oldest_age_s=max(age, 0.0))
+
+
+class Forwarder:
+    """Sends the queue to the store. One runs per cluster (on the elected node), so batches
+    leave in order; the ``httpx.Client`` is the caller's to close when it passes one."""
+
+    def __init__(self, forwarding: Forwarding, *, client: httpx.Client | None = None) -> None:
+        self.forwarding = forwarding
+        auth = None
+        headers = {
+            "Content-Type": rw.CONTENT_TYPE,
+            "Content-Encoding": rw.CONTENT_ENCODING,
+            "X-Prometheus-Remote-Write-Version": rw.PROTOCOL_VERSION,
+            "User-Agent": "shipboard",
+        }
+        if forwarding.bearer_token:
+            headers["Authorization"] = f"Bearer {forwarding.bearer_token}"
+        elif forwarding.username is not None:
+            auth = httpx.BasicAuth(forwarding.username, forwarding.password or "")
+        self._client = client or httpx.Client(
+            timeout=forwarding.timeout_s,
+            verify=forwarding.ca_file or True,
+            headers=headers,
+            auth=auth,
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def forward_once(self, engine: Engine, *, limit: int = 50) -> Forwarded:
+        """Send up to ``limit`` due batches, oldest first; stop at the first one the store
+        cannot take now (it is retried after a backoff)."""
+        result = Forwarded()
+        now = utcnow()
+        with system_transaction(engine) as session:
+            due = repository.remote_due(session, now=now, limit=limit)
+        for batch_id, payload, points, attempts in due:
+            try:
+                answer = self._client.post(self.forwarding.url, content=payload)
+            except httpx.HTTPError as exc:
+                self._later(engine, batch_id, attempts, f"no answer ({type(exc).__name__})")
+                result.retrying = True
+                result.errors.append(f"no answer ({type(exc).__name__})")
+                break
+            if answer.is_success:
+                with system_transaction(engine) as session:
+                    repository.remote_delete(session, batch_id)
+                result.sent_points += points
+                continue
+            reason = f"{answer.status_code}: {answer.text[:300]}"
+            if rw.retryable(answer.status_code):
+                self._later(engine, batch_id, attempts, reason)
+                result.retrying = True
+                result.errors.append(reason)
+                break
+            # A request the store will never take (bad labels, samples too old or out of
+            # order): keeping it would block every batch behind it.
+            log.error("remote write refused a batch; dropped", points=points, reason=reason)
+            with system_transaction(engine) as session:
+                repository.remote_delete(session, batch_id)
+            result.dropped_points += points
+            result.errors.append(reason)
+        return result
+
+    def _later(self, engine: Engine, batch_id: uuid.UUID, attempts: int, reason: str) -> None:
+        delay = min(MAX_BACKOFF_S, 2.0**attempts)
+        log.warning("remote write failed; retrying", reason=reason, retry_in_s=delay)
+        with system_transaction(engine) as session:
+            repository.remote_retry_later(
+                session,
+                batch_id,
+                at=utcnow() + timedelta(seconds=delay),
+                error=reason,
+            )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _millis(timestamp: datetime) -> int:
+    # Integer arithmetic: a float's .timestamp() * 1000 can land a millisecond short.
+    aware = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // timedelta(milliseconds=1)

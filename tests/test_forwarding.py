@@ -1,0 +1,152 @@
+"""Forwarding to the user's store (issue 23): points acknowledged over the REST API reach a real
+VictoriaMetrics by remote write from the durable queue, survive the store being down, keep
+their order, and a full queue refuses new points instead of dropping any."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from shipboard.core.time import utcnow
+from shipboard.db.engine import system_transaction
+from shipboard.monitoring import remote_write as rw
+from shipboard.monitoring.forwarding import Forwarder, queue_status
+from shipboard.monitoring.models import MonitoringMetric
+from tests.support.databases import Database
+from tests.support.live import LiveServer, Receiver, VictoriaMetrics, wait_for
+
+
+@pytest.fixture
+def serve(db: Database) -> Iterator[Callable[..., LiveServer]]:
+    started: list[LiveServer] = []
+
+    def start(**overrides: Any) -> LiveServer:
+        live = LiveServer(db.url, **overrides)
+        live.start()
+        started.append(live)
+        return live
+
+    yield start
+    for live in started:
+        live.stop()
+
+
+def _points(count: int, *, name: str = "checkout.latency") -> list[dict[str, Any]]:
+    start = utcnow().replace(microsecond=0) - timedelta(minutes=3)
+    return [
+        {
+            "name": name,
+            "value": i + 0.5,
+            "environment": "production",
+            "source": "rest",
+            "tags": {"pod": "web-1"},
+            "timestamp": (start + timedelta(seconds=i)).isoformat(),
+        }
+        for i in range(count)
+    ]
+
+
+def _client(live: LiveServer, token: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=live.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+def _queued(engine: Engine) -> int:
+    with system_transaction(engine) as session:
+        return queue_status(session).points
+
+
+def test_acknowledged_points_reach_the_store_after_it_was_down(
+    serve: Callable[..., LiveServer],
+    engine: Engine,
+    make_user: Callable[[str, str], str],
+    victoria_metrics: VictoriaMetrics,
+) -> None:
+    live = serve(remote_write_url=f"{victoria_metrics.url}/api/v1/write")
+    forwarder = Forwarder(live.app.state.forwarding)
+    victoria_metrics.stop()  # the store goes away before the points arrive
+    points = _points(5)
+    with _client(live, make_user("collector", "service")) as client:
+        assert client.post("/api/v1/metrics", json={"metrics": points}).json() == {"accepted": 5}
+
+    down = forwarder.forward_once(engine)
+    assert down.retrying
+    assert down.sent_points == 0
+    assert _queued(engine) == 5  # acknowledged, so still on disk
+
+    victoria_metrics.start()
+    sent = wait_for(lambda: forwarder.forward_once(engine).sent_points, timeout=10, interval=0.3)
+    forwarder.close()
+    assert sent == 5
+    assert _queued(engine) == 0
+
+    victoria_metrics.flush()
+    answer = httpx.get(
+        f"{victoria_metrics.url}/api/v1/query",
+        params={"query": 'checkout_latency{environment="production"}[10m]'},
+        timeout=10,
+    ).json()
+    (series,) = answer["data"]["result"]
+    assert series["metric"] == {
+        "__name__": "checkout_latency",
+        "environment": "production",
+        "source": "rest",
+        "pod": "web-1",
+    }
+    expected = [
+        (int(datetime.fromisoformat(p["timestamp"]).timestamp() * 1000), p["value"]) for p in points
+    ]
+    assert [(round(float(t) * 1000), float(v)) for t, v in series["values"]] == expected
+
+
+def test_a_full_queue_refuses_new_points_and_stores_none(
+    serve: Callable[..., LiveServer], engine: Engine, make_user: Callable[[str, str], str]
+) -> None:
+    live = serve(remote_write_url="http://127.0.0.1:9/api/v1/write", remote_write_queue_mb=1e-6)
+    with _client(live, make_user("collector", "service")) as client:
+        refused = client.post("/api/v1/metrics", json={"metrics": _points(3)})
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "30"
+        assert "waiting for the metrics store" in refused.json()["detail"]
+    with system_transaction(engine) as session:
+        stored = session.scalar(sa.select(sa.func.count()).select_from(MonitoringMetric))
+    assert stored == 0
+    assert _queued(engine) == 0
+
+
+def test_batches_leave_in_order_and_a_refused_one_is_dropped_not_retried(
+    serve: Callable[..., LiveServer], engine: Engine, make_user: Callable[[str, str], str]
+) -> None:
+    store = Receiver(statuses=[503, 400, 204])
+    live = serve(remote_write_url=store.url)
+    forwarder = Forwarder(live.app.state.forwarding)
+    with _client(live, make_user("collector", "service")) as client:
+        for name in ("first", "second"):
+            batch = _points(2, name=name) if name == "first" else _points(3, name=name)
+            assert client.post("/api/v1/metrics", json={"metrics": batch}).status_code == 200
+
+    busy = forwarder.forward_once(engine)  # 503: the oldest waits, and nothing overtakes it
+    assert (busy.retrying, busy.sent_points, len(store.requests)) == (True, 0, 1)
+    assert _queued(engine) == 5
+
+    # The oldest comes back due after its backoff; the store refuses it for good (400): it is
+    # dropped and counted, and the next batch goes.
+    result = wait_for(
+        lambda: (r := forwarder.forward_once(engine)).dropped_points and r, timeout=10
+    )
+    forwarder.close()
+    assert (result.dropped_points, result.sent_points) == (2, 3)
+    assert _queued(engine) == 0
+    sent = [rw.decode(body) for _, body in store.requests]
+    names = [dict(s.labels)["__name__"] for batch in sent for s in batch]
+    assert names == ["first", "first", "second"]
+    headers = store.requests[-1][0]
+    assert headers["Content-Encoding"] == "snappy"
+    assert headers["X-Prometheus-Remote-Write-Version"] == "0.1.0"
