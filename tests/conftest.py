@@ -33,6 +33,7 @@ from tests.support.live import (
 )
 
 DATA_TABLES = (
+    "job_schedules",
     "notification_deliveries",
     "notification_groups",
     "notification_channels",

@@ -17,8 +17,9 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
+from shipboard.background import runtime
 from shipboard.db.engine import transaction
-from shipboard.monitoring.scheduler import Scheduler, start_in_thread
+from shipboard.jobs.runtime import Runtime
 from shipboard.monitoring.schemas import MonitoringMetricCreate
 from shipboard.monitoring.service import ingest_metrics
 from tests.support.live import Clients, Receiver, wait_for
@@ -106,9 +107,9 @@ def alertmanager() -> Iterator[Alertmanager]:
 
 
 @pytest.fixture
-def scheduler(clients: Clients, engine: Engine) -> Iterator[Scheduler]:
-    """The real scheduler, fast: evaluation every 0.3 s, firing alerts re-sent every second."""
-    instance = Scheduler(
+def scheduler(clients: Clients, engine: Engine) -> Iterator[Runtime]:
+    """The real job runtime, fast: evaluation every 0.3 s, firing alerts re-sent every second."""
+    instance = runtime(
         engine,
         clients.server.app.state.keyring,
         eval_interval_s=0.3,
@@ -116,7 +117,7 @@ def scheduler(clients: Clients, engine: Engine) -> Iterator[Scheduler]:
         alertmanager_resend_s=1.0,
         public_url=PUBLIC,
     )
-    stop = start_in_thread(instance)
+    stop = instance.start()
     yield instance
     stop.set()
     assert instance.thread is not None
@@ -190,7 +191,7 @@ def _shipboard_alert(admin: httpx.Client, rule_id: str) -> dict[str, Any] | None
 
 
 def test_firing_alert_stays_active_past_resolve_timeout_and_resolves_when_it_stops(
-    clients: Clients, engine: Engine, alertmanager: Alertmanager, scheduler: Scheduler
+    clients: Clients, engine: Engine, alertmanager: Alertmanager, scheduler: Runtime
 ) -> None:
     with clients.as_role("admin") as admin:
         rule = _setup(admin, alertmanager, "AMStaysActive", window_s=14)
@@ -228,7 +229,7 @@ def test_disabling_or_deleting_a_firing_rule_resolves_its_alert_everywhere(
     clients: Clients,
     engine: Engine,
     alertmanager: Alertmanager,
-    scheduler: Scheduler,
+    scheduler: Runtime,
     receiver: Receiver,
     how: str,
 ) -> None:

@@ -23,7 +23,8 @@ from sqlalchemy.engine import Engine
 from shipboard.core.errors import Conflict, InvalidInput
 from shipboard.db import migrate
 from shipboard.db.partitions import PARTITIONED_TABLES
-from shipboard.monitoring.scheduler import Scheduler
+from shipboard.jobs.schedule import Schedule
+from shipboard.ops import tasks as ops_tasks
 from shipboard.ops.backup import checksums, create, pgtools, restore, verify
 from shipboard.ops.backup.manifest import PG_MEMBER, SQLITE_MEMBER
 from tests.support.cli import shipboard
@@ -451,20 +452,29 @@ def test_scheduled_backup_runs_once_across_nodes_and_prunes(
     for day in (1, 2, 3):
         (directory / f"shipboard-backup-202001{day:02d}T000000Z.tar").write_bytes(b"old")
     (directory / "notes.txt").write_text("not ours")
-    keyring = clients.server.app.state.keyring
     nodes = [
-        Scheduler(engine, keyring, backup_schedule="0 * * * *", backup_keep=2, backup_dir=directory)
+        Schedule(
+            engine,
+            ops_tasks.scheduled(
+                engine, backup_schedule="0 * * * *", backup_keep=2, backup_dir=directory
+            ),
+        )
         for _ in range(2)
     ]
+
+    def fire(node: Schedule, now: datetime) -> bool:
+        return node.run_if_due(node.task("ops.backup"), now=now) is not None
+
     start = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
-    assert not any(node.schedule_backups(now=start) for node in nodes)
-    assert not any(node.schedule_backups(now=start + timedelta(minutes=10)) for node in nodes)
+    assert not any(fire(node, start) for node in nodes)
+    assert not any(fire(node, start + timedelta(minutes=10)) for node in nodes)
     # 10:00 fired: one node takes it, the other sees the claim.
-    fired = [node.schedule_backups(now=start + timedelta(minutes=31)) for node in nodes]
+    fired = [fire(node, start + timedelta(minutes=31)) for node in nodes]
     assert sorted(fired) == [False, True]
     for node in nodes:
-        if node._backup_thread is not None:
-            node._backup_thread.join(timeout=120)
+        run = node.task("ops.backup").run
+        assert isinstance(run, ops_tasks.ScheduledBackup)
+        run.join(timeout=120)
     names = sorted(p.name for p in directory.iterdir())
     assert names[0] == "notes.txt"
     assert names[1] == "shipboard-backup-20200103T000000Z.tar"

@@ -17,8 +17,9 @@ from shipboard.auth.schemas import Principal
 from shipboard.db.engine import system_transaction
 from shipboard.deployments import service as deployments
 from shipboard.deployments.schemas import DeploymentCreate
-from shipboard.monitoring.scheduler import Scheduler
+from shipboard.jobs.schedule import Schedule
 from shipboard.notifications.delivery import send_due
+from shipboard.reports import tasks as report_tasks
 from tests.support.databases import SYSTEM
 from tests.support.factories import create_channel
 from tests.support.live import Clients, Receiver
@@ -195,12 +196,18 @@ def test_scheduled_reports_reach_email_and_webhook(
                 ]
             },
         ).raise_for_status()
-    scheduler = Scheduler(engine, clients.server.app.state.keyring)
+    schedule = Schedule(engine, report_tasks.scheduled())
+
+    def queued(now: datetime) -> object:
+        ran = schedule.run_if_due(schedule.task("reports.scheduled"), now=now)
+        assert ran is not None
+        return ran.result
+
     monday = datetime(2026, 11, 30, tzinfo=UTC)
-    assert scheduler.schedule_reports(now=monday + timedelta(hours=7, minutes=58)) == 0
-    assert scheduler.schedule_reports(now=monday + timedelta(hours=7, minutes=59)) == 0
-    assert scheduler.schedule_reports(now=monday + timedelta(hours=8, minutes=0, seconds=5)) == 2
-    assert scheduler.schedule_reports(now=monday + timedelta(hours=8, minutes=1)) == 0
+    assert queued(monday + timedelta(hours=7, minutes=58)) == 0
+    assert queued(monday + timedelta(hours=7, minutes=59)) == 0
+    assert queued(monday + timedelta(hours=8, minutes=0, seconds=5)) == 2
+    assert queued(monday + timedelta(hours=8, minutes=1)) == 0
     send_due(engine, clients.server.app.state.keyring, now=monday + timedelta(hours=8, minutes=1))
     deadline = time.monotonic() + 5
     while not received and time.monotonic() < deadline:
@@ -218,7 +225,7 @@ def test_scheduled_reports_reach_email_and_webhook(
     assert hooked["report"]["environment"] == "staging"
     assert "attachments" not in hooked
     # The noon report fires once at noon UTC.
-    assert scheduler.schedule_reports(now=monday + timedelta(hours=12, seconds=1)) == 1
+    assert queued(monday + timedelta(hours=12, seconds=1)) == 1
     with clients.as_role("admin") as admin:
         channels = {
             c["name"]: c["id"] for c in admin.get("/api/v1/notification-channels").json()["items"]

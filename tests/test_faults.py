@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
-from shipboard.monitoring.scheduler import Scheduler, start_in_thread
+from shipboard.background import runtime
 from shipboard.notifications.delivery import BACKOFF_BASE_S, BACKOFF_CAP_S, send_due
 from tests.support.databases import Database
 from tests.support.factories import (
@@ -523,8 +523,8 @@ def test_a_hanging_receiver_blocks_neither_evaluation_nor_other_receivers(
         second = create_rule(admin, "Second", metric="second_errors", for_s=0, channels=["healthy"])
     now = datetime.now(UTC)
     push_points(engine, "first_errors", [50], now - timedelta(seconds=5))
-    scheduler = Scheduler(engine, keyring, eval_interval_s=0.2, poll_s=0.05)
-    stop = start_in_thread(scheduler)
+    scheduler = runtime(engine, keyring, eval_interval_s=0.2, poll_s=0.05)
+    stop = scheduler.start()
     try:
         wait_for(lambda: hanging.arrivals, timeout=10)
         hung_at = time.monotonic()

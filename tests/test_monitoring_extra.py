@@ -23,9 +23,9 @@ from sqlalchemy.engine import Engine
 from shipboard.db.engine import transaction
 from shipboard.monitoring import scrape
 from shipboard.monitoring.models import Alert, AlertRule
-from shipboard.monitoring.scheduler import Scheduler
 from shipboard.monitoring.schemas import MonitoringMetricCreate
 from shipboard.monitoring.service import ingest_metrics
+from shipboard.monitoring.tasks import Scraper, evaluate
 from shipboard.notifications.delivery import send_due
 from tests.support.factories import create_channel
 from tests.support.live import Clients, Receiver, free_port
@@ -69,10 +69,10 @@ def test_scrapes_a_real_prometheus_client_server_and_survives_a_dead_target(
             {"url": f"http://127.0.0.1:{port}/metrics", "interval_s": 60, "labels": {"job": "app"}},
             {"url": f"http://127.0.0.1:{dead}/metrics", "interval_s": 60},
         )
-        scheduler = Scheduler(engine, clients.server.app.state.keyring)
-        assert scheduler.scrape_due() == 2
-        scheduler.finish_scrapes()
-        assert scheduler.scrape_due() == 0  # not due again before its interval
+        scraper = Scraper(engine)
+        assert scraper.scrape_due() == 2
+        scraper.finish()
+        assert scraper.scrape_due() == 0  # not due again before its interval
     finally:
         server.shutdown()
     ((depth, tags),) = _values(engine, "queue_depth")
@@ -105,21 +105,21 @@ def test_a_hanging_scrape_target_holds_up_nothing(clients: Clients, engine: Engi
             {"url": hung, "interval_s": 1},
             {"url": f"http://127.0.0.1:{port}/metrics", "interval_s": 1},
         )
-        scheduler = Scheduler(engine, clients.server.app.state.keyring)
+        scraper = Scraper(engine)
         started = time.monotonic()
-        assert scheduler.scrape_due() == 2
+        assert scraper.scrape_due() == 2
         assert time.monotonic() - started < 2
         deadline = time.monotonic() + 5
         while not _values(engine, "healthy_gauge") and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _values(engine, "healthy_gauge"), "the healthy target waited for the hung one"
-        scheduler.evaluate()
+        evaluate(engine)
         assert time.monotonic() - started < 5
         # Both are due again (the shortest interval allowed is 1 s); only the healthy one is not
         # still in flight.
         time.sleep(max(0.0, started + 1.1 - time.monotonic()))
-        assert scheduler.scrape_due() == 1
-        scheduler.finish_scrapes(timeout=20)
+        assert scraper.scrape_due() == 1
+        scraper.finish(timeout=20)
         down = {t["scrape_target"]: v for v, t in _values(engine, "shipboard_scrape_up")}
         assert down[hung] == 0.0
         assert time.monotonic() - started >= 9  # the hung fetch ran to its timeout
@@ -129,9 +129,9 @@ def test_a_hanging_scrape_target_holds_up_nothing(clients: Clients, engine: Engi
 
 
 def _scrape_now(clients: Clients, engine: Engine) -> None:
-    scheduler = Scheduler(engine, clients.server.app.state.keyring)
-    assert scheduler.scrape_due() > 0
-    scheduler.finish_scrapes(timeout=30)
+    scraper = Scraper(engine)
+    assert scraper.scrape_due() > 0
+    scraper.finish(timeout=30)
 
 
 def test_two_real_prometheus_servers_exposing_the_same_series_stay_apart(

@@ -200,7 +200,8 @@ def test_scheduled_scans_fire_once_per_cron_tick(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from shipboard.monitoring.scheduler import Scheduler
+    from shipboard.jobs.schedule import Schedule
+    from shipboard.security import tasks
 
     (roots / "app.py").write_text(VULNERABLE)
     with clients.as_role("admin") as admin:
@@ -216,12 +217,19 @@ def test_scheduled_scans_fire_once_per_cron_tick(
                 }
             },
         )
-    scheduler = Scheduler(engine, clients.server.app.state.keyring, scan_roots=[str(roots)])
+
+    def requested(now: datetime) -> object:
+        # A new schedule each time, as after a restart: the last run is the database's.
+        schedule = Schedule(engine, tasks.scheduled(roots=[str(roots)]))
+        ran = schedule.run_if_due(schedule.task("security.scheduled_scans"), now=now)
+        assert ran is not None
+        return ran.result
+
     start = datetime(2026, 11, 26, 9, 59, 30, tzinfo=UTC)
-    assert scheduler.schedule_scans(now=start) == 0  # the first look only sets the clock
-    assert scheduler.schedule_scans(now=start + timedelta(seconds=20)) == 0
-    assert scheduler.schedule_scans(now=start + timedelta(seconds=40)) == 1  # 10:00 passed
-    assert scheduler.schedule_scans(now=start + timedelta(seconds=90)) == 0
+    assert requested(start) == 0  # the first look on this database only sets the clock
+    assert requested(start + timedelta(seconds=20)) == 0
+    assert requested(start + timedelta(seconds=40)) == 1  # 10:00 passed
+    assert requested(start + timedelta(seconds=90)) == 0
     _run(engine, roots)
     with clients.as_role("viewer") as viewer:
         (scan,) = viewer.get("/api/v1/security/scans").json()["items"]

@@ -28,8 +28,8 @@ from shipboard.core.netguard import (
     OutboundRefused,
     parse_ipv4,
 )
-from shipboard.monitoring.scheduler import Scheduler
 from shipboard.monitoring.scrape import Target, scrape
+from shipboard.monitoring.tasks import Scraper
 from shipboard.notifications import senders
 from shipboard.notifications.delivery import send_due
 from shipboard.pipelines.worker import Worker, start_in_thread
@@ -418,9 +418,9 @@ def test_scheduler_records_a_refused_scrape_target_as_down(
             },
         )
         assert patched.status_code == 200, patched.text
-    scheduler = Scheduler(engine, clients.server.app.state.keyring, outbound=policy)
-    assert scheduler.scrape_due() == 1
-    scheduler.finish_scrapes()
+    scraper = Scraper(engine, outbound=policy)
+    assert scraper.scrape_due() == 1
+    scraper.finish()
     with engine.connect() as conn:
         up = conn.execute(
             sa.text("SELECT value FROM monitoring_metrics WHERE name = 'shipboard_scrape_up'")

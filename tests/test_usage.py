@@ -15,10 +15,10 @@ from shipboard.deployments.models import DeploymentConfig, DeploymentLog
 from shipboard.environments.models import Environment
 from shipboard.environments.service import GIB, check_storage_quotas
 from shipboard.monitoring.models import MonitoringMetric
-from shipboard.monitoring.scheduler import Scheduler
 from shipboard.notifications import service as notifications
 from shipboard.notifications.delivery import send_due
 from shipboard.notifications.schemas import ChannelCreate
+from shipboard.ops.tasks import enforce_retention
 from tests.support.databases import SYSTEM
 from tests.support.live import Clients, Receiver
 from tests.support.problems import assert_problem
@@ -150,7 +150,7 @@ def test_passing_90_percent_of_the_quota_alerts_once_per_crossing(
         usage = viewer.get("/api/v1/environments/staging/usage").json()
     assert 94 < usage["used_pct"] < 96
     # The hourly job on the elected node runs the check.
-    assert Scheduler(engine, keyring).enforce_retention(force=True)
+    enforce_retention(engine)
     sent = deliver()
     assert len(sent) == 1
     assert sent[0]["environment"] == "staging"

@@ -225,7 +225,7 @@ class _Background:
 
 def _start_background(application: Any, engine: Any, settings: Any) -> _Background:
     """The pipeline worker and the scheduler, in threads of this process."""
-    from shipboard.monitoring.scheduler import start_in_thread as start_scheduler
+    from shipboard import background
     from shipboard.pipelines.worker import Worker, start_in_thread
 
     pipeline_worker = Worker(
@@ -237,8 +237,8 @@ def _start_background(application: Any, engine: Any, settings: Any) -> _Backgrou
     )
     application.state.wake_worker = pipeline_worker.wake.set
     worker_thread, stop = start_in_thread(pipeline_worker)
-    scheduler = _scheduler(engine, application.state.keyring, settings)
-    scheduler_stop = start_scheduler(scheduler)
+    scheduler = background.from_settings(engine, application.state.keyring, settings)
+    scheduler_stop = scheduler.start()
     # /readyz fails and /metrics reports it when one of them stops.
     application.state.background = {
         "pipeline worker": worker_thread,
@@ -315,9 +315,9 @@ def worker_command(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     err.print(f"worker on {_describe(settings.effective_database_url)}")
-    from shipboard.monitoring.scheduler import start_in_thread as start_scheduler
+    from shipboard import background
 
-    scheduler_stop = start_scheduler(_scheduler(engine, keyring, settings))
+    scheduler_stop = background.from_settings(engine, keyring, settings).start()
     try:
         Worker(
             engine,
@@ -330,26 +330,6 @@ def worker_command(
         ).run(stop)
     finally:
         scheduler_stop.set()
-
-
-def _scheduler(engine: Any, keyring: Any, settings: Any) -> Any:
-    from shipboard.monitoring.scheduler import Scheduler
-
-    return Scheduler(
-        engine,
-        keyring,
-        eval_interval_s=settings.eval_interval_s,
-        max_attempts=settings.notify_max_attempts,
-        max_age_s=settings.notify_max_age_s,
-        scan_roots=settings.scan_roots.split(":"),
-        scan_protected=settings.scan_protected,
-        backup_schedule=settings.backup_schedule,
-        backup_keep=settings.backup_keep,
-        backup_dir=settings.effective_backup_dir,
-        outbound=settings.outbound_policy,
-        alertmanager_resend_s=settings.alertmanager_resend_s,
-        public_url=settings.effective_public_url,
-    )
 
 
 def _describe(url: str) -> str:

@@ -8,6 +8,7 @@ from shipboard.db.base import Base
 from shipboard.deployments import models as _deployments  # noqa: F401
 from shipboard.environments import models as _environments  # noqa: F401
 from shipboard.integrations import models as _integrations  # noqa: F401
+from shipboard.jobs import models as _jobs  # noqa: F401
 from shipboard.monitoring import models as _monitoring  # noqa: F401
 from shipboard.notifications import models as _notifications  # noqa: F401
 from shipboard.performance import models as _performance  # noqa: F401

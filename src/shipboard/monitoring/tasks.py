@@ -1,0 +1,138 @@
+"""Monitoring's scheduled work: scraping Prometheus targets and evaluating alert rules, on the
+elected node only (so samples are not doubled and each alert fires once)."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from shipboard.core.netguard import OutboundPolicy
+from shipboard.core.time import utcnow
+from shipboard.db.engine import is_postgres, system_transaction
+from shipboard.environments import repository as environments
+from shipboard.environments.validation import stored_mapping
+from shipboard.jobs.schedule import ScheduledTask, Tick, every
+from shipboard.monitoring import alert_service, scrape
+from shipboard.monitoring import repository as metrics
+from shipboard.notifications import grouping
+
+log = structlog.get_logger("shipboard.scheduler")
+EVALUATION_LOCK = 0x5B1B0A4E
+SCRAPE_THREADS = 4
+# How often the targets are looked at; each has its own interval (at least 1 s).
+SCRAPE_LOOK_S = 0.5
+
+
+def evaluate(
+    engine: Engine,
+    *,
+    alertmanager_resend_s: float = grouping.ALERTMANAGER_RESEND_S,
+    eval_interval_s: float = 15.0,
+) -> bool:
+    """One evaluation round: alert rules, then the notification groups they feed. Takes a
+    transaction lock on PostgreSQL, so two rounds never overlap. True if it ran."""
+    with system_transaction(engine) as session:
+        if is_postgres(session) and not session.scalar(
+            sa.select(sa.func.pg_try_advisory_xact_lock(EVALUATION_LOCK))
+        ):
+            return False
+        now = utcnow()
+        alert_service.evaluate_rules(session, now=now)
+        grouping.flush_groups(
+            session,
+            now=now,
+            alerts_for=alert_service.group_alerts(session, now),
+            alertmanager_resend_s=alertmanager_resend_s,
+            eval_interval_s=eval_interval_s,
+        )
+    return True
+
+
+class Scraper:
+    """Starts the fetches of the targets that are due; each runs on a scrape thread, outside
+    any transaction, and a target still being fetched is not started again. A target that
+    answers slowly (up to its 10 s timeout) holds up nothing else."""
+
+    def __init__(self, engine: Engine, *, outbound: OutboundPolicy | None = None) -> None:
+        self.engine = engine
+        self.outbound = outbound or OutboundPolicy()
+        self._next: dict[tuple[str, str], float] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: dict[tuple[str, str], Future[None]] = {}
+
+    def scrape_due(self, session: Session | None = None) -> int:
+        """Start scraping the targets that are due (read in ``session``, or a transaction of
+        its own); how many started."""
+        if session is None:
+            with system_transaction(self.engine) as own:
+                return self.scrape_due(own)
+        due = [
+            target
+            for environment in environments.list_all(session)
+            for target in scrape.targets(environment.name, stored_mapping(environment.config))
+            if self._next.get((target.environment, target.url), 0.0) <= time.monotonic()
+            and not self._in_flight(target)
+        ]
+        if not due:
+            return 0
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(SCRAPE_THREADS, thread_name_prefix="shipboard-scrape")
+        for target in due:
+            key = (target.environment, target.url)
+            self._next[key] = time.monotonic() + target.interval_s
+            self._running[key] = self._pool.submit(self._scrape_one, target)
+        return len(due)
+
+    def _in_flight(self, target: scrape.Target) -> bool:
+        future = self._running.get((target.environment, target.url))
+        return future is not None and not future.done()
+
+    def _scrape_one(self, target: scrape.Target) -> None:
+        try:
+            rows = scrape.scrape(target, outbound=self.outbound)
+            with system_transaction(self.engine) as session:
+                metrics.add_many(session, rows)
+        except Exception:
+            log.exception("scrape_failed", target=target.url)
+
+    def finish(self, timeout: float | None = None) -> None:
+        """Wait for the scrapes under way (each ends within its own timeout)."""
+        wait(list(self._running.values()), timeout=timeout)
+
+    def close(self) -> None:
+        self.finish()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
+def scheduled(
+    engine: Engine,
+    *,
+    eval_interval_s: float = 15.0,
+    alertmanager_resend_s: float = grouping.ALERTMANAGER_RESEND_S,
+    outbound: OutboundPolicy | None = None,
+) -> list[ScheduledTask]:
+    """Alert evaluation every ``eval_interval_s``; a look at the scrape targets twice a second."""
+    scraper = Scraper(engine, outbound=outbound)
+
+    def run_evaluate(_tick: Tick) -> None:
+        evaluate(
+            engine, alertmanager_resend_s=alertmanager_resend_s, eval_interval_s=eval_interval_s
+        )
+
+    return [
+        ScheduledTask("alerting.evaluate", every(eval_interval_s), run=run_evaluate, lease_s=300),
+        ScheduledTask(
+            "monitoring.scrape",
+            every(SCRAPE_LOOK_S),
+            run_in=lambda session, _tick: scraper.scrape_due(session),
+            lease_s=60,
+            close=scraper.close,
+        ),
+    ]
