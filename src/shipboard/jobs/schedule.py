@@ -119,6 +119,9 @@ class Schedule:
         self.tasks = list(tasks)
         # Unique per instance: two schedules in one process are two nodes (as in tests).
         self.node = node or f"{node_name()}:{uuid.uuid4().hex[:6]}"
+        # The next due time each row showed at the last look. Due times only move forward, so
+        # until then the row need not be read (a look is a write transaction on SQLite).
+        self._not_before: dict[str, datetime] = {}
 
     def run_due(self, *, now: datetime | None = None) -> list[str]:
         """Run each task that is due (one after the other); the names of those that ran."""
@@ -134,6 +137,9 @@ class Schedule:
     def run_if_due(self, task: ScheduledTask, *, now: datetime | None = None) -> Ran | None:
         """Claim and run ``task`` if it is due at ``now``; None if it was not due."""
         now = now or utcnow()
+        not_before = self._not_before.get(task.name)
+        if not_before is not None and now < not_before:
+            return None
         if task.run_in is not None:
             return self._run_in_claim(task, task.run_in, now)
         assert task.run is not None
@@ -200,12 +206,14 @@ class Schedule:
             .execution_options(populate_existing=True)
         ).one()
         if now < row.next_due_at:
+            self._not_before[task.name] = row.next_due_at
             return None
         if row.claimed_until is not None and row.claimed_until > now:
             log.warning("scheduled_task_still_running", task=task.name, by=row.claimed_by)
             return None
         due = row.next_due_at
         row.next_due_at = task.cadence.next(now)
+        self._not_before[task.name] = row.next_due_at
         row.claimed_by = self.node
         row.claimed_until = now + timedelta(seconds=task.lease_s)
         session.flush()
