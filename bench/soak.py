@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench.__main__ import _rss
+from bench.support import rss as _rss
 
 PG_URL = os.environ.get(
     "SHIPBOARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -1,0 +1,299 @@
+"""What the figures share: sample data, timing, live servers, load generators, the database
+of a run and the machine line."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from shipboard.db import migrate
+from shipboard.db.engine import create_db_engine, system_transaction
+from shipboard.environments.service import seed_environments
+
+PG_URL = os.environ.get(
+    "SHIPBOARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def metric_points(n: int) -> list[dict[str, Any]]:
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    return [
+        {
+            "name": "http_request_duration_ms",
+            "value": float(i % 997),
+            "timestamp": (t0 + timedelta(milliseconds=i)).isoformat(),
+            "environment": "production",
+            "tags": {"route": f"/r/{i % 20}", "method": "GET"},
+            "source": "application",
+        }
+        for i in range(n)
+    ]
+
+
+def best_rate(fn: Callable[[], None], n: int, repeats: int) -> float:
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        rates.append(n / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+@contextmanager
+def live_instance(url: str, role: str) -> Iterator[tuple[Any, Engine, str, str]]:
+    """A migrated, seeded database and a real server on loopback with default settings:
+    yields (app, engine, token of a user with ``role``, base URL)."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from shipboard.app import create_app
+    from shipboard.audit.service import AuditContext
+    from shipboard.auth.schemas import UserCreate
+    from shipboard.auth.service import create_user
+    from shipboard.config import Settings
+
+    migrate.upgrade(url)
+    engine = create_db_engine(url)
+    with system_transaction(engine) as s:
+        seed_environments(s)
+        token = create_user(
+            s,
+            data=UserCreate(name=f"bench-{uuid.uuid4().hex[:6]}", role=role),  # type: ignore[arg-type]
+            audit_context=AuditContext(actor="bench"),
+        ).token
+    with tempfile.TemporaryDirectory() as home:
+        app = create_app(
+            Settings(database_url=url, home=Path(home), log_level="warning"), engine=engine
+        )
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.01)
+        try:
+            yield app, engine, token, f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            engine.dispose()
+
+
+def driver_load(engine: Engine, backend: str, table: str, columns: str, rows: list[tuple]) -> None:
+    """The baseline: rows written by the driver in one stream (COPY / executemany)."""
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        if backend == "postgres":
+            with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" for _ in columns.split(","))
+            cur.execute("BEGIN")
+            cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def load_tool(url: str, token: str | None, *options: list[str]) -> dict[str, Any]:
+    """bench/load.py in a process of its own."""
+    import subprocess
+
+    command = [sys.executable, "-m", "bench.load", url, *(o for group in options for o in group)]
+    out = subprocess.run(  # noqa: S603 -- our own interpreter and module, our own arguments
+        command + (["--token", token] if token else []),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def load_url(url: str, token: str | None, seconds: float) -> dict[str, Any]:
+    """32 concurrent connections for ``seconds``: wrk when it is installed (``make bench``
+    installs it), else bench/load.py, whose Python client tops out near 400 req/s on this machine
+    and so understates the fast baseline (the result then says ``"tool": "python"``)."""
+    import shutil
+
+    if shutil.which("wrk"):
+        return wrk(url, token, seconds)
+    result = load_tool(url, token, ["--concurrency", "32", "--seconds", str(seconds)])
+    return {**result, "tool": "python"}
+
+
+def wrk(url: str, token: str | None, seconds: float) -> dict[str, Any]:
+    """wrk with one thread and 32 connections, its summary parsed."""
+    import re
+    import subprocess
+
+    command = ["wrk", "-t1", "-c32", f"-d{max(1, round(seconds))}s", "--latency", url]
+    if token:
+        command[1:1] = ["-H", f"Authorization: Bearer {token}"]
+    out = subprocess.run(  # noqa: S603 -- a fixed tool, our own arguments
+        command, capture_output=True, text=True, check=True
+    ).stdout
+
+    def ms(label: str) -> float:
+        found = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        if found is None:
+            raise RuntimeError(f"wrk printed no {label}% latency:\n{out}")
+        return float(found[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found[2]]
+
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.MULTILINE)
+    total = re.search(r"^\s*(\d+) requests in", out, re.MULTILINE)
+    if rps is None or total is None:
+        raise RuntimeError(f"wrk printed no rate:\n{out}")
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    errors = int(bad[1]) if bad else 0
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    return {
+        "requests": int(total[1]),
+        "errors": errors,
+        "rps": float(rps[1]),
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+        "tool": "wrk",
+    }
+
+
+@contextmanager
+def server_process(url: str) -> Iterator[tuple[int, str, str]]:
+    """``shipboard serve --no-worker`` in a process of its own on a migrated, seeded database,
+    so its RSS is the server's alone: yields (pid, admin token, base URL)."""
+    import socket
+    import subprocess
+
+    import httpx
+
+    from shipboard.audit.service import AuditContext
+    from shipboard.auth.schemas import UserCreate
+    from shipboard.auth.service import create_user
+
+    migrate.upgrade(url)
+    engine = create_db_engine(url)
+    with system_transaction(engine) as s:
+        seed_environments(s)
+        token = create_user(
+            s,
+            data=UserCreate(name=f"bench-{uuid.uuid4().hex[:6]}", role="admin"),  # type: ignore[arg-type]
+            audit_context=AuditContext(actor="bench"),
+        ).token
+    engine.dispose()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as home:
+        env = {
+            **os.environ,
+            "SHIPBOARD_HOME": home,
+            "SHIPBOARD_DATABASE_URL": url,
+            "SHIPBOARD_LOG_LEVEL": "warning",
+        }
+        log = Path(home) / "serve.log"
+        proc = subprocess.Popen(  # noqa: S603 -- our own interpreter and module, our own arguments
+            [sys.executable, "-m", "shipboard", "serve", "--no-worker", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("wb"),
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    said = log.read_text(errors="replace").strip().splitlines()[-15:]
+                    raise RuntimeError(
+                        "shipboard serve did not become ready in 60 s; it said:\n" + "\n".join(said)
+                    )
+                time.sleep(0.1)
+            yield proc.pid, token, base_url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def machine_line() -> str:
+    """Cores, CPU, Python, SQLite and PostgreSQL versions: the top line of the output."""
+    import platform
+    import sqlite3
+
+    cpu = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    pg = "no server"
+    try:
+        engine = create_db_engine(PG_URL, poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            pg = str(conn.execute(sa.text("SHOW server_version")).scalar())
+        engine.dispose()
+    except sa.exc.OperationalError:
+        pass
+    return (
+        f"machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}, PostgreSQL {pg}"
+    )
+
+
+def pg_database() -> tuple[str, Callable[[], None]] | None:
+    try:
+        admin = create_db_engine(PG_URL, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+        name = f"shipboard_bench_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError:
+        return None
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    url = sa.engine.make_url(create_db_engine(PG_URL).url).set(database=name)
+    return url.render_as_string(hide_password=False), drop
