@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +24,15 @@ def list_all(session: Session) -> list[Environment]:
 
 def names(session: Session) -> set[str]:
     return set(session.scalars(sa.select(Environment.name)))
+
+
+def get_many(session: Session, names: Iterable[str]) -> dict[str, Environment]:
+    """The environments of these names that exist, by name."""
+    wanted = set(names)
+    return {
+        e.name: e
+        for e in session.scalars(sa.select(Environment).where(Environment.name.in_(wanted)))
+    }
 
 
 def add(session: Session, environment: Environment) -> None:

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard.core.pagination import Page
+from shipboard.db.engine import is_postgres
 from shipboard.db.keyset import filter_by, keyset_page
 from shipboard.performance.models import PerformanceMetric, PerformanceRegression
 from shipboard.performance.schemas import PerformanceMetricFilter
@@ -55,6 +57,32 @@ def history(
         .limit(limit)
     ).all()
     return list(reversed(rows))
+
+
+def lock_series(session: Session, *, environment: str, series_key: str) -> None:
+    """On PostgreSQL, hold a transaction lock on one series, so two ingests of it never both
+    open a regression row. SQLite's single writer already orders them."""
+    if is_postgres(session):
+        session.execute(
+            sa.select(
+                sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"perf:{environment}:{series_key}"))
+            )
+        )
+
+
+def between(
+    session: Session, *, environment: str, since: datetime, until: datetime
+) -> Iterable[PerformanceMetric]:
+    """Every result of an environment in ``[since, until)``, oldest first."""
+    return session.scalars(
+        sa.select(PerformanceMetric)
+        .where(
+            PerformanceMetric.environment == environment,
+            PerformanceMetric.timestamp >= since,
+            PerformanceMetric.timestamp < until,
+        )
+        .order_by(PerformanceMetric.timestamp, PerformanceMetric.id)
+    )
 
 
 def open_regression(

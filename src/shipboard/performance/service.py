@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard.audit import service as audit
@@ -21,8 +20,7 @@ from shipboard.audit.service import AuditContext
 from shipboard.core.errors import InvalidInput
 from shipboard.core.pagination import clamp_limit
 from shipboard.core.time import utcnow
-from shipboard.db.engine import is_postgres
-from shipboard.environments.models import Environment
+from shipboard.environments import repository as environments_repo
 from shipboard.environments.service import require_environment, require_known_environments
 from shipboard.environments.validation import stored_mapping
 from shipboard.notifications.service import notify_environment
@@ -135,12 +133,7 @@ def _judge(session: Session, rows: list[dict[str, Any]], now: datetime) -> list[
     touched = {
         (row["environment"], regression.series_key(row["name"], row["tags"])): row for row in rows
     }
-    environments = {
-        e.name: e
-        for e in session.scalars(
-            sa.select(Environment).where(Environment.name.in_({e for e, _ in touched}))
-        )
-    }
+    environments = environments_repo.get_many(session, {e for e, _ in touched})
     histories: dict[tuple[str, str], list[PerformanceMetric]] = {}
     verdicts = []
     for (environment, key), row in sorted(touched.items(), key=lambda item: item[0]):
@@ -189,11 +182,8 @@ def _track(
     now: datetime,
 ) -> None:
     """Open, refresh or resolve the series' regression row, and tell the channels on changes."""
-    if is_postgres(session):
-        # Two ingests of one series must not both open a row.
-        session.execute(
-            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"perf:{environment}:{key}")))
-        )
+    # Two ingests of one series must not both open a row.
+    repository.lock_series(session, environment=environment, series_key=key)
     current = repository.open_regression(session, environment=environment, series_key=key)
     tags = tip.tags or {}
     figures = {
@@ -290,12 +280,4 @@ def results_for(
     session: Session, *, environment: str, since: datetime, until: datetime
 ) -> Iterable[PerformanceMetric]:
     """Every result in a period, oldest first, for reports."""
-    return session.scalars(
-        sa.select(PerformanceMetric)
-        .where(
-            PerformanceMetric.environment == environment,
-            PerformanceMetric.timestamp >= since,
-            PerformanceMetric.timestamp < until,
-        )
-        .order_by(PerformanceMetric.timestamp, PerformanceMetric.id)
-    )
+    return repository.between(session, environment=environment, since=since, until=until)
