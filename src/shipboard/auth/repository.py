@@ -6,7 +6,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from shipboard.auth.models import ApiToken, User
+from shipboard.auth.models import ApiToken, User, WebSession
 
 
 def add(session: Session, row: User | ApiToken) -> None:
@@ -74,3 +74,25 @@ def claim_totp_step(session: Session, user_id: uuid.UUID, step: int) -> bool:
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+# --- browser sessions -------------------------------------------------------------------------
+
+
+def web_session(session: Session, id_hash: str) -> WebSession | None:
+    return session.get(WebSession, id_hash)
+
+
+def touch_web_session(session: Session, id_hash: str, now: datetime) -> None:
+    session.execute(
+        sa.update(WebSession).where(WebSession.id_hash == id_hash).values(last_seen_at=now)
+    )
+
+
+def delete_web_session(session: Session, id_hash: str) -> None:
+    session.execute(sa.delete(WebSession).where(WebSession.id_hash == id_hash))
+
+
+def delete_web_sessions_of(session: Session, user_id: uuid.UUID) -> None:
+    """Sign a user out everywhere."""
+    session.execute(sa.delete(WebSession).where(WebSession.user_id == user_id))

@@ -15,7 +15,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
@@ -55,14 +54,14 @@ def set_password(
 ) -> None:
     if len(password) < MIN_PASSWORD:
         raise InvalidInput(f"a password needs at least {MIN_PASSWORD} characters")
-    user = session.scalars(sa.select(User).where(User.name == name)).first()
+    user = repository.user_by_name(session, name)
     if user is None:
         raise NotFound(f"user {name!r} does not exist")
     user.password_hash = _hasher.hash(password)
     user.failed_logins = 0
     user.locked_until = None
     # A new password ends every browser session of the user.
-    session.execute(sa.delete(WebSession).where(WebSession.user_id == user.id))
+    repository.delete_web_sessions_of(session, user.id)
     audit.record(
         session,
         context=audit_context,
@@ -108,7 +107,7 @@ def login(
     session: Session, *, name: str, password: str, source_ip: str | None, now: datetime
 ) -> LoginOutcome:
     """Check a password. The caller commits whatever the outcome: failures must count."""
-    user = session.scalars(sa.select(User).where(User.name == name)).first()
+    user = repository.user_by_name(session, name)
     if user is not None and user.locked_until and user.locked_until > now:
         audit.record(
             session,
@@ -150,10 +149,10 @@ def second_factor(
     now: datetime,
 ) -> LoginOutcome:
     """Finish a login with a TOTP code; the session id changes (no fixation)."""
-    row = session.get(WebSession, hash_session_id(cookie))
+    row = repository.web_session(session, hash_session_id(cookie))
     if row is None or not row.second_factor_pending or row.expires_at <= now:
         return LoginOutcome(False, "the sign-in has expired; start again")
-    user = session.get(User, row.user_id)
+    user = repository.user_by_id(session, row.user_id)
     if user is None or user.disabled or not user.totp_secret:
         return LoginOutcome(False, "the sign-in has expired; start again")
     if user.locked_until and user.locked_until > now:
@@ -207,12 +206,12 @@ class SessionInfo:
 def authenticate(session: Session, *, cookie: str, now: datetime, idle: timedelta) -> SessionInfo:
     """The principal behind a session cookie, or Unauthorized (expired, idle, half-signed-in,
     disabled user)."""
-    row = session.get(WebSession, hash_session_id(cookie))
+    row = repository.web_session(session, hash_session_id(cookie))
     if row is None or row.second_factor_pending:
         raise Unauthorized("not signed in")
     if row.expires_at <= now or row.last_seen_at + idle <= now:
         raise Unauthorized("the session has expired; sign in again")
-    user = session.get(User, row.user_id)
+    user = repository.user_by_id(session, row.user_id)
     if user is None or user.disabled:
         raise Unauthorized("not signed in")
     return SessionInfo(
@@ -224,9 +223,7 @@ def authenticate(session: Session, *, cookie: str, now: datetime, idle: timedelt
 
 
 def touch(session: Session, *, id_hash: str, now: datetime) -> None:
-    session.execute(
-        sa.update(WebSession).where(WebSession.id_hash == id_hash).values(last_seen_at=now)
-    )
+    repository.touch_web_session(session, id_hash, now)
 
 
 def check_csrf(info: SessionInfo, token: str | None) -> None:
@@ -245,7 +242,7 @@ class CsrfFailed(Forbidden):
 
 
 def logout(session: Session, *, cookie: str) -> None:
-    session.execute(sa.delete(WebSession).where(WebSession.id_hash == hash_session_id(cookie)))
+    repository.delete_web_session(session, hash_session_id(cookie))
 
 
 def _accept_code(session: Session, user: User, code: str, keyring: Keyring, now: datetime) -> bool:
@@ -278,7 +275,7 @@ def reauthenticate(
     A session (cookie and CSRF token) alone must not be enough to remove or replace the second
     factor. A wrong password or code counts towards the lockout like a failed sign-in.
     """
-    user = session.get(User, user_id)
+    user = repository.user_by_id(session, user_id)
     if user is None or user.disabled or not (password or code):
         return False
     if user.locked_until and user.locked_until > now:
@@ -308,7 +305,7 @@ def start_enrolment(
 
     Two-factor sign-in is off from here until that confirmation (the caller re-authenticated
     the user first)."""
-    user = session.get(User, user_id)
+    user = repository.user_by_id(session, user_id)
     if user is None:
         raise NotFound("no such user")
     was_enabled = user.totp_enabled_at is not None
@@ -330,7 +327,7 @@ def start_enrolment(
 
 def remove_totp(session: Session, *, user_id: uuid.UUID, audit_context: AuditContext) -> None:
     """Turn two-factor sign-in off (the caller re-authenticated the user first)."""
-    user = session.get(User, user_id)
+    user = repository.user_by_id(session, user_id)
     if user is None:
         raise NotFound("no such user")
     was_enabled = user.totp_enabled_at is not None
@@ -356,7 +353,7 @@ def confirm_enrolment(
     now: datetime,
     audit_context: AuditContext,
 ) -> bool:
-    user = session.get(User, user_id)
+    user = repository.user_by_id(session, user_id)
     if user is None or not user.totp_secret or user.totp_enabled_at is not None:
         return False
     # The confirming code counts as used: it cannot sign in again within its window.
@@ -374,7 +371,7 @@ def confirm_enrolment(
 
 
 def pending_secret(session: Session, *, user_id: uuid.UUID, keyring: Keyring) -> str | None:
-    user = session.get(User, user_id)
+    user = repository.user_by_id(session, user_id)
     if user is None or not user.totp_secret or user.totp_enabled_at is not None:
         return None
     return keyring.decrypt(user.totp_secret)
