@@ -4,8 +4,8 @@ These times were kept in memory by each process, so a restart skipped a schedule
 scan that fell due meanwhile, and a backup's claim was an audit event. Existing databases start
 with an empty table: each task's row is made at its first look, from then on.
 
-Revision ID: 20261203_0018
-Revises: 20261203_0017
+Revision ID: 20261203_0019
+Revises: 20261203_0018
 Create Date: 2026-12-03
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from shipboard.db.types import UTCDateTime
 
-revision = "20261203_0018"
-down_revision = "20261203_0017"
+revision = "20261203_0019"
+down_revision = "20261203_0018"
 branch_labels = None
 depends_on = None
 
