@@ -6,7 +6,9 @@ there. The attacker tests reuse it to try every route without credentials.
 
 from __future__ import annotations
 
-ROLES = ("viewer", "deployer", "service", "admin")
+from shipboard.core.types import ROLES
+
+__all__ = ["ROLES"]  # the matrix test imports the one role set from here with the rest
 EVERYONE = "public"
 # Webhooks authenticate with the provider's signature (GitHub) or token (GitLab), not a bearer
 # token: every caller without one, whatever their role, gets 401.

@@ -18,19 +18,15 @@ from shipboard.auth import service
 from shipboard.auth.schemas import UserCreate
 from shipboard.config import get_settings
 from shipboard.core.errors import InvalidInput
-from shipboard.core.terminal import console
+from shipboard.core.terminal import JsonFlag, console
 from shipboard.core.time import parse_duration
-from shipboard.core.types import Role
+from shipboard.core.types import ROLES, Role
 from shipboard.db.engine import create_db_engine, system_transaction
 
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 out = console()
 T = TypeVar("T")
-
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
-]
 
 
 @contextmanager
@@ -61,7 +57,7 @@ def in_session(fn: Callable[[Session], T]) -> T:
 @users_app.command("create")
 def create_user(
     name: str,
-    role: Annotated[Role, typer.Option(help="viewer, deployer, service or admin")],
+    role: Annotated[Role, typer.Option(help=", ".join(ROLES[:-1]) + " or " + ROLES[-1])],
     as_json: JsonFlag = False,
 ) -> None:
     """Create a user and print its first API token (shown once)."""

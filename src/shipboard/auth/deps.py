@@ -26,7 +26,7 @@ from shipboard.auth.service import TOKEN_PREFIX, authenticate_jwt, authenticate_
 from shipboard.core.errors import Forbidden, Unauthorized
 from shipboard.core.ratelimit import RateLimiter
 from shipboard.core.time import utcnow
-from shipboard.core.types import Role
+from shipboard.core.types import ROLES, Role
 from shipboard.db.engine import bind_identity, system_transaction, transaction
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -236,7 +236,7 @@ def require_role_unlocked(*roles: Role) -> Callable[[Request, Any], Principal]:
     return dependency
 
 
-AnyUser = Annotated[Principal, Depends(require_role("viewer", "deployer", "service", "admin"))]
+AnyUser = Annotated[Principal, Depends(require_role(*ROLES))]
 DeployerOrAdmin = Annotated[Principal, Depends(require_role("deployer", "admin"))]
 ServiceOrAdmin = Annotated[Principal, Depends(require_role("service", "admin"))]
 AdminOnly = Annotated[Principal, Depends(require_role("admin"))]

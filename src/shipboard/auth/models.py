@@ -7,10 +7,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shipboard.core.time import utcnow
+from shipboard.core.types import ROLES
 from shipboard.db.base import Base, check_in
 from shipboard.db.types import GUID, UTCDateTime
-
-ROLES = ("viewer", "deployer", "service", "admin")
 
 
 class User(Base):

@@ -15,7 +15,7 @@ from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.auth import repository
 from shipboard.auth.jwt import JwtClaims
-from shipboard.auth.models import ROLES, ApiToken, User
+from shipboard.auth.models import ApiToken, User
 from shipboard.auth.schemas import (
     IssuedToken,
     Principal,
@@ -26,6 +26,7 @@ from shipboard.auth.schemas import (
 )
 from shipboard.core.errors import Conflict, NotFound, Unauthorized
 from shipboard.core.time import utcnow
+from shipboard.core.types import ROLES
 
 TOKEN_PREFIX = "shp_"  # noqa: S105 - a public marker, not a secret
 

@@ -18,7 +18,7 @@ from shipboard.client import ApiError, Client
 from shipboard.configuration import credentials, source
 from shipboard.configuration.schemas import ConfigDocument
 from shipboard.configuration.source import Problem, Source, SourceError
-from shipboard.core.terminal import printable
+from shipboard.core.terminal import JsonFlag, printable
 
 EXIT_CHANGES = 1
 EXIT_INVALID = 2
@@ -32,9 +32,6 @@ PruneOption = Annotated[
         "--prune",
         help="Also delete alert rules and channels the file does not name (never environments)",
     ),
-]
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print the result as one JSON document, for scripts.")
 ]
 
 

@@ -12,10 +12,16 @@ headers — goes through ``printable`` first.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.text import Text
+
+# Every command's ``--json``: what scripts read instead of the tables.
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
+]
 
 # C0 controls but tab, DEL, C1 controls (U+009B is a one-byte CSI on some terminals), bidi
 # embeddings, overrides, isolates and marks, and the Unicode line and paragraph separators.

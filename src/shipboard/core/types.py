@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -26,6 +26,8 @@ ScanStatus = Literal["pending", "running", "completed", "failed"]
 Severity = Literal["low", "medium", "high", "critical"]
 LogLevel = Literal["debug", "info", "warn", "error"]
 Role = Literal["viewer", "deployer", "service", "admin"]
+# The one role set: the users table's check, token and JWT validation, "any signed-in user".
+ROLES: tuple[Role, ...] = get_args(Role)
 
 _any_url = TypeAdapter(AnyUrl)
 _http_url = TypeAdapter(HttpUrl)

@@ -14,14 +14,11 @@ from rich.table import Table
 
 from shipboard.client import Client, ServerUnreachable, segment
 from shipboard.core.errors import InvalidInput
-from shipboard.core.terminal import console
+from shipboard.core.terminal import JsonFlag, console
 from shipboard.deployments.schemas import DeploymentDetail, DeploymentLogRead
 
 out = console(soft_wrap=True)
 err = console(stderr=True, soft_wrap=True)
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
-]
 LEVEL_STYLE = {"debug": "dim", "info": "", "warn": "yellow", "error": "bold red"}
 
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from shipboard.client import Client, invalid_input_is_usage, segment
 from shipboard.core.errors import InvalidInput
-from shipboard.core.terminal import console
+from shipboard.core.terminal import JsonFlag, console
 from shipboard.environments.validation import LIMIT_KEYS, EnvironmentConfigPatch
 
 app = typer.Typer(help="Show and change environments (through the API).", no_args_is_help=True)
@@ -19,10 +19,6 @@ secret_app = typer.Typer(help="Write-only secrets of an environment.", no_args_i
 app.add_typer(secret_app, name="secret")
 out = console()
 CONFIG_KEYS = frozenset(EnvironmentConfigPatch.model_fields)
-
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
-]
 
 
 def _client() -> Client:

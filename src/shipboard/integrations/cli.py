@@ -12,16 +12,13 @@ from rich.table import Table
 
 from shipboard.client import Client, segment
 from shipboard.core.errors import InvalidInput
-from shipboard.core.terminal import console
+from shipboard.core.terminal import JsonFlag, console
 
 app = typer.Typer(
     help="GitHub and GitLab deployment webhooks (through the API; admin).", no_args_is_help=True
 )
 out = console(soft_wrap=True)
 err = console(stderr=True, soft_wrap=True)
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
-]
 KINDS = ("github", "gitlab")
 
 

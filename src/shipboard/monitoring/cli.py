@@ -14,14 +14,11 @@ from rich.table import Table
 
 from shipboard.client import PROGRESS_MIN_BYTES, Client, progress_bar, progress_wanted
 from shipboard.core.errors import InvalidInput
-from shipboard.core.terminal import console
+from shipboard.core.terminal import JsonFlag, console
 from shipboard.core.time import parse_duration
 
 app = typer.Typer(help="Push and query monitoring metrics (through the API).", no_args_is_help=True)
 out = console(soft_wrap=True)
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
-]
 BARS = "▁▂▃▄▅▆▇█"
 
 

@@ -12,7 +12,7 @@ import typer
 
 from shipboard.core.crypto import generate_key
 from shipboard.core.errors import ShipboardError
-from shipboard.core.terminal import console, printable
+from shipboard.core.terminal import JsonFlag, console, printable
 
 secrets_app = typer.Typer(help="Encryption keys for secret values.", no_args_is_help=True)
 
@@ -150,9 +150,6 @@ backup_app = typer.Typer(
     help="Back up the database (SHIPBOARD_DATABASE_URL), check an archive, restore one.",
     no_args_is_help=True,
 )
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
-]
 
 
 class _RichTask:

@@ -11,13 +11,10 @@ from rich.table import Table
 
 from shipboard.client import ShipboardClient
 from shipboard.core.errors import InvalidInput
-from shipboard.core.terminal import console
+from shipboard.core.terminal import JsonFlag, console
 
 app = typer.Typer(help="Benchmark results and regressions (through the API).", no_args_is_help=True)
 out = console(soft_wrap=True)
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
-]
 
 
 def _num(value: float | None, spec: str = ".4g") -> str:

@@ -11,13 +11,10 @@ from rich.table import Table
 
 from shipboard.client import Client
 from shipboard.core.errors import ShipboardError
-from shipboard.core.terminal import console
+from shipboard.core.terminal import JsonFlag, console
 
 app = typer.Typer(help="Security scans (through the API).", no_args_is_help=True)
 out = console(soft_wrap=True)
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on standard output, for scripts.")
-]
 
 
 @app.command("import")

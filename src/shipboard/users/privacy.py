@@ -32,11 +32,12 @@ from sqlalchemy.orm import Session
 from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.auth import repository as users
-from shipboard.auth.models import ROLES, ApiToken, User, WebSession
+from shipboard.auth.models import ApiToken, User, WebSession
 from shipboard.auth.pseudonyms import pseudonym
 from shipboard.core.crypto import Keyring
 from shipboard.core.errors import Conflict, InvalidInput, NotFound
 from shipboard.core.time import utcnow
+from shipboard.core.types import ROLES
 from shipboard.db.engine import is_postgres
 from shipboard.db.rls import require_unblocked
 from shipboard.models import metadata

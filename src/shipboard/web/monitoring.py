@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from shipboard.auth.deps import DbSession
 from shipboard.core.errors import InvalidInput
-from shipboard.core.time import utcnow
+from shipboard.core.time import parse_duration, utcnow
 from shipboard.core.types import ENVIRONMENTS
 from shipboard.monitoring import alert_service
 from shipboard.monitoring import service as metrics
@@ -52,7 +52,6 @@ UNIT_SUFFIXES = (
     ("_count", "count"),
     ("_rps", "req/s"),
 )
-DURATION = re.compile(r"^\s*(\d{1,4})\s*(m|min|h|d)\s*$", re.IGNORECASE)
 MAX_SILENCE = timedelta(days=90)
 METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:.]*")
 MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
@@ -69,15 +68,17 @@ def unit_of(metric: str) -> str:
     return ""
 
 
-def parse_duration(text: str) -> timedelta:
-    match = DURATION.match(text)
-    if not match:
-        raise InvalidInput(
-            "duration must look like 30m, 2h or 1d",
-            errors=[{"loc": ["form", "duration"], "msg": "not a duration"}],
-        )
-    amount, unit = int(match.group(1)), match.group(2).lower()
-    length = timedelta(seconds=amount * {"m": 60, "min": 60, "h": 3600, "d": 86400}[unit])
+def silence_length(text: str) -> timedelta:
+    """The silence form's duration (core's one parser), between a minute and 90 days."""
+    try:
+        length = parse_duration(text)
+    except ValueError as exc:
+        if not str(exc).startswith("duration"):  # a shape error, not zero or too long
+            raise InvalidInput(
+                "duration must look like 30m, 2h or 1d",
+                errors=[{"loc": ["form", "duration"], "msg": "not a duration"}],
+            ) from None
+        length = timedelta(0)
     if not timedelta(minutes=1) <= length <= MAX_SILENCE:
         raise InvalidInput(
             "duration must be between 1 minute and 90 days",
@@ -211,7 +212,7 @@ def create_silence(
         {
             "matchers": parse_matchers(matchers),
             "starts_at": now,
-            "ends_at": now + parse_duration(duration),
+            "ends_at": now + silence_length(duration),
             "comment": comment.strip(),
         },
     )
