@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from shipboard.core import formatting
 from shipboard.core.crypto import generate_key
 from shipboard.core.errors import ShipboardError
 from shipboard.core.terminal import JsonFlag, console, printable
@@ -209,15 +210,6 @@ def _wants_progress(as_json: bool) -> bool:
     return progress_wanted(as_json=as_json)
 
 
-def _size(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{count} B"
-
-
 def _manifest_json(manifest: Any) -> dict[str, Any]:
     return {
         "backend": manifest.backend,
@@ -273,8 +265,8 @@ def backup_create(
         return
     manifest = report.manifest
     console(stderr=True, soft_wrap=True).print(
-        f"backup written: {report.path} ({_size(report.bytes)}; {manifest.backend}, schema "
-        f"{manifest.schema_revision}, {len(manifest.tables)} tables, {manifest.rows} rows) "
+        f"backup written: {report.path} ({formatting.size(report.bytes)}; {manifest.backend}, "
+        f"schema {manifest.schema_revision}, {len(manifest.tables)} tables, {manifest.rows} rows) "
         f"in {report.seconds:.1f} s"
     )
 

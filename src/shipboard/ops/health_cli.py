@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from shipboard.config import get_settings
+from shipboard.core import formatting
 from shipboard.core.terminal import console
 from shipboard.db.engine import create_db_engine
 from shipboard.ops import dbhealth
@@ -58,7 +59,7 @@ def render(report: DbHealth) -> None:
 def _sqlite(lite: SqliteHealth) -> None:
     out.print(f"SQLite {lite.path} ({lite.journal_mode})", markup=False)
     out.print(
-        f"file {_bytes(lite.file_bytes)}, WAL {_bytes(lite.wal_bytes)}, "
+        f"file {formatting.size(lite.file_bytes)}, WAL {formatting.size(lite.wal_bytes)}, "
         f"{lite.page_count} pages of {lite.page_size} bytes, {lite.freelist_count} free"
     )
 
@@ -66,7 +67,7 @@ def _sqlite(lite: SqliteHealth) -> None:
 def _postgres(pg: PostgresHealth) -> None:
     c = pg.connections
     out.print(
-        f"PostgreSQL {pg.version}, database {_bytes(pg.database_bytes)}, statistics since "
+        f"PostgreSQL {pg.version}, database {formatting.size(pg.database_bytes)}, statistics since "
         f"{pg.stats_since or 'the server started'}"
     )
     states = ", ".join(f"{n} {s}" for s, n in sorted(c.by_state.items()))
@@ -88,7 +89,7 @@ def _postgres(pg: PostgresHealth) -> None:
     _table(
         "unused indexes",
         ["table", "index", "size"],
-        [[i.table, i.index, _bytes(i.size_bytes)] for i in pg.unused_indexes],
+        [[i.table, i.index, formatting.size(i.size_bytes)] for i in pg.unused_indexes],
     )
     _table(
         "sequential scans on large tables",
@@ -160,12 +161,3 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     for row in rows:
         table.add_row(*row)
     out.print(table)
-
-
-def _bytes(value: int) -> str:
-    size = float(value)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{value} B"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from shipboard.client import Client
+from shipboard.core import formatting
 from shipboard.core.errors import InvalidInput
 from shipboard.core.terminal import JsonFlag, console
 
@@ -35,15 +35,6 @@ def _report(path: str, params: dict[str, Any], fmt: str) -> dict[str, Any] | Non
         print(json.dumps(report))
         return None
     return report
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 @app.command("monitoring")
@@ -84,7 +75,7 @@ def monitoring_report(
     mttr = alerts["median_time_to_resolve_s"]
     out.print(
         f"alerts fired: {alerts['fired']}, resolved: {alerts['resolved']}, median time to resolve: "
-        + (str(timedelta(seconds=round(mttr))) if mttr is not None else "-")
+        + formatting.duration(mttr)
     )
 
 
@@ -147,19 +138,19 @@ def dora_report(
     )
     table.add_row(
         "lead time for changes",
-        _duration(lt["median_seconds"]),
+        formatting.duration(lt["median_seconds"]),
         lt["bucket"] or "—",
         f"{lt['deployments']} deployments",
     )
     table.add_row(
         "change failure rate",
-        "—" if cfr["value"] is None else f"{cfr['value']:.1%}",
+        formatting.percent(cfr["value"]),
         "",
         f"{cfr['failed']} of {cfr['completed']}",
     )
     table.add_row(
         "time to restore",
-        _duration(ttr["median_seconds"]),
+        formatting.duration(ttr["median_seconds"]),
         "",
         f"{ttr['restorations']} restorations",
     )
@@ -183,13 +174,13 @@ def performance_report(
         f"{environment}: {len(report['benchmarks'])} benchmark series, "
         f"{report['open_regressions']} open regression(s)"
     )
-    table = Table("benchmark", "latest", "median", "change %", "trend", "")
+    table = Table("benchmark", "latest", "median", "change", "trend", "")
     for b in report["benchmarks"]:
         table.add_row(
             b["name"],
             f"{_num(b['latest'])} {b['unit']}",
             _num(b["median"]),
-            _num(b["change_pct"], "+.1f"),
+            formatting.percent_change(b["change_pct"]),
             b["trend"],
             "REGRESSED" if b["regressed"] else "",
         )

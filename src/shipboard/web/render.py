@@ -13,6 +13,7 @@ from markupsafe import Markup
 
 from shipboard import __version__
 from shipboard.auth.schemas import Principal
+from shipboard.core import formatting
 from shipboard.core.pageheaders import HTML_HEADERS
 from shipboard.web.static_files import static_url
 
@@ -50,15 +51,6 @@ def when(moment: datetime | str | None) -> Markup:
     return Markup("<time datetime='{0}' title='{0}'>{1}</time>").format(text, short)
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f} {unit}"
-    return f"{seconds:.0f} s"
-
-
 def web_link(url: str | None) -> str | None:
     """``url`` if a browser may follow it from our pages: http(s) only, so a stored
     ``javascript:`` or ``data:`` URL renders as text, never as a link."""
@@ -69,7 +61,9 @@ def web_link(url: str | None) -> str | None:
 
 env.filters["when"] = when
 env.filters["web_link"] = web_link
-env.filters["duration"] = duration
+env.filters["duration"] = formatting.duration
+env.filters["percent"] = formatting.percent
+env.filters["percent_change"] = formatting.percent_change
 env.globals["version"] = __version__
 env.globals["static_url"] = static_url
 
