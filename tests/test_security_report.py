@@ -141,8 +141,8 @@ def test_security_report_csv_neutralises_formula_cells(clients: Clients) -> None
 
 def test_every_csv_export_neutralises_formula_cells() -> None:
     """Every CSV writer goes through one helper: no module writes CSV with ``csv`` directly,
-    and each report's ``to_csv`` quotes a hostile name while numbers stay numbers."""
-    from shipboard.reports import monitoring, performance
+    and each report's CSV quotes a hostile name while numbers stay numbers."""
+    from shipboard.reports import documents, monitoring
 
     src = SRC
     direct = [
@@ -171,10 +171,10 @@ def test_every_csv_export_neutralises_formula_cells() -> None:
         anomalies=0,
     )
     report = monitoring.MonitoringReport.model_construct(metrics=[metric])
-    row = next(csv.DictReader(io.StringIO(monitoring.to_csv(report))))
+    row = next(csv.DictReader(io.StringIO(documents.to_csv("monitoring", report))))
     assert (row["name"], row["min"]) == ("'=cmd|' /C calc'!A0", "-1.5")
     bench = {"name": "@evil", "tags": {"k": "v"}, "change_pct": -3.5}
-    text = performance.to_csv({"benchmarks": [bench]})
+    text = documents.to_csv("performance", {"benchmarks": [bench]})
     row = next(csv.DictReader(io.StringIO(text)))
     assert (row["name"], row["change_pct"]) == ("'@evil", "-3.5")
 

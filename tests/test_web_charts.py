@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shipboard.web import charts
+from shipboard.core import charts
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)

@@ -443,3 +443,27 @@ def bar_chart(
     if len(groups) > 1:
         body += _legend([(f"bars-{_kind(g.kind)}", g.name) for g in groups], unit)
     return _svg(title, body)
+
+
+def sparkline(
+    values: Sequence[float], *, title: str = "trend", width: int = 160, height: int = 32
+) -> Markup:
+    """A small line without axes, for a table cell: how a series moved, not its values. Empty
+    with fewer than two finite values."""
+    kept = [v for v in values if _finite(v)]
+    if len(kept) < 2:
+        return Markup("")
+    low, high = min(kept), max(kept)
+    span = (high - low) or 1.0
+    step = width / (len(kept) - 1)
+    coords = " ".join(
+        f"{_num(i * step)},{_num(height - (v - low) / span * (height - 4) - 2)}"
+        for i, v in enumerate(kept)
+    )
+    label = escape(title)
+    # Built from numbers and escape()d text only.
+    return Markup(  # noqa: S704
+        f"<svg class='sparkline' xmlns='http://www.w3.org/2000/svg' width='{width}' "
+        f"height='{height}' viewBox='0 0 {width} {height}' role='img' aria-label='{label}'>"
+        f"<polyline fill='none' points='{coords}'/></svg>"
+    )

@@ -13,8 +13,9 @@ from shipboard.core.problems import Problem
 from shipboard.core.time import parse_duration, utcnow
 from shipboard.core.types import EnvironmentName, Timestamp
 from shipboard.environments.service import require_environment
-from shipboard.reports import dora, monitoring, performance, security, service
+from shipboard.reports import documents, monitoring, performance, security, service
 from shipboard.reports.monitoring import MonitoringReport
+from shipboard.reports.schemas import ReportKind
 
 router = APIRouter(
     prefix="/api/v1/reports",
@@ -44,11 +45,9 @@ def monitoring_report(
     span = _period(period)
     require_environment(db, environment)
     report = monitoring.monitoring_report(db, environment=environment, period=span)
-    if format == "csv":
-        return PlainTextResponse(monitoring.to_csv(report), media_type="text/csv")
-    if format == "html":
-        return HTMLResponse(monitoring.to_html(report))
-    return report
+    if format == "json":
+        return report
+    return _render("monitoring", report, format)
 
 
 @router.get(
@@ -76,10 +75,8 @@ def security_report(
     time; `format=sarif` gives the open findings as one SARIF 2.1.0 file."""
     require_environment(db, environment)
     report = security.security_report(db, environment=environment)
-    if format == "csv":
-        return PlainTextResponse(security.to_csv(report), media_type="text/csv")
-    if format == "html":
-        return HTMLResponse(security.to_html(report))
+    if format in ("csv", "html"):
+        return _render("security", report, format)
     if format == "sarif":
         return JSONResponse(security.to_sarif(report), media_type="application/sarif+json")
     return JSONResponse(jsonable_encoder(report))
@@ -93,11 +90,11 @@ FORMATS: dict[int | str, dict[str, Any]] = {
 MAX_DORA_SPAN = timedelta(days=3 * 366)
 
 
-def _render(report: dict[str, Any], module: Any, format: str) -> Any:
+def _render(kind: ReportKind, report: Any, format: str) -> Any:
     if format == "csv":
-        return PlainTextResponse(module.to_csv(report), media_type="text/csv")
+        return PlainTextResponse(documents.to_csv(kind, report), media_type="text/csv")
     if format == "html":
-        return HTMLResponse(module.to_html(report))
+        return HTMLResponse(documents.to_html(kind, report))
     return JSONResponse(jsonable_encoder(report))
 
 
@@ -133,7 +130,7 @@ def dora_report(
         )
     require_environment(db, environment)
     report = service.dora_report(db, environment=environment, since=since, until=until)
-    return _render(report, dora, format)
+    return _render("dora", report, format)
 
 
 @router.get("/performance", responses=FORMATS)
@@ -148,4 +145,4 @@ def performance_report(
     span = _period(period)
     require_environment(db, environment)
     report = performance.performance_report(db, environment=environment, period=span)
-    return _render(report, performance, format)
+    return _render("performance", report, format)

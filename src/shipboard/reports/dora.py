@@ -1,8 +1,8 @@
 """The four DORA metrics over one environment's deployments, computed from plain facts.
 
 Pure: no database and no clock. The caller loads :class:`DeploymentFact` rows and passes a
-period ``[since, until)``; :func:`compute_dora` returns a JSON-serialisable dict, and
-:func:`to_csv` and :func:`to_html` render it.
+period ``[since, until)``; :func:`compute_dora` returns a JSON-serialisable dict, which
+``reports.documents`` renders as CSV and HTML.
 
 What counts
     A deployment is *completed* when its ``completed_at`` lies in ``[since, until)``, its status
@@ -55,16 +55,12 @@ measurement.
 
 from __future__ import annotations
 
-import io
-import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from html import escape
 from typing import Any, Final
 
-from shipboard.core.csvsafe import dict_writer
 from shipboard.core.time import ensure_utc
 
 COMPLETED_STATUSES: Final = frozenset({"success", "failed", "rolled_back"})
@@ -332,7 +328,8 @@ def _week_row(
     }
 
 
-def _totals_row(report: dict[str, Any]) -> dict[str, Any]:
+def totals_row(report: dict[str, Any]) -> dict[str, Any]:
+    """The whole period as one row shaped like a week of ``weekly`` (``week_start`` "total")."""
     return {
         "week_start": "total",
         "deployments": report["deployment_frequency"]["deployments"],
@@ -345,230 +342,3 @@ def _totals_row(report: dict[str, Any]) -> dict[str, Any]:
         "time_to_restore_median_seconds": report["time_to_restore"]["median_seconds"],
         "restorations": report["time_to_restore"]["restorations"],
     }
-
-
-def to_csv(report: dict[str, Any]) -> str:
-    """A header, then the totals as a ``total`` row, then one row per week. A None value is
-    written as an empty cell."""
-    out = io.StringIO()
-    writer = dict_writer(out, fieldnames=WEEKLY_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerow(_totals_row(report))
-    writer.writerows(report["weekly"])
-    return out.getvalue()
-
-
-# --- HTML ----------------------------------------------------------------------------------
-
-_STYLE = """
-:root { color-scheme: light; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2328;
-       max-width: 62rem; margin: 2rem auto; padding: 0 1rem; }
-h1 { font-size: 1.5rem; margin: 0 0 .25rem; }
-h2 { font-size: 1.05rem; margin: 1.75rem 0 .5rem; }
-.period { color: #59636e; margin: 0 0 1.25rem; }
-.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(13.5rem, 1fr));
-           gap: .75rem; }
-.figure { border: 1px solid #d1d9e0; border-radius: 6px; padding: .75rem 1rem;
-          break-inside: avoid; }
-.figure h3 { font-size: .75rem; letter-spacing: .04em; text-transform: uppercase;
-             color: #59636e; margin: 0; }
-.figure .value { font-size: 1.6rem; font-weight: 600; margin: .2rem 0; }
-.figure p { margin: .15rem 0; }
-.bucket { display: inline-block; border-radius: 1em; padding: 0 .6em; background: #ddf4ff;
-          color: #0a3069; font-size: .85rem; }
-.nodata { color: #59636e; }
-.chart { display: block; width: 100%; max-width: 42rem; height: auto; }
-.chart rect { fill: #0969da; }
-.chart text { font: 10px system-ui, sans-serif; fill: #59636e; }
-.chart line { stroke: #d1d9e0; }
-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { padding: .3rem .5rem; border-bottom: 1px solid #d1d9e0; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-thead th { font-size: .8rem; color: #59636e; }
-tbody th { font-weight: 500; }
-tfoot th, tfoot td { font-weight: 600; border-top: 2px solid #59636e; }
-@media print {
-  body { margin: 0; max-width: none; font-size: 10pt; }
-  .figure, .bucket, .chart rect { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-  thead { display: table-header-group; }
-  tr, .chart { break-inside: avoid; }
-}
-"""
-
-_NO_DATA = "no data"
-_CHART_WIDTH = 640
-_CHART_PLOT_HEIGHT = 100
-_CHART_HEIGHT = 124
-_CHART_MAX_BAR = 36  # a few weeks should not look like a block diagram
-_LABEL_WIDTH = 34  # about what "01-29" takes in the chart's 10px font
-
-
-def to_html(report: dict[str, Any]) -> str:
-    """A standalone printable page: no external stylesheet, script or font."""
-    frequency = report["deployment_frequency"]
-    lead = report["lead_time_for_changes"]
-    cfr = report["change_failure_rate"]
-    restore = report["time_to_restore"]
-    environment = escape(str(report["environment"]))
-    period = f"{escape(str(report['since']))} to {escape(str(report['until']))} (until excluded)"
-
-    figures = "".join(
-        (
-            _figure(
-                "Deployment frequency",
-                f"{frequency['per_day']:.2f} per day",
-                frequency["bucket"],
-                f"{_plural(frequency['deployments'], 'deployment')} reached production",
-            ),
-            _figure(
-                "Lead time for changes",
-                _duration(lead["median_seconds"]),
-                lead["bucket"],
-                f"median of {_plural(lead['deployments'], 'deployment')} with a commit time",
-                seconds=lead["median_seconds"],
-            ),
-            _figure(
-                "Change failure rate",
-                _percent(cfr["value"]),
-                None,
-                f"{cfr['failed']} failed of {_plural(cfr['completed'], 'completed deployment')}",
-            ),
-            _figure(
-                "Time to restore",
-                _duration(restore["median_seconds"]),
-                None,
-                f"median of {_plural(restore['restorations'], 'restoration')}; "
-                f"{restore['unrestored']} unrestored at the end",
-                seconds=restore["median_seconds"],
-            ),
-        )
-    )
-    head = "".join(
-        f"<th scope='col'>{label}</th>"
-        for label in (
-            "Week (Monday, UTC)",
-            "Deployments",
-            "Days with a deployment",
-            "Lead time (median)",
-            "Change failure rate",
-            "Failed / completed",
-            "Time to restore (median)",
-            "Restorations",
-        )
-    )
-    body = "".join(_table_row(row) for row in report["weekly"])
-    total = _table_row(_totals_row(report), header="Total")
-    return (
-        "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>DORA metrics — {environment}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>DORA metrics — {environment}</h1><p class='period'>{period}</p>"
-        f"<section class='figures'>{figures}</section>"
-        f"<h2>Deployments per week</h2>{_chart(report['weekly'])}"
-        f"<h2>Week by week</h2><table><thead><tr>{head}</tr></thead>"
-        f"<tbody>{body}</tbody><tfoot>{total}</tfoot></table>"
-        "</body></html>\n"
-    )
-
-
-def _figure(
-    title: str, value: str, bucket: str | None, counts: str, *, seconds: float | None = None
-) -> str:
-    raw = f" title='{seconds:g} s'" if seconds is not None else ""
-    badge = (
-        f"<p><span class='bucket'>{escape(bucket.replace('_', ' '))}</span></p>"
-        if bucket is not None
-        else ""
-    )
-    value_class = "value" if value != _NO_DATA else "value nodata"
-    return (
-        f"<div class='figure'><h3>{escape(title)}</h3>"
-        f"<p class='{value_class}'{raw}>{escape(value)}</p>{badge}"
-        f"<p>{escape(counts)}</p></div>"
-    )
-
-
-def _table_row(row: dict[str, Any], *, header: str | None = None) -> str:
-    cells = (
-        _duration(row["lead_time_median_seconds"]),
-        _percent(row["change_failure_rate"]),
-        f"{row['failed']} / {row['completed']}",
-        _duration(row["time_to_restore_median_seconds"]),
-        str(row["restorations"]),
-    )
-    return (
-        f"<tr><th scope='row'>{escape(header or str(row['week_start']))}</th>"
-        f"<td>{row['deployments']}</td><td>{row['days_with_deployment']}</td>"
-        + "".join(f"<td>{escape(cell)}</td>" for cell in cells)
-        + "</tr>"
-    )
-
-
-def _chart(weekly: Sequence[dict[str, Any]]) -> str:
-    if not weekly:
-        return ""
-    counts = [int(row["deployments"]) for row in weekly]
-    top = max(*counts, 1)
-    slot = _CHART_WIDTH / len(weekly)
-    bar = min(slot * 0.7, _CHART_MAX_BAR)
-    # Too many weeks for a label under each bar: label every n-th one so labels do not overlap.
-    label_every = max(1, math.ceil(_LABEL_WIDTH / slot))
-    room_for_counts = slot >= 14
-    parts = [
-        f"<line x1='0' y1='{_CHART_PLOT_HEIGHT}' x2='{_CHART_WIDTH}' y2='{_CHART_PLOT_HEIGHT}'/>"
-    ]
-    for i, (row, count) in enumerate(zip(weekly, counts, strict=True)):
-        week_start = str(row["week_start"])
-        week = escape(week_start)
-        # Leave 14px above the tallest bar for its count.
-        height = (_CHART_PLOT_HEIGHT - 14) * count / top
-        x = i * slot + (slot - bar) / 2
-        middle = i * slot + slot / 2
-        parts.append(
-            f"<g><title>week of {week}: {_plural(count, 'deployment')}</title>"
-            f"<rect x='{x:.1f}' y='{_CHART_PLOT_HEIGHT - height:.1f}' "
-            f"width='{bar:.1f}' height='{height:.1f}'/>"
-        )
-        if count and room_for_counts:
-            parts.append(
-                f"<text x='{middle:.1f}' y='{_CHART_PLOT_HEIGHT - height - 3:.1f}' "
-                f"text-anchor='middle'>{count}</text>"
-            )
-        parts.append("</g>")
-        if i % label_every == 0:
-            parts.append(
-                f"<text x='{middle:.1f}' y='{_CHART_PLOT_HEIGHT + 16}' "
-                f"text-anchor='middle'>{escape(week_start[5:])}</text>"
-            )
-    return (
-        f"<svg class='chart' xmlns='http://www.w3.org/2000/svg' role='img' "
-        # Half a label of margin on each side, so the labels under the end bars are not cut off.
-        f"aria-label='Deployments per week' viewBox='{-_LABEL_WIDTH / 2:g} 0 "
-        f"{_CHART_WIDTH + _LABEL_WIDTH} {_CHART_HEIGHT}'>"
-        f"{''.join(parts)}</svg>"
-    )
-
-
-def _duration(seconds: float | None) -> str:
-    """The two largest units that apply, like ``2 d 3 h`` or ``4 min 10 s``."""
-    if seconds is None:
-        return _NO_DATA
-    remaining = round(seconds)
-    units = (("d", DAY_SECONDS), ("h", 3600), ("min", 60), ("s", 1))
-    for i, (name, size) in enumerate(units):
-        if remaining >= size or size == 1:
-            whole, remaining = divmod(remaining, size)
-            if size == 1:
-                return f"{whole} {name}"
-            smaller_name, smaller_size = units[i + 1]
-            return f"{whole} {name} {remaining // smaller_size} {smaller_name}"
-    raise AssertionError("unreachable: the last unit always applies")
-
-
-def _percent(value: float | None) -> str:
-    return _NO_DATA if value is None else f"{value * 100:.1f} %"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -3,17 +3,13 @@ they were resolved."""
 
 from __future__ import annotations
 
-import io
 import statistics
 from datetime import datetime, timedelta
-from html import escape
-from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from shipboard.core.csvsafe import dict_writer
 from shipboard.core.time import utcnow
 from shipboard.monitoring.alerting import MAD_SCALE
 from shipboard.monitoring.models import Alert, AlertRule, MonitoringMetric
@@ -140,41 +136,4 @@ def _alerts(session: Session, environment: str, since: datetime, until: datetime
         mean_time_to_resolve_s=statistics.fmean(durations) if durations else None,
         median_time_to_resolve_s=statistics.median(durations) if durations else None,
         by_rule=by_rule,
-    )
-
-
-def to_csv(report: MonitoringReport) -> str:
-    out = io.StringIO()
-    fields: list[str] = list(MetricSummary.model_fields)
-    writer = dict_writer(out, fieldnames=fields)
-    writer.writeheader()
-    for metric in report.metrics:
-        row: dict[str, Any] = metric.model_dump()
-        writer.writerow(row)
-    return out.getvalue()
-
-
-def to_html(report: MonitoringReport) -> str:
-    def num(value: float | None) -> str:
-        return "—" if value is None else f"{value:.4g}"
-
-    rows = "".join(
-        f"<tr><td>{escape(m.name)}</td><td>{m.points}</td><td>{num(m.min)}</td>"
-        f"<td>{num(m.avg)}</td><td>{num(m.p95)}</td><td>{num(m.max)}</td>"
-        f"<td>{escape(m.trend)}</td><td>{m.anomalies}</td></tr>"
-        for m in report.metrics
-    )
-    alerts = report.alerts
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>Monitoring report — {escape(report.environment)}</title>"
-        "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left}"
-        "@media print{body{margin:0}}</style></head><body>"
-        f"<h1>Monitoring report — {escape(report.environment)}</h1>"
-        f"<p>{report.since:%Y-%m-%d %H:%M} to {report.until:%Y-%m-%d %H:%M} UTC. "
-        f"Alerts fired: {alerts.fired}, resolved: {alerts.resolved}, median time to resolve: "
-        f"{num(alerts.median_time_to_resolve_s)} s.</p>"
-        "<table><tr><th>metric</th><th>points</th><th>min</th><th>avg</th><th>p95</th>"
-        f"<th>max</th><th>trend</th><th>anomalies</th></tr>{rows}</table></body></html>"
     )

@@ -3,16 +3,13 @@ against its baseline; the regressions found in the period."""
 
 from __future__ import annotations
 
-import io
 import statistics
 from collections import defaultdict
 from datetime import datetime, timedelta
-from html import escape
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shipboard.core.csvsafe import dict_writer
 from shipboard.core.time import utcnow
 from shipboard.performance import regression
 from shipboard.performance import service as performance
@@ -90,90 +87,3 @@ def _trend_word(change: float | None, direction: str) -> str:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
-
-
-CSV_FIELDS = (
-    "name",
-    "tags",
-    "unit",
-    "direction",
-    "points",
-    "latest",
-    "latest_version",
-    "min",
-    "max",
-    "mean",
-    "median",
-    "change_pct",
-    "trend",
-    "regressed",
-)
-
-
-def to_csv(report: dict[str, Any]) -> str:
-    out = io.StringIO()
-    writer = dict_writer(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for row in report["benchmarks"]:
-        writer.writerow(
-            {**row, "tags": ";".join(f"{k}={v}" for k, v in sorted(row["tags"].items()))}
-        )
-    return out.getvalue()
-
-
-def _spark(points: list[dict[str, Any]], width: int = 160, height: int = 32) -> str:
-    values = [p["v"] for p in points]
-    if len(values) < 2:
-        return ""
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    step = width / (len(values) - 1)
-    path = " ".join(
-        f"{i * step:.1f},{height - (v - low) / span * (height - 4) - 2:.1f}"
-        for i, v in enumerate(values)
-    )
-    return (
-        f"<svg width='{width}' height='{height}' viewBox='0 0 {width} {height}' role='img' "
-        f"aria-label='trend'><polyline fill='none' stroke='#2563eb' stroke-width='1.5' "
-        f"points='{path}'/></svg>"
-    )
-
-
-def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4g}"
-
-
-def to_html(report: dict[str, Any]) -> str:
-    rows = "".join(
-        f"<tr class='{'bad' if b['regressed'] else ''}'><td>{escape(b['name'])}</td>"
-        f"<td>{escape(', '.join(f'{k}={v}' for k, v in sorted(b['tags'].items())))}</td>"
-        f"<td>{_num(b['latest'])} {escape(b['unit'])}</td><td>{_num(b['median'])}</td>"
-        f"<td>{_num(b['change_pct'])} %</td><td>{escape(b['trend'])}</td>"
-        f"<td>{_spark(b['series'])}</td><td>{'REGRESSED' if b['regressed'] else ''}</td></tr>"
-        for b in report["benchmarks"]
-    )
-    regressions = "".join(
-        f"<tr><td>{escape(r['name'])}</td><td>{escape(r['version'] or '')}</td>"
-        f"<td>{_num(r['value'])}</td><td>{_num(r['baseline'])}</td>"
-        f"<td>{_num(r['delta_pct'])} %</td><td>{_num(r['p_value'])}</td>"
-        f"<td>{escape(r['model'])}</td><td>{escape(r['status'])}</td></tr>"
-        for r in report["regressions"]
-    )
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>Performance report — {escape(report['environment'])}</title>"
-        "<style>body{font-family:system-ui,sans-serif;margin:2em;color:#111}"
-        "table{border-collapse:collapse;width:100%;margin:1em 0}"
-        "td,th{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;font-size:.9em}"
-        "tr.bad td{background:#fee2e2}@media print{body{margin:0}}</style></head><body>"
-        f"<h1>Performance report — {escape(report['environment'])}</h1>"
-        f"<p>{escape(report['since'])} to {escape(report['until'])}: "
-        f"{len(report['benchmarks'])} benchmark series, "
-        f"{report['open_regressions']} open regression(s).</p>"
-        "<h2>Benchmarks</h2><table><tr><th>benchmark</th><th>tags</th><th>latest</th>"
-        "<th>median</th><th>change</th><th>trend</th><th>history</th><th></th></tr>"
-        f"{rows}</table>"
-        "<h2>Regressions</h2><table><tr><th>benchmark</th><th>version</th><th>value</th>"
-        "<th>baseline</th><th>delta</th><th>p-value</th><th>model</th><th>status</th></tr>"
-        f"{regressions}</table></body></html>"
-    )

@@ -11,12 +11,13 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from croniter import croniter
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from shipboard.core.time import parse_duration
 from shipboard.notifications import repository as notifications
 from shipboard.notifications.delivery import enqueue
-from shipboard.reports import dora, monitoring, performance, security, service
+from shipboard.reports import documents, monitoring, performance, security, service
 from shipboard.reports.schemas import ReportSchedule
 
 log = structlog.get_logger("shipboard.reports")
@@ -49,26 +50,21 @@ def build(
     """The report as JSON, HTML and CSV."""
     period = parse_duration(schedule.period)
     kind = schedule.kind
+    report: Any
     if kind == "dora":
         report = service.dora_report(
             session, environment=environment, since=now - period, until=now
         )
-        return {"json": report, "html": dora.to_html(report), "csv": dora.to_csv(report)}
-    if kind == "performance":
+    elif kind == "performance":
         report = performance.performance_report(session, environment=environment, period=period)
-        return {
-            "json": report,
-            "html": performance.to_html(report),
-            "csv": performance.to_csv(report),
-        }
-    if kind == "security":
+    elif kind == "security":
         report = security.security_report(session, environment=environment)
-        return {"json": report, "html": security.to_html(report), "csv": security.to_csv(report)}
-    summary = monitoring.monitoring_report(session, environment=environment, period=period)
+    else:
+        report = monitoring.monitoring_report(session, environment=environment, period=period)
     return {
-        "json": summary.model_dump(mode="json"),
-        "html": monitoring.to_html(summary),
-        "csv": monitoring.to_csv(summary),
+        "json": report.model_dump(mode="json") if isinstance(report, BaseModel) else report,
+        "html": documents.to_html(kind, report),
+        "csv": documents.to_csv(kind, report),
     }
 
 

@@ -3,18 +3,15 @@ the score over time — as JSON, CSV, a small HTML page, or SARIF 2.1.0 for code
 
 from __future__ import annotations
 
-import io
 import re
 import statistics
 from collections import Counter
-from html import escape
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard import __version__
-from shipboard.core.csvsafe import dict_writer
 from shipboard.security.imports import current_findings
 from shipboard.security.models import SecurityScan
 
@@ -57,45 +54,6 @@ def security_report(session: Session, *, environment: str) -> dict[str, Any]:
         ],
         "findings": open_,
     }
-
-
-def to_csv(report: dict[str, Any]) -> str:
-    out = io.StringIO()
-    fields = [
-        "severity",
-        "title",
-        "location",
-        "cwe_id",
-        "tool",
-        "scan_type",
-        "first_seen_at",
-        "due_at",
-        "overdue",
-    ]
-    writer = dict_writer(out, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    for row in report["findings"]:
-        writer.writerow({k: row.get(k) for k in fields})
-    return out.getvalue()
-
-
-def to_html(report: dict[str, Any]) -> str:
-    rows = "".join(
-        f"<tr><td>{escape(r['severity'])}</td><td>{escape(r['title'])}</td>"
-        f"<td>{escape(r['location'] or '')}</td>"
-        f"<td>{escape(r['cwe_id'] or '')}</td><td>{'overdue' if r['overdue'] else ''}</td></tr>"
-        for r in report["findings"]
-    )
-    counts = ", ".join(f"{k}: {v}" for k, v in sorted(report["open_by_severity"].items()))
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        "<title>Security report</title></head><body>"
-        f"<h1>Security report — {escape(report['environment'])}</h1>"
-        f"<p>Open: {report['open']} ({escape(counts) or 'none'}); overdue: {report['overdue']}; "
-        f"triaged: {report['triaged']}</p>"
-        "<table><tr><th>severity</th><th>title</th><th>location</th><th>CWE</th><th>SLA</th></tr>"
-        f"{rows}</table></body></html>"
-    )
 
 
 def to_sarif(report: dict[str, Any]) -> dict[str, Any]:

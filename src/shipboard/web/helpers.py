@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from shipboard.audit.service import AuditContext
 from shipboard.auth.schemas import Principal
+from shipboard.core.charts import Marker
 from shipboard.core.errors import InvalidInput
 from shipboard.core.types import ENVIRONMENTS
 from shipboard.deployments import service as deployments
 from shipboard.deployments.schemas import DeploymentFilter
-from shipboard.web.charts import Marker
 
 SEVERITIES = ("critical", "high", "medium", "low")
 WRITERS = ("deployer", "admin")

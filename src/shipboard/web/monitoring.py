@@ -11,13 +11,13 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from shipboard.auth.deps import DbSession
+from shipboard.core import charts
 from shipboard.core.errors import InvalidInput
 from shipboard.core.time import parse_duration, utcnow
 from shipboard.core.types import ENVIRONMENTS
 from shipboard.monitoring import alert_service
 from shipboard.monitoring import service as metrics
 from shipboard.monitoring.alert_schemas import SilenceCreate
-from shipboard.web import charts
 from shipboard.web.deps import DeployerForm, Viewer
 from shipboard.web.helpers import (
     audit_context,

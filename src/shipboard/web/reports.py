@@ -13,12 +13,13 @@ from markupsafe import Markup
 from shipboard.audit import service as audit
 from shipboard.audit.schemas import AuditFilter
 from shipboard.auth.deps import DbSession
+from shipboard.core import charts
 from shipboard.core.time import utcnow
 from shipboard.core.types import ENVIRONMENTS
 from shipboard.performance import service as performance
+from shipboard.reports import documents
 from shipboard.reports import performance as performance_report
 from shipboard.reports import service as reports
-from shipboard.web import charts
 from shipboard.web.deps import AdminPage, Viewer
 from shipboard.web.helpers import deploy_markers, environment_choice, moment
 from shipboard.web.render import render
@@ -136,15 +137,9 @@ def dora_page(
     # Whole calendar weeks (Monday, UTC), as the report counts them; the current one so far.
     since = week_start(until.date()) - timedelta(weeks=weeks - 1)
     report = reports.dora_report(db, environment=env, since=since, until=until)
-    weekly = report["weekly"]
-    chart = charts.bar_chart(
-        [row["week_start"][5:] for row in weekly],
-        [
-            charts.Bars("deployments", [row["deployments"] for row in weekly], "deployed"),
-            charts.Bars("failed", [row["failed"] for row in weekly], "failed"),
-        ],
+    chart = documents.dora_chart(
+        report,
         title=f"Deployments and failures per week in {env}, last {weeks} weeks",
-        unit="count",
         empty_text="No completed deployments in this period",
     )
     return render(

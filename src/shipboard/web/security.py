@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from markupsafe import Markup
 
 from shipboard.auth.deps import DbSession
+from shipboard.core import charts
 from shipboard.core.errors import InvalidInput, NotFound, PayloadTooLarge
 from shipboard.core.time import utcnow
 from shipboard.core.types import ENVIRONMENTS
@@ -24,7 +25,6 @@ from shipboard.security import imports
 from shipboard.security import service as security
 from shipboard.security.models import SCAN_TYPES
 from shipboard.security.schemas import SecurityScanFilter, SecurityScanRead, Triage
-from shipboard.web import charts
 from shipboard.web.deps import DeployerForm, Viewer
 from shipboard.web.helpers import (
     SEVERITIES,
