@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from shipboard.core.types import ROLES
 
-__all__ = ["ROLES"]  # the matrix test imports the one role set from here with the rest
 EVERYONE = "public"
 # Webhooks authenticate with the provider's signature (GitHub) or token (GitLab), not a bearer
 # token: every caller without one, whatever their role, gets 401.
