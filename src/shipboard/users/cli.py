@@ -13,10 +13,10 @@ from typing import Annotated
 
 import typer
 
-from shipboard.auth.cli import JsonFlag, cli_audit_context, in_session
+from shipboard.auth.cli import cli_audit_context, in_session
 from shipboard.config import get_settings
 from shipboard.core.crypto import Keyring
-from shipboard.core.terminal import console
+from shipboard.core.terminal import JsonFlag, console
 from shipboard.users.privacy import erase_user as erase
 from shipboard.users.privacy import export_user as export
 
