@@ -16,13 +16,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from shipboard.auth import service as auth
-from shipboard.auth.schemas import UserCreate
 from shipboard.db import migrate
 from shipboard.db.engine import system_transaction
 from shipboard.environments import cache as settings_cache
 from shipboard.environments.service import seed_environments
-from tests.support.databases import IN_CI, SYSTEM, Database, DatabaseFactory
+from tests.support.databases import IN_CI, Database, DatabaseFactory
 from tests.support.live import (
     Clients,
     LiveServer,
@@ -31,6 +29,7 @@ from tests.support.live import (
     VictoriaMetrics,
     free_port,
 )
+from tests.support.users import role_tokens, user_token
 
 DATA_TABLES = (
     "job_schedules",
@@ -151,22 +150,15 @@ def server(db: Database) -> LiveServer:
 
 @pytest.fixture
 def clients(server: LiveServer, engine: Engine) -> Clients:
-    tokens: dict[str, str] = {}
     with system_transaction(engine) as session:
-        for role in ("viewer", "deployer", "service", "admin"):
-            created = auth.create_user(
-                session, data=UserCreate(name=f"{role}-user", role=role), audit_context=SYSTEM
-            )
-            tokens[role] = created.token
+        tokens = role_tokens(session)
     return Clients(server=server, tokens=tokens)
 
 
 @pytest.fixture
 def make_user(engine: Engine) -> Callable[[str, str], str]:
     def _make(name: str, role: str) -> str:
-        with system_transaction(engine) as session:
-            data = UserCreate(name=name, role=role)  # type: ignore[arg-type]
-            return auth.create_user(session, data=data, audit_context=SYSTEM).token
+        return user_token(engine, role, name)
 
     return _make
 

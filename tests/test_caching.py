@@ -9,20 +9,13 @@ import pytest
 
 from shipboard.core.conditional import etag_of
 from shipboard.web.static_files import asset_hash
+from tests.support.factories import start_deployment
 from tests.support.live import Clients
-
-
-def _deploy(client: httpx.Client, version: str) -> None:
-    response = client.post(
-        "/api/v1/deployments",
-        json={"environment": "development", "version": version, "commit_sha": "abcdef1"},
-    )
-    assert response.status_code == 201, response.text
 
 
 def test_a_list_carries_an_etag_and_answers_304_until_it_changes(clients: Clients) -> None:
     with clients.as_role("deployer") as client:
-        _deploy(client, "1.0.0")
+        start_deployment(client, "development", "1.0.0")
         first = client.get("/api/v1/deployments", params={"limit": 50})
         assert first.status_code == 200
         etag = first.headers["etag"]
@@ -42,7 +35,7 @@ def test_a_list_carries_an_etag_and_answers_304_until_it_changes(clients: Client
             )
             assert hit.status_code == 304, header
 
-        _deploy(client, "1.0.1")
+        start_deployment(client, "development", "1.0.1")
         changed = client.get(
             "/api/v1/deployments", params={"limit": 50}, headers={"If-None-Match": etag}
         )

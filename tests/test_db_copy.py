@@ -13,8 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from shipboard.audit.service import AuditContext
-from shipboard.auth import service as auth
-from shipboard.auth.schemas import UserCreate
 from shipboard.core.crypto import generate_key
 from shipboard.db import migrate
 from shipboard.db.engine import system_transaction
@@ -34,6 +32,7 @@ from tests.support.populate import (
     populate,
     table_counts,
 )
+from tests.support.users import role_tokens
 from tests.support.webhooks import post_github, webhook_payload
 
 pytestmark = pytest.mark.postgres
@@ -47,12 +46,7 @@ def _instance(databases: DatabaseFactory, backend: str) -> tuple[Any, LiveServer
     server = LiveServer(database.url, secret_keys=KEY)
     with system_transaction(server.engine) as session:
         seed_environments(session)
-        tokens = {
-            role: auth.create_user(
-                session, data=UserCreate(name=f"{role}-user", role=role), audit_context=SYSTEM
-            ).token
-            for role in ("viewer", "deployer", "service", "admin")
-        }
+        tokens = role_tokens(session)
     server.start()
     return database, server, Clients(server=server, tokens=tokens)
 

@@ -21,9 +21,11 @@ from sqlalchemy.engine import Engine, make_url
 
 from shipboard.deployments.models import DeploymentRun
 from tests.support.databases import PG_BASE_URL, Database
+from tests.support.factories import start_deployment
 from tests.support.live import Clients, LiveServer, free_port, wait_for
 from tests.support.problems import assert_problem
 from tests.support.telemetry import scrape, value
+from tests.support.users import user_token
 
 METRICS_TOKEN = "metrics-" + uuid.uuid4().hex
 
@@ -50,15 +52,6 @@ def _set_pipeline(admin: httpx.Client, env: str = "staging") -> None:
         json={"config": {"pipeline": {"steps": [{"name": "n", "stage": "deploy", "run": "true"}]}}},
     )
     assert response.status_code == 200, response.text
-
-
-def _deploy(client: httpx.Client, version: str, env: str = "staging") -> str:
-    response = client.post(
-        "/api/v1/deployments",
-        json={"environment": env, "version": version, "commit_sha": "abcdef1"},
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
 
 
 # --- /metrics -----------------------------------------------------------------------------------
@@ -139,7 +132,7 @@ def test_queue_depth_and_oldest_age_follow_pending_deployments(clients: Clients)
         assert value(empty, "shipboard_deployment_queue_oldest_age_seconds") == 0
         _set_pipeline(admin)
         for version in ("1.0.0", "1.0.1"):
-            _deploy(admin, version)
+            start_deployment(admin, "staging", version)
         time.sleep(0.2)
         waiting = scrape(admin)
     assert value(waiting, "shipboard_deployment_queue_depth", environment="staging") == 2
@@ -164,7 +157,7 @@ def test_a_running_deployment_shows_an_active_lease(clients: Clients, engine: En
                 }
             },
         )
-        did = _deploy(admin, "2.0.0")
+        did = start_deployment(admin, "staging", "2.0.0")
         thread, stop = start_in_thread(
             Worker(engine, clients.server.app.state.keyring, poll_s=0.05, lease_s=10)
         )
@@ -325,7 +318,7 @@ def test_readyz_fails_when_deployments_wait_without_a_worker_and_recovers(
     server = live(ready_queue_stall_s=1)
     with clients.as_role("admin") as admin:
         _set_pipeline(admin)
-        did = _deploy(admin, "3.0.0")
+        did = start_deployment(admin, "staging", "3.0.0")
     ready = f"{server.base_url}/readyz"
     assert httpx.get(ready).status_code == 200  # it has not waited long yet
     time.sleep(1.2)
@@ -347,7 +340,7 @@ def test_readyz_waits_for_approval_without_failing(
     server = live(ready_queue_stall_s=0.5)
     with clients.as_role("admin") as admin:
         _set_pipeline(admin)
-        did = _deploy(admin, "3.1.0")
+        did = start_deployment(admin, "staging", "3.1.0")
     # A deployment waiting for a person is not waiting for a worker.
     with engine.begin() as conn:
         conn.execute(
@@ -374,20 +367,9 @@ def test_readyz_fails_when_an_in_process_worker_thread_has_stopped(
     body = assert_problem(httpx.get(ready), 503)
     assert "pipeline worker stopped" in str(body["detail"])
     with httpx.Client(base_url=server.base_url) as client:
-        token = _admin_token(engine)
+        token = user_token(engine, "admin", f"ops-{uuid.uuid4().hex[:6]}")
         samples = scrape(client, Authorization=f"Bearer {token}")
     assert value(samples, "shipboard_background_thread_up", thread="pipeline worker") == 0
-
-
-def _admin_token(engine: Engine) -> str:
-    from shipboard.auth import service as auth
-    from shipboard.auth.schemas import UserCreate
-    from shipboard.db.engine import system_transaction
-    from tests.support.databases import SYSTEM
-
-    with system_transaction(engine) as session:
-        data = UserCreate(name=f"ops-{uuid.uuid4().hex[:6]}", role="admin")
-        return auth.create_user(session, data=data, audit_context=SYSTEM).token
 
 
 @pytest.mark.postgres

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import Engine
@@ -21,7 +20,7 @@ from sqlalchemy import Engine
 from shipboard.auth import totp
 from shipboard.security.schemas import SecurityFindingCreate, SecurityScanCreate
 from tests.support.databases import IN_CI
-from tests.support.factories import pipeline_steps, set_pipeline
+from tests.support.factories import pipeline_steps, report_deployment, set_pipeline
 from tests.support.live import Clients, wait_for
 from tests.support.paths import ROOT
 from tests.support.web import PASSWORD, set_password
@@ -194,26 +193,14 @@ def test_live_log_tail_and_final_status(
     assert not tab.errors, tab.errors
 
 
-def _deploy_reported(client: httpx.Client, version: str, outcome: str) -> str:
-    created = client.post(
-        "/api/v1/deployments",
-        json={"environment": "development", "version": version, "commit_sha": "abcdef1"},
-    )
-    assert created.status_code == 201, created.text
-    did = str(created.json()["id"])
-    for status in ("building", "deploying", outcome):
-        client.post(f"/api/v1/deployments/{did}/status", json={"status": status}).raise_for_status()
-    return did
-
-
 def test_viewer_has_no_rollback_and_a_deployer_rolls_back(
     chromium: Any, clients: Clients, engine: Engine
 ) -> None:
     set_password(engine, "viewer-user")
     set_password(engine, "deployer-user")
     with clients.as_role("deployer") as deployer:
-        _deploy_reported(deployer, "1.0.0", "success")
-        bad = _deploy_reported(deployer, "1.1.0", "failed")
+        report_deployment(deployer, "development", "1.0.0", outcome="success")
+        bad = report_deployment(deployer, "development", "1.1.0", outcome="failed")
     viewer = Tab(chromium, clients.server.base_url)
     try:
         viewer.login("viewer-user")
@@ -272,8 +259,8 @@ def _seed(clients: Clients, engine: Engine) -> None:
     from shipboard.security.service import create_finding, create_scan
 
     with clients.as_role("admin") as admin:
-        _deploy_reported(admin, "1.0.0", "success")
-        _deploy_reported(admin, "1.1.0", "failed")
+        report_deployment(admin, "development", "1.0.0", outcome="success")
+        report_deployment(admin, "development", "1.1.0", outcome="failed")
         admin.post(
             "/api/v1/metrics",
             json={

@@ -17,7 +17,7 @@ from shipboard.audit import service as audit
 from shipboard.db.engine import system_transaction
 from shipboard.monitoring import alert_service
 from tests.support.databases import SYSTEM
-from tests.support.factories import SECURITY_FIXTURES
+from tests.support.factories import SECURITY_FIXTURES, report_deployment
 from tests.support.live import Clients
 from tests.support.web import browser, csrf_of, is_html_error, signed_in
 
@@ -202,17 +202,7 @@ def finished_deployment(
 ) -> str:
     """A reported deployment taken to success now, as CI would report it."""
     with api(clients, "deployer") as deployer:
-        created = deployer.post(
-            "/api/v1/deployments",
-            json={"environment": environment, "version": version, "commit_sha": "abcdef1"},
-        )
-        assert created.status_code == 201, created.text
-        did = str(created.json()["id"])
-        for status in ("building", "deploying", "success"):
-            deployer.post(
-                f"/api/v1/deployments/{did}/status", json={"status": status}
-            ).raise_for_status()
-    return did
+        return report_deployment(deployer, environment, version)
 
 
 def push_metric(

@@ -1,6 +1,7 @@
-"""Builders for what tests make over and over: pipelines, deployments, metric points, alert
-rules and channels, imported security reports. Each goes through the API (or the service, where a
-test needs a fake clock) as a user would, and asserts it worked, so a test reads as its scenario.
+"""Builders for what tests make over and over (users are in ``users.py``): pipelines, deployments,
+metric points, alert rules and channels, imported security reports. Each goes through the API
+(or the service, where a test needs a fake clock) as a user would, and asserts it worked, so a
+test reads as its scenario.
 """
 
 from __future__ import annotations
@@ -68,6 +69,22 @@ def start_deployment(
     )
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
+
+
+def report_deployment(
+    client: httpx.Client,
+    env: str = "staging",
+    version: str = "1.0.0",
+    *,
+    outcome: str = "success",
+) -> str:
+    """A deployment reported by its runner (as CI reports it) through building and deploying to
+    ``outcome``; returns its id."""
+    did = start_deployment(client, env, version)
+    for status in ("building", "deploying", outcome):
+        response = client.post(f"/api/v1/deployments/{did}/status", json={"status": status})
+        assert response.status_code == 200, response.text
+    return did
 
 
 def wait_final(client: httpx.Client, did: str, timeout: float = 30) -> dict[str, Any]:

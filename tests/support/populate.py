@@ -23,7 +23,13 @@ from shipboard.monitoring import alert_service
 from shipboard.notifications.grouping import flush_groups
 from shipboard.ops.backup import checksums, contents
 from tests.support.databases import SYSTEM, Database, DatabaseFactory
-from tests.support.factories import SECURITY_FIXTURES, create_channel, create_rule, push_points
+from tests.support.factories import (
+    SECURITY_FIXTURES,
+    create_channel,
+    create_rule,
+    push_points,
+    report_deployment,
+)
 from tests.support.live import Clients
 from tests.support.web import browser, login, set_password
 from tests.support.webhooks import configure_integration, post_github, webhook_payload
@@ -41,20 +47,6 @@ LAST_MONTH = datetime.combine(month_start(NOW.date(), -1), datetime.min.time(), 
 def ok_json(response: httpx.Response, status: int | None = None) -> Any:
     assert response.is_success if status is None else response.status_code == status, response.text
     return response.json() if response.content else None
-
-
-def reported_deployment(client: httpx.Client, version: str) -> dict[str, Any]:
-    """A deployment reported by its runner through to success."""
-    created = ok_json(
-        client.post(
-            "/api/v1/deployments",
-            json={"environment": "development", "version": version, "commit_sha": "abcdef1"},
-        ),
-        201,
-    )
-    for status in ("building", "deploying", "success"):
-        ok_json(client.post(f"/api/v1/deployments/{created['id']}/status", json={"status": status}))
-    return dict(created)
 
 
 def populate(clients: Clients, engine: Engine, *, receiver_url: str) -> None:
@@ -89,10 +81,10 @@ def populate(clients: Clients, engine: Engine, *, receiver_url: str) -> None:
         )
     )
     with clients.as_role("deployer") as deployer:
-        reported_deployment(deployer, "1.0.0")
-        second = reported_deployment(deployer, "1.1.0")
+        report_deployment(deployer, "development", "1.0.0")
+        second = report_deployment(deployer, "development", "1.1.0")
         # rollback_from points at a row of the same table.
-        ok_json(deployer.post(f"/api/v1/deployments/{second['id']}/rollback"), 201)
+        ok_json(deployer.post(f"/api/v1/deployments/{second}/rollback"), 201)
         ok_json(
             deployer.post(
                 "/api/v1/security/scans",
@@ -122,7 +114,7 @@ def populate(clients: Clients, engine: Engine, *, receiver_url: str) -> None:
             for i, t in enumerate((LAST_MONTH.isoformat(), NOW.isoformat()))
         ]
         ok_json(
-            deployer.post(f"/api/v1/deployments/{second['id']}/logs", json={"logs": logs}),
+            deployer.post(f"/api/v1/deployments/{second}/logs", json={"logs": logs}),
             201,
         )
     with clients.as_role("service") as service:
