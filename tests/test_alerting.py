@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from shipboard.alerting import evaluation, evaluator, matching
 from shipboard.db.engine import system_transaction
-from shipboard.monitoring import alert_service, alerting
 from shipboard.notifications.delivery import send_due
 from shipboard.notifications.grouping import flush_groups
 from tests.support.factories import create_channel, create_rule, push_points, tick_alerts
@@ -29,7 +29,7 @@ T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
 
 def test_state_machine_honours_for_and_keep_firing_for() -> None:
-    state = alerting.AlertState("inactive")
+    state = evaluation.AlertState("inactive")
     timeline = []
     for second, condition in [
         (0, True),
@@ -39,24 +39,24 @@ def test_state_machine_honours_for_and_keep_firing_for() -> None:
         (50, False),
         (60, False),
     ]:
-        state = alerting.step(
+        state = evaluation.step(
             state, condition, T0 + timedelta(seconds=second), for_s=30, keep_firing_for_s=25
         )
         timeline.append(state.state)
     assert timeline == ["pending", "pending", "firing", "firing", "firing", "resolved"]
     assert state.starts_at == T0 + timedelta(seconds=30)
     assert state.ends_at == T0 + timedelta(seconds=60)
-    pending = alerting.step(
-        alerting.AlertState("inactive"), True, T0, for_s=30, keep_firing_for_s=0
+    pending = evaluation.step(
+        evaluation.AlertState("inactive"), True, T0, for_s=30, keep_firing_for_s=0
     )
     assert (
-        alerting.step(
+        evaluation.step(
             pending, False, T0 + timedelta(seconds=5), for_s=30, keep_firing_for_s=0
         ).state
         == "resolved"
     )
-    immediate = alerting.step(
-        alerting.AlertState("inactive"), True, T0, for_s=0, keep_firing_for_s=0
+    immediate = evaluation.step(
+        evaluation.AlertState("inactive"), True, T0, for_s=0, keep_firing_for_s=0
     )
     assert immediate.state == "firing"
 
@@ -67,24 +67,24 @@ def test_anomaly_fires_on_a_spike_and_not_on_noise(method: str) -> None:
     history = [100 + rng.gauss(0, 5) for _ in range(200)]
     noise = [100 + rng.gauss(0, 5) for _ in range(5)]
     spike = [160 + rng.gauss(0, 5) for _ in range(5)]
-    quiet = alerting.anomaly(history, noise, method=method, sensitivity=4, min_points=20)
-    loud = alerting.anomaly(history, spike, method=method, sensitivity=4, min_points=20)
+    quiet = evaluation.anomaly(history, noise, method=method, sensitivity=4, min_points=20)
+    loud = evaluation.anomaly(history, spike, method=method, sensitivity=4, min_points=20)
     assert quiet.active is False, quiet.reason
     assert loud.active is True, loud.reason
     assert (
-        alerting.anomaly(history[:5], spike, method=method, sensitivity=4, min_points=20).active
+        evaluation.anomaly(history[:5], spike, method=method, sensitivity=4, min_points=20).active
         is None
     )
 
 
 def test_silence_matchers() -> None:
     labels = {"alertname": "HighLatency", "environment": "production", "severity": "high"}
-    assert alerting.matches([{"name": "alertname", "value": "HighLatency"}], labels)
-    assert alerting.matches([{"name": "alertname", "value": "High.*", "isRegex": True}], labels)
-    assert not alerting.matches(
+    assert matching.matches([{"name": "alertname", "value": "HighLatency"}], labels)
+    assert matching.matches([{"name": "alertname", "value": "High.*", "isRegex": True}], labels)
+    assert not matching.matches(
         [{"name": "environment", "value": "production", "isEqual": False}], labels
     )
-    assert not alerting.matches([{"name": "alertname", "value": "Other"}], labels)
+    assert not matching.matches([{"name": "alertname", "value": "Other"}], labels)
 
 
 def test_threshold_rule_lifecycle_on_a_fake_clock(clients: Clients, engine: Engine) -> None:
@@ -200,8 +200,8 @@ def test_every_link_sent_uses_the_public_url(
     push_points(engine, "errors", [50], T0 - timedelta(seconds=1))
     keyring = clients.server.app.state.keyring
     with system_transaction(engine) as session:
-        alert_service.evaluate_rules(session, now=T0)
-        flush_groups(session, now=T0, alerts_for=alert_service.group_alerts(session, T0))
+        evaluator.evaluate_rules(session, now=T0)
+        flush_groups(session, now=T0, alerts_for=evaluator.group_alerts(session, T0))
     with clients.as_role("service") as ci:
         created = ci.post(
             "/api/v1/deployments",

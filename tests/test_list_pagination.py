@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import Engine
 
+from shipboard.alerting.models import Alert
 from shipboard.core.time import utcnow
 from shipboard.db.engine import system_transaction
-from shipboard.monitoring.models import Alert
 from tests.support.live import Clients
 from tests.support.paths import FIXTURES as FIXTURES_ROOT
 from tests.support.problems import assert_problem

@@ -20,12 +20,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
+from shipboard.alerting.models import Alert, AlertRule
+from shipboard.alerting.tasks import evaluate
 from shipboard.db.engine import transaction
 from shipboard.monitoring import scrape
-from shipboard.monitoring.models import Alert, AlertRule
 from shipboard.monitoring.schemas import MonitoringMetricCreate
 from shipboard.monitoring.service import ingest_metrics
-from shipboard.monitoring.tasks import Scraper, evaluate
+from shipboard.monitoring.tasks import Scraper
 from shipboard.notifications.delivery import send_due
 from tests.support.factories import create_channel
 from tests.support.live import Clients, Receiver, free_port

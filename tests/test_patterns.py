@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.engine import Engine
 
+from shipboard.alerting import matching
+from shipboard.alerting.models import Silence
 from shipboard.core import patterns
 from shipboard.db.engine import system_transaction
-from shipboard.monitoring import alerting
-from shipboard.monitoring.models import Silence
 from tests.support.factories import create_rule, push_points, tick_alerts
 from tests.support.live import Clients
 from tests.support.problems import assert_problem
@@ -35,17 +35,17 @@ def _silence(matchers: list[dict[str, object]]) -> dict[str, object]:
 
 def test_regex_matchers_are_anchored_like_alertmanagers() -> None:
     labels = {"alertname": "HighLatency", "environment": "production"}
-    assert alerting.matches([{"name": "alertname", "value": "High.*", "isRegex": True}], labels)
-    assert not alerting.matches([{"name": "alertname", "value": "High", "isRegex": True}], labels)
-    assert not alerting.matches(
+    assert matching.matches([{"name": "alertname", "value": "High.*", "isRegex": True}], labels)
+    assert not matching.matches([{"name": "alertname", "value": "High", "isRegex": True}], labels)
+    assert not matching.matches(
         [{"name": "alertname", "value": "Latency", "isRegex": True}], labels
     )
-    assert alerting.matches(
+    assert matching.matches(
         [{"name": "environment", "value": "prod|production", "isRegex": True}], labels
     )
     # "a)|(b" only compiles once wrapped; it is refused on its own, as Alertmanager would.
     assert patterns.regex_problem("a)|(b") is not None
-    assert alerting.matches(
+    assert matching.matches(
         [{"name": "environment", "value": "staging.*", "isRegex": True, "isEqual": False}], labels
     )
 
@@ -53,7 +53,7 @@ def test_regex_matchers_are_anchored_like_alertmanagers() -> None:
 def test_a_catastrophic_regex_matches_a_long_string_in_linear_time() -> None:
     text = "a" * 100_000 + "b"
     started = time.monotonic()
-    assert not alerting.matches(
+    assert not matching.matches(
         [{"name": "x", "value": CATASTROPHIC, "isRegex": True}], {"x": text}
     )
     assert not patterns.glob_matches("*a*a*a*a*a*a*a*a*a*a*c", text)
@@ -79,7 +79,7 @@ def test_a_stored_invalid_pattern_matches_nothing() -> None:
         {"name": "alertname", "value": "(", "isRegex": True, "isEqual": False},
         {"name": "alertname", "value": r"(a)\1", "isRegex": True},  # backreference: not RE2
     ):
-        assert not alerting.matches([matcher], labels), matcher
+        assert not matching.matches([matcher], labels), matcher
 
 
 # --- over HTTP ------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
+from shipboard.alerting import alerts, evaluator
 from shipboard.audit import service as audit
 from shipboard.db.engine import system_transaction
-from shipboard.monitoring import alert_service
 from tests.support.databases import SYSTEM
 from tests.support.factories import SECURITY_FIXTURES, report_deployment
 from tests.support.live import Clients
@@ -256,7 +256,7 @@ def test_monitoring_page_with_and_without_data(clients: Clients, engine: Engine)
             },
         ).raise_for_status()
     with system_transaction(engine) as session:
-        alert_service.evaluate_rules(session)
+        evaluator.evaluate_rules(session)
     with signed_in(clients, engine, "viewer") as client:
         page = client.get("/monitoring", params={"environment": "staging", "range": "1h"})
         assert page.status_code == 200
@@ -294,12 +294,12 @@ def test_alert_page_at_the_path_notifications_link_to(clients: Clients, engine: 
             },
         ).raise_for_status()
     with system_transaction(engine) as session:
-        alert_service.evaluate_rules(session)
+        evaluator.evaluate_rules(session)
     with api(clients, "viewer") as viewer:
         (alert,) = viewer.get("/api/v1/alerts").json()["items"]
         assert viewer.get(f"/api/v1/alerts/{alert['id']}").json()["rule"] == "QueueDeep"
         assert viewer.get(f"/api/v1/alerts/{uuid.uuid4()}").status_code == 404
-    path = alert_service.alert_path(uuid.UUID(alert["id"]))
+    path = alerts.alert_path(uuid.UUID(alert["id"]))
     assert path == f"/alerts/{alert['id']}"
     with browser(clients.server) as anonymous:
         assert anonymous.get(path).status_code == 303  # to the sign-in page

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from shipboard import __version__
+from shipboard.alerting.api import router as alerting_router
 from shipboard.audit.api import router as audit_router
 from shipboard.auth.api import router as auth_router
 from shipboard.auth.deps import authenticate_before_body
@@ -29,7 +30,6 @@ from shipboard.deployments.stream import Feeds, StreamBudget
 from shipboard.environments.api import router as environments_router
 from shipboard.integrations.api import WEBHOOK_PATHS
 from shipboard.integrations.api import router as integrations_router
-from shipboard.monitoring.alert_api import router as alerting_router
 from shipboard.monitoring.api import router as monitoring_router
 from shipboard.monitoring.forwarding import forwarding_from
 from shipboard.monitoring.otlp_status import OtlpStatusMiddleware

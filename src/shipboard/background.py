@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from shipboard.alerting import tasks as alerting_tasks
 from shipboard.config import DEFAULT_PUBLIC_URL
 from shipboard.core.crypto import Keyring
 from shipboard.core.netguard import OutboundPolicy
@@ -42,12 +43,10 @@ def runtime(
     """The schedule (on the elected node) and the delivery loop (on every node)."""
     outbound = outbound or OutboundPolicy()
     tasks = [
-        *monitoring_tasks.scheduled(
-            engine,
-            eval_interval_s=eval_interval_s,
-            alertmanager_resend_s=alertmanager_resend_s,
-            outbound=outbound,
+        *alerting_tasks.scheduled(
+            engine, eval_interval_s=eval_interval_s, alertmanager_resend_s=alertmanager_resend_s
         ),
+        *monitoring_tasks.scheduled(engine, outbound=outbound),
         *security_tasks.scheduled(roots=scan_roots or ["."], protected=scan_protected),
         *report_tasks.scheduled(),
         *ops_tasks.scheduled(

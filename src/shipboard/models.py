@@ -2,6 +2,7 @@
 them all. It sits above the domains (they never need it); Alembic's env, copies, backups and
 erasure, which work on the whole schema, do."""
 
+from shipboard.alerting import models as _alerting  # noqa: F401
 from shipboard.audit import models as _audit  # noqa: F401
 from shipboard.auth import models as _auth  # noqa: F401
 from shipboard.db.base import Base

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shipboard.monitoring.alerting import AlertState, anomaly, fingerprint, step, threshold
+from shipboard.alerting.evaluation import AlertState, anomaly, fingerprint, step, threshold
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 

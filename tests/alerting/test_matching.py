@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shipboard.monitoring.alerting import matches
+from shipboard.alerting.matching import matches
 
 LABELS = {"alertname": "HighLatency", "environment": "production", "severity": "high"}
 

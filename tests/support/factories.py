@@ -14,8 +14,8 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from shipboard.alerting import evaluator
 from shipboard.db.engine import system_transaction, transaction
-from shipboard.monitoring import alert_service
 from shipboard.monitoring.schemas import MonitoringMetricCreate
 from shipboard.monitoring.service import ingest_metrics
 from shipboard.notifications.delivery import send_due
@@ -167,8 +167,8 @@ def create_channel(client: httpx.Client, name: str, url: str, **overrides: Any) 
 def tick_alerts(engine: Engine, keyring: Any, now: datetime) -> None:
     """One round of the scheduler at ``now``: evaluate rules, flush groups, send what is due."""
     with system_transaction(engine) as session:
-        alert_service.evaluate_rules(session, now=now)
-        flush_groups(session, now=now, alerts_for=alert_service.group_alerts(session, now))
+        evaluator.evaluate_rules(session, now=now)
+        flush_groups(session, now=now, alerts_for=evaluator.group_alerts(session, now))
     send_due(engine, keyring, now=now)
 
 

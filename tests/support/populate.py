@@ -11,6 +11,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from shipboard.alerting import evaluator
 from shipboard.audit import service as audit
 from shipboard.auth import service as auth
 from shipboard.auth.schemas import UserCreate
@@ -19,7 +20,6 @@ from shipboard.db.engine import is_postgres, system_transaction
 from shipboard.db.partitions import ensure_partitions, month_start
 from shipboard.environments.service import seed_environments
 from shipboard.models import metadata
-from shipboard.monitoring import alert_service
 from shipboard.notifications.grouping import flush_groups
 from shipboard.ops.backup import checksums, contents
 from tests.support.databases import SYSTEM, Database, DatabaseFactory
@@ -200,8 +200,8 @@ def populate(clients: Clients, engine: Engine, *, receiver_url: str) -> None:
 
 def evaluate_alerts(engine: Engine) -> None:
     with system_transaction(engine) as session:
-        alert_service.evaluate_rules(session, now=NOW)
-        flush_groups(session, now=NOW, alerts_for=alert_service.group_alerts(session, NOW))
+        evaluator.evaluate_rules(session, now=NOW)
+        flush_groups(session, now=NOW, alerts_for=evaluator.group_alerts(session, NOW))
 
 
 def table_counts(engine: Engine) -> dict[str, int]:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shipboard.alerting.schemas import AlertRuleCreate
 from shipboard.core.types import EnvironmentName
 from shipboard.environments.schemas import (
     Domain,
@@ -19,7 +20,6 @@ from shipboard.environments.schemas import (
     FeatureFlags,
 )
 from shipboard.integrations.schemas import IntegrationKind, IntegrationWrite
-from shipboard.monitoring.alert_schemas import AlertRuleCreate
 from shipboard.notifications.schemas import ChannelCreate
 
 MAX_RULES = 1000

@@ -19,6 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from shipboard.alerting import service as alert_service
+from shipboard.alerting.schemas import AlertRuleCreate
 from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.configuration import credentials
@@ -42,8 +44,6 @@ from shipboard.environments.models import Environment
 from shipboard.environments.validation import stored_mapping
 from shipboard.integrations import service as integrations
 from shipboard.integrations.schemas import IntegrationWrite
-from shipboard.monitoring import alert_service
-from shipboard.monitoring.alert_schemas import AlertRuleCreate
 from shipboard.notifications import service as notifications
 from shipboard.notifications.schemas import ChannelCreate
 

@@ -1,56 +1,27 @@
-"""Monitoring's scheduled work: scraping Prometheus targets and evaluating alert rules, on the
-elected node only (so samples are not doubled and each alert fires once)."""
+"""Monitoring's scheduled work: scraping Prometheus targets, on the elected node only (so
+samples are not doubled). Alert evaluation is alerting's (``alerting/tasks.py``)."""
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from shipboard.core.netguard import OutboundPolicy
-from shipboard.core.time import utcnow
-from shipboard.db.engine import is_postgres, system_transaction
+from shipboard.db.engine import system_transaction
 from shipboard.environments import repository as environments
 from shipboard.environments.validation import stored_mapping
-from shipboard.jobs.schedule import ScheduledTask, Tick, every
-from shipboard.monitoring import alert_service, scrape
+from shipboard.jobs.schedule import ScheduledTask, every
 from shipboard.monitoring import repository as metrics
-from shipboard.notifications import grouping
+from shipboard.monitoring import scrape
 
 log = structlog.get_logger("shipboard.scheduler")
-EVALUATION_LOCK = 0x5B1B0A4E
 SCRAPE_THREADS = 4
 # How often the targets are looked at; each has its own interval (at least 1 s).
 SCRAPE_LOOK_S = 0.5
-
-
-def evaluate(
-    engine: Engine,
-    *,
-    alertmanager_resend_s: float = grouping.ALERTMANAGER_RESEND_S,
-    eval_interval_s: float = 15.0,
-) -> bool:
-    """One evaluation round: alert rules, then the notification groups they feed. Takes a
-    transaction lock on PostgreSQL, so two rounds never overlap. True if it ran."""
-    with system_transaction(engine) as session:
-        if is_postgres(session) and not session.scalar(
-            sa.select(sa.func.pg_try_advisory_xact_lock(EVALUATION_LOCK))
-        ):
-            return False
-        now = utcnow()
-        alert_service.evaluate_rules(session, now=now)
-        grouping.flush_groups(
-            session,
-            now=now,
-            alerts_for=alert_service.group_alerts(session, now),
-            alertmanager_resend_s=alertmanager_resend_s,
-            eval_interval_s=eval_interval_s,
-        )
-    return True
 
 
 class Scraper:
@@ -111,23 +82,10 @@ class Scraper:
             self._pool = None
 
 
-def scheduled(
-    engine: Engine,
-    *,
-    eval_interval_s: float = 15.0,
-    alertmanager_resend_s: float = grouping.ALERTMANAGER_RESEND_S,
-    outbound: OutboundPolicy | None = None,
-) -> list[ScheduledTask]:
-    """Alert evaluation every ``eval_interval_s``; a look at the scrape targets twice a second."""
+def scheduled(engine: Engine, *, outbound: OutboundPolicy | None = None) -> list[ScheduledTask]:
+    """A look at the scrape targets twice a second."""
     scraper = Scraper(engine, outbound=outbound)
-
-    def run_evaluate(_tick: Tick) -> None:
-        evaluate(
-            engine, alertmanager_resend_s=alertmanager_resend_s, eval_interval_s=eval_interval_s
-        )
-
     return [
-        ScheduledTask("alerting.evaluate", every(eval_interval_s), run=run_evaluate, lease_s=300),
         ScheduledTask(
             "monitoring.scrape",
             every(SCRAPE_LOOK_S),

@@ -1,6 +1,6 @@
 """Notifications' background work: sending due deliveries, on every node (rows are claimed with
 ``SKIP LOCKED``), on a few sender threads, never inside a transaction while a receiver answers.
-Group flushing runs with alert evaluation (``monitoring/tasks.py``), which feeds it."""
+Group flushing runs with alert evaluation (``alerting/tasks.py``), which feeds it."""
 
 from __future__ import annotations
 

@@ -15,15 +15,15 @@ import sqlalchemy as sa
 import typer
 from sqlalchemy.orm import Session
 
+from shipboard.alerting import service as alert_service
+from shipboard.alerting.models import AlertRule, Silence
+from shipboard.alerting.schemas import AlertRuleCreate, Matcher
 from shipboard.config import get_settings
 from shipboard.core.errors import format_loc
 from shipboard.core.terminal import console
 from shipboard.db.engine import create_db_engine, system_transaction
 from shipboard.environments import repository as environments
 from shipboard.environments import validation
-from shipboard.monitoring import alert_service
-from shipboard.monitoring.alert_schemas import AlertRuleCreate, Matcher
-from shipboard.monitoring.models import AlertRule, Silence
 from shipboard.notifications.models import NotificationChannel
 from shipboard.notifications.schemas import ChannelCreate
 

@@ -7,23 +7,16 @@ analysis fails when the failures exceed ``failure_limit``.
 from __future__ import annotations
 
 import math
-import operator
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from shipboard.core.comparisons import OPS
+
 Result = Literal["Successful", "Failed", "Inconclusive"]
 MIN_SAMPLES = 3
 
-OPS: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
     "avg": statistics.fmean,
     "min": min,

@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from shipboard.alerting.evaluation import MAD_SCALE
+from shipboard.alerting.models import Alert, AlertRule
 from shipboard.core.time import utcnow
-from shipboard.monitoring.alerting import MAD_SCALE
-from shipboard.monitoring.models import Alert, AlertRule, MonitoringMetric
+from shipboard.monitoring.models import MonitoringMetric
 from shipboard.monitoring.series import mean, percentile
 
 ANOMALY_Z = 3.5

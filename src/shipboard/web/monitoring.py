@@ -10,14 +10,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
+from shipboard.alerting import alerts as alert_service
+from shipboard.alerting import silences as silence_service
+from shipboard.alerting.schemas import SilenceCreate
 from shipboard.auth.deps import DbSession
 from shipboard.core import charts
 from shipboard.core.errors import InvalidInput
 from shipboard.core.time import parse_duration, utcnow
 from shipboard.core.types import ENVIRONMENTS
-from shipboard.monitoring import alert_service
 from shipboard.monitoring import service as metrics
-from shipboard.monitoring.alert_schemas import SilenceCreate
 from shipboard.web.deps import DeployerForm, Viewer
 from shipboard.web.helpers import (
     audit_context,
@@ -172,7 +173,7 @@ def monitoring_page(
         unit=unit_of(chosen or ""),
         firing=[a for a in alerts if a.state == "firing"],
         recent=[a for a in alerts if a.state != "firing"][:20],
-        silences=alert_service.list_silences(db)[:50],
+        silences=silence_service.list_silences(db)[:50],
         can_write=can_write(principal),
         prefill=silence or f"environment={env}",
     )
@@ -216,7 +217,7 @@ def create_silence(
             "comment": comment.strip(),
         },
     )
-    alert_service.create_silence(
+    silence_service.create_silence(
         db, data=data, creator=principal.name, audit_context=audit_context(request, principal)
     )
     return _back(environment, metric, range_, "silence-created")
@@ -232,7 +233,7 @@ def expire_silence(
     metric: Annotated[str, Form(max_length=255)] = "",
     range_: Annotated[str, Form(alias="range", max_length=8)] = "",
 ) -> Response:
-    alert_service.expire_silence(
+    silence_service.expire_silence(
         db, silence_id=silence_id, audit_context=audit_context(request, principal)
     )
     return _back(environment, metric, range_, "silence-expired")

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from shipboard.alerting import alerts
 from shipboard.auth.schemas import Principal
 from shipboard.core.time import utcnow
 from shipboard.deployments import repository as deployment_repository
@@ -16,7 +17,6 @@ from shipboard.deployments import service as deployments
 from shipboard.deployments import state
 from shipboard.deployments.schemas import DeploymentFilter
 from shipboard.environments import service as environments
-from shipboard.monitoring import alert_service
 from shipboard.reports import service as reports
 from shipboard.security.imports import current_findings
 
@@ -28,7 +28,7 @@ def overview(session: Session) -> list[dict[str, Any]]:
     """One card per environment: what serves, the last deployment, what runs or waits, open
     findings by severity, firing alerts, and the last 30 days' frequency and failure rate."""
     now = utcnow()
-    firing = alert_service.all_alerts(session, state="firing")
+    firing = alerts.all_alerts(session, state="firing")
     cards = []
     for env in environments.list_environments(session, reveal_credentials=False):
         recent = deployments.list_deployments(

@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shipboard.core import patterns
+from shipboard.core.comparisons import OPS
 from shipboard.monitoring.series import AGGREGATIONS
-from shipboard.pipelines.analysis import OPS
 
+# An alert that is pending or firing: the one a rule has at most one of.
+ACTIVE = ("pending", "firing")
 MAD_SCALE = 1.4826  # makes the MAD a consistent estimator of the standard deviation
 
 
@@ -105,25 +106,3 @@ def step(  # noqa: PLR0911 - one return per edge of the state machine reads best
 def fingerprint(labels: dict[str, str]) -> str:
     """Stable identity of an alert: a hash of its sorted labels (like Alertmanager's)."""
     return hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def matches(matchers: Sequence[dict[str, object]], labels: dict[str, str]) -> bool:
-    """Silence matchers: every one must hold (``isEqual`` false negates, ``isRegex`` matches
-    the whole value, RE2 syntax as in Alertmanager). A regex that does not compile — only one
-    written before validation, or straight into the database — makes the silence match
-    nothing: a broken silence mutes no alert, negated or not."""
-    for matcher in matchers:
-        name, value = str(matcher["name"]), str(matcher["value"])
-        actual = labels.get(name, "")
-        if matcher.get("isRegex"):
-            matched = patterns.regex_matches(value, actual)
-            if matched is None:
-                return False
-            hit = matched
-        else:
-            hit = actual == value
-        if matcher.get("isEqual", True) is False:
-            hit = not hit
-        if not hit:
-            return False
-    return True

@@ -1,3 +1,5 @@
+"""Routes of alert rules, alerts and silences."""
+
 from __future__ import annotations
 
 import uuid
@@ -5,11 +7,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from shipboard.auth.deps import AdminOnly, AnyUser, Audit, DbSession, DeployerOrAdmin
-from shipboard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from shipboard.core.problems import Problem
-from shipboard.monitoring import alert_service
-from shipboard.monitoring.alert_schemas import (
+from shipboard.alerting import alerts, service, silences
+from shipboard.alerting.schemas import (
     AlertPage,
     AlertRead,
     AlertRuleCreate,
@@ -20,6 +19,9 @@ from shipboard.monitoring.alert_schemas import (
     SilencePage,
     SilenceRead,
 )
+from shipboard.auth.deps import AdminOnly, AnyUser, Audit, DbSession, DeployerOrAdmin
+from shipboard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from shipboard.core.problems import Problem
 
 router = APIRouter(
     prefix="/api/v1",
@@ -36,19 +38,19 @@ CHANGE: dict[int | str, dict[str, Any]] = {
 @router.get("/alert-rules", response_model=AlertRulePage)
 def list_rules(db: DbSession, _: AnyUser) -> AlertRulePage:
     """Alert rules with their health (`error` when the last evaluation failed)."""
-    return AlertRulePage(items=alert_service.list_rules(db))
+    return AlertRulePage(items=service.list_rules(db))
 
 
 @router.post("/alert-rules", status_code=201, response_model=AlertRuleRead, responses=CHANGE)
 def create_rule(data: AlertRuleCreate, db: DbSession, _: AdminOnly, audit: Audit) -> AlertRuleRead:
     """Create a threshold or anomaly rule."""
-    return alert_service.create_rule(db, data=data, audit_context=audit)
+    return service.create_rule(db, data=data, audit_context=audit)
 
 
 @router.get("/alert-rules/{rule_id}", response_model=AlertRuleRead, responses=CHANGE)
 def get_rule(rule_id: uuid.UUID, db: DbSession, _: AnyUser) -> AlertRuleRead:
     """One rule."""
-    return alert_service.get_rule(db, rule_id=rule_id)
+    return service.get_rule(db, rule_id=rule_id)
 
 
 @router.patch("/alert-rules/{rule_id}", response_model=AlertRuleRead, responses=CHANGE)
@@ -56,15 +58,13 @@ def update_rule(
     rule_id: uuid.UUID, data: AlertRuleUpdate, db: DbSession, _: AdminOnly, audit: Audit
 ) -> AlertRuleRead:
     """Disable a rule (its firing alert is resolved and its channels told) or enable it."""
-    return alert_service.set_rule_enabled(
-        db, rule_id=rule_id, enabled=data.enabled, audit_context=audit
-    )
+    return service.set_rule_enabled(db, rule_id=rule_id, enabled=data.enabled, audit_context=audit)
 
 
 @router.delete("/alert-rules/{rule_id}", status_code=204, response_class=Response, responses=CHANGE)
 def delete_rule(rule_id: uuid.UUID, db: DbSession, _: AdminOnly, audit: Audit) -> Response:
     """Delete a rule and its alerts; a firing one is resolved and its channels told first."""
-    alert_service.delete_rule(db, rule_id=rule_id, audit_context=audit)
+    service.delete_rule(db, rule_id=rule_id, audit_context=audit)
     return Response(status_code=204)
 
 
@@ -77,19 +77,19 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> AlertPage:
     """Alerts with their transitions, newest change first; filter by state."""
-    return alert_service.list_alerts(db, state=state, cursor=cursor, limit=limit)
+    return alerts.list_alerts(db, state=state, cursor=cursor, limit=limit)
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertRead, responses={404: {"model": Problem}})
 def get_alert(alert_id: uuid.UUID, db: DbSession, _: AnyUser) -> AlertRead:
     """One alert with its transitions."""
-    return alert_service.get_alert(db, alert_id=alert_id)
+    return alerts.get_alert(db, alert_id=alert_id)
 
 
 @router.get("/silences", response_model=SilencePage)
 def list_silences(db: DbSession, _: AnyUser) -> SilencePage:
     """Silences, active or not."""
-    return SilencePage(items=alert_service.list_silences(db))
+    return SilencePage(items=silences.list_silences(db))
 
 
 @router.post("/silences", status_code=201, response_model=SilenceRead, responses=CHANGE)
@@ -97,7 +97,7 @@ def create_silence(
     data: SilenceCreate, db: DbSession, caller: DeployerOrAdmin, audit: Audit
 ) -> SilenceRead:
     """Mute notifications of matching alerts for a while (they still change state)."""
-    return alert_service.create_silence(db, data=data, creator=caller.name, audit_context=audit)
+    return silences.create_silence(db, data=data, creator=caller.name, audit_context=audit)
 
 
 @router.delete("/silences/{silence_id}", response_model=SilenceRead, responses=CHANGE)
@@ -105,4 +105,4 @@ def expire_silence(
     silence_id: uuid.UUID, db: DbSession, _: DeployerOrAdmin, audit: Audit
 ) -> SilenceRead:
     """Expire a silence now."""
-    return alert_service.expire_silence(db, silence_id=silence_id, audit_context=audit)
+    return silences.expire_silence(db, silence_id=silence_id, audit_context=audit)

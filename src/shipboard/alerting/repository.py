@@ -1,0 +1,117 @@
+"""Every query of alerting: rules, their alerts, and silences."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from shipboard.alerting.evaluation import ACTIVE
+from shipboard.alerting.models import Alert, AlertRule, Silence
+from shipboard.db import keyset
+
+# --- rules ------------------------------------------------------------------------------------
+
+
+def get_rule(session: Session, rule_id: uuid.UUID) -> AlertRule | None:
+    return session.get(AlertRule, rule_id)
+
+
+def rule_named(session: Session, name: str) -> AlertRule | None:
+    return session.scalar(sa.select(AlertRule).where(AlertRule.name == name))
+
+
+def all_rules(session: Session) -> list[AlertRule]:
+    """Every rule, by name."""
+    return list(session.scalars(sa.select(AlertRule).order_by(AlertRule.name)))
+
+
+def enabled_rules(session: Session) -> list[AlertRule]:
+    return list(session.scalars(sa.select(AlertRule).where(AlertRule.enabled.is_(True))))
+
+
+def add_rule(session: Session, rule: AlertRule) -> None:
+    session.add(rule)
+    session.flush()
+
+
+def delete_rule(session: Session, rule: AlertRule) -> None:
+    """Remove a rule; its alerts go with it (ON DELETE CASCADE)."""
+    session.delete(rule)
+    session.flush()
+
+
+# --- alerts -----------------------------------------------------------------------------------
+
+
+def active_alerts(session: Session, rule_id: uuid.UUID) -> list[Alert]:
+    """The rule's pending or firing alerts (one at most, unless stored by hand)."""
+    return list(
+        session.scalars(sa.select(Alert).where(Alert.rule_id == rule_id, Alert.state.in_(ACTIVE)))
+    )
+
+
+def active_alert(session: Session, rule_id: uuid.UUID) -> Alert | None:
+    return session.scalar(
+        sa.select(Alert).where(Alert.rule_id == rule_id, Alert.state.in_(ACTIVE)).limit(1)
+    )
+
+
+def add_alert(session: Session, alert: Alert) -> None:
+    session.add(alert)
+
+
+def told_alerts(session: Session) -> list[tuple[Alert, list[str]]]:
+    """Firing and resolved alerts with the channels their rule names: what the notifier may
+    have to tell."""
+    rows = session.execute(
+        sa.select(Alert, AlertRule.channels)
+        .join(AlertRule, AlertRule.id == Alert.rule_id)
+        .where(Alert.state.in_(("firing", "resolved")))
+    ).all()
+    return [(alert, channels) for alert, channels in rows]
+
+
+def alert_page(session: Session, *, state: str | None, cursor: str | None, limit: int) -> list[Any]:
+    """Up to ``limit + 1`` rows of (alert, rule name), newest change first, after ``cursor``:
+    the one past ``limit`` tells the caller that another page follows."""
+    stmt = sa.select(Alert, AlertRule.name).join(AlertRule, AlertRule.id == Alert.rule_id)
+    if state is not None:
+        stmt = stmt.where(Alert.state == state)
+    stmt = keyset.after(stmt, sort_col=Alert.updated_at, id_col=Alert.id, cursor=cursor)
+    return list(session.execute(stmt.limit(limit + 1)).all())
+
+
+def alert_with_rule_name(session: Session, alert_id: uuid.UUID) -> tuple[Alert, str] | None:
+    row = session.execute(
+        sa.select(Alert, AlertRule.name)
+        .join(AlertRule, AlertRule.id == Alert.rule_id)
+        .where(Alert.id == alert_id)
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+# --- silences ---------------------------------------------------------------------------------
+
+
+def get_silence(session: Session, silence_id: uuid.UUID) -> Silence | None:
+    return session.get(Silence, silence_id)
+
+
+def active_silences(session: Session, now: datetime) -> list[Silence]:
+    return list(
+        session.scalars(sa.select(Silence).where(Silence.starts_at <= now, Silence.ends_at > now))
+    )
+
+
+def all_silences(session: Session) -> list[Silence]:
+    """Every silence, newest first."""
+    return list(session.scalars(sa.select(Silence).order_by(Silence.created_at.desc())))
+
+
+def add_silence(session: Session, silence: Silence) -> None:
+    session.add(silence)
+    session.flush()

@@ -1,0 +1,58 @@
+"""Alerting's scheduled work: evaluating the rules and flushing the notification groups they
+feed, on the elected node only (so each alert fires once)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from shipboard.alerting import evaluator
+from shipboard.core.time import utcnow
+from shipboard.db.engine import is_postgres, system_transaction
+from shipboard.jobs.schedule import ScheduledTask, Tick, every
+from shipboard.notifications import grouping
+
+EVALUATION_LOCK = 0x5B1B0A4E
+
+
+def evaluate(
+    engine: Engine,
+    *,
+    alertmanager_resend_s: float = grouping.ALERTMANAGER_RESEND_S,
+    eval_interval_s: float = 15.0,
+) -> bool:
+    """One evaluation round: alert rules, then the notification groups they feed. Takes a
+    transaction lock on PostgreSQL, so two rounds never overlap. True if it ran."""
+    with system_transaction(engine) as session:
+        if is_postgres(session) and not session.scalar(
+            sa.select(sa.func.pg_try_advisory_xact_lock(EVALUATION_LOCK))
+        ):
+            return False
+        now = utcnow()
+        evaluator.evaluate_rules(session, now=now)
+        grouping.flush_groups(
+            session,
+            now=now,
+            alerts_for=evaluator.group_alerts(session, now),
+            alertmanager_resend_s=alertmanager_resend_s,
+            eval_interval_s=eval_interval_s,
+        )
+    return True
+
+
+def scheduled(
+    engine: Engine,
+    *,
+    eval_interval_s: float = 15.0,
+    alertmanager_resend_s: float = grouping.ALERTMANAGER_RESEND_S,
+) -> list[ScheduledTask]:
+    """Alert evaluation every ``eval_interval_s``."""
+
+    def run_evaluate(_tick: Tick) -> None:
+        evaluate(
+            engine, alertmanager_resend_s=alertmanager_resend_s, eval_interval_s=eval_interval_s
+        )
+
+    return [
+        ScheduledTask("alerting.evaluate", every(eval_interval_s), run=run_evaluate, lease_s=300)
+    ]
