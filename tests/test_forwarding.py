@@ -150,3 +150,38 @@ def test_batches_leave_in_order_and_a_refused_one_is_dropped_not_retried(
     headers = store.requests[-1][0]
     assert headers["Content-Encoding"] == "snappy"
     assert headers["X-Prometheus-Remote-Write-Version"] == "0.1.0"
+
+
+def test_the_background_runtime_forwards_without_being_asked(
+    serve: Callable[..., LiveServer],
+    engine: Engine,
+    make_user: Callable[[str, str], str],
+    victoria_metrics: VictoriaMetrics,
+) -> None:
+    from shipboard import background
+
+    live = serve(remote_write_url=f"{victoria_metrics.url}/api/v1/write")
+    runtime = background.runtime(
+        engine, live.app.state.keyring, poll_s=0.1, forwarding=live.app.state.forwarding
+    )
+    stop = runtime.start()
+    try:
+        with _client(live, make_user("collector", "service")) as client:
+            assert client.post("/api/v1/metrics", json={"metrics": _points(4)}).status_code == 200
+
+        def arrived() -> int:
+            victoria_metrics.flush()
+            answer = httpx.get(
+                f"{victoria_metrics.url}/api/v1/query",
+                params={"query": "count_over_time(checkout_latency[10m])"},
+                timeout=10,
+            ).json()
+            result = answer["data"]["result"]
+            return int(float(result[0]["value"][1])) if result else 0
+
+        assert wait_for(arrived, timeout=20, interval=0.3) == 4
+        assert _queued(engine) == 0
+    finally:
+        stop.set()
+        assert runtime.thread is not None
+        runtime.thread.join(timeout=30)

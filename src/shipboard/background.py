@@ -16,6 +16,7 @@ from shipboard.core.crypto import Keyring
 from shipboard.core.netguard import OutboundPolicy
 from shipboard.jobs.runtime import Runtime
 from shipboard.monitoring import tasks as monitoring_tasks
+from shipboard.monitoring.forwarding import Forwarding, forwarding_from
 from shipboard.notifications import delivery, grouping
 from shipboard.notifications import tasks as notification_tasks
 from shipboard.ops import tasks as ops_tasks
@@ -39,6 +40,7 @@ def runtime(
     outbound: OutboundPolicy | None = None,
     alertmanager_resend_s: float = grouping.ALERTMANAGER_RESEND_S,
     public_url: str = DEFAULT_PUBLIC_URL,
+    forwarding: Forwarding | None = None,
 ) -> Runtime:
     """The schedule (on the elected node) and the delivery loop (on every node)."""
     outbound = outbound or OutboundPolicy()
@@ -46,7 +48,7 @@ def runtime(
         *alerting_tasks.scheduled(
             engine, eval_interval_s=eval_interval_s, alertmanager_resend_s=alertmanager_resend_s
         ),
-        *monitoring_tasks.scheduled(engine, outbound=outbound),
+        *monitoring_tasks.scheduled(engine, outbound=outbound, forwarding=forwarding),
         *security_tasks.scheduled(roots=scan_roots or ["."], protected=scan_protected),
         *report_tasks.scheduled(),
         *ops_tasks.scheduled(
@@ -80,4 +82,5 @@ def from_settings(engine: Engine, keyring: Keyring, settings: Any) -> Runtime:
         outbound=settings.outbound_policy,
         alertmanager_resend_s=settings.alertmanager_resend_s,
         public_url=settings.effective_public_url,
+        forwarding=forwarding_from(settings),
     )

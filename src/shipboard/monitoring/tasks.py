@@ -14,14 +14,16 @@ from shipboard.core.netguard import OutboundPolicy
 from shipboard.db.engine import system_transaction
 from shipboard.environments import repository as environments
 from shipboard.environments.validation import stored_mapping
-from shipboard.jobs.schedule import ScheduledTask, every
-from shipboard.monitoring import repository as metrics
-from shipboard.monitoring import scrape
+from shipboard.jobs.schedule import ScheduledTask, Tick, every
+from shipboard.monitoring import scrape, service
+from shipboard.monitoring.forwarding import Forwarder, Forwarding
 
 log = structlog.get_logger("shipboard.scheduler")
 SCRAPE_THREADS = 4
 # How often the targets are looked at; each has its own interval (at least 1 s).
 SCRAPE_LOOK_S = 0.5
+FORWARD_EVERY_S = 1.0
+FORWARD_RUN_S = 30.0
 
 
 class Scraper:
@@ -29,9 +31,16 @@ class Scraper:
     any transaction, and a target still being fetched is not started again. A target that
     answers slowly (up to its 10 s timeout) holds up nothing else."""
 
-    def __init__(self, engine: Engine, *, outbound: OutboundPolicy | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        outbound: OutboundPolicy | None = None,
+        forwarding: Forwarding | None = None,
+    ) -> None:
         self.engine = engine
         self.outbound = outbound or OutboundPolicy()
+        self.forwarding = forwarding
         self._next: dict[tuple[str, str], float] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._running: dict[tuple[str, str], Future[None]] = {}
@@ -67,7 +76,7 @@ class Scraper:
         try:
             rows = scrape.scrape(target, outbound=self.outbound)
             with system_transaction(self.engine) as session:
-                metrics.add_many(session, rows)
+                service.store_rows(session, rows=rows, forwarding=self.forwarding)
         except Exception:
             log.exception("scrape_failed", target=target.url)
 
@@ -82,9 +91,15 @@ class Scraper:
             self._pool = None
 
 
-def scheduled(engine: Engine, *, outbound: OutboundPolicy | None = None) -> list[ScheduledTask]:
-    """A look at the scrape targets twice a second."""
-    scraper = Scraper(engine, outbound=outbound)
+def scheduled(
+    engine: Engine,
+    *,
+    outbound: OutboundPolicy | None = None,
+    forwarding: Forwarding | None = None,
+) -> list[ScheduledTask]:
+    """A look at the scrape targets twice a second; with forwarding on, the remote-write queue
+    sent every second."""
+    scraper = Scraper(engine, outbound=outbound, forwarding=forwarding)
     return [
         ScheduledTask(
             "monitoring.scrape",
@@ -93,4 +108,23 @@ def scheduled(engine: Engine, *, outbound: OutboundPolicy | None = None) -> list
             lease_s=60,
             close=scraper.close,
         ),
+        *([_forward_task(engine, forwarding)] if forwarding is not None else []),
     ]
+
+
+def _forward_task(engine: Engine, forwarding: Forwarding) -> ScheduledTask:
+    """The remote-write queue, sent by one node at a time (the task's claim), so batches reach
+    the store in order. A run sends until the queue is empty, the store cannot take more now,
+    or ``FORWARD_RUN_S`` has passed."""
+    forwarder = Forwarder(forwarding)
+
+    def run(_tick: Tick) -> None:
+        deadline = time.monotonic() + FORWARD_RUN_S
+        while time.monotonic() < deadline:
+            result = forwarder.forward_once(engine)
+            if result.retrying or not (result.sent_points or result.dropped_points):
+                return
+
+    return ScheduledTask(
+        "monitoring.forward", every(FORWARD_EVERY_S), run=run, lease_s=120, close=forwarder.close
+    )
