@@ -94,6 +94,20 @@ def alert_with_rule_name(session: Session, alert_id: uuid.UUID) -> tuple[Alert, 
     return None if row is None else (row[0], row[1])
 
 
+def alerts_started(
+    session: Session, *, environment: str, since: datetime, until: datetime
+) -> list[tuple[Alert, str]]:
+    """(alert, rule name) of the environment's alerts that started in [since, until)."""
+    rows = session.execute(
+        sa.select(Alert, AlertRule.name)
+        .join(AlertRule, AlertRule.id == Alert.rule_id)
+        .where(
+            AlertRule.environment == environment, Alert.starts_at >= since, Alert.starts_at < until
+        )
+    ).all()
+    return [(alert, name) for alert, name in rows]
+
+
 # --- silences ---------------------------------------------------------------------------------
 
 
@@ -107,9 +121,10 @@ def active_silences(session: Session, now: datetime) -> list[Silence]:
     )
 
 
-def all_silences(session: Session) -> list[Silence]:
-    """Every silence, newest first."""
-    return list(session.scalars(sa.select(Silence).order_by(Silence.created_at.desc())))
+def all_silences(session: Session, *, newest_first: bool = True) -> list[Silence]:
+    """Every silence, newest (or oldest) first."""
+    order = Silence.created_at.desc() if newest_first else Silence.created_at
+    return list(session.scalars(sa.select(Silence).order_by(order)))
 
 
 def add_silence(session: Session, silence: Silence) -> None:

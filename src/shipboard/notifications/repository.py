@@ -32,6 +32,11 @@ def all_channels(session: Session) -> list[NotificationChannel]:
     return list(session.scalars(sa.select(NotificationChannel).order_by(NotificationChannel.name)))
 
 
+def channel_names(session: Session) -> set[str]:
+    """The name of every channel."""
+    return set(session.scalars(sa.select(NotificationChannel.name)))
+
+
 def channels_named(
     session: Session, names: Iterable[str], *, except_kind: str | None = None
 ) -> list[NotificationChannel]:

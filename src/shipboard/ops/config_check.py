@@ -11,12 +11,11 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 import typer
 from sqlalchemy.orm import Session
 
+from shipboard.alerting import repository as alerting
 from shipboard.alerting import service as alert_service
-from shipboard.alerting.models import AlertRule, Silence
 from shipboard.alerting.schemas import AlertRuleCreate, Matcher
 from shipboard.config import get_settings
 from shipboard.core.errors import format_loc
@@ -24,7 +23,7 @@ from shipboard.core.terminal import console
 from shipboard.db.engine import create_db_engine, system_transaction
 from shipboard.environments import repository as environments
 from shipboard.environments import validation
-from shipboard.notifications.models import NotificationChannel
+from shipboard.notifications import repository as notifications
 from shipboard.notifications.schemas import ChannelCreate
 
 config_app = typer.Typer(
@@ -56,7 +55,7 @@ def _environment_fix(name: str, loc: list[Any]) -> str:
 
 def environment_problems(session: Session) -> list[StoredProblem]:
     out_: list[StoredProblem] = []
-    channels = set(session.scalars(sa.select(NotificationChannel.name)))
+    channels = notifications.channel_names(session)
     for env in environments.list_all(session):
         stored = {
             "domain": env.domain,
@@ -96,8 +95,8 @@ def environment_problems(session: Session) -> list[StoredProblem]:
 
 def rule_problems(session: Session) -> list[StoredProblem]:
     out_: list[StoredProblem] = []
-    channels = set(session.scalars(sa.select(NotificationChannel.name)))
-    for rule in session.scalars(sa.select(AlertRule).order_by(AlertRule.name)):
+    channels = notifications.channel_names(session)
+    for rule in alerting.all_rules(session):
         fields = alert_service.rule_fields(rule)
         problems = validation.model_problems(AlertRuleCreate, fields)
         if isinstance(rule.channels, list):
@@ -116,8 +115,7 @@ def rule_problems(session: Session) -> list[StoredProblem]:
 
 def channel_problems(session: Session) -> list[StoredProblem]:
     out_: list[StoredProblem] = []
-    rows = session.scalars(sa.select(NotificationChannel).order_by(NotificationChannel.name))
-    for channel in rows:
+    for channel in notifications.all_channels(session):
         fields = {
             "name": channel.name,
             "kind": channel.kind,
@@ -146,7 +144,7 @@ def channel_problems(session: Session) -> list[StoredProblem]:
 
 def silence_problems(session: Session) -> list[StoredProblem]:
     out_: list[StoredProblem] = []
-    for silence in session.scalars(sa.select(Silence).order_by(Silence.created_at)):
+    for silence in alerting.all_silences(session, newest_first=False):
         matchers = silence.matchers if isinstance(silence.matchers, list) else None
         problems: list[dict[str, Any]] = (
             [{"loc": ["matchers"], "msg": "must be a non-empty list of matchers"}]

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from shipboard.alerting import repository as alerting
 from shipboard.alerting.evaluation import MAD_SCALE
-from shipboard.alerting.models import Alert, AlertRule
 from shipboard.core.time import utcnow
 from shipboard.monitoring.models import MonitoringMetric
 from shipboard.monitoring.series import mean, percentile
@@ -116,13 +116,7 @@ def _summary(
 
 
 def _alerts(session: Session, environment: str, since: datetime, until: datetime) -> AlertSummary:
-    rows = session.execute(
-        sa.select(Alert, AlertRule.name)
-        .join(AlertRule, AlertRule.id == Alert.rule_id)
-        .where(
-            AlertRule.environment == environment, Alert.starts_at >= since, Alert.starts_at < until
-        )
-    ).all()
+    rows = alerting.alerts_started(session, environment=environment, since=since, until=until)
     durations = [
         (a.ends_at - a.starts_at).total_seconds()
         for a, _ in rows
