@@ -80,6 +80,10 @@ def test_acknowledged_points_reach_the_store_after_it_was_down(
     assert down.retrying
     assert down.sent_points == 0
     assert _queued(engine) == 5  # acknowledged, so still on disk
+    with _client(live, make_user("operator", "admin")) as admin:
+        exposed = admin.get("/metrics").text
+    assert "shipboard_remote_write_queue_points 5.0" in exposed
+    assert "shipboard_remote_write_queue_batches 1.0" in exposed
 
     victoria_metrics.start()
     sent = wait_for(lambda: forwarder.forward_once(engine).sent_points, timeout=10, interval=0.3)
@@ -144,6 +148,10 @@ def test_batches_leave_in_order_and_a_refused_one_is_dropped_not_retried(
     forwarder.close()
     assert (result.dropped_points, result.sent_points) == (2, 3)
     assert _queued(engine) == 0
+    with _client(live, make_user("operator", "admin")) as admin:
+        exposed = admin.get("/metrics").text
+    assert "shipboard_remote_write_dropped_points_last_hour 2.0" in exposed
+    assert "shipboard_remote_write_queue_points 0.0" in exposed
     sent = [rw.decode(body) for _, body in store.requests]
     names = [dict(s.labels)["__name__"] for batch in sent for s in batch]
     assert names == ["first", "first", "second"]

@@ -36,6 +36,7 @@ from shipboard.monitoring import repository
 log = structlog.get_logger("shipboard.forwarding")
 MAX_BACKOFF_S = 300.0
 RETRY_AFTER_S = 30
+DROPPED_KEPT = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class QueueStatus:
     points: int
     size: int
     oldest_age_s: float
+    dropped_last_hour: int
 
 
 @dataclass
@@ -118,9 +120,16 @@ def enqueue(
 
 
 def queue_status(session: Session, *, now: datetime | None = None) -> QueueStatus:
+    now = now or utcnow()
     batches, points, size, oldest = repository.remote_queue_stats(session)
-    age = ((now or utcnow()) - oldest).total_seconds() if oldest else 0.0
-    return QueueStatus(batches=batches, points=points, size=size, oldest_age_s=max(age, 0.0))
+    age = (now - oldest).total_seconds() if oldest else 0.0
+    return QueueStatus(
+        batches=batches,
+        points=points,
+        size=size,
+        oldest_age_s=max(age, 0.0),
+        dropped_last_hour=repository.remote_dropped_since(session, now - timedelta(hours=1)),
+    )
 
 
 class Forwarder:
@@ -157,6 +166,7 @@ class Forwarder:
         result = Forwarded()
         now = utcnow()
         with system_transaction(engine) as session:
+            repository.remote_prune_dropped(session, now - DROPPED_KEPT)
             due = repository.remote_due(session, now=now, limit=limit)
         for batch_id, payload, points, attempts in due:
             try:
@@ -181,7 +191,7 @@ class Forwarder:
             # order): keeping it would block every batch behind it.
             log.error("remote write refused a batch; dropped", points=points, reason=reason)
             with system_transaction(engine) as session:
-                repository.remote_delete(session, batch_id)
+                repository.remote_drop(session, batch_id, now=utcnow(), error=reason)
             result.dropped_points += points
             result.errors.append(reason)
         return result

@@ -77,3 +77,6 @@ class RemoteWriteBatch(Base):
     attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+    # Set when the store refused the batch for good: kept a day (payload emptied) so /metrics
+    # can count what was dropped whichever node it asks.
+    dropped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -347,7 +347,11 @@ def remote_enqueue(
 
 
 def remote_queue_size(session: Session) -> int:
-    total = session.scalar(sa.select(sa.func.coalesce(sa.func.sum(RemoteWriteBatch.size), 0)))
+    total = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(RemoteWriteBatch.size), 0)).where(
+            RemoteWriteBatch.dropped_at.is_(None)
+        )
+    )
     return int(total or 0)
 
 
@@ -359,7 +363,7 @@ def remote_queue_stats(session: Session) -> tuple[int, int, int, datetime | None
             sa.func.coalesce(sa.func.sum(RemoteWriteBatch.points), 0),
             sa.func.coalesce(sa.func.sum(RemoteWriteBatch.size), 0),
             sa.func.min(RemoteWriteBatch.enqueued_at),
-        )
+        ).where(RemoteWriteBatch.dropped_at.is_(None))
     ).one()
     oldest = row[3]
     if isinstance(oldest, str):  # SQLite's aggregate loses the column type
@@ -382,6 +386,7 @@ def remote_due(
             RemoteWriteBatch.attempts,
             RemoteWriteBatch.next_attempt_at,
         )
+        .where(RemoteWriteBatch.dropped_at.is_(None))
         .order_by(RemoteWriteBatch.id)
         .limit(limit)
     ).all()
@@ -395,6 +400,28 @@ def remote_due(
 
 def remote_delete(session: Session, batch_id: uuid.UUID) -> None:
     session.execute(sa.delete(RemoteWriteBatch).where(RemoteWriteBatch.id == batch_id))
+
+
+def remote_drop(session: Session, batch_id: uuid.UUID, *, now: datetime, error: str) -> None:
+    session.execute(
+        sa.update(RemoteWriteBatch)
+        .where(RemoteWriteBatch.id == batch_id)
+        .values(payload=b"", size=0, dropped_at=now, last_error=error[:1000])
+    )
+
+
+def remote_dropped_since(session: Session, since: datetime) -> int:
+    """Points the store refused for good since ``since``."""
+    total = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(RemoteWriteBatch.points), 0)).where(
+            RemoteWriteBatch.dropped_at >= since
+        )
+    )
+    return int(total or 0)
+
+
+def remote_prune_dropped(session: Session, before: datetime) -> None:
+    session.execute(sa.delete(RemoteWriteBatch).where(RemoteWriteBatch.dropped_at < before))
 
 
 def remote_retry_later(session: Session, batch_id: uuid.UUID, *, at: datetime, error: str) -> None:

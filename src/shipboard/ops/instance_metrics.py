@@ -18,11 +18,13 @@ import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from shipboard.core.time import utcnow
 from shipboard.db.engine import is_postgres
 from shipboard.deployments.models import DeploymentConfig, DeploymentRun
 from shipboard.environments.models import Environment
+from shipboard.monitoring import forwarding
 from shipboard.notifications.models import NotificationDelivery
 from shipboard.ops import dbhealth
 
@@ -106,6 +108,8 @@ class StateCollector:
                 )
             yield from _queue(conn)
             yield from _notifications(conn)
+            if getattr(self.app_state, "forwarding", None) is not None:
+                yield from _remote_write(conn)
             if is_postgres(conn):
                 yield from _postgres(conn)
             else:
@@ -165,6 +169,41 @@ def _queue(conn: sa.Connection) -> Iterator[Metric]:
     leases.add_metric(["active"], live)
     leases.add_metric(["expired"], expired)
     yield leases
+
+
+def _remote_write(conn: sa.Connection) -> Iterator[Metric]:
+    status = forwarding.queue_status(Session(bind=conn))
+    for name, text, value in (
+        (
+            "shipboard_remote_write_queue_batches",
+            "Batches waiting for the metrics store",
+            status.batches,
+        ),
+        (
+            "shipboard_remote_write_queue_points",
+            "Points waiting for the metrics store",
+            status.points,
+        ),
+        (
+            "shipboard_remote_write_queue_bytes",
+            "Encoded bytes waiting for the metrics store (SHIPBOARD_REMOTE_WRITE_QUEUE_MB caps it)",
+            status.size,
+        ),
+        (
+            "shipboard_remote_write_queue_oldest_age_seconds",
+            "Age of the oldest batch waiting for the metrics store (0 when none waits)",
+            status.oldest_age_s,
+        ),
+        (
+            "shipboard_remote_write_dropped_points_last_hour",
+            "Points the metrics store refused "
+            "for good (4xx) in the last hour; the server log has its reasons",
+            status.dropped_last_hour,
+        ),
+    ):
+        family = GaugeMetricFamily(name, text)
+        family.add_metric([], value)
+        yield family
 
 
 def _notifications(conn: sa.Connection) -> Iterator[Metric]:
