@@ -55,6 +55,7 @@ DATA_TABLES = (
     "monitoring_metrics",
     "otlp_cumulative_state",
     "remote_write_queue",
+    "storage_quota_alerts",
     "deployment_configs",
     "web_sessions",
     "api_tokens",

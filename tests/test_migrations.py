@@ -9,12 +9,13 @@ import uuid
 
 import sqlalchemy as sa
 
+from shipboard.audit import service as audit
 from shipboard.db import migrate
 from shipboard.db.engine import system_transaction
 from shipboard.deployments.models import DeploymentConfig
 from shipboard.environments.service import seed_environments
 from shipboard.integrations.models import IntegrationDeployment
-from tests.support.databases import Database
+from tests.support.databases import SYSTEM, Database
 from tests.support.spec_schema import SPEC_ENUM_TYPES, SPEC_TABLES
 
 OUR_TABLES = {*SPEC_TABLES, "users", "api_tokens", "audit_events"}
@@ -189,5 +190,35 @@ def test_webhook_triggerers_are_namespaced_by_the_migration_and_back(empty_db: D
         }
         migrate.downgrade(empty_db.url, "20261126_0013")
         assert triggerers() == {"octocat": "octocat", "root": "root", "alice": "alice"}
+    finally:
+        engine.dispose()
+
+
+def test_quota_alert_state_is_carried_over_from_the_audit_trail(empty_db: Database) -> None:
+    """An environment whose latest quota event is a crossing starts over its quota (no second
+    alert after the upgrade); one that recovered since, or never crossed, starts below."""
+    migrate.upgrade(empty_db.url, "20261203_0019")
+    engine = empty_db.engine()
+    try:
+        with system_transaction(engine) as session:
+            seed_environments(session)
+            for environment, actions in (
+                ("staging", ["storage.quota_exceeded"]),
+                ("production", ["storage.quota_exceeded", "storage.quota_recovered"]),
+            ):
+                for action in actions:
+                    audit.record(
+                        session,
+                        context=SYSTEM,
+                        action=action,
+                        target_type="environment",
+                        target_id=environment,
+                    )
+        migrate.upgrade(empty_db.url, "20261203_0020")
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT environment FROM storage_quota_alerts")).all()
+        assert [row[0] for row in rows] == ["staging"]
+        migrate.downgrade(empty_db.url, "20261203_0019")
+        assert "storage_quota_alerts" not in sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()

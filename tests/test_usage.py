@@ -13,11 +13,11 @@ from shipboard.core.crypto import Keyring, generate_key
 from shipboard.db.engine import system_transaction
 from shipboard.deployments.models import DeploymentConfig, DeploymentLog
 from shipboard.environments.models import Environment
-from shipboard.environments.service import GIB, check_storage_quotas
 from shipboard.monitoring.models import MonitoringMetric
 from shipboard.notifications import service as notifications
 from shipboard.notifications.delivery import send_due
 from shipboard.notifications.schemas import ChannelCreate
+from shipboard.ops.quotas import GIB, check_storage_quotas
 from shipboard.ops.tasks import enforce_retention
 from tests.support.databases import SYSTEM
 from tests.support.live import Clients, Receiver
@@ -139,7 +139,7 @@ def test_passing_90_percent_of_the_quota_alerts_once_per_crossing(
         send_due(engine, keyring)
         return [p for p in receiver.payloads() if p.get("event") == "storage.quota"]
 
-    # Resetting to below the line first: the audit trail (where the state lives) outlives tests.
+    # Resetting to below the line first: the environment's alert state outlives tests.
     _configure(engine, quota_gb=used * 10 / GIB, channels=["quota-hook"])
     with system_transaction(engine) as s:
         check_storage_quotas(s, audit_context=SYSTEM)

@@ -36,6 +36,7 @@ from shipboard.monitoring.otlp_status import OtlpStatusMiddleware
 from shipboard.notifications.api import router as notifications_router
 from shipboard.ops.api import router as ops_router
 from shipboard.ops.instance_metrics import StateCollector
+from shipboard.ops.quotas_api import router as usage_router
 from shipboard.performance.api import router as performance_router
 from shipboard.reports.api import router as reports_router
 from shipboard.security.api import router as security_router
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(environments_router)
+    app.include_router(usage_router)
     app.include_router(deployments_router)
     app.include_router(monitoring_router)
     app.include_router(alerting_router)

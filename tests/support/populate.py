@@ -21,6 +21,7 @@ from shipboard.db.partitions import ensure_partitions, month_start
 from shipboard.environments.service import seed_environments
 from shipboard.models import metadata
 from shipboard.notifications.grouping import flush_groups
+from shipboard.ops import quota_repository
 from shipboard.ops.backup import checksums, contents
 from tests.support.databases import SYSTEM, Database, DatabaseFactory
 from tests.support.factories import (
@@ -196,6 +197,8 @@ def populate(clients: Clients, engine: Engine, *, receiver_url: str) -> None:
         assert login(client, "viewer-user").status_code == 303
     with system_transaction(engine) as session:
         audit.record(session, context=SYSTEM, action="backup.test", details={"at": "populate"})
+        # storage_quota_alerts: staging over its storage quota since now.
+        assert quota_repository.mark_quota_crossed(session, "staging", over=True, at=NOW)
 
 
 def evaluate_alerts(engine: Engine) -> None:

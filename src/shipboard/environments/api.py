@@ -17,7 +17,6 @@ from shipboard.environments.schemas import (
     EnvironmentPage,
     EnvironmentRead,
     EnvironmentUpdate,
-    EnvironmentUsage,
     FeatureToggle,
     SecretKey,
     SecretList,
@@ -117,12 +116,6 @@ def set_feature(
     return service.set_feature(
         db, name=name, flag=flag, enabled=toggle.enabled, audit_context=audit
     )
-
-
-@router.get("/{name}/usage", response_model=EnvironmentUsage, responses={404: {"model": Problem}})
-def get_usage(name: str, db: DbSession, _: AnyUser) -> EnvironmentUsage:
-    """Rows and estimated bytes per table of the environment, against limits.storage_quota_gb."""
-    return service.storage_usage(db, name=name)
 
 
 @router.get("/{name}/secrets", response_model=SecretList, responses={404: {"model": Problem}})

@@ -23,3 +23,16 @@ class Environment(Base):
     limits: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StorageQuotaAlert(Base):
+    """An environment whose storage usage is over 90 % of ``limits.storage_quota_gb``, since
+    ``alerted_at`` (when its channels were told); no row while it is below. Kept by
+    ``ops/quotas.py``: each crossing is one atomic insert or delete of this row."""
+
+    __tablename__ = "storage_quota_alerts"
+
+    environment: Mapped[str] = mapped_column(
+        sa.Text, sa.ForeignKey("environments.name", ondelete="CASCADE"), primary_key=True
+    )
+    alerted_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

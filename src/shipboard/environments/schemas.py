@@ -80,22 +80,3 @@ class SecretWrite(BaseModel):
 
 class SecretList(BaseModel):
     items: list[SecretRead]
-
-
-class TableUsage(BaseModel):
-    table: str
-    rows: int
-    bytes: int = Field(description="Estimated bytes of this environment's rows, indexes included")
-
-
-class EnvironmentUsage(BaseModel):
-    """What an environment stores, table by table, against ``limits.storage_quota_gb``."""
-
-    environment: str
-    tables: list[TableUsage]
-    rows: int
-    bytes: int
-    quota_bytes: int | None = Field(description="storage_quota_gb × 2^30; null without a quota")
-    used_pct: float | None
-    method: str = Field(description="How bytes were estimated")
-    measured_at: datetime

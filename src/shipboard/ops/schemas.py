@@ -1,11 +1,11 @@
-"""Shapes of the operations endpoints: database health."""
+"""Shapes of the operations endpoints: database health, an environment's storage usage."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class PoolUsage(BaseModel):
@@ -118,3 +118,25 @@ class DbHealth(BaseModel):
     sqlite: SqliteHealth | None = None
     # Things an operator should act on, in words.
     warnings: list[str] = []
+
+
+# --- storage usage ----------------------------------------------------------------------------
+
+
+class TableUsage(BaseModel):
+    table: str
+    rows: int
+    bytes: int = Field(description="Estimated bytes of this environment's rows, indexes included")
+
+
+class EnvironmentUsage(BaseModel):
+    """What an environment stores, table by table, against ``limits.storage_quota_gb``."""
+
+    environment: str
+    tables: list[TableUsage]
+    rows: int
+    bytes: int
+    quota_bytes: int | None = Field(description="storage_quota_gb × 2^30; null without a quota")
+    used_pct: float | None
+    method: str = Field(description="How bytes were estimated")
+    measured_at: datetime

@@ -13,10 +13,10 @@ from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.db.engine import system_transaction
 from shipboard.db.types import format_utc
-from shipboard.environments.service import check_storage_quotas
 from shipboard.jobs.schedule import ScheduledTask, Tick, cron, every
 from shipboard.ops import retention
 from shipboard.ops.backup import scheduled as backup
+from shipboard.ops.quotas import check_storage_quotas
 
 log = structlog.get_logger("shipboard.scheduler")
 SCHEDULER = AuditContext(actor="scheduler", actor_role="admin")
