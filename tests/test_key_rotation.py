@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,20 @@ from shipboard.audit.models import AuditEvent
 from shipboard.auth import service as auth
 from shipboard.auth import sessions
 from shipboard.auth.models import User
-from shipboard.auth.schemas import UserCreate
+from shipboard.auth.schemas import Principal, UserCreate
 from shipboard.core.crypto import KEY_FILE_NAME, Keyring, KeysUnusable, generate_key
+from shipboard.core.sealing import unseal
 from shipboard.db.engine import system_transaction
+from shipboard.deployments.models import DeploymentRun
+from shipboard.deployments.schemas import DeploymentCreate
+from shipboard.deployments.service import create_deployment
 from shipboard.environments.models import Environment
-from shipboard.environments.service import decrypted_secrets, set_secret
+from shipboard.environments.service import (
+    decrypted_secrets,
+    patch_environment,
+    plaintext_config,
+    set_secret,
+)
 from shipboard.integrations import service as integrations
 from shipboard.integrations.models import Integration
 from shipboard.integrations.schemas import IntegrationWrite
@@ -37,7 +47,23 @@ PLAINTEXTS = {
     "production DB_PASSWORD": "plain-env-production-77c2",
     "channel secret": "plain-channel-secret-90ab",
     "github secret": "plain-integration-secret-4d4d",
+    "staging config database_url": "postgresql://app:plain-config-db-6b6b@db/app",
+    "staging config step API_TOKEN": "plain-config-step-8c8c",
 }
+STAGING_CONFIG = {
+    "database_url": PLAINTEXTS["staging config database_url"],
+    "pipeline": {
+        "steps": [
+            {
+                "name": "ship",
+                "stage": "deploy",
+                "run": "true",
+                "env": {"API_TOKEN": PLAINTEXTS["staging config step API_TOKEN"]},
+            }
+        ]
+    },
+}
+ADMIN = Principal(user_id=uuid.uuid4(), name="admin-user", role="admin")
 
 
 def _populate(engine: Engine, keyring: Keyring) -> str:
@@ -67,6 +93,20 @@ def _populate(engine: Engine, keyring: Keyring) -> str:
                 config={"url": "http://127.0.0.1:9/hook", "secret": PLAINTEXTS["channel secret"]},
             ),
             keyring=keyring,
+            audit_context=SYSTEM,
+        )
+        # Config credentials are sealed, and so is the pipeline snapshot of a deployment.
+        patch_environment(
+            s,
+            name="staging",
+            patch={"config": STAGING_CONFIG},
+            keyring=keyring,
+            audit_context=SYSTEM,
+        )
+        create_deployment(
+            s,
+            data=DeploymentCreate(environment="staging", version="1.0.0", commit_sha="abcdef1"),
+            caller=ADMIN,
             audit_context=SYSTEM,
         )
         integrations.put_integration(
@@ -99,6 +139,14 @@ def _plaintexts(engine: Engine, keyring: Keyring) -> dict[str, str]:
         found["github secret"] = keyring.decrypt(integration.secret)
         user = s.scalars(sa.select(User).where(User.name == "totp-user")).one()
         found["totp"] = keyring.decrypt(user.totp_secret or "")
+        staging = s.get(Environment, "staging")
+        assert staging is not None
+        config = plaintext_config(staging, keyring=keyring)
+        found["staging config database_url"] = config["database_url"]
+        found["staging config step API_TOKEN"] = config["pipeline"]["steps"][0]["env"]["API_TOKEN"]
+        run = s.scalars(sa.select(DeploymentRun)).one()
+        pipeline = unseal(run.pipeline, run.pipeline_secrets, keyring)
+        assert pipeline["steps"][0]["env"] == STAGING_CONFIG["pipeline"]["steps"][0]["env"]
     return found
 
 
@@ -113,6 +161,7 @@ def test_after_rotation_the_new_key_alone_decrypts_every_secret(engine: Engine) 
     totp = _populate(engine, keyring)
     before = _tokens(engine)
     assert {table for table, _, _ in before} == {
+        "deployment_runs",
         "environments",
         "notification_channels",
         "integrations",
@@ -123,7 +172,8 @@ def test_after_rotation_the_new_key_alone_decrypts_every_secret(engine: Engine) 
         rotation = rotate_key(s, keyring=keyring, new_key=new, audit_context=SYSTEM)
     assert rotation.keys == [new, old]
     assert rotation.reencrypted == {
-        "environments": 2,
+        "deployment_runs": 1,  # the snapshot's step token
+        "environments": 4,  # two secrets, the config's database URL and step token
         "integrations": 1,
         "notification_channels": 2,  # the webhook's URL and its signing secret
         "users": 1,
@@ -213,7 +263,7 @@ def test_the_rotation_is_audited_without_key_material(engine: Engine) -> None:
         assert event is not None
         recorded = json.dumps([event.actor, event.target_id, event.details], default=str)
     assert event.details is not None
-    assert event.details["reencrypted"]["environments"] == 2
+    assert event.details["reencrypted"]["environments"] == 4
     for key in (old, new):
         assert key not in recorded
         assert key[:16] not in recorded
@@ -264,15 +314,15 @@ def test_rotate_key_replaces_the_key_file_atomically_new_key_first(
     assert keys[0] != old
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert keys[0] not in done.stdout + done.stderr  # a key file is not echoed
-    assert "re-encrypted 6 value(s)" in done.stderr
+    assert "re-encrypted 9 value(s)" in done.stderr
     assert list(home.iterdir()) == [path]  # no temporary file left behind
     assert _plaintexts(engine, Keyring([keys[0].encode()])) == {**PLAINTEXTS, "totp": totp}
     checked = _shipboard("secrets", "check", "--json", env=env)
     assert checked.returncode == 0, checked.stderr
     report = json.loads(checked.stdout)
-    assert report["total"] == 6
+    assert report["total"] == 9
     assert report["undecryptable"] == []
-    assert list(report["by_key"].values()) == [6, 0]
+    assert list(report["by_key"].values()) == [9, 0]
 
 
 def test_rotate_key_with_keys_from_the_environment_prints_the_new_list(

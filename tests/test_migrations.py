@@ -6,15 +6,24 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from shipboard.audit import service as audit
+from shipboard.config import get_settings
+from shipboard.core.crypto import KEY_FILE_NAME, Keyring, generate_key
+from shipboard.core.sealing import unseal
+from shipboard.core.time import utcnow
 from shipboard.db import migrate
 from shipboard.db.engine import system_transaction
-from shipboard.deployments.models import DeploymentConfig
-from shipboard.environments.service import seed_environments
+from shipboard.db.types import GUID, JSONType, UTCDateTime
+from shipboard.deployments.models import DeploymentConfig, DeploymentRun
+from shipboard.environments.models import Environment
+from shipboard.environments.service import plaintext_config, seed_environments
 from shipboard.integrations.models import IntegrationDeployment
+from shipboard.notifications.models import NotificationChannel
 from tests.support.databases import SYSTEM, Database
 from tests.support.spec_schema import SPEC_ENUM_TYPES, SPEC_TABLES
 
@@ -221,4 +230,143 @@ def test_quota_alert_state_is_carried_over_from_the_audit_trail(empty_db: Databa
         migrate.downgrade(empty_db.url, "20261203_0019")
         assert "storage_quota_alerts" not in sa.inspect(engine).get_table_names()
     finally:
+        engine.dispose()
+
+
+def test_plaintext_credentials_are_encrypted_by_the_migration_and_back(
+    empty_db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Rows written before 20261203_0021 — environment config with a database URL password
+    and a step token, a pipeline snapshot, a channel whose URL and token sit in ``config`` —
+    hold no plaintext after it, and read back the same through the key. Without a key the
+    migration stops and changes nothing; the downgrade restores the config in the clear."""
+    migrate.upgrade(empty_db.url, "20261203_0020")
+    engine = empty_db.engine()
+    config = {
+        "database_url": "postgresql://app:mig-db-pw-1a2b@db/app",
+        "pipeline": {
+            "steps": [
+                {"name": "s", "stage": "deploy", "run": "true", "env": {"API_TOKEN": "mig-tok-3c"}}
+            ]
+        },
+        "api_rate_limit": 600,
+    }
+    channel_config = {"url": "https://hooks.example/x?token=mig-chan-4d", "token": "mig-chan-5e"}
+    plaintexts = ("mig-db-pw-1a2b", "mig-tok-3c", "mig-chan-4d", "mig-chan-5e")
+    deployment_id = uuid.uuid4()
+    channel_id = uuid.uuid4()
+    environments = sa.table("environments", sa.column("name"), sa.column("config", JSONType))
+    runs = sa.table(
+        "deployment_runs",
+        sa.column("deployment_id", GUID),
+        sa.column("managed"),
+        sa.column("forced"),
+        sa.column("needs_approval"),
+        sa.column("pipeline", JSONType),
+    )
+    channels = sa.table(
+        "notification_channels",
+        sa.column("id", GUID),
+        sa.column("name"),
+        sa.column("kind"),
+        sa.column("config", JSONType),
+        sa.column("secrets", JSONType),
+        sa.column("group_by", JSONType),
+        sa.column("group_wait_s"),
+        sa.column("group_interval_s"),
+        sa.column("repeat_interval_s"),
+        sa.column("send_resolved"),
+        sa.column("created_at", UTCDateTime),
+    )
+    try:
+        with system_transaction(engine) as session:
+            seed_environments(session)
+            session.add(
+                DeploymentConfig(
+                    id=deployment_id,
+                    environment="staging",
+                    version="1",
+                    commit_sha="abc1234",
+                    status="success",
+                    triggered_by="alice",
+                )
+            )
+        with engine.begin() as conn:
+            conn.execute(
+                environments.update().where(environments.c.name == "staging").values(config=config)
+            )
+            conn.execute(
+                runs.insert().values(
+                    deployment_id=deployment_id,
+                    managed=True,
+                    forced=False,
+                    needs_approval=False,
+                    pipeline=config["pipeline"],
+                )
+            )
+            conn.execute(
+                channels.insert().values(
+                    id=channel_id,
+                    name="old",
+                    kind="webhook",
+                    config=channel_config,
+                    secrets={},
+                    group_by=[],
+                    group_wait_s=30,
+                    group_interval_s=300,
+                    repeat_interval_s=14400,
+                    send_resolved=True,
+                    created_at=utcnow(),
+                )
+            )
+
+        def dump() -> str:
+            with engine.connect() as conn:
+                return repr(
+                    [
+                        conn.execute(sa.text(f"SELECT * FROM {t}")).all()
+                        for t in ("environments", "deployment_runs", "notification_channels")
+                    ]
+                )
+
+        # No key reachable: refused, nothing changed.
+        monkeypatch.delenv("SHIPBOARD_SECRET_KEYS", raising=False)
+        monkeypatch.setenv("SHIPBOARD_HOME", str(tmp_path / "no-key-here"))
+        get_settings.cache_clear()
+        before = dump()
+        with pytest.raises(Exception, match="needs the server's key"):
+            migrate.upgrade(empty_db.url, "20261203_0021")
+        assert migrate.current_revision(engine) == "20261203_0020"
+        assert dump() == before
+
+        key = generate_key()
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / KEY_FILE_NAME).write_text(f"{key}\n")
+        monkeypatch.setenv("SHIPBOARD_HOME", str(home))
+        get_settings.cache_clear()
+        migrate.upgrade(empty_db.url, "20261203_0021")
+        after = dump()
+        assert [p for p in plaintexts if p in after] == []
+        keyring = Keyring([key.encode()])
+        with system_transaction(engine) as session:
+            environment = session.get(Environment, "staging")
+            assert environment is not None
+            assert plaintext_config(environment, keyring=keyring) == config
+            run = session.get(DeploymentRun, deployment_id)
+            assert run is not None
+            assert unseal(run.pipeline, run.pipeline_secrets, keyring) == config["pipeline"]
+            channel = session.get(NotificationChannel, channel_id)
+            assert channel is not None
+            assert channel.config == {}
+            assert {k: keyring.decrypt(v) for k, v in channel.secrets.items()} == channel_config
+
+        migrate.downgrade(empty_db.url, "20261203_0020")
+        with engine.connect() as conn:
+            stored = conn.execute(
+                sa.select(environments.c.config).where(environments.c.name == "staging")
+            ).scalar_one()
+            assert stored == config
+    finally:
+        get_settings.cache_clear()
         engine.dispose()

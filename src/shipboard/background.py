@@ -48,7 +48,9 @@ def runtime(
         *alerting_tasks.scheduled(
             engine, eval_interval_s=eval_interval_s, alertmanager_resend_s=alertmanager_resend_s
         ),
-        *monitoring_tasks.scheduled(engine, outbound=outbound, forwarding=forwarding),
+        *monitoring_tasks.scheduled(
+            engine, keyring=keyring, outbound=outbound, forwarding=forwarding
+        ),
         *security_tasks.scheduled(roots=scan_roots or ["."], protected=scan_protected),
         *report_tasks.scheduled(),
         *ops_tasks.scheduled(

@@ -115,7 +115,7 @@ def live_state(session: Session, *, keyring: Keyring) -> State:
     """What is stored now, in the same canonical form (credentials decrypted)."""
     state: State = {"environment": {}, "alert_rule": {}, "channel": {}, "integration": {}}
     for env in environments_repository.list_all(session):
-        raw = _stored(env)
+        raw = _stored(env, keyring=keyring)
         try:
             state["environment"][env.name] = _environment(EnvironmentSpec.model_validate(raw))
         except ValidationError:
@@ -133,11 +133,12 @@ def live_state(session: Session, *, keyring: Keyring) -> State:
     return state
 
 
-def _stored(env: Environment) -> dict[str, Any]:
+def _stored(env: Environment, *, keyring: Keyring) -> dict[str, Any]:
     return {
         "domain": env.domain,
+        # Credentials decrypted: compared with the file's values, not with their ciphertext.
         # A column edited by hand may hold a list or a string: read as empty, so apply replaces it.
-        "config": stored_mapping(env.config),
+        "config": environments.plaintext_config(env, keyring=keyring),
         "features": stored_mapping(env.features),
         "limits": stored_mapping(env.limits),
     }
@@ -377,12 +378,13 @@ def _write(
     elif kind == "environment":
         # Through PATCH, so the file is held to exactly the checks a PATCH is: the patch turns
         # what is stored into what the file says (keys it does not name are removed).
-        stored = _stored(environments.require_environment(session, name))
+        stored = _stored(environments.require_environment(session, name), keyring=keyring)
         wanted = _environment(document.environments[name])  # type: ignore[index]
         environments.patch_environment(
             session,
             name=name,
             patch=merge_patch_between(stored, wanted),
+            keyring=keyring,
             audit_context=audit_context,
             outbound=outbound,
         )

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.auth.schemas import Principal
+from shipboard.core import sealing
 from shipboard.core.errors import Forbidden, GateBlocked, InvalidInput, NotFound, RateLimited
 from shipboard.core.time import utcnow
 from shipboard.deployments import gates, repository
@@ -71,6 +72,7 @@ def create_deployment(
         deployment_id=deployment.id,
         managed=pipeline is not None,
         pipeline=pipeline.model_dump(mode="json") if pipeline else None,
+        pipeline_secrets=pipeline_secrets(environment) if pipeline else None,
         commit_timestamp=data.commit_timestamp,
         forced=data.force,
         gate_results=[r.as_dict() for r in results],
@@ -140,6 +142,12 @@ def pipeline_of(environment: Environment) -> Pipeline | None:
             f"{validation.describe(problems[:3])}; fix it with `shipboard env set`",
             errors=problems,
         ) from exc
+
+
+def pipeline_secrets(environment: Environment) -> dict[str, str]:
+    """The pipeline's credentials as its environment holds them, still encrypted: the worker
+    decrypts them (``sealing.unseal``) when it runs the steps; nothing here needs the key."""
+    return sealing.under(environment.config_secrets, ("pipeline",))
 
 
 def check_frequency(session: Session, environment: Environment, now: datetime) -> None:

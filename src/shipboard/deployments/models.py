@@ -81,7 +81,10 @@ class DeploymentRun(Base):
         GUID, sa.ForeignKey("deployment_configs.id", ondelete="CASCADE"), primary_key=True
     )
     managed: Mapped[bool] = mapped_column(sa.Boolean, nullable=False)
+    # The environment's pipeline when the deployment was made, as the redaction shows it; its
+    # credentials (step env values, a healthcheck URL's password) sealed in `pipeline_secrets`.
     pipeline: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    pipeline_secrets: Mapped[dict[str, str] | None] = mapped_column(JSONType)
     commit_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # success or failed, as first reached: a later rollback overwrites the status, and DORA must
     # still tell a deployment that failed from one that succeeded and was then rolled back.

@@ -12,7 +12,7 @@ from shipboard.auth.schemas import Principal
 from shipboard.core.errors import Conflict, Forbidden, GateBlocked, NotFound
 from shipboard.core.time import utcnow
 from shipboard.deployments import gates, repository, state
-from shipboard.deployments.creation import new_deployment, pipeline_of
+from shipboard.deployments.creation import new_deployment, pipeline_of, pipeline_secrets
 from shipboard.deployments.facts import freeze_facts
 from shipboard.deployments.logs import log_line
 from shipboard.deployments.models import DeploymentRun
@@ -106,6 +106,7 @@ def rollback(
             deployment_id=new.id,
             managed=pipeline is not None,
             pipeline=pipeline.model_dump(mode="json") if pipeline else None,
+            pipeline_secrets=pipeline_secrets(environment) if pipeline else None,
             forced=force,
             gate_results=[r.as_dict() for r in results],
             analysis=[],

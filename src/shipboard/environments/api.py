@@ -37,16 +37,23 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("", response_model=EnvironmentPage)
-def list_environments(db: DbSession, caller: AnyUser) -> EnvironmentPage:
+def list_environments(request: Request, db: DbSession, caller: AnyUser) -> EnvironmentPage:
     """List the environments; credential-bearing config values are redacted for non-admins."""
-    items = service.list_environments(db, reveal_credentials=caller.role == "admin")
+    items = service.list_environments(
+        db, reveal_credentials=caller.role == "admin", keyring=request.app.state.keyring
+    )
     return EnvironmentPage(items=items)
 
 
 @router.get("/{name}", response_model=EnvironmentRead, responses={404: {"model": Problem}})
-def get_environment(name: str, db: DbSession, caller: AnyUser) -> EnvironmentRead:
+def get_environment(name: str, request: Request, db: DbSession, caller: AnyUser) -> EnvironmentRead:
     """One environment by name."""
-    return service.get_environment(db, name=name, reveal_credentials=caller.role == "admin")
+    return service.get_environment(
+        db,
+        name=name,
+        reveal_credentials=caller.role == "admin",
+        keyring=request.app.state.keyring,
+    )
 
 
 @router.put("/{name}", response_model=EnvironmentRead, responses=WRITE_RESPONSES)
@@ -64,6 +71,7 @@ def replace_environment(
         db,
         name=name,
         data=data,
+        keyring=request.app.state.keyring,
         audit_context=audit,
         outbound=request.app.state.settings.outbound_policy,
     )
@@ -97,6 +105,7 @@ def patch_environment(
         db,
         name=name,
         patch=patch,
+        keyring=request.app.state.keyring,
         audit_context=audit,
         outbound=request.app.state.settings.outbound_policy,
     )
@@ -107,6 +116,7 @@ def set_feature(
     name: str,
     flag: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
     toggle: FeatureToggle,
+    request: Request,
     db: DbSession,
     _: AdminOnly,
     audit: Audit,
@@ -114,7 +124,12 @@ def set_feature(
 ) -> EnvironmentRead:
     """Turn one feature flag on or off."""
     return service.set_feature(
-        db, name=name, flag=flag, enabled=toggle.enabled, audit_context=audit
+        db,
+        name=name,
+        flag=flag,
+        enabled=toggle.enabled,
+        audit_context=audit,
+        keyring=request.app.state.keyring,
     )
 
 

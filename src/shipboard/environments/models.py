@@ -16,7 +16,10 @@ class Environment(Base):
 
     name: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     domain: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    # As the redaction shows it; the credentials it hides are in `config_secrets`
+    # ({JSON pointer: Fernet token}, core/sealing.py), read through `service.plaintext_config`.
     config: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    config_secrets: Mapped[dict[str, str] | None] = mapped_column(JSONType, nullable=True)
     # {key: {"value": <Fernet token>, "updated_at": iso}} -- never plaintext.
     secrets: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     features: Mapped[dict[str, bool] | None] = mapped_column(JSONType, default=dict)

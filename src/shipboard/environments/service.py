@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +13,7 @@ from shipboard.core.crypto import Keyring
 from shipboard.core.errors import InvalidInput, NotFound
 from shipboard.core.netguard import DEFAULT_POLICY, OutboundPolicy
 from shipboard.core.redaction import redact
+from shipboard.core.sealing import seal, unseal
 from shipboard.core.time import utcnow
 from shipboard.core.types import ENVIRONMENTS
 from shipboard.environments import cache, repository, validation
@@ -40,7 +40,6 @@ DEFAULT_FEATURES: dict[str, dict[str, bool]] = {
 }
 
 REDACTED = "***"
-_CREDENTIAL_KEY = re.compile(r"(_api_key|_secret|password|_token)$", re.IGNORECASE)
 
 
 def redact_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -48,18 +47,36 @@ def redact_config(config: dict[str, Any]) -> dict[str, Any]:
     return dict(redact(config))
 
 
+def store_config(environment: Environment, config: dict[str, Any], *, keyring: Keyring) -> None:
+    """Store ``config`` with every value the redaction would hide encrypted (core/sealing.py):
+    the ``config`` column holds the redacted document, ``config_secrets`` the ciphertext."""
+    environment.config, environment.config_secrets = seal(config, keyring)
+
+
+def plaintext_config(environment: Environment, *, keyring: Keyring | None) -> dict[str, Any]:
+    """The one way to the config's credentials in the clear, for what uses them (the pipeline,
+    scrapes, scans, configuration as code) and for admins, who wrote them; never for others."""
+    return stored_mapping(unseal(environment.config, environment.config_secrets, keyring))
+
+
 def _mapping(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def to_read(environment: Environment, *, reveal_credentials: bool) -> EnvironmentRead:
+def to_read(
+    environment: Environment, *, reveal_credentials: bool, keyring: Keyring | None = None
+) -> EnvironmentRead:
     # Stored JSON edited by hand may hold anything; a listing must still answer (what is not the
     # right shape is left out here and named by `shipboard config check` and the deploy gate).
-    config = _mapping(environment.config)
+    config = (
+        plaintext_config(environment, keyring=keyring)
+        if reveal_credentials
+        else redact_config(_mapping(environment.config))
+    )
     return EnvironmentRead(
         name=environment.name,
         domain=str(environment.domain),
-        config=config if reveal_credentials else redact_config(config),
+        config=config,
         secrets=sorted(_mapping(environment.secrets).keys()),
         features={
             str(k): v for k, v in _mapping(environment.features).items() if isinstance(v, bool)
@@ -70,19 +87,24 @@ def to_read(environment: Environment, *, reveal_credentials: bool) -> Environmen
     )
 
 
-def list_environments(session: Session, *, reveal_credentials: bool) -> list[EnvironmentRead]:
-    """Every environment, in promotion order (development, staging, production, then others)."""
+def list_environments(
+    session: Session, *, reveal_credentials: bool, keyring: Keyring | None = None
+) -> list[EnvironmentRead]:
+    """Every environment, in promotion order (development, staging, production, then others);
+    ``reveal_credentials`` (admins) decrypts the config's credentials with ``keyring``."""
     rank: dict[str, int] = {name: i for i, name in enumerate(ENVIRONMENTS)}
     rows = sorted(repository.list_all(session), key=lambda e: (rank.get(e.name, len(rank)), e.name))
-    return [to_read(e, reveal_credentials=reveal_credentials) for e in rows]
+    return [to_read(e, reveal_credentials=reveal_credentials, keyring=keyring) for e in rows]
 
 
-def get_environment(session: Session, *, name: str, reveal_credentials: bool) -> EnvironmentRead:
+def get_environment(
+    session: Session, *, name: str, reveal_credentials: bool, keyring: Keyring | None = None
+) -> EnvironmentRead:
     """One environment by name, or NotFound."""
     environment = repository.get(session, name)
     if environment is None:
         raise NotFound(f"environment {name!r} does not exist")
-    return to_read(environment, reveal_credentials=reveal_credentials)
+    return to_read(environment, reveal_credentials=reveal_credentials, keyring=keyring)
 
 
 def require_environment(session: Session, name: str) -> Environment:
@@ -135,6 +157,7 @@ def replace_environment(
     *,
     name: str,
     data: EnvironmentUpdate,
+    keyring: Keyring,
     audit_context: AuditContext,
     outbound: OutboundPolicy = DEFAULT_POLICY,
 ) -> EnvironmentRead:
@@ -142,7 +165,8 @@ def replace_environment(
     environment = require_environment(session, name)
     check_outbound_urls(data.config.model_dump(exclude_none=True), outbound)
     environment.domain = data.domain
-    environment.config = data.config.model_dump(exclude_none=True, exclude_unset=True)
+    config = data.config.model_dump(exclude_none=True, exclude_unset=True)
+    store_config(environment, config, keyring=keyring)
     environment.features = dict(data.features)
     environment.limits = data.limits.model_dump(exclude_none=True) if data.limits else {}
     environment.updated_at = utcnow()
@@ -155,12 +179,12 @@ def replace_environment(
         target_id=name,
         details={
             "domain": data.domain,
-            "config": redact_config(environment.config),
+            "config": redact_config(config),
             "features": environment.features,
             "limits": environment.limits,
         },
     )
-    return to_read(environment, reveal_credentials=True)
+    return to_read(environment, reveal_credentials=True, keyring=keyring)
 
 
 def patch_environment(
@@ -168,6 +192,7 @@ def patch_environment(
     *,
     name: str,
     patch: dict[str, Any],
+    keyring: Keyring,
     audit_context: AuditContext,
     outbound: OutboundPolicy = DEFAULT_POLICY,
 ) -> EnvironmentRead:
@@ -175,7 +200,7 @@ def patch_environment(
     environment = require_environment(session, name)
     current = {
         "domain": environment.domain,
-        "config": stored_mapping(environment.config),
+        "config": plaintext_config(environment, keyring=keyring),
         "features": stored_mapping(environment.features),
         "limits": stored_mapping(environment.limits),
     }
@@ -183,7 +208,7 @@ def patch_environment(
     checked = validation.validate_environment(merged)
     check_outbound_urls(merged["config"], outbound)
     environment.domain = checked.domain
-    environment.config = merged["config"]
+    store_config(environment, merged["config"], keyring=keyring)
     environment.features = dict(checked.features)
     environment.limits = checked.limits.model_dump(exclude_none=True)
     environment.updated_at = utcnow()
@@ -196,7 +221,7 @@ def patch_environment(
         target_id=name,
         details={"patch": redact_config(patch)},
     )
-    return to_read(environment, reveal_credentials=True)
+    return to_read(environment, reveal_credentials=True, keyring=keyring)
 
 
 def check_outbound_urls(config: dict[str, Any], outbound: OutboundPolicy) -> None:
@@ -225,7 +250,13 @@ def check_outbound_urls(config: dict[str, Any], outbound: OutboundPolicy) -> Non
 
 
 def set_feature(
-    session: Session, *, name: str, flag: str, enabled: bool, audit_context: AuditContext
+    session: Session,
+    *,
+    name: str,
+    flag: str,
+    enabled: bool,
+    audit_context: AuditContext,
+    keyring: Keyring | None = None,
 ) -> EnvironmentRead:
     """Turn one feature flag on or off."""
     environment = require_environment(session, name)
@@ -240,7 +271,9 @@ def set_feature(
         target_id=name,
         details={"flag": flag, "enabled": enabled},
     )
-    return to_read(environment, reveal_credentials=audit_context.actor_role == "admin")
+    return to_read(
+        environment, reveal_credentials=audit_context.actor_role == "admin", keyring=keyring
+    )
 
 
 def list_secrets(session: Session, *, name: str) -> list[SecretRead]:

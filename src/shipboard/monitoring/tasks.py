@@ -10,10 +10,11 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from shipboard.core.crypto import Keyring
 from shipboard.core.netguard import OutboundPolicy
 from shipboard.db.engine import system_transaction
 from shipboard.environments import repository as environments
-from shipboard.environments.validation import stored_mapping
+from shipboard.environments.service import plaintext_config
 from shipboard.jobs.schedule import ScheduledTask, Tick, every
 from shipboard.monitoring import scrape, service
 from shipboard.monitoring.forwarding import Forwarder, Forwarding
@@ -35,10 +36,13 @@ class Scraper:
         self,
         engine: Engine,
         *,
+        keyring: Keyring | None = None,
         outbound: OutboundPolicy | None = None,
         forwarding: Forwarding | None = None,
     ) -> None:
         self.engine = engine
+        # Decrypts a password in a target's URL (sealed with the config's other credentials).
+        self.keyring = keyring
         self.outbound = outbound or OutboundPolicy()
         self.forwarding = forwarding
         self._next: dict[tuple[str, str], float] = {}
@@ -54,7 +58,11 @@ class Scraper:
         due = [
             target
             for environment in environments.list_all(session)
-            for target in scrape.targets(environment.name, stored_mapping(environment.config))
+            for target in scrape.targets(
+                environment.name,
+                # A password in a scrape URL is used as written: decrypted only here.
+                plaintext_config(environment, keyring=self.keyring),
+            )
             if self._next.get((target.environment, target.url), 0.0) <= time.monotonic()
             and not self._in_flight(target)
         ]
@@ -94,12 +102,13 @@ class Scraper:
 def scheduled(
     engine: Engine,
     *,
+    keyring: Keyring | None = None,
     outbound: OutboundPolicy | None = None,
     forwarding: Forwarding | None = None,
 ) -> list[ScheduledTask]:
     """A look at the scrape targets twice a second; with forwarding on, the remote-write queue
     sent every second."""
-    scraper = Scraper(engine, outbound=outbound, forwarding=forwarding)
+    scraper = Scraper(engine, keyring=keyring, outbound=outbound, forwarding=forwarding)
     return [
         ScheduledTask(
             "monitoring.scrape",

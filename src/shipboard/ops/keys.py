@@ -1,6 +1,7 @@
 """Key rotation and key checks over every value Shipboard stores encrypted.
 
-Four places hold Fernet tokens: environment secrets, notification channel credentials, webhook
+Six places hold Fernet tokens: environment secrets, the credentials in environment config and
+in deployments' pipeline snapshots (core/sealing.py), notification channel credentials, webhook
 integration secrets and users' TOTP secrets. ``stored_values`` is the one list of them, so
 rotation and the check can never disagree about what "every secret" means.
 """
@@ -20,6 +21,7 @@ from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.auth.models import User
 from shipboard.core.crypto import Keyring, KeysUnusable, key_fingerprint
+from shipboard.deployments.models import DeploymentRun
 from shipboard.environments.models import Environment
 from shipboard.environments.validation import stored_mapping
 from shipboard.integrations.models import Integration
@@ -86,6 +88,24 @@ def stored_values(session: Session, *, lock: bool = False) -> Iterator[StoredVal
                     entry["value"],
                     _environment_writer(environment, key),
                 )
+        for ptr, token in sorted(stored_mapping(environment.config_secrets).items()):
+            yield StoredValue(
+                "environments",
+                environment.name,
+                f"config{ptr}",
+                token,
+                _sealed_writer(environment, "config_secrets", ptr),
+            )
+    runs = sa.select(DeploymentRun).where(DeploymentRun.pipeline_secrets.is_not(None))
+    for run in rows(runs.order_by(DeploymentRun.deployment_id)):
+        for ptr, token in sorted(stored_mapping(run.pipeline_secrets).items()):
+            yield StoredValue(
+                "deployment_runs",
+                str(run.deployment_id),
+                f"pipeline{ptr}",
+                token,
+                _sealed_writer(run, "pipeline_secrets", ptr),
+            )
     for channel in rows(sa.select(NotificationChannel).order_by(NotificationChannel.name)):
         for key, token in sorted(stored_mapping(channel.secrets).items()):
             yield StoredValue(
@@ -119,6 +139,13 @@ def _environment_writer(environment: Environment, key: str) -> Callable[[str], N
         secrets = dict(stored_mapping(environment.secrets))
         secrets[key] = {**secrets[key], "value": token}
         environment.secrets = secrets
+
+    return write
+
+
+def _sealed_writer(row: object, column: str, ptr: str) -> Callable[[str], None]:
+    def write(token: str) -> None:
+        setattr(row, column, {**stored_mapping(getattr(row, column)), ptr: token})
 
     return write
 

@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy.engine import Engine
 
 from shipboard.core.crypto import Keyring
+from shipboard.core.sealing import unseal
 from shipboard.core.time import utcnow
 from shipboard.db.engine import system_transaction
 from shipboard.deployments import service as deployments
@@ -58,7 +59,10 @@ def claim(engine: Engine, keyring: Keyring, *, worker_id: str, lease_s: float) -
                 environment=environment,
                 version=deployment.version,
                 commit_sha=deployment.commit_sha,
-                pipeline=Pipeline.model_validate(run.pipeline),
+                # The step env values and healthcheck URL as written: decrypted only here.
+                pipeline=Pipeline.model_validate(
+                    unseal(run.pipeline, run.pipeline_secrets, keyring)
+                ),
                 secrets=decrypted_secrets(session, name=environment, keyring=keyring),
             )
     return None

@@ -76,6 +76,7 @@ class Worker:
         if job is None:
             return runs.run_next(
                 self.engine,
+                keyring=self.keyring,
                 worker=self.worker_id,
                 roots=self.scan_roots,
                 protected=self.scan_protected,

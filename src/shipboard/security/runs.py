@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 
 from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
+from shipboard.core.crypto import Keyring
 from shipboard.core.errors import InvalidInput, ShipboardError
 from shipboard.core.time import utcnow
 from shipboard.db.engine import is_postgres, system_transaction
-from shipboard.environments.service import require_environment
-from shipboard.environments.validation import stored_mapping
+from shipboard.environments.service import plaintext_config, require_environment
 from shipboard.security import imports, scanners
 from shipboard.security.models import ScanRequest, SecurityScan
 from shipboard.security.schemas import ScanRun, SecurityScanRead
@@ -72,7 +72,12 @@ def request_scan(
 
 
 def run_next(
-    engine: Engine, *, worker: str, roots: list[str], protected: Sequence[Path] = ()
+    engine: Engine,
+    *,
+    worker: str,
+    roots: list[str],
+    protected: Sequence[Path] = (),
+    keyring: Keyring | None = None,
 ) -> bool:
     """Claim the oldest pending requested scan, run it, store its result. True if one ran."""
     with system_transaction(engine) as session:
@@ -96,7 +101,10 @@ def run_next(
             "environment": scan.environment,
             "target": request.target,
             "tool": request.tool,
-            "config": dict(stored_mapping(require_environment(session, scan.environment).config)),
+            # A credential in config.security (an osv_url's token) is used as written.
+            "config": plaintext_config(
+                require_environment(session, scan.environment), keyring=keyring
+            ),
         }
     error: str | None = None
     detail: str | None = None

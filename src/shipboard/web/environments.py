@@ -118,7 +118,9 @@ def config_rows(config: dict[str, Any]) -> list[tuple[str, str, bool]]:
 
 @router.get("/environments")
 def environments_page(request: Request, db: DbSession, principal: Viewer) -> Response:
-    items = environments.list_environments(db, reveal_credentials=principal.role == "admin")
+    items = environments.list_environments(
+        db, reveal_credentials=principal.role == "admin", keyring=request.app.state.keyring
+    )
     now = utcnow()
     return render(
         request,
@@ -140,7 +142,12 @@ def environments_page(request: Request, db: DbSession, principal: Viewer) -> Res
 def environment_page(
     request: Request, name: str, db: DbSession, principal: Viewer, done: str | None = None
 ) -> Response:
-    env = environments.get_environment(db, name=name, reveal_credentials=principal.role == "admin")
+    env = environments.get_environment(
+        db,
+        name=name,
+        reveal_credentials=principal.role == "admin",
+        keyring=request.app.state.keyring,
+    )
     pipeline, pipeline_raw = pipeline_of(env.config)
     return render(
         request,
@@ -176,6 +183,7 @@ def toggle_feature(
         flag=flag,
         enabled=enabled == "true",
         audit_context=audit_context(request, principal),
+        keyring=request.app.state.keyring,
     )
     return back(
         f"/environments/{quote(name)}", "feature-on" if enabled == "true" else "feature-off"
