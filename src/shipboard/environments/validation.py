@@ -47,9 +47,8 @@ from pydantic import (
 from shipboard.core.cron import CronExpr, TimeZoneName
 from shipboard.core.errors import InvalidInput, format_loc
 from shipboard.core.types import HttpUrlStr, NonNegativeFloat, ScanType, Url
+from shipboard.environments.config_sections import PerformanceSettings, ReportSchedule
 from shipboard.environments.pipeline import Pipeline
-from shipboard.performance.schemas import PerformanceSettings
-from shipboard.reports.schemas import ReportSchedule
 
 Loc = Sequence[str | int]
 M = TypeVar("M", bound=BaseModel)

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field
 
 from shipboard.core.types import (
     EnvironmentName,
@@ -113,32 +113,3 @@ class IngestResult(BaseModel):
     format: str | None = None
     regressions: int
     verdicts: list[SeriesVerdict]
-
-
-class PerformanceRule(BaseModel):
-    """``config.performance.rules[]``: how results whose name matches ``match`` are judged."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    match: str = Field(default="*", min_length=1, max_length=255, description="Glob on the name")
-    model: Literal["t_test", "z_score", "percentage", "static"] = "t_test"
-    direction: Literal["lower", "higher"] | None = None
-    window: PositiveInt = Field(default=20, le=1000)
-    n: PositiveInt = Field(default=5, le=100)
-    min_samples: Annotated[int, Field(ge=2, le=1000)] = 5
-    p_value: Annotated[float, Field(gt=0, lt=1)] = 0.01
-    min_change_pct: Annotated[float, Field(ge=0)] = 5.0
-    percentage: Annotated[float, Field(gt=0)] = 10.0
-    z: Annotated[float, Field(gt=0)] = 3.0
-    limit: FiniteFloat | None = None
-
-
-class PerformanceSettings(BaseModel):
-    """``config.performance`` of an environment."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rules: list[PerformanceRule] = Field(default_factory=list, max_length=200)
-    higher_is_better: list[Annotated[str, Field(max_length=255)]] = Field(
-        default_factory=list, max_length=200
-    )

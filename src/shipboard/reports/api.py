@@ -12,10 +12,10 @@ from shipboard.core.errors import InvalidInput
 from shipboard.core.problems import Problem
 from shipboard.core.time import parse_duration, utcnow
 from shipboard.core.types import EnvironmentName, Timestamp
+from shipboard.environments.config_sections import ReportKind
 from shipboard.environments.service import require_environment
 from shipboard.reports import documents, monitoring, performance, security, service
 from shipboard.reports.monitoring import MonitoringReport
-from shipboard.reports.schemas import ReportKind
 
 router = APIRouter(
     prefix="/api/v1/reports",

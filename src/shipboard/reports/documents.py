@@ -18,9 +18,9 @@ from markupsafe import Markup
 
 from shipboard.core import charts, formatting
 from shipboard.core.csvsafe import dict_writer
+from shipboard.environments.config_sections import ReportKind
 from shipboard.reports.dora import WEEKLY_FIELDS, totals_row
 from shipboard.reports.monitoring import MetricSummary, MonitoringReport
-from shipboard.reports.schemas import ReportKind
 
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),

@@ -15,10 +15,10 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from shipboard.core.time import parse_duration
+from shipboard.environments.config_sections import ReportSchedule
 from shipboard.notifications import repository as notifications
 from shipboard.notifications.delivery import enqueue
 from shipboard.reports import documents, monitoring, performance, security, service
-from shipboard.reports.schemas import ReportSchedule
 
 log = structlog.get_logger("shipboard.reports")
 PAGES = {
