@@ -20,6 +20,7 @@ from shipboard.deployments.schemas import DeploymentCreate
 from shipboard.jobs.schedule import Schedule
 from shipboard.notifications.delivery import send_due
 from shipboard.reports import tasks as report_tasks
+from shipboard.reports.schemas import DoraReport
 from tests.support.databases import SYSTEM
 from tests.support.factories import create_channel
 from tests.support.live import Clients, Receiver
@@ -104,6 +105,7 @@ def test_dora_over_a_constructed_history(clients: Clients, engine: Engine) -> No
         report = viewer.get("/api/v1/reports/dora", params=params).json()
         text = viewer.get("/api/v1/reports/dora", params={**params, "format": "csv"}).text
         page = viewer.get("/api/v1/reports/dora", params={**params, "format": "html"})
+    DoraReport.model_validate(report)  # what OpenAPI says is what is sent
     # Reached production: D1, the rollback, D3 (D2 failed before its rollback: not counted).
     assert report["deployment_frequency"] == {
         "per_day": 3 / 14,

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, func, select
 from shipboard.db.engine import system_transaction
 from shipboard.notifications.delivery import send_due
 from shipboard.performance.models import PerformanceMetric
+from shipboard.reports.schemas import PerformanceReport
 from tests.support.cli import shipboard_as
 from tests.support.factories import create_channel
 from tests.support.live import Clients, Receiver
@@ -320,6 +321,7 @@ def test_performance_report_in_three_formats(clients: Clients) -> None:
         report = viewer.get(
             "/api/v1/reports/performance", params={"environment": "staging", "period": "7d"}
         ).json()
+        PerformanceReport.model_validate(report)  # what OpenAPI says is what is sent
         text = viewer.get(
             "/api/v1/reports/performance",
             params={"environment": "staging", "format": "csv"},

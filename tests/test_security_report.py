@@ -12,6 +12,7 @@ import sys
 
 from sqlalchemy.engine import Engine
 
+from shipboard.reports.schemas import SecurityReport
 from tests.support.factories import age_finding_identities, created, current_findings, import_report
 from tests.support.live import Clients
 from tests.support.paths import FIXTURES as FIXTURES_ROOT
@@ -51,6 +52,7 @@ def test_security_report_in_every_format(clients: Clients) -> None:
         sarif = client.get(
             "/api/v1/reports/security", params={"environment": "staging", "format": "sarif"}
         )
+    SecurityReport.model_validate(report)  # what OpenAPI says is what is sent
     assert report["open_by_severity"] == {"high": 11, "medium": 4 + 7, "low": 57}
     assert report["open_by_type"] == {"sast": 72, "dependency": 7}
     assert report["top_cwes"][0]["open"] >= report["top_cwes"][-1]["open"]
