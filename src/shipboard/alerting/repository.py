@@ -12,6 +12,19 @@ from sqlalchemy.orm import Session
 from shipboard.alerting.evaluation import ACTIVE
 from shipboard.alerting.models import Alert, AlertRule, Silence
 from shipboard.db import keyset
+from shipboard.db.engine import is_postgres
+
+# Beside MIGRATION_LOCK_ID (0x5B1B0A4D) and SCHEDULER_LEADER_LOCK (0x5B1B0A50, db/leader.py).
+EVALUATION_LOCK = 0x5B1B0A4E
+
+
+def try_evaluation_lock(session: Session) -> bool:
+    """Take the evaluation round's lock for this transaction, unless another round holds it
+    (PostgreSQL; SQLite's single writer already keeps two rounds apart)."""
+    if not is_postgres(session):
+        return True
+    return bool(session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(EVALUATION_LOCK))))
+
 
 # --- rules ------------------------------------------------------------------------------------
 

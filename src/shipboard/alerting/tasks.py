@@ -3,16 +3,13 @@ feed, on the elected node only (so each alert fires once)."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from shipboard.alerting import evaluator
+from shipboard.alerting import evaluator, repository
 from shipboard.core.time import utcnow
-from shipboard.db.engine import is_postgres, system_transaction
+from shipboard.db.engine import system_transaction
 from shipboard.jobs.schedule import ScheduledTask, Tick, every
 from shipboard.notifications import grouping
-
-EVALUATION_LOCK = 0x5B1B0A4E
 
 
 def evaluate(
@@ -24,9 +21,7 @@ def evaluate(
     """One evaluation round: alert rules, then the notification groups they feed. Takes a
     transaction lock on PostgreSQL, so two rounds never overlap. True if it ran."""
     with system_transaction(engine) as session:
-        if is_postgres(session) and not session.scalar(
-            sa.select(sa.func.pg_try_advisory_xact_lock(EVALUATION_LOCK))
-        ):
+        if not repository.try_evaluation_lock(session):
             return False
         now = utcnow()
         evaluator.evaluate_rules(session, now=now)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 log = structlog.get_logger("shipboard.leader")
 
-# Beside MIGRATION_LOCK_ID (0x5B1B0A4D) and the scheduler's EVALUATION_LOCK (0x5B1B0A4E).
+# Beside MIGRATION_LOCK_ID (0x5B1B0A4D) and alerting's EVALUATION_LOCK (0x5B1B0A4E).
 SCHEDULER_LEADER_LOCK = 0x5B1B0A50
 APPLICATION_NAME = "shipboard-leader"
 
