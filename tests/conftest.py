@@ -37,6 +37,7 @@ DATA_TABLES = (
     "notification_groups",
     "notification_channels",
     "silences",
+    "external_alerts",
     "alerts",
     "alert_rules",
     "idempotency_keys",

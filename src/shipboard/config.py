@@ -130,6 +130,11 @@ class Settings(BaseSettings):
         "metadata addresses (docs/security.md, Outbound requests)",
     )
 
+    alertmanager_environment_labels: str = Field(
+        default="environment,env",
+        description="Labels of alerts received from Alertmanager that name their environment, "
+        "tried in order (comma-separated)",
+    )
     # The user's Prometheus-compatible store (docs/monitoring.md, issue 23).
     remote_write_url: str | None = Field(
         default=None,

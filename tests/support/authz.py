@@ -65,6 +65,8 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/silences"): ALL_USERS,
     ("POST", "/api/v1/silences"): DEPLOYERS,
     ("DELETE", "/api/v1/silences/{silence_id}"): DEPLOYERS,
+    ("GET", "/api/v1/external-alerts"): ALL_USERS,
+    ("POST", "/api/v1/integrations/alertmanager"): INGEST,
     ("GET", "/api/v1/notification-channels"): ALL_USERS,
     ("POST", "/api/v1/notification-channels"): ADMIN,
     ("DELETE", "/api/v1/notification-channels/{channel_id}"): ADMIN,
@@ -127,6 +129,11 @@ BODIES = {
         "metrics": [{"name": "m", "value": 1, "environment": "staging", "source": "test"}]
     },
     ("POST", "/v1/metrics"): {"resourceMetrics": []},
+    ("POST", "/api/v1/integrations/alertmanager"): {
+        "version": "4",
+        "status": "firing",
+        "alerts": [],
+    },
     ("PATCH", "/api/v1/security/findings/{finding_id}"): {"status": "fixed", "reason": "r"},
     ("PATCH", "/api/v1/alert-rules/{rule_id}"): {"enabled": False},
     ("POST", "/api/v1/security/scans"): {"type": "sast", "environment": "staging", "target": "/x"},

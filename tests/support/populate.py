@@ -19,7 +19,9 @@ from shipboard.db import migrate
 from shipboard.db.engine import is_postgres, system_transaction
 from shipboard.db.partitions import ensure_partitions, month_start
 from shipboard.environments.service import seed_environments
+from shipboard.jobs.models import JobSchedule
 from shipboard.models import metadata
+from shipboard.monitoring import forwarding
 from shipboard.notifications.grouping import flush_groups
 from shipboard.ops import quota_repository
 from shipboard.ops.backup import checksums, contents
@@ -188,6 +190,23 @@ def populate(clients: Clients, engine: Engine, *, receiver_url: str) -> None:
             ]
         }
         ok_json(service.post("/v1/metrics", json=export))
+        # external_alerts: one alert as Alertmanager's webhook (v4) delivers it.
+        webhook = {
+            "version": "4",
+            "status": "firing",
+            "receiver": "shipboard",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "DiskFull", "environment": "staging"},
+                    "annotations": {"summary": "disk 95 %"},
+                    "startsAt": NOW.isoformat(),
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "fingerprint": "populate01",
+                }
+            ],
+        }
+        ok_json(service.post("/api/v1/integrations/alertmanager", json=webhook))
     # alerts, notification_groups, notification_deliveries (sent or not, they are rows).
     push_points(engine, "errors", [50], NOW - timedelta(seconds=2))
     evaluate_alerts(engine)
@@ -197,6 +216,14 @@ def populate(clients: Clients, engine: Engine, *, receiver_url: str) -> None:
         assert login(client, "viewer-user").status_code == 303
     with system_transaction(engine) as session:
         audit.record(session, context=SYSTEM, action="backup.test", details={"at": "populate"})
+        # job_schedules: a scheduled task that ran once.
+        session.add(JobSchedule(name="populate.example", last_run_at=NOW, next_due_at=NOW))
+        # remote_write_queue: a batch waiting for a metrics store (none is configured here).
+        forwarding.enqueue(
+            session,
+            forwarding=forwarding.Forwarding(url="http://127.0.0.1:9/api/v1/write"),
+            rows=[("p-1", "queued", 1.0, NOW, "staging", {"k": "v"}, "test")],
+        )
         # storage_quota_alerts: staging over its storage quota since now.
         assert quota_repository.mark_quota_crossed(session, "staging", over=True, at=NOW)
 

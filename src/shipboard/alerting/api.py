@@ -5,23 +5,35 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from shipboard.alerting import alerts, service, silences
+from shipboard.alerting import alerts, external, service, silences
 from shipboard.alerting.schemas import (
+    AlertmanagerWebhook,
     AlertPage,
     AlertRead,
     AlertRuleCreate,
     AlertRulePage,
     AlertRuleRead,
     AlertRuleUpdate,
+    ExternalAlertPage,
+    Received,
     SilenceCreate,
     SilencePage,
     SilenceRead,
 )
-from shipboard.auth.deps import AdminOnly, AnyUser, Audit, DbSession, DeployerOrAdmin
+from shipboard.auth.deps import (
+    AdminOnly,
+    AnyUser,
+    Audit,
+    DbSession,
+    DeployerOrAdmin,
+    ServiceOrAdmin,
+)
 from shipboard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shipboard.core.problems import Problem
+from shipboard.core.time import utcnow
+from shipboard.environments import repository as environments
 
 router = APIRouter(
     prefix="/api/v1",
@@ -106,3 +118,36 @@ def expire_silence(
 ) -> SilenceRead:
     """Expire a silence now."""
     return silences.expire_silence(db, silence_id=silence_id, audit_context=audit)
+
+
+@router.post(
+    "/integrations/alertmanager",
+    response_model=Received,
+    responses={422: {"model": Problem}},
+)
+def alertmanager_webhook(
+    webhook: AlertmanagerWebhook, request: Request, db: DbSession, _: ServiceOrAdmin
+) -> Received:
+    """Alertmanager's webhook (v4). Point a `webhook_configs` receiver here with
+    `http_config.authorization.credentials` set to a service token; its alerts show beside
+    Shipboard's own, and one firing in an environment during a deployment's watch fails it."""
+    labels = request.app.state.settings.alertmanager_environment_labels.split(",")
+    count = external.receive(
+        db,
+        webhook=webhook,
+        known_environments=set(environments.names(db)),
+        label_names=[name.strip() for name in labels if name.strip()],
+        now=utcnow(),
+    )
+    return Received(received=count)
+
+
+@router.get("/external-alerts", response_model=ExternalAlertPage)
+def list_external_alerts(
+    db: DbSession,
+    _: AnyUser,
+    environment: Annotated[str | None, Query(max_length=64)] = None,
+    status: Annotated[Literal["firing", "resolved"] | None, Query()] = None,
+) -> ExternalAlertPage:
+    """Alerts received from Alertmanager, firing first (at most 500)."""
+    return external.list_external(db, environment=environment, status=status)

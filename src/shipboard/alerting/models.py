@@ -78,3 +78,24 @@ class Silence(Base):
     created_by: Mapped[str] = mapped_column(sa.Text, nullable=False)
     comment: Mapped[str] = mapped_column(sa.Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class ExternalAlert(Base):
+    """An alert another system raised, received from Alertmanager's webhook (v4): one row per
+    Alertmanager fingerprint, updated as it fires and resolves (alerting/external.py)."""
+
+    __tablename__ = "external_alerts"
+    __table_args__ = (sa.Index("ix_external_alerts_environment_status", "environment", "status"),)
+
+    fingerprint: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    alertname: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    status: Mapped[str] = mapped_column(sa.Text, nullable=False)  # firing | resolved
+    # The environment its labels name (SHIPBOARD_ALERTMANAGER_ENVIRONMENT_LABELS), if any.
+    environment: Mapped[str | None] = mapped_column(sa.Text)
+    labels: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False, default=dict)
+    annotations: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False, default=dict)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    generator_url: Mapped[str | None] = mapped_column(sa.Text)
+    receiver: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

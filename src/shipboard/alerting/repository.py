@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard.alerting.evaluation import ACTIVE
-from shipboard.alerting.models import Alert, AlertRule, Silence
+from shipboard.alerting.models import Alert, AlertRule, ExternalAlert, Silence
 from shipboard.db import keyset
 from shipboard.db.engine import is_postgres
 
@@ -143,3 +143,39 @@ def all_silences(session: Session, *, newest_first: bool = True) -> list[Silence
 def add_silence(session: Session, silence: Silence) -> None:
     session.add(silence)
     session.flush()
+
+
+# --- external alerts (alerting/external.py) ---------------------------------------------------
+
+EXTERNAL_LIST_LIMIT = 500
+
+
+def upsert_external(session: Session, alert: ExternalAlert) -> None:
+    session.merge(alert)
+    session.flush()
+
+
+def external_firing(session: Session, *, environment: str, since: datetime) -> list[ExternalAlert]:
+    return list(
+        session.scalars(
+            sa.select(ExternalAlert)
+            .where(
+                ExternalAlert.environment == environment,
+                ExternalAlert.status == "firing",
+                ExternalAlert.starts_at >= since,
+            )
+            .order_by(ExternalAlert.starts_at)
+        )
+    )
+
+
+def list_external(
+    session: Session, *, environment: str | None, status: str | None
+) -> list[ExternalAlert]:
+    query = sa.select(ExternalAlert)
+    if environment is not None:
+        query = query.where(ExternalAlert.environment == environment)
+    if status is not None:
+        query = query.where(ExternalAlert.status == status)
+    order = (ExternalAlert.status == "resolved", ExternalAlert.starts_at.desc())
+    return list(session.scalars(query.order_by(*order).limit(EXTERNAL_LIST_LIMIT)))

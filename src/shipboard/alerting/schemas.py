@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -131,3 +131,55 @@ class SilenceRead(BaseModel):
 
 class SilencePage(BaseModel):
     items: list[SilenceRead]
+
+
+# --- Alertmanager's webhook (v4), as Alertmanager sends it -----------------------------------
+
+LabelMap = dict[Annotated[str, Field(max_length=1024)], Annotated[str, Field(max_length=4096)]]
+
+
+class AlertmanagerAlert(BaseModel):
+    # Alertmanager adds fields between releases; the ones read here are typed and required.
+    model_config = ConfigDict(extra="ignore")
+
+    status: Literal["firing", "resolved"]
+    labels: LabelMap = Field(max_length=200)
+    annotations: LabelMap = Field(default_factory=dict, max_length=200)
+    startsAt: datetime  # noqa: N815 - Alertmanager's spelling
+    endsAt: datetime | None = None  # noqa: N815
+    generatorURL: str = Field(default="", max_length=4096)  # noqa: N815
+    fingerprint: str = Field(min_length=1, max_length=64)
+
+
+class AlertmanagerWebhook(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    receiver: str = Field(default="", max_length=1024)
+    externalURL: str = Field(default="", max_length=4096)  # noqa: N815
+    alerts: list[AlertmanagerAlert] = Field(max_length=10_000)
+
+
+class ExternalAlertRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    fingerprint: str
+    alertname: str
+    status: Literal["firing", "resolved"]
+    environment: str | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    generator_url: str | None
+    receiver: str | None
+    updated_at: datetime
+
+
+class ExternalAlertPage(BaseModel):
+    items: list[ExternalAlertRead]
+
+
+class Received(BaseModel):
+    received: int

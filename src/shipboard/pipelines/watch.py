@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from shipboard.alerting import external
 from shipboard.core.time import utcnow
 from shipboard.db.engine import system_transaction
 from shipboard.deployments import service as deployments
@@ -101,6 +102,29 @@ def evaluate_watch(
             level,
             f"watch {entry['check']}: {entry['result']} ({entry['reason']})",
         )
+    firing = external.firing_since(session, environment=deployment.environment, since=deploy_start)
+    if firing:
+        names = ", ".join(sorted({alert.alertname for alert in firing}))
+        run.analysis = [
+            *history,
+            {
+                "kind": "watch",
+                "at": now.isoformat(),
+                "check": "external alerts",
+                "result": "Failed",
+                "reason": f"Alertmanager alert firing in {deployment.environment}: {names}",
+                "alerts": [
+                    {"alertname": a.alertname, "fingerprint": a.fingerprint, "labels": a.labels}
+                    for a in firing
+                ],
+            },
+        ]
+        run.watch_state = "failed"
+        run.watch_next_at = None
+        reason = f"watch failed: external alert firing: {names}"
+        deployments.log_line(session, deployment.id, "error", reason)
+        auto_rollback(session, deployment, reason=reason)
+        return
     watch_entries = [e for e in history if e.get("kind") == "watch"]
     if not analysis.verdict(watch_entries, watch.failure_limit):
         run.watch_state = "failed"

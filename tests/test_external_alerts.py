@@ -1,0 +1,265 @@
+"""Alerts that already exist (issue 23 §3): a real Alertmanager delivers its webhook (v4) to
+Shipboard with a service token; the alert shows in /api/v1/external-alerts, and one firing in an
+environment during a deployment's watch fails it and rolls it back, naming the alert."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.engine import Engine
+
+from shipboard.alerting import external
+from shipboard.alerting.schemas import AlertmanagerWebhook
+from shipboard.db.engine import transaction
+from tests.support.live import Clients, free_port, wait_for
+from tests.support.problems import assert_problem
+
+BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+class WebhookAlertmanager:
+    """A real Alertmanager whose only receiver is Shipboard's webhook, with a bearer token."""
+
+    def __init__(self, webhook_url: str, token: str) -> None:
+        if BINARY is None:
+            if os.environ.get("CI"):
+                pytest.fail("prometheus-alertmanager is not installed (.ci/run installs it)")
+            pytest.skip("prometheus-alertmanager is not installed")
+        self.dir = Path(tempfile.mkdtemp(prefix="shipboard-am-hook-"))
+        (self.dir / "alertmanager.yml").write_text(
+            f"""
+route:
+  receiver: shipboard
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: shipboard
+    webhook_configs:
+      - url: {webhook_url}
+        send_resolved: true
+        http_config:
+          authorization:
+            credentials: {token}
+"""
+        )
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (self.dir / "alertmanager.log").open("wb")
+        self.process = subprocess.Popen(
+            [
+                str(BINARY),
+                f"--config.file={self.dir / 'alertmanager.yml'}",
+                f"--storage.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._ready, timeout=20, interval=0.1)
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def fire(self, labels: dict[str, str], *, summary: str) -> None:
+        now = datetime.now(UTC)
+        answer = httpx.post(
+            f"{self.url}/api/v2/alerts",
+            json=[
+                {
+                    "labels": labels,
+                    "annotations": {"summary": summary},
+                    "startsAt": now.isoformat(),
+                    "endsAt": (now + timedelta(minutes=5)).isoformat(),
+                    "generatorURL": "http://prometheus.example/graph?g0.expr=up",
+                }
+            ],
+            timeout=5,
+        )
+        answer.raise_for_status()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=15)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def alertmanager_to(clients: Clients) -> Iterator[Any]:
+    started: list[WebhookAlertmanager] = []
+
+    def start() -> WebhookAlertmanager:
+        manager = WebhookAlertmanager(
+            f"{clients.server.base_url}/api/v1/integrations/alertmanager",
+            clients.tokens["service"],
+        )
+        started.append(manager)
+        return manager
+
+    yield start
+    for manager in started:
+        manager.stop()
+
+
+WATCH = {
+    "window_s": 30,
+    "interval_s": 0.3,
+    "failure_limit": 3,
+    "checks": [
+        {
+            "name": "error rate",
+            "kind": "threshold",
+            "metric": "nobody_sends_this",
+            "aggregate": "avg",
+            "op": "<",
+            "value": 0.05,
+        },
+    ],
+}
+
+
+def test_an_alertmanager_alert_firing_during_the_watch_rolls_the_release_back(
+    clients: Clients, worker: Any, alertmanager_to: Any
+) -> None:
+    from tests.support.factories import pipeline_steps, set_pipeline, start_deployment, wait_final
+
+    with clients.as_role("admin") as admin:
+        set_pipeline(
+            admin, "staging", pipeline_steps(("ship", "deploy", "true")), auto_rollback=True
+        )
+        good = start_deployment(admin, version="1.0.0")
+        assert wait_final(admin, good)["status"] == "success"
+        set_pipeline(
+            admin, "staging", {**pipeline_steps(("ship", "deploy", "true")), "watch": WATCH}
+        )
+        bad = start_deployment(admin, version="2.0.0")
+        assert wait_final(admin, bad)["status"] == "success"
+
+        manager = alertmanager_to()
+        manager.fire(
+            {"alertname": "CheckoutErrors", "environment": "staging", "severity": "page"},
+            summary="checkout 5xx above 5 %",
+        )
+
+        def rolled_back() -> dict[str, Any] | None:
+            detail = admin.get(f"/api/v1/deployments/{bad}").json()
+            return detail if detail["status"] == "rolled_back" else None
+
+        detail = wait_for(rolled_back, timeout=30, interval=0.2)
+        received = admin.get("/api/v1/external-alerts", params={"environment": "staging"}).json()
+
+    assert detail["watch_state"] == "failed"
+    (failure,) = [a for a in detail["analysis"] if a.get("check") == "external alerts"]
+    assert failure["result"] == "Failed"
+    assert "CheckoutErrors" in failure["reason"]
+    assert failure["alerts"][0]["labels"]["severity"] == "page"
+    (alert,) = received["items"]
+    assert alert["alertname"] == "CheckoutErrors"
+    assert alert["status"] == "firing"
+    assert alert["annotations"] == {"summary": "checkout 5xx above 5 %"}
+    assert alert["receiver"] == "shipboard"
+
+
+def test_the_webhook_needs_a_service_token_and_alertmanagers_shape(clients: Clients) -> None:
+    body = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "x",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "A"},
+                "startsAt": "2026-12-03T10:00:00.123456789Z",
+                "fingerprint": "abc",
+            }
+        ],
+    }
+    with clients.as_role(None) as anonymous:
+        assert_problem(anonymous.post("/api/v1/integrations/alertmanager", json=body), 401)
+    with clients.as_role("viewer") as viewer:
+        assert_problem(viewer.post("/api/v1/integrations/alertmanager", json=body), 403)
+    with clients.as_role("service") as service:
+        refused = service.post("/api/v1/integrations/alertmanager", json={**body, "version": "3"})
+        assert_problem(refused, 422)
+        ok = service.post("/api/v1/integrations/alertmanager", json=body)
+        assert ok.json() == {"received": 1}
+
+
+def test_alerts_belong_to_the_environment_their_labels_name_and_only_new_ones_count(
+    engine: Engine,
+) -> None:
+    start = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+    def deliver(status: str, fingerprint: str, labels: dict[str, str], at: datetime) -> None:
+        webhook = AlertmanagerWebhook.model_validate(
+            {
+                "version": "4",
+                "status": status,
+                "alerts": [
+                    {
+                        "status": status,
+                        "labels": labels,
+                        "startsAt": at.isoformat(),
+                        "endsAt": "0001-01-01T00:00:00Z",
+                        "fingerprint": fingerprint,
+                    }
+                ],
+            }
+        )
+        with transaction(engine) as session:
+            external.receive(
+                session,
+                webhook=webhook,
+                known_environments={"staging", "production"},
+                now=at,
+            )
+
+    deliver("firing", "old", {"alertname": "Old", "env": "production"}, start)
+    deliver(
+        "firing",
+        "new",
+        {"alertname": "New", "environment": "production"},
+        start + timedelta(minutes=5),
+    )
+    deliver(
+        "firing",
+        "other",
+        {"alertname": "Elsewhere", "environment": "qa"},
+        start + timedelta(minutes=5),
+    )
+    with transaction(engine) as session:
+        firing = external.firing_since(
+            session, environment="production", since=start + timedelta(minutes=1)
+        )
+        assert [a.alertname for a in firing] == ["New"]
+        everything = external.list_external(session, environment=None, status=None).items
+        assert {a.alertname: a.environment for a in everything} == {
+            "Old": "production",
+            "New": "production",
+            "Elsewhere": None,  # a label naming no known environment
+        }
+    deliver(
+        "resolved",
+        "new",
+        {"alertname": "New", "environment": "production"},
+        start + timedelta(minutes=5),
+    )
+    with transaction(engine) as session:
+        still = external.firing_since(session, environment="production", since=start)
+        assert [a.alertname for a in still] == ["Old"]  # "New" resolved
