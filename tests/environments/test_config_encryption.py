@@ -140,7 +140,8 @@ def _raw_database(db: Database, engine: Engine) -> bytes:
                 query = f"SELECT t::text FROM {table.name} t"
             else:
                 query = f"SELECT * FROM {table.name}"
-            rows.append(repr(conn.execute(sa.text(query)).all()))
+            # Each value in full (a Row's repr shortens long ones).
+            rows.extend(str(value) for row in conn.execute(sa.text(query)) for value in row)
     raw = "\n".join(rows).encode()
     if db.backend == "sqlite":
         path = sa.engine.make_url(db.url).database or ""
