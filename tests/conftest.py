@@ -33,6 +33,7 @@ from tests.support.users import role_tokens, user_token
 
 DATA_TABLES = (
     "job_schedules",
+    "jobs",
     "notification_deliveries",
     "notification_groups",
     "notification_channels",

@@ -14,7 +14,8 @@ from shipboard.alerting import tasks as alerting_tasks
 from shipboard.config import DEFAULT_PUBLIC_URL
 from shipboard.core.crypto import Keyring
 from shipboard.core.netguard import OutboundPolicy
-from shipboard.jobs.runtime import Runtime
+from shipboard.jobs.queue import QueueWorker
+from shipboard.jobs.runtime import Loop, Runtime
 from shipboard.monitoring import tasks as monitoring_tasks
 from shipboard.monitoring.forwarding import Forwarding, forwarding_from
 from shipboard.notifications import delivery, grouping
@@ -42,7 +43,8 @@ def runtime(
     public_url: str = DEFAULT_PUBLIC_URL,
     forwarding: Forwarding | None = None,
 ) -> Runtime:
-    """The schedule (on the elected node) and the delivery loop (on every node)."""
+    """The schedule (on the elected node), the job queue's loop and the delivery loop (on every
+    node)."""
     outbound = outbound or OutboundPolicy()
     tasks = [
         *alerting_tasks.scheduled(
@@ -57,7 +59,11 @@ def runtime(
             engine, backup_schedule=backup_schedule, backup_dir=backup_dir, backup_keep=backup_keep
         ),
     ]
-    loops = notification_tasks.loops(
+    kinds = [
+        *security_tasks.jobs(roots=scan_roots or ["."], protected=scan_protected, keyring=keyring)
+    ]
+    loops: list[tuple[str, Loop]] = [("jobs", QueueWorker(engine, kinds, poll_s=poll_s))]
+    loops += notification_tasks.loops(
         engine,
         keyring,
         poll_s=poll_s,

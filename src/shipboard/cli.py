@@ -235,9 +235,14 @@ def _start_background(application: Any, engine: Any, settings: Any) -> _Backgrou
         scan_protected=settings.scan_protected,
         outbound=settings.outbound_policy,
     )
-    application.state.wake_worker = pipeline_worker.wake.set
-    worker_thread, stop = start_in_thread(pipeline_worker)
     scheduler = background.from_settings(engine, application.state.keyring, settings)
+
+    def wake() -> None:
+        pipeline_worker.wake.set()
+        scheduler.wake()
+
+    application.state.wake_worker = wake
+    worker_thread, stop = start_in_thread(pipeline_worker)
     scheduler_stop = scheduler.start()
     # /readyz fails and /metrics reports it when one of them stops.
     application.state.background = {

@@ -256,13 +256,20 @@ def test_overdue_high_gate(clients: Clients, engine: Engine) -> None:
 
 
 def test_scan_run_cli_waits_and_prints_the_summary(
-    clients: Clients, engine: Engine, roots: Path, worker: Any
+    clients: Clients, engine: Engine, roots: Path
 ) -> None:
     import os
     import subprocess
     import sys
+    import threading
 
-    worker.scan_roots = [str(roots)]
+    from shipboard.jobs.queue import QueueWorker
+    from shipboard.security import tasks
+
+    scans = QueueWorker(engine, tasks.jobs(roots=[str(roots)]), poll_s=0.05)
+    stop = threading.Event()
+    thread = threading.Thread(target=scans.run, args=(stop,), daemon=True)
+    thread.start()
     (roots / "app.py").write_text(VULNERABLE)
     env = {
         **os.environ,
@@ -289,6 +296,8 @@ def test_scan_run_cli_waits_and_prints_the_summary(
         timeout=120,
         check=False,
     )
+    stop.set()
+    thread.join(timeout=30)
     assert result.returncode == 0, result.stderr
     scan = json.loads(result.stdout.strip().splitlines()[-1])
     assert scan["status"] == "completed"

@@ -53,6 +53,11 @@ class Runtime:
         self._next_check = 0.0
         self.thread: threading.Thread | None = None
 
+    def wake(self) -> None:
+        """New work was queued in this process: the loops look now, not at their next poll."""
+        for _name, loop in self.loops:
+            loop.wake.set()
+
     def step(self, *, now: datetime | None = None) -> list[str]:
         """Ask for leadership when it is time to; if this node leads, run the due tasks."""
         if time.monotonic() >= self._next_check:

@@ -1,5 +1,5 @@
 """The worker: a loop that reaps lost leases, evaluates due watches, claims a deployment and
-runs it, or else runs a requested scan.
+runs it. (Requested scans run on the job runtime's queue: ``security/tasks.py``.)
 
 Where each part lives: the queue and its leases in ``leases`` (claim, renew, release, reap),
 running a claimed deployment in ``execution`` (steps) and ``healthcheck``, the post-deploy watch
@@ -24,7 +24,6 @@ from shipboard.pipelines import leases
 from shipboard.pipelines.execution import Execution
 from shipboard.pipelines.job import Job
 from shipboard.pipelines.watch import watch_due
-from shipboard.security import runs
 
 log = structlog.get_logger("shipboard.worker")
 
@@ -74,13 +73,7 @@ class Worker:
         self.watch()
         job = self.claim()
         if job is None:
-            return runs.run_next(
-                self.engine,
-                keyring=self.keyring,
-                worker=self.worker_id,
-                roots=self.scan_roots,
-                protected=self.scan_protected,
-            )
+            return False  # requested scans run on the job runtime's queue (security/tasks.py)
         self.execute(job)
         return True
 

@@ -18,13 +18,15 @@ from shipboard.audit.service import AuditContext
 from shipboard.core.crypto import Keyring
 from shipboard.core.errors import InvalidInput, ShipboardError
 from shipboard.core.time import utcnow
-from shipboard.db.engine import is_postgres, system_transaction
+from shipboard.db.engine import system_transaction
 from shipboard.environments.service import plaintext_config, require_environment
+from shipboard.jobs import queue
 from shipboard.security import imports, scanners
 from shipboard.security.models import ScanRequest, SecurityScan
 from shipboard.security.schemas import ScanRun, SecurityScanRead
 
 log = structlog.get_logger("shipboard.scans")
+SCAN_JOB = "security.scan"
 
 
 def request_scan(
@@ -60,6 +62,7 @@ def request_scan(
         )
     )
     session.flush()
+    queue.enqueue(session, SCAN_JOB, {"scan_id": str(scan.id)})
     audit.record(
         session,
         context=audit_context,
@@ -79,20 +82,55 @@ def run_next(
     protected: Sequence[Path] = (),
     keyring: Keyring | None = None,
 ) -> bool:
-    """Claim the oldest pending requested scan, run it, store its result. True if one ran."""
+    """Claim the oldest queued scan job, run it, store its result. True if one ran."""
+    return queue.run_one(engine, [scan_job(roots, protected, keyring=keyring)], worker=worker)
+
+
+def scan_job(
+    roots: list[str], protected: Sequence[Path] = (), *, keyring: Keyring | None = None
+) -> queue.JobKind:
+    """Requested scans as the job runtime runs them."""
+    return queue.JobKind(
+        SCAN_JOB,
+        run=lambda engine, claimed: run_scan(
+            engine,
+            uuid.UUID(claimed.payload["scan_id"]),
+            worker=claimed.worker,
+            roots=roots,
+            protected=protected,
+            keyring=keyring,
+        ),
+        give_up=give_up_scan,
+    )
+
+
+def give_up_scan(session: Session, payload: dict[str, Any], why: str) -> None:
+    """The scan a job stood for fails when the job is given up (its worker was lost)."""
+    scan = session.get(SecurityScan, uuid.UUID(payload["scan_id"]))
+    if scan is not None and scan.status in ("pending", "running"):
+        scan.status, scan.completed_at = "failed", utcnow()
+        scan.error_message = f"the scan could not be run: {why}"[:500]
+
+
+def run_scan(
+    engine: Engine,
+    scan_id: uuid.UUID,
+    *,
+    worker: str,
+    roots: list[str],
+    protected: Sequence[Path] = (),
+    keyring: Keyring | None = None,
+) -> None:
+    """Run one requested scan with the real scanner and store its result. Run again after a
+    lost worker, it starts over."""
     with system_transaction(engine) as session:
-        stmt = (
+        row = session.execute(
             sa.select(SecurityScan, ScanRequest)
             .join(ScanRequest, ScanRequest.scan_id == SecurityScan.id)
-            .where(SecurityScan.status == "pending")
-            .order_by(SecurityScan.started_at)
-            .limit(1)
-        )
-        if is_postgres(session):
-            stmt = stmt.with_for_update(skip_locked=True)
-        row = session.execute(stmt).first()
+            .where(SecurityScan.id == scan_id, SecurityScan.status.in_(("pending", "running")))
+        ).first()
         if row is None:
-            return False
+            return  # deleted, or finished by a run whose worker was then taken for lost
         scan, request = row
         scan.status, scan.started_at, request.worker = "running", utcnow(), worker
         job: dict[str, Any] = {
@@ -129,7 +167,7 @@ def run_next(
     with system_transaction(engine) as session:
         ran = session.get(SecurityScan, job["scan_id"])
         if ran is None:
-            return True
+            return
         if error is None:
             try:
                 imports.import_report(
@@ -156,4 +194,3 @@ def run_next(
                 error += f"; the server log has the details (scan_failed, scan_id {ran.id})"
             ran.status, ran.completed_at, ran.error_message = "failed", utcnow(), error
             log.warning("scan_failed", scan_id=str(ran.id), error=error, detail=detail)
-    return True

@@ -11,11 +11,13 @@ from croniter import croniter
 from sqlalchemy.orm import Session
 
 from shipboard.audit.service import AuditContext
+from shipboard.core.crypto import Keyring
 from shipboard.core.errors import ShipboardError
 from shipboard.environments import repository as environments
 from shipboard.environments.validation import stored_mapping
+from shipboard.jobs.queue import JobKind
 from shipboard.jobs.schedule import ScheduledTask, Tick, every
-from shipboard.security.runs import request_scan
+from shipboard.security.runs import request_scan, scan_job
 from shipboard.security.schemas import ScanRun
 
 log = structlog.get_logger("shipboard.scheduler")
@@ -58,6 +60,13 @@ def request_scheduled_scans(
                     "scheduled_scan_invalid", environment=environment.name, error=str(exc)[:300]
                 )
     return requested
+
+
+def jobs(
+    *, roots: list[str], protected: Sequence[Path] = (), keyring: Keyring | None = None
+) -> list[JobKind]:
+    """Requested scans, run by any worker's queue loop with the real scanner."""
+    return [scan_job(roots, protected, keyring=keyring)]
 
 
 def scheduled(*, roots: list[str], protected: Sequence[Path] = ()) -> list[ScheduledTask]:
