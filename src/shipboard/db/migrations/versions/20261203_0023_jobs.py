@@ -3,8 +3,8 @@
 Requested scans were claimed straight from security_scans with no lease, so a scan whose worker
 died stayed ``running`` for ever. Each pending requested scan gets its job here.
 
-Revision ID: 20261203_0022
-Revises: 20261203_0021
+Revision ID: 20261203_0023
+Revises: 20261203_0022
 Create Date: 2026-12-03
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 from shipboard.core.time import utcnow
 from shipboard.db.types import GUID, JSONType, UTCDateTime
 
-revision = "20261203_0022"
-down_revision = "20261203_0021"
+revision = "20261203_0023"
+down_revision = "20261203_0022"
 branch_labels = None
 depends_on = None
 
