@@ -1,7 +1,7 @@
 """The authorization model: for every route of the OpenAPI document, who may call it.
 
-``tests/test_authz_matrix.py`` checks every role against it; a route added without an entry fails
-there. The attacker tests reuse it to try every route without credentials.
+``tests/auth/test_authz_matrix.py`` checks every role against it; a route added without an entry
+fails there. The attacker tests reuse it to try every route without credentials.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ INGEST = frozenset({"service", "admin"})
 MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/healthz"): EVERYONE,
     ("GET", "/readyz"): EVERYONE,
-    # Prometheus scrapes with SHIPBOARD_METRICS_TOKEN (tests/test_observability.py); else admins.
+    # Prometheus scrapes with SHIPBOARD_METRICS_TOKEN (tests/core/test_observability.py); else
+    # admins.
     ("GET", "/metrics"): ADMIN,
     ("GET", "/api/v1/ops/db-health"): ADMIN,
     ("GET", "/api/v1/me"): ALL_USERS,

@@ -1096,10 +1096,10 @@ def test_sessions_end_at_once_on_disable_logout_password_change_and_expiry(
 
 # --- 10. viewers cannot reach any write route -------------------------------------------------
 #
-# tests/test_authz_matrix.py covers it: test_every_route_has_an_entry fails for any route of the
-# OpenAPI document without an entry in MATRIX, and test_matrix[viewer] calls every route as a
+# tests/auth/test_authz_matrix.py covers it: test_every_route_has_an_entry fails for any route of
+# the OpenAPI document without an entry in MATRIX, and test_matrix[viewer] calls every route as a
 # viewer and expects 403 on each write route outside ALL_USERS (there is none). The pages' forms
-# are enumerated above (web_write_routes) and test_web_pages.py checks viewers are refused there.
+# are enumerated above (web_write_routes) and web/test_pages.py checks viewers are refused there.
 
 
 def test_viewers_have_no_write_route_in_the_matrix() -> None:

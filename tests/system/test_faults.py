@@ -3,7 +3,7 @@ of a pipeline, notification receivers that hang or fail, and SIGTERM to the serv
 
 PostgreSQL is never stopped (others share the cluster): a loopback TCP proxy stands between a
 live server and it, and the test cuts the proxy. A full disk while writing a backup is covered in
-tests/test_backup.py (test_a_full_disk_is_a_clear_error_and_leaves_nothing,
+tests/ops/test_backup.py (test_a_full_disk_is_a_clear_error_and_leaves_nothing,
 test_the_archive_appears_whole_or_not_at_all).
 """
 

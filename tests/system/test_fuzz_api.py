@@ -16,7 +16,7 @@ runs many more examples per operation, on both backends.
 
 Webhook routes authenticate by HMAC signature instead of a token, so generated requests could
 only ever reach the 401 branch; they are fuzzed with valid signatures in
-``tests/test_fuzz_parsers.py``.
+``tests/system/test_fuzz_parsers.py``.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ EXCLUDED = {
     # that runs (fuzzing creates some, and no worker finishes them here) it never returns.
     ("GET", "/api/v1/deployments/{deployment_id}/logs/stream"),
     # Authenticated by an HMAC signature over the body, not by the bearer token: every generated
-    # request would stop at 401. Fuzzed with valid signatures in tests/test_fuzz_parsers.py.
+    # request would stop at 401. Fuzzed with valid signatures in tests/system/test_fuzz_parsers.py.
     ("POST", "/api/v1/integrations/github"),
     ("POST", "/api/v1/integrations/gitlab"),
 }

@@ -7,7 +7,7 @@ a refused input is a 4xx problem and leaves no row behind. Hostile bodies (a gzi
 stream, 100,000 nested brackets, invalid UTF-8) are refused early on every JSON and import route.
 
 The mutations start from the real files of ``tests/fixtures/`` and drop keys, change types, nest
-values, and truncate the serialized bytes. ``tests/test_perf_importers.py`` already feeds
+values, and truncate the serialized bytes. ``tests/performance/test_importers.py`` already feeds
 ``parse_results`` arbitrary bytes and random structures; here it gets mutated real files.
 """
 
@@ -182,7 +182,7 @@ def test_security_reports_mutated(path: Path, data: st.DataObject) -> None:
     _report_or_refusal(mutated(data, _doc(path)))
 
 
-# --- benchmark results (pure; arbitrary input is in test_perf_importers.py) ----------------------
+# --- benchmark results (pure; arbitrary input is in performance/test_importers.py) -------------
 
 
 @pytest.mark.parametrize("path", PERFORMANCE, ids=lambda p: p.name[:40])

@@ -1,6 +1,6 @@
 """The soak run (``make soak``) in miniature: two minutes of mixed traffic must pass every check.
 
-Under ``slow``: ``pytest -m slow tests/test_soak.py``. The 30-minute run is ``make soak``.
+Under ``slow``: ``pytest -m slow tests/system/test_soak.py``. The 30-minute run is ``make soak``.
 """
 
 from __future__ import annotations
