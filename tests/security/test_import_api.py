@@ -144,39 +144,6 @@ def test_empty_and_odd_inputs_import(clients: Clients) -> None:
         assert (dockle["findings"], dockle["scan"]["type"]) == (4, "container")
 
 
-def test_production_gate_reads_imported_criticals_and_honours_triage(clients: Clients) -> None:
-    deploy = {
-        "environment": "production",
-        "version": "2.0.0",
-        "commit_sha": "abcdef1",
-    }
-    with clients.as_role("admin") as admin:
-        admin.put(
-            "/api/v1/environments/production/features/require_staging_success",
-            json={"enabled": False},
-        )
-        created(
-            import_report(
-                admin, "trivy/dd_misconfigurations_and_secrets.json", environment="production"
-            )
-        )
-        body = assert_problem(admin.post("/api/v1/deployments", json=deploy), 422)
-        assert ["gates", "block_on_critical_findings"] in [e["loc"] for e in body["errors"]]  # type: ignore[union-attr]
-        criticals = list(
-            admin.get(
-                "/api/v1/security/findings",
-                params={"environment": "production", "severity": "critical"},
-            ).json()["items"]
-        )
-        assert len(criticals) == 2
-        for finding in criticals:
-            admin.patch(
-                f"/api/v1/security/findings/{finding['id']}",
-                json={"status": "accepted_risk", "reason": "test fixture secrets, revoked"},
-            )
-        assert admin.post("/api/v1/deployments", json=deploy).status_code == 201
-
-
 def test_findings_filter_by_type_tool_and_cwe(clients: Clients) -> None:
     with clients.as_role("service") as client:
         created(import_report(client, "sarif/codeql-2.5.4__dd_codeQL-output.sarif"))

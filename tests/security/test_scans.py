@@ -236,25 +236,6 @@ def test_scheduled_scans_fire_once_per_cron_tick(
     assert (scan["type"], scan["status"]) == ("sast", "completed")
 
 
-def test_overdue_high_gate(clients: Clients, engine: Engine) -> None:
-    from tests.support.factories import age_finding_identities, created, import_report
-
-    deploy = {"environment": "development", "version": "1.0.0", "commit_sha": "abcdef1"}
-    with clients.as_role("admin") as admin:
-        admin.put(
-            "/api/v1/environments/development/features/block_on_overdue_high",
-            json={"enabled": True},
-        )
-        created(import_report(admin, "npm_audit/dd_npm6_many_vuln.json", environment="development"))
-        assert admin.post("/api/v1/deployments", json=deploy).status_code == 201
-        age_finding_identities(engine, days=45)
-        body = assert_problem(
-            admin.post("/api/v1/deployments", json={**deploy, "version": "1.0.1"}), 422
-        )
-    assert [e["loc"] for e in body["errors"]] == [["gates", "block_on_overdue_high"]]  # type: ignore[union-attr]
-    assert "3 open high finding(s) past their SLA" in body["errors"][0]["msg"]  # type: ignore[index]
-
-
 def test_scan_run_cli_waits_and_prints_the_summary(
     clients: Clients, engine: Engine, roots: Path
 ) -> None:
