@@ -161,7 +161,8 @@ def _fuzz_operation(
 
 def fuzz(clients: Clients, role: str, max_examples: int) -> FuzzRun:
     base_url = clients.server.base_url
-    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    # Building the document takes ~9 s on a loaded machine: past the default 10 s with margin.
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", timeout=60)
     headers = {"Authorization": f"Bearer {clients.tokens[role]}"}
     run = FuzzRun()
     operations = _operations(schema)
@@ -208,7 +209,7 @@ def test_every_operation_conforms_long(clients: Clients, role: str) -> None:
 def test_the_document_says_errors_are_problem_json_and_bodies_may_be_400_or_413(
     server: LiveServer,
 ) -> None:
-    document = httpx.get(f"{server.base_url}/openapi.json").json()
+    document = httpx.get(f"{server.base_url}/openapi.json", timeout=60).json()
     for path, item in document["paths"].items():
         for method, operation in item.items():
             responses = operation["responses"]
