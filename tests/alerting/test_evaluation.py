@@ -4,10 +4,12 @@ state machine edge by edge, and alert fingerprints."""
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shipboard.alerting import evaluation
 from shipboard.alerting.evaluation import AlertState, anomaly, fingerprint, step, threshold
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -160,3 +162,52 @@ def test_an_alerts_fingerprint_is_its_labels_in_any_order() -> None:
     assert len(a) == 16
     assert fingerprint({"alertname": "HighErrors", "environment": "staging"}) != a
     assert fingerprint({"alertname": "HighErrors"}) != a
+
+
+def test_state_machine_honours_for_and_keep_firing_for() -> None:
+    state = evaluation.AlertState("inactive")
+    timeline = []
+    for second, condition in [
+        (0, True),
+        (10, True),
+        (30, True),
+        (40, False),
+        (50, False),
+        (60, False),
+    ]:
+        state = evaluation.step(
+            state, condition, T0 + timedelta(seconds=second), for_s=30, keep_firing_for_s=25
+        )
+        timeline.append(state.state)
+    assert timeline == ["pending", "pending", "firing", "firing", "firing", "resolved"]
+    assert state.starts_at == T0 + timedelta(seconds=30)
+    assert state.ends_at == T0 + timedelta(seconds=60)
+    pending = evaluation.step(
+        evaluation.AlertState("inactive"), True, T0, for_s=30, keep_firing_for_s=0
+    )
+    assert (
+        evaluation.step(
+            pending, False, T0 + timedelta(seconds=5), for_s=30, keep_firing_for_s=0
+        ).state
+        == "resolved"
+    )
+    immediate = evaluation.step(
+        evaluation.AlertState("inactive"), True, T0, for_s=0, keep_firing_for_s=0
+    )
+    assert immediate.state == "firing"
+
+
+@pytest.mark.parametrize("method", ["robust_zscore", "ewma"])
+def test_anomaly_fires_on_a_spike_and_not_on_noise(method: str) -> None:
+    rng = random.Random(42)
+    history = [100 + rng.gauss(0, 5) for _ in range(200)]
+    noise = [100 + rng.gauss(0, 5) for _ in range(5)]
+    spike = [160 + rng.gauss(0, 5) for _ in range(5)]
+    quiet = evaluation.anomaly(history, noise, method=method, sensitivity=4, min_points=20)
+    loud = evaluation.anomaly(history, spike, method=method, sensitivity=4, min_points=20)
+    assert quiet.active is False, quiet.reason
+    assert loud.active is True, loud.reason
+    assert (
+        evaluation.anomaly(history[:5], spike, method=method, sensitivity=4, min_points=20).active
+        is None
+    )

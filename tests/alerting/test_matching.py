@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shipboard.alerting import matching
 from shipboard.alerting.matching import matches
 
 LABELS = {"alertname": "HighLatency", "environment": "production", "severity": "high"}
@@ -62,3 +63,13 @@ def test_a_regex_that_does_not_compile_matches_nothing_negated_or_not(negated: b
 
 def test_is_equal_absent_means_equal() -> None:
     assert matches([{"name": "severity", "value": "high", "isRegex": False}], LABELS)
+
+
+def test_silence_matchers() -> None:
+    labels = {"alertname": "HighLatency", "environment": "production", "severity": "high"}
+    assert matching.matches([{"name": "alertname", "value": "HighLatency"}], labels)
+    assert matching.matches([{"name": "alertname", "value": "High.*", "isRegex": True}], labels)
+    assert not matching.matches(
+        [{"name": "environment", "value": "production", "isEqual": False}], labels
+    )
+    assert not matching.matches([{"name": "alertname", "value": "Other"}], labels)
