@@ -50,7 +50,8 @@ def _sarif(n: int, seed: int) -> bytes:
 def bench_security_import(url: str, backend: str, n: int) -> list[dict[str, Any]]:
     """A SARIF file with ``n`` results imported twice (the second matched against the first:
     fingerprints, resolve, reopen) against json.load + the driver writing the same rows."""
-    from shipboard.security.imports import import_report
+    from shipboard.security import ingest
+    from shipboard.security.service import import_report, parse
 
     migrate.upgrade(url)
     engine = create_db_engine(url)
@@ -60,15 +61,12 @@ def bench_security_import(url: str, backend: str, n: int) -> list[dict[str, Any]
     times = []
     for data in (first, second):
         started = time.perf_counter()
-        with system_transaction(engine) as s:
-            import_report(
-                s,
-                environment="production",
-                data=data,
-                scan_type=None,
-                tool=None,
-                audit_context=None,
-            )
+        import_report(
+            ingest.system_opener(engine),
+            environment="production",
+            report=parse(data, scan_type=None, tool=None),
+            audit_context=None,
+        )
         times.append(time.perf_counter() - started)
 
     def baseline() -> None:

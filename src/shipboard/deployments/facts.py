@@ -15,7 +15,7 @@ from shipboard.environments import validation
 from shipboard.environments.models import Environment
 from shipboard.environments.validation import stored_mapping
 from shipboard.performance.service import blocking_regressions
-from shipboard.security.imports import current_findings
+from shipboard.security import service as security
 
 
 def stored_gate_inputs(
@@ -60,7 +60,7 @@ def gate_facts(
         else False
     )
     critical = (
-        repository.unresolved_critical_in_latest_scans(session, environment.name)
+        security.count_unresolved(session, environment=environment.name, severity="critical")
         if gates.feature(facts, "block_on_critical_findings")
         else 0
     )
@@ -70,17 +70,10 @@ def gate_facts(
         if environment.name == "production"
         else []
     )
-    # Overdue in the query: filtered after a limit, the oldest (the overdue ones) fell off.
+    # Counted in the query: filtered after a limit, the oldest (the overdue ones) fell off.
     overdue_high = (
-        len(
-            current_findings(
-                session,
-                environment=environment.name,
-                severity="high",
-                status="open",
-                overdue=True,
-                limit=1_000_000,
-            )
+        security.count_unresolved(
+            session, environment=environment.name, severity="high", overdue=True
         )
         if gates.feature(facts, "block_on_overdue_high")
         else 0

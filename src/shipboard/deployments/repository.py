@@ -8,19 +8,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard.core.pagination import Page
-from shipboard.core.time import utcnow
 from shipboard.db import bulk
 from shipboard.db.engine import is_postgres
 from shipboard.db.keyset import filter_by, keyset_page
 from shipboard.deployments.models import DeploymentConfig, DeploymentLog, DeploymentRun
 from shipboard.deployments.schemas import DeploymentFilter, LogFilter
 from shipboard.environments.models import Environment
-from shipboard.security.models import (
-    FindingIdentity,
-    FindingOccurrence,
-    SecurityFinding,
-    SecurityScan,
-)
 
 
 def add(session: Session, deployment: DeploymentConfig) -> DeploymentConfig:
@@ -114,49 +107,6 @@ def succeeded_in(session: Session, environment: str, version: str, commit_sha: s
         )
         or 0
     ) > 0
-
-
-def unresolved_critical_in_latest_scans(session: Session, environment: str) -> int:
-    """Critical findings of the latest completed scan of each type, neither resolved nor
-    triaged (a triage that has expired counts as none)."""
-    scans = session.execute(
-        sa.select(SecurityScan.id, SecurityScan.type)
-        .where(SecurityScan.environment == environment, SecurityScan.status == "completed")
-        .order_by(SecurityScan.started_at.desc())
-        .limit(500)
-    ).all()
-    latest: dict[str, uuid.UUID] = {}
-    for scan_id, scan_type in scans:
-        latest.setdefault(scan_type, scan_id)
-    if not latest:
-        return 0
-    now = utcnow()
-    triaged = (
-        sa.select(FindingOccurrence.finding_id)
-        .join(FindingIdentity, FindingIdentity.id == FindingOccurrence.identity_id)
-        .where(
-            FindingOccurrence.finding_id == SecurityFinding.id,
-            FindingIdentity.triage_status.is_not(None),
-            sa.or_(
-                FindingIdentity.triage_expires_at.is_(None),
-                FindingIdentity.triage_expires_at > now,
-            ),
-        )
-        .exists()
-    )
-    return (
-        session.scalar(
-            sa.select(sa.func.count())
-            .select_from(SecurityFinding)
-            .where(
-                SecurityFinding.scan_id.in_(list(latest.values())),
-                SecurityFinding.severity == "critical",
-                sa.or_(SecurityFinding.resolved.is_(False), SecurityFinding.resolved.is_(None)),
-                ~triaged,
-            )
-        )
-        or 0
-    )
 
 
 def last_success_before(

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shipboard import __version__
-from shipboard.security.imports import current_findings
 from shipboard.security.models import SecurityScan
+from shipboard.security.service import current_findings
 
 SCORES = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "2.0"}
 LEVELS = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}

@@ -28,9 +28,9 @@ from shipboard.core.errors import PayloadTooLarge
 from shipboard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shipboard.core.problems import Problem
 from shipboard.core.types import EnvironmentName, ScanStatus, ScanType, Severity
-from shipboard.db.engine import bind_identity, transaction
+from shipboard.db.engine import transaction
 from shipboard.environments.service import max_upload_bytes
-from shipboard.security import imports, runs, service
+from shipboard.security import ingest, runs, service
 from shipboard.security.schemas import (
     CurrentFindingPage,
     ScanRun,
@@ -58,9 +58,10 @@ CHANGE: dict[int | str, dict[str, Any]] = {
     413: {"model": Problem},
     422: {"model": Problem},
 }
+IMPORT: dict[int | str, dict[str, Any]] = {**CHANGE, 409: {"model": Problem}}
 
 
-@router.post("/scans/import", status_code=201, responses=CHANGE)
+@router.post("/scans/import", status_code=201, responses=IMPORT)
 def import_scan(
     request: Request,
     caller: UnlockedImporter,
@@ -78,7 +79,8 @@ def import_scan(
         ),
     ] = None,
 ) -> dict[str, Any]:
-    """Import a scan report: a completed scan, its findings, and their lifecycle across scans."""
+    """Import a scan report: a completed scan, its findings, and their lifecycle across scans.
+    409 while another import of the same environment, type, tool and target is in progress."""
     engine = request.app.state.engine
     # No request transaction: a 20 MB report parses for seconds, and a write transaction
     # open meanwhile would hold SQLite's only write lock, stalling every other writer.
@@ -87,19 +89,14 @@ def import_scan(
     data = file.file.read(limit + 1 if limit else -1)
     if limit and len(data) > limit:
         raise PayloadTooLarge(f"the report is larger than {environment}'s max_file_size_mb")
-    report = imports.parse(data, scan_type=type, tool=tool)
-    with transaction(engine) as db:
-        bind_identity(db, role=caller.role, user_id=caller.name)
-        return imports.import_report(
-            db,
-            environment=environment,
-            data=data,
-            scan_type=type,
-            tool=tool,
-            target=target,
-            audit_context=audit_context(request, caller),
-            report=report,
-        )
+    report = service.parse(data, scan_type=type, tool=tool)
+    return service.import_report(
+        ingest.caller_opener(engine, role=caller.role, user_id=caller.name),
+        environment=environment,
+        target=target,
+        audit_context=audit_context(request, caller),
+        report=report,
+    )
 
 
 @router.post("/scans", status_code=202, response_model=SecurityScanRead, responses=CHANGE)
@@ -190,7 +187,7 @@ def current_findings(
 ) -> CurrentFindingPage:
     """Every finding as it stands now (its latest occurrence), with its lifecycle state and SLA,
     newest first, a page at a time."""
-    page = imports.findings_page(
+    page = service.findings_page(
         db,
         environment=environment,
         severity=severity,
@@ -211,7 +208,7 @@ def triage_finding(
     finding_id: uuid.UUID, body: Triage, db: DbSession, caller: Triager, audit: Audit
 ) -> Response:
     """Triage a finding (fixed, false_positive, accepted_risk); later scans carry it forward."""
-    imports.triage(
+    service.triage(
         db,
         finding_id=finding_id,
         status=body.status,

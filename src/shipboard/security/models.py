@@ -136,3 +136,19 @@ class ScanRequest(Base):
     tool: Mapped[str] = mapped_column(sa.Text, nullable=False)
     requested_by: Mapped[str] = mapped_column(sa.Text, nullable=False)
     worker: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class SecurityImport(Base):
+    """An import in progress, one per scope (environment, scan type, tool, target): the guard
+    that keeps two imports of the same scope from interleaving their chunks. ``expires_at`` is
+    a lease the import renews with every chunk; one that lapsed (its process died) is taken
+    over by the next import of the scope, which first discards what the dead one staged."""
+
+    __tablename__ = "security_imports"
+
+    scope: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    scan_id: Mapped[uuid.UUID] = mapped_column(
+        GUID, sa.ForeignKey("security_scans.id", ondelete="CASCADE"), nullable=False
+    )
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -16,12 +15,12 @@ from sqlalchemy.orm import Session
 from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.core.crypto import Keyring
-from shipboard.core.errors import InvalidInput, ShipboardError
+from shipboard.core.errors import Conflict, InvalidInput, ShipboardError
 from shipboard.core.time import utcnow
 from shipboard.db.engine import system_transaction
 from shipboard.environments.service import plaintext_config, require_environment
 from shipboard.jobs import queue
-from shipboard.security import imports, scanners
+from shipboard.security import ingest, repository, scanners, service
 from shipboard.security.models import ScanRequest, SecurityScan
 from shipboard.security.schemas import ScanRun, SecurityScanRead
 
@@ -51,17 +50,16 @@ def request_scan(
         status="pending",
         started_at=utcnow(),
     )
-    session.add(scan)
-    session.flush()
-    session.add(
+    repository.add(session, scan)
+    repository.add(
+        session,
         ScanRequest(
             scan_id=scan.id,
             target=str(target),
             tool=data.tool or scanners.DEFAULT_TOOLS[data.type],
             requested_by=requested_by,
-        )
+        ),
     )
-    session.flush()
     queue.enqueue(session, SCAN_JOB, {"scan_id": str(scan.id)})
     audit.record(
         session,
@@ -106,7 +104,7 @@ def scan_job(
 
 def give_up_scan(session: Session, payload: dict[str, Any], why: str) -> None:
     """The scan a job stood for fails when the job is given up (its worker was lost)."""
-    scan = session.get(SecurityScan, uuid.UUID(payload["scan_id"]))
+    scan = repository.get_scan(session, uuid.UUID(payload["scan_id"]))
     if scan is not None and scan.status in ("pending", "running"):
         scan.status, scan.completed_at = "failed", utcnow()
         scan.error_message = f"the scan could not be run: {why}"[:500]
@@ -123,12 +121,11 @@ def run_scan(
 ) -> None:
     """Run one requested scan with the real scanner and store its result. Run again after a
     lost worker, it starts over."""
+    open_txn = ingest.system_opener(engine)
+    # Imports whose process died before they finished are discarded here, on every node.
+    ingest.reap_abandoned(open_txn)
     with system_transaction(engine) as session:
-        row = session.execute(
-            sa.select(SecurityScan, ScanRequest)
-            .join(ScanRequest, ScanRequest.scan_id == SecurityScan.id)
-            .where(SecurityScan.id == scan_id, SecurityScan.status.in_(("pending", "running")))
-        ).first()
+        row = repository.requested_scan(session, scan_id)
         if row is None:
             return  # deleted, or finished by a run whose worker was then taken for lost
         scan, request = row
@@ -160,35 +157,34 @@ def run_scan(
     if error is None:
         # Parsed before the write transaction: parsing holds no lock.
         try:
-            report = imports.parse(output, scan_type=job["type"], tool=job["tool"])
+            report = service.parse(output, scan_type=job["type"], tool=job["tool"])
         except ShipboardError as exc:
             error = f"{job['tool']} output could not be read as its report"
             detail = exc.detail
+    if error is None and report is not None:
+        try:
+            service.import_report(
+                open_txn,
+                environment=job["environment"],
+                report=report,
+                audit_context=None,
+                scan_id=job["scan_id"],
+                target=job["target"],
+            )
+        except Conflict as exc:
+            error = exc.detail  # another import of the same target is in progress
+        except ShipboardError as exc:
+            # The parser's words may quote the report, and the report quotes scanned files.
+            error = f"{job['tool']} output could not be read as its report"
+            detail = exc.detail
     with system_transaction(engine) as session:
-        ran = session.get(SecurityScan, job["scan_id"])
+        ran = repository.get_scan(session, job["scan_id"])
         if ran is None:
             return
-        if error is None:
-            try:
-                imports.import_report(
-                    session,
-                    environment=job["environment"],
-                    data=output,
-                    scan_type=job["type"],
-                    tool=job["tool"],
-                    audit_context=None,
-                    scan=ran,
-                    target=job["target"],
-                    report=report,
-                )
-            except ShipboardError as exc:
-                # The parser's words may quote the report, and the report quotes scanned files.
-                error = f"{job['tool']} output could not be read as its report"
-                detail = exc.detail
-            if ran.status == "failed" and error is None:
-                # The report said the scanner failed; its words may quote scanned files too.
-                error = f"{job['tool']} reported that it failed"
-                detail = ran.error_message
+        if ran.status == "failed" and error is None:
+            # The report said the scanner failed; its words may quote scanned files too.
+            error = f"{job['tool']} reported that it failed"
+            detail = ran.error_message
         if error is not None:
             if detail is not None:
                 error += f"; the server log has the details (scan_failed, scan_id {ran.id})"

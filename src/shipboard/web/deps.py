@@ -11,6 +11,7 @@ from shipboard.auth import sessions
 from shipboard.auth.deps import SESSION_COOKIE, DbSession, session_principal
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import Forbidden, ShipboardError, Unauthorized
+from shipboard.db.engine import transaction
 
 
 class LoginRequired(ShipboardError):
@@ -58,8 +59,33 @@ def form_role(*roles: str):  # type: ignore[no-untyped-def]
     return dependency
 
 
+def form_role_unlocked(*roles: str):  # type: ignore[no-untyped-def]
+    """``form_role`` for forms whose route opens its own transactions after a slow step
+    (parsing an uploaded report): the session is checked in a short transaction of its own,
+    so no write lock is held while that step runs."""
+
+    def dependency(
+        request: Request, csrf_token: Annotated[str, Form(max_length=200)] = ""
+    ) -> Principal:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            raise LoginRequired(quote(request.url.path))
+        try:
+            with transaction(request.app.state.engine) as db:
+                info = session_principal(request, db, cookie)
+        except Unauthorized as exc:
+            raise LoginRequired(quote(request.url.path)) from exc
+        sessions.check_csrf(info, csrf_token)
+        if info.principal.role not in roles:
+            raise Forbidden(f"this action needs one of: {', '.join(roles)}")
+        return info.principal
+
+    return dependency
+
+
 Viewer = Annotated[Principal, Depends(page_user)]
 AdminPage = Annotated[Principal, Depends(page_role("admin"))]
 FormUser = Annotated[Principal, Depends(csrf_checked)]
 DeployerForm = Annotated[Principal, Depends(form_role("deployer", "admin"))]
+UnlockedDeployerForm = Annotated[Principal, Depends(form_role_unlocked("deployer", "admin"))]
 AdminForm = Annotated[Principal, Depends(form_role("admin"))]

@@ -20,12 +20,13 @@ from shipboard.core import charts
 from shipboard.core.errors import InvalidInput, NotFound, PayloadTooLarge
 from shipboard.core.time import utcnow
 from shipboard.core.types import ENVIRONMENTS
+from shipboard.db.engine import transaction
 from shipboard.environments.service import max_upload_bytes
-from shipboard.security import imports
+from shipboard.security import ingest
 from shipboard.security import service as security
 from shipboard.security.models import SCAN_TYPES
 from shipboard.security.schemas import SecurityScanFilter, SecurityScanRead, Triage
-from shipboard.web.deps import DeployerForm, Viewer
+from shipboard.web.deps import DeployerForm, UnlockedDeployerForm, Viewer
 from shipboard.web.helpers import (
     SEVERITIES,
     audit_context,
@@ -101,7 +102,7 @@ def security_page(
     # "any" is the select's explicit choice; an absent status means the open ones.
     state = None if status == "any" else choice(status, STATES, "status")
     late = flag(overdue, "overdue")
-    page = imports.findings_page(
+    page = security.findings_page(
         db,
         environment=env,
         severity=picked_severity,
@@ -162,7 +163,7 @@ def finding_page(
     principal: Viewer,
     done: str | None = None,
 ) -> Response:
-    finding = imports.current_finding(db, finding_id=finding_id)
+    finding = security.current_finding(db, finding_id=finding_id)
     cwe = CWE.match(finding["cwe_id"] or "")
     return render(
         request,
@@ -194,7 +195,7 @@ def triage_finding(
             "expires must be in the future", errors=[{"loc": ["form", "expires"], "msg": "past"}]
         )
     body = validated(Triage, {"status": status, "reason": reason.strip(), "expires_at": expires_at})
-    imports.triage(
+    security.triage(
         db,
         finding_id=finding_id,
         status=body.status,
@@ -209,8 +210,7 @@ def triage_finding(
 @router.post("/security/import")
 def import_report(
     request: Request,
-    db: DbSession,
-    principal: DeployerForm,
+    principal: UnlockedDeployerForm,
     file: Annotated[UploadFile, File()],
     environment: Annotated[str, Form(max_length=40)],
     type: Annotated[str, Form(max_length=40)] = "",
@@ -222,7 +222,11 @@ def import_report(
             "choose the environment the report is about",
             errors=[{"loc": ["form", "environment"], "msg": "required"}],
         )
-    limit = max_upload_bytes(db, name=env)
+    engine = request.app.state.engine
+    # No request transaction: parsing a large report takes seconds, and on SQLite a write
+    # transaction open meanwhile would hold the only write lock (as the API's import does).
+    with transaction(engine, write=False) as db:
+        limit = max_upload_bytes(db, name=env)
     data = file.file.read(limit + 1 if limit else -1)
     if limit and len(data) > limit:
         raise PayloadTooLarge(f"the report is larger than {env}'s max_file_size_mb")
@@ -230,12 +234,12 @@ def import_report(
         raise InvalidInput(
             "the file is empty", errors=[{"loc": ["form", "file"], "msg": "empty file"}]
         )
-    result = imports.import_report(
-        db,
+    scan_type = choice(type, SCAN_TYPES, "type")
+    report = security.parse(data, scan_type=scan_type, tool=tool.strip() or None)
+    result = security.import_report(
+        ingest.caller_opener(engine, role=principal.role, user_id=principal.name),
         environment=env,
-        data=data,
-        scan_type=choice(type, SCAN_TYPES, "type"),
-        tool=tool.strip() or None,
+        report=report,
         audit_context=audit_context(request, principal),
     )
     return back("/security", "imported", environment=env, scan=str(result["scan"]["id"]))

@@ -18,7 +18,7 @@ from shipboard.deployments import state
 from shipboard.deployments.schemas import DeploymentFilter
 from shipboard.environments import service as environments
 from shipboard.reports import service as reports
-from shipboard.security.imports import current_findings
+from shipboard.security.service import current_findings
 
 LOG_LINES = 500  # the API's page size; the live tail brings the rest
 SEVERITY_ORDER = ("critical", "high", "medium", "low")
