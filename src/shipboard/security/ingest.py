@@ -12,7 +12,9 @@ the database's only write lock is released between chunks and other writers keep
 3. **Flip** (one transaction): known identities move to their new findings in one statement,
    those reopened, adopted or re-triaged get their new state, those the report lacks are
    resolved — only now, after the last chunk — the claim is released (the new findings become
-   visible), and the scan is completed with its summary and audit event.
+   visible), and the import is audited. The scan's summary (the compliance score counts every
+   unresolved finding of the environment) is read afterwards with no write lock held, and
+   stored with the scan's completion in a last short transaction.
 
 An import that fails on the way discards what it staged (the scan too, when the import made it):
 nothing half-written stays. If its process dies instead, the lease lapses and the next import
@@ -176,7 +178,8 @@ def flip(
     those the report lacks are resolved, and the claim is released — which is what makes the
     scan's findings visible."""
     keep(session, key=key, scan_id=scan_id)
-    repository.advance_seen(session, scan_id=scan_id, now=now)
+    if plan.new < len(plan.findings):  # some were seen before
+        repository.advance_seen(session, scan_id=scan_id, now=now)
     repository.update_seen(session, plan.changed)
     repository.resolve(session, plan.gone, now)
     repository.release_import(session, scope=key, scan_id=scan_id)

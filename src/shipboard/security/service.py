@@ -171,7 +171,7 @@ def import_report(
         )
         if failure is not None:
             result = _complete(session, scan, report, scope, (0, 0, 0), failure, now)
-            _audit(session, result, report, audit_context)
+            _audit(session, scan.id, "failed", report, scope, audit_context)
             return result
         ingest.claim(session, key=key, scan=scan)
     try:
@@ -184,22 +184,34 @@ def import_report(
         staged = time.perf_counter()
         with open_txn(True) as session:
             ingest.flip(session, key=key, scan_id=scan.id, plan=plan, now=now)
-            ran = repository.get_scan(session, scan.id)
-            assert ran is not None
-            counts = (plan.new, plan.reopened, len(plan.gone))
-            result = _complete(session, ran, report, scope, counts, None, now)
-            _audit(session, result, report, audit_context)
-        log.info(
-            "scan_imported",
-            scan_id=str(scan.id),
-            findings=len(plan.findings),
-            plan_s=round(planned - started, 3),
-            stage_s=round(staged - planned, 3),
-            flip_s=round(time.perf_counter() - staged, 3),
-        )
+            _audit(session, scan.id, "completed", report, scope, audit_context)
+        flipped = time.perf_counter()
     except BaseException:
         ingest.discard(open_txn, key=key, scan_id=scan.id, drop_scan=scan_id is None)
         raise
+    # The score counts every unresolved finding of the environment: read after the flip with no
+    # write lock held (at 100,000 findings it was most of the flip), then stored with the
+    # scan's completion, so that a completed scan always has its summary.
+    with open_txn(False) as session:
+        summary = _summary(session, environment, report, now)
+    with open_txn(True) as session:
+        ran = repository.get_scan(session, scan.id)
+        assert ran is not None
+        if ran.started_at is not None:
+            summary["scan_duration_ms"] = round((now - ran.started_at).total_seconds() * 1000)
+        ran.summary = summary
+        ran.status, ran.completed_at, ran.error_message = "completed", now, None
+        session.flush()
+        result = _result(ran, report, scope, (plan.new, plan.reopened, len(plan.gone)))
+    log.info(
+        "scan_imported",
+        scan_id=str(scan.id),
+        findings=len(plan.findings),
+        plan_s=round(planned - started, 3),
+        stage_s=round(staged - planned, 3),
+        flip_s=round(flipped - staged, 3),
+        summary_s=round(time.perf_counter() - flipped, 3),
+    )
     return result
 
 
@@ -233,16 +245,18 @@ def _complete(
     report: ParsedReport,
     scope: str,
     counts: tuple[int, int, int],
-    failure: str | None,
+    failure: str,
     now: datetime,
 ) -> dict[str, Any]:
-    scan.status = "failed" if failure else "completed"
-    scan.completed_at, scan.error_message = now, failure
-    if failure is None:
-        scan.summary = _summary(session, scan.environment, report, now)
-        if scan.started_at is not None:
-            scan.summary["scan_duration_ms"] = round((now - scan.started_at).total_seconds() * 1000)
+    """A scan whose report says its scanner failed: stored as failed, resolving nothing."""
+    scan.status, scan.completed_at, scan.error_message = "failed", now, failure
     session.flush()
+    return _result(scan, report, scope, counts)
+
+
+def _result(
+    scan: SecurityScan, report: ParsedReport, scope: str, counts: tuple[int, int, int]
+) -> dict[str, Any]:
     new, reopened, resolved = counts
     return {
         "scan": SecurityScanRead.model_validate(scan).model_dump(mode="json"),
@@ -259,8 +273,10 @@ def _complete(
 
 def _audit(
     session: Session,
-    result: dict[str, Any],
+    scan_id: uuid.UUID,
+    status: str,
     report: ParsedReport,
+    scope: str,
     audit_context: AuditContext | None,
 ) -> None:
     if audit_context is None:
@@ -270,13 +286,13 @@ def _audit(
         context=audit_context,
         action="scan.import",
         target_type="scan",
-        target_id=str(result["scan"]["id"]),
+        target_id=str(scan_id),
         details={
             "tool": report.tool,
             "format": report.format,
             "findings": len(report.findings),
-            "status": result["scan"]["status"],
-            "target": result["target"],
+            "status": status,
+            "target": scope,
         },
     )
 
