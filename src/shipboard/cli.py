@@ -234,6 +234,7 @@ def _start_background(application: Any, engine: Any, settings: Any) -> _Backgrou
         scan_roots=settings.scan_roots.split(":"),
         scan_protected=settings.scan_protected,
         outbound=settings.outbound_policy,
+        metrics_store=settings.metrics_store(),
     )
     scheduler = background.from_settings(engine, application.state.keyring, settings)
 
@@ -332,6 +333,7 @@ def worker_command(
             scan_roots=settings.scan_roots.split(":"),
             scan_protected=settings.scan_protected,
             outbound=settings.outbound_policy,
+            metrics_store=settings.metrics_store(),
         ).run(stop)
     finally:
         scheduler_stop.set()

@@ -13,6 +13,7 @@ from shipboard.core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from shipboard.core.netguard import OutboundPolicy
+    from shipboard.core.promql import PromStore
 
 
 class Settings(BaseSettings):
@@ -136,6 +137,17 @@ class Settings(BaseSettings):
         "tried in order (comma-separated)",
     )
     # The user's Prometheus-compatible store (docs/monitoring.md, issue 23).
+    prometheus_url: str | None = Field(
+        default=None,
+        description="Prometheus HTTP API base PromQL watch checks query (Prometheus, "
+        "VictoriaMetrics, Mimir's /prometheus, Thanos Query)",
+    )
+    prometheus_bearer_token: str | None = None
+    prometheus_username: str | None = None
+    prometheus_password: str | None = None
+    prometheus_ca_file: str | None = Field(
+        default=None, description="CA bundle (PEM) the store's TLS is checked with"
+    )
     remote_write_url: str | None = Field(
         default=None,
         description="Prometheus remote-write endpoint (e.g. http://vm:8428/api/v1/write) every "
@@ -169,6 +181,13 @@ class Settings(BaseSettings):
             raise ValueError(f"SHIPBOARD_BACKUP_SCHEDULE {value!r} is not a cron expression")
         return value or None
 
+    @field_validator("prometheus_url")
+    @classmethod
+    def _valid_prometheus_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"SHIPBOARD_PROMETHEUS_URL {value!r} is not an http(s) URL")
+        return value or None
+
     @field_validator("remote_write_url")
     @classmethod
     def _valid_remote_write_url(cls, value: str | None) -> str | None:
@@ -197,6 +216,22 @@ class Settings(BaseSettings):
         if self.env == "production" and not self.secret_keys:
             raise ValueError("SHIPBOARD_SECRET_KEYS must be set when SHIPBOARD_ENV=production")
         return self
+
+    def metrics_store(self) -> PromStore | None:
+        """A client of SHIPBOARD_PROMETHEUS_URL, or None when it is unset."""
+        from shipboard.core.promql import PromStore, StoreSettings
+
+        if not self.prometheus_url:
+            return None
+        return PromStore(
+            StoreSettings(
+                url=self.prometheus_url,
+                bearer_token=self.prometheus_bearer_token,
+                username=self.prometheus_username,
+                password=self.prometheus_password,
+                ca_file=self.prometheus_ca_file,
+            )
+        )
 
     @property
     def effective_database_url(self) -> str:

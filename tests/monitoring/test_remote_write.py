@@ -152,7 +152,7 @@ def test_the_encoding_round_trips_and_keeps_the_specs_rules() -> None:
         rw.encode([rw.Series(labels=(("job", "x"), ("__name__", "up")), samples=())])
 
 
-# --- reading the store back: monitoring/promql.py -------------------------------------------
+# --- reading the store back: core/promql.py -------------------------------------------
 
 
 def _loaded(url: str, now_ms: int) -> None:
@@ -174,7 +174,7 @@ def test_queries_read_the_real_stores_and_variables_cannot_add_matchers(
     from datetime import UTC, datetime, timedelta
 
     from shipboard.core.errors import InvalidInput
-    from shipboard.monitoring.promql import PromStore, StoreError, StoreSettings, render
+    from shipboard.core.promql import PromStore, StoreError, StoreSettings, render
 
     if engine == "prometheus":
         url = request.getfixturevalue("prometheus")().url

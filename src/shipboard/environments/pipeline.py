@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shipboard.core.promql import check_query
 from shipboard.core.types import HttpUrlStr, MetricName
 
 Stage = Literal["build", "deploy", "verify"]
@@ -38,8 +39,11 @@ class WatchCheck(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=128)
-    kind: Literal["threshold", "compare"] = "threshold"
-    metric: MetricName
+    kind: Literal["threshold", "compare", "promql"] = "threshold"
+    metric: MetricName | None = None
+    # kind promql: a query of the metrics store (SHIPBOARD_PROMETHEUS_URL), compared with
+    # ``op`` and ``value``; $environment, $version … are filled in per deployment.
+    query: str | None = Field(default=None, max_length=4096)
     aggregate: Literal["avg", "min", "max", "sum", "count"] = "avg"
     op: Literal[">", ">=", "<", "<=", "==", "!="] = ">"
     value: float | None = None
@@ -47,6 +51,21 @@ class WatchCheck(BaseModel):
     direction: Literal["increase", "decrease"] = "increase"
     min_effect: float = Field(default=0.1, ge=0, description="Relative change that counts")
     alpha: float = Field(default=0.05, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _what_it_measures(self) -> WatchCheck:
+        if self.kind == "promql":
+            if not self.query:
+                raise ValueError("a promql check needs a query")
+            if self.metric is not None:
+                raise ValueError("a promql check has a query, not a metric")
+            check_query(self.query)
+        else:
+            if self.metric is None:
+                raise ValueError(f"a {self.kind} check needs a metric")
+            if self.query is not None:
+                raise ValueError(f"a {self.kind} check has a metric, not a query")
+        return self
 
 
 class Watch(BaseModel):

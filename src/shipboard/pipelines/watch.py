@@ -3,35 +3,125 @@ passes the deployment or rolls it back (the statistics are ``analysis``, pure)."
 
 from __future__ import annotations
 
+import math
+import time
 from datetime import datetime, timedelta
 
+import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from shipboard.alerting import external
+from shipboard.core.comparisons import OPS
+from shipboard.core.promql import PromStore, StoreError, render
 from shipboard.core.time import utcnow
 from shipboard.db.engine import system_transaction
 from shipboard.deployments import service as deployments
 from shipboard.deployments.models import DeploymentConfig, DeploymentRun
-from shipboard.environments.pipeline import Pipeline
+from shipboard.environments.pipeline import Pipeline, WatchCheck
 from shipboard.monitoring import repository as monitoring_repo
 from shipboard.pipelines import analysis, repository
 from shipboard.pipelines.recovery import auto_rollback
 
+log = structlog.get_logger("shipboard.watch")
 
-def watch_due(engine: Engine) -> int:
-    """Take one measurement of every check of every watch that is due; act on verdicts."""
+
+def watch_due(engine: Engine, *, store: PromStore | None = None) -> int:
+    """Take one measurement of every check of every watch that is due; act on verdicts.
+
+    PromQL checks ask the metrics store first, outside any transaction (a slow store must not
+    hold SQLite's write lock); the measurements are then judged in one transaction."""
+    now = utcnow()
+    with system_transaction(engine) as session:
+        asks = {
+            deployment.id: _promql_asks(deployment, run)
+            for deployment, run in repository.due_watches(session, now)
+        }
+    answers = {
+        deployment_id: {name: _ask(store, query, now) for name, query in queries}
+        for deployment_id, queries in asks.items()
+        if queries
+    }
     evaluated = 0
     with system_transaction(engine) as session:
-        now = utcnow()
         for deployment, run in repository.due_watches(session, now):
             evaluated += 1
-            evaluate_watch(session, deployment, run, now)
+            evaluate_watch(session, deployment, run, now, promql=answers.get(deployment.id, {}))
     return evaluated
 
 
+def _promql_asks(deployment: DeploymentConfig, run: DeploymentRun) -> list[tuple[str, str]]:
+    """The rendered queries of a watch's PromQL checks, by check name."""
+    if run.pipeline is None or deployment.status != "success":
+        return []
+    watch = Pipeline.model_validate(run.pipeline).watch
+    if watch is None:
+        return []
+    started = run.deploy_started_at or deployment.completed_at
+    if started is None:
+        return []
+    variables = {
+        "environment": deployment.environment,
+        "version": deployment.version,
+        "deployment_id": str(deployment.id),
+        "deployment_started_at": f"{started.timestamp():.3f}",
+        "deployment_completed_at": (
+            f"{deployment.completed_at.timestamp():.3f}" if deployment.completed_at else ""
+        ),
+    }
+    return [
+        (check.name, render(check.query, variables))
+        for check in watch.checks
+        if check.kind == "promql" and check.query
+    ]
+
+
+def _ask(store: PromStore | None, query: str, now: datetime) -> list[float] | str:
+    """The values a query gives now, or why there are none."""
+    if store is None:
+        return "SHIPBOARD_PROMETHEUS_URL is not set"
+    started = time.perf_counter()
+    try:
+        samples = store.query(query, at=now)
+    except StoreError as exc:
+        return f"the metrics store: {exc}"
+    log.debug("promql_check", seconds=round(time.perf_counter() - started, 4))
+    return [s.value for s in samples]
+
+
+def _promql(
+    name: str, answer: list[float] | str | None, *, op: str, value: float
+) -> analysis.Measurement:
+    if answer is None:
+        return analysis.Measurement(name, "Inconclusive", "not measured this round")
+    if isinstance(answer, str):
+        return analysis.Measurement(name, "Inconclusive", answer)
+    if len(answer) > 1:
+        return analysis.Measurement(
+            name,
+            "Inconclusive",
+            f"the query returned {len(answer)} series; aggregate it to one (sum, max …)",
+        )
+    if not answer or math.isnan(answer[0]):
+        return analysis.Measurement(name, "Inconclusive", "the query returned no value")
+    measured = answer[0]
+    ok = OPS[op](measured, value)
+    return analysis.Measurement(
+        name,
+        "Successful" if ok else "Failed",
+        f"result = {measured:.6g}; expected {op} {value:g}",
+        value=measured,
+        samples=1,
+    )
+
+
 def evaluate_watch(
-    session: Session, deployment: DeploymentConfig, run: DeploymentRun, now: datetime
+    session: Session,
+    deployment: DeploymentConfig,
+    run: DeploymentRun,
+    now: datetime,
+    *,
+    promql: dict[str, list[float] | str] | None = None,
 ) -> None:
     """One round of a deployment's watch: measure, log, and decide whether it goes on."""
     assert run.pipeline is not None
@@ -48,50 +138,23 @@ def evaluate_watch(
     # that lands while the worker is busy elsewhere is still counted.
     previous = [e["at"] for e in run.analysis or [] if e.get("kind") == "watch"]
     since = datetime.fromisoformat(previous[-1]) if previous else deployment.completed_at
-    taken = []
-    for check in watch.checks:
-        if check.kind == "threshold":
-            points = monitoring_repo.values(
+    taken = [
+        {
+            "kind": "watch",
+            "at": now.isoformat(),
+            **_measure(
                 session,
-                environment=deployment.environment,
-                name=check.metric,
-                tags=check.tags,
+                check,
+                deployment,
                 since=since,
                 until=now,
-            )
-            measurement = analysis.threshold(
-                check.name,
-                points,
-                aggregate=check.aggregate,
-                op=check.op,
-                value=check.value if check.value is not None else 0.0,
-            )
-        else:
-            before = monitoring_repo.values(
-                session,
-                environment=deployment.environment,
-                name=check.metric,
-                tags=check.tags,
-                since=deploy_start - window,
-                until=deploy_start,
-            )
-            after = monitoring_repo.values(
-                session,
-                environment=deployment.environment,
-                name=check.metric,
-                tags=check.tags,
-                since=deployment.completed_at,
-                until=now,
-            )
-            measurement = analysis.compare(
-                check.name,
-                before,
-                after,
-                direction=check.direction,
-                min_effect=check.min_effect,
-                alpha=check.alpha,
-            )
-        taken.append({"kind": "watch", "at": now.isoformat(), **measurement.as_dict()})
+                deploy_start=deploy_start,
+                window=window,
+                promql=promql or {},
+            ).as_dict(),
+        }
+        for check in watch.checks
+    ]
     history = [*(run.analysis or []), *taken]
     run.analysis = history
     for entry in taken:
@@ -139,3 +202,69 @@ def evaluate_watch(
         deployments.log_line(session, deployment.id, "info", "watch passed")
     else:
         run.watch_next_at = now + interval
+
+
+def _measure(
+    session: Session,
+    check: WatchCheck,
+    deployment: DeploymentConfig,
+    *,
+    since: datetime,
+    until: datetime,
+    deploy_start: datetime,
+    window: timedelta,
+    promql: dict[str, list[float] | str],
+) -> analysis.Measurement:
+    """One measurement of one check over ``since``–``until``."""
+    now = until
+    if check.kind == "promql":
+        measurement = _promql(
+            check.name,
+            promql.get(check.name),
+            op=check.op,
+            value=check.value if check.value is not None else 0.0,
+        )
+    elif check.kind == "threshold":
+        assert check.metric is not None
+        points = monitoring_repo.values(
+            session,
+            environment=deployment.environment,
+            name=check.metric,
+            tags=check.tags,
+            since=since,
+            until=now,
+        )
+        measurement = analysis.threshold(
+            check.name,
+            points,
+            aggregate=check.aggregate,
+            op=check.op,
+            value=check.value if check.value is not None else 0.0,
+        )
+    else:
+        assert check.metric is not None
+        before = monitoring_repo.values(
+            session,
+            environment=deployment.environment,
+            name=check.metric,
+            tags=check.tags,
+            since=deploy_start - window,
+            until=deploy_start,
+        )
+        after = monitoring_repo.values(
+            session,
+            environment=deployment.environment,
+            name=check.metric,
+            tags=check.tags,
+            since=deployment.completed_at or deploy_start,
+            until=now,
+        )
+        measurement = analysis.compare(
+            check.name,
+            before,
+            after,
+            direction=check.direction,
+            min_effect=check.min_effect,
+            alpha=check.alpha,
+        )
+    return measurement

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from shipboard.core.crypto import Keyring
 from shipboard.core.netguard import OutboundPolicy
+from shipboard.core.promql import PromStore
 from shipboard.pipelines import leases
 from shipboard.pipelines.execution import Execution
 from shipboard.pipelines.job import Job
@@ -40,7 +41,10 @@ class Worker:
         scan_roots: list[str] | None = None,
         scan_protected: Sequence[Path] = (),
         outbound: OutboundPolicy | None = None,
+        metrics_store: PromStore | None = None,
     ) -> None:
+        # The user's Prometheus-compatible store, for PromQL watch checks (None: not set).
+        self.metrics_store = metrics_store
         self.scan_roots = scan_roots or ["."]
         self.scan_protected = scan_protected
         self.outbound = outbound or OutboundPolicy()
@@ -88,7 +92,7 @@ class Worker:
 
     def watch(self) -> int:
         """Take one measurement of every check of every watch that is due; act on verdicts."""
-        return watch_due(self.engine)
+        return watch_due(self.engine, store=self.metrics_store)
 
     def execute(self, job: Job) -> None:
         Execution(

@@ -22,6 +22,22 @@ import orjson
 from shipboard.core.errors import InvalidInput
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+MAX_QUERY_CHARS = 4096
+# What a query may name, filled in per deployment when it runs (pipelines/watch.py).
+VARIABLES = (
+    "environment",
+    "version",
+    "deployment_id",
+    "deployment_started_at",
+    "deployment_completed_at",
+)
+_SAMPLE_VALUES = {
+    "environment": "production",
+    "version": "1.2.3",
+    "deployment_id": "00000000-0000-0000-0000-000000000000",
+    "deployment_started_at": "1700000000",
+    "deployment_completed_at": "1700000060",
+}
 # $name or ${name}: the variables Argo Rollouts and Grafana users already write.
 _VARIABLE = re.compile(r"\$(?:\{([a-z_][a-z0-9_]*)\}|([a-z_][a-z0-9_]*))")
 
@@ -70,6 +86,24 @@ def render(query: str, variables: Mapping[str, str]) -> str:
         return _escape(variables[name])
 
     return _VARIABLE.sub(substitute, query)
+
+
+def check_query(query: str) -> None:
+    """Refuse, on write, a query that could never run: an unknown variable, or text that is not
+    PromQL once the variables are filled in (parsed by promql-parser, the Rust port of
+    Prometheus' own parser). Raises ``ValueError`` saying what is wrong."""
+    import promql_parser
+
+    if len(query) > MAX_QUERY_CHARS:
+        raise ValueError(f"a query has at most {MAX_QUERY_CHARS} characters")
+    try:
+        rendered = render(query, _SAMPLE_VALUES)
+    except InvalidInput as exc:
+        raise ValueError(exc.detail) from None
+    try:
+        promql_parser.parse(rendered)
+    except ValueError as exc:
+        raise ValueError(f"not a PromQL query: {exc}") from None
 
 
 def _escape(value: str) -> str:
