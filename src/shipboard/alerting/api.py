@@ -22,18 +22,12 @@ from shipboard.alerting.schemas import (
     SilencePage,
     SilenceRead,
 )
-from shipboard.auth.deps import (
-    AdminOnly,
-    AnyUser,
-    Audit,
-    DbSession,
-    DeployerOrAdmin,
-    ServiceOrAdmin,
-)
+from shipboard.auth.deps import AdminOnly, AnyUser, Audit, DeployerOrAdmin, ServiceOrAdmin
 from shipboard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shipboard.core.problems import Problem
 from shipboard.core.time import utcnow
 from shipboard.environments import repository as environments
+from shipboard.http.db import DbSession
 
 router = APIRouter(
     prefix="/api/v1",

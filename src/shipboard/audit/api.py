@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends, Query
 
 from shipboard.audit import service
 from shipboard.audit.schemas import AuditEventPage, AuditFilter
-from shipboard.auth.deps import AdminOnly, DbSession
+from shipboard.auth.deps import AdminOnly
 from shipboard.core.problems import Problem
+from shipboard.http.db import DbSession
 
 router = APIRouter(
     prefix="/api/v1/audit",

@@ -1,4 +1,5 @@
-"""Request dependencies: the transaction, the caller, who may call what, audit and limits.
+"""Request dependencies: the caller, who may call what, audit and limits (the transaction is
+:mod:`shipboard.http.db`'s).
 
 Routes declare their permission in their signature (``caller: AdminOnly``), so reading a router
 shows who may call each route.
@@ -6,7 +7,7 @@ shows who may call each route.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -14,7 +15,6 @@ import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import QueuePool
 from starlette.types import Scope
 
 from shipboard.audit.service import AuditContext
@@ -28,52 +28,7 @@ from shipboard.core.ratelimit import RateLimiter
 from shipboard.core.time import utcnow
 from shipboard.core.types import ROLES, Role
 from shipboard.db.engine import bind_identity, system_transaction, transaction
-
-_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def _connection_slots(request: Request) -> anyio.Semaphore:
-    slots: anyio.Semaphore | None = getattr(request.app.state, "db_slots", None)
-    if slots is None:
-        pool = request.app.state.engine.pool
-        capacity = 10_000
-        if isinstance(pool, QueuePool):
-            capacity = pool.size() + max(int(getattr(pool, "_max_overflow", 0)), 0)
-        slots = request.app.state.db_slots = anyio.Semaphore(capacity)
-    return slots
-
-
-async def _connection_slot(request: Request) -> AsyncIterator[None]:
-    """Wait for a free database connection here, on the event loop, not in a worker thread.
-
-    Sync dependencies and routes run in a pool of 40 threads. With more requests in flight than
-    database connections, threads blocked waiting for a connection left none for the requests
-    that held one to finish (their route, their commit): every request stalled until the pool
-    timed out (100 concurrent clients acknowledged nothing in minutes, CPU idle)."""
-    async with _connection_slots(request):
-        yield
-
-
-def get_db(
-    request: Request, _slot: Annotated[None, Depends(_connection_slot, scope="function")]
-) -> Iterator[Session]:
-    """One transaction per request: committed when the route returns, rolled back if it raises.
-
-    Work that must survive a rollback (telling people a request was refused) registers a
-    callable in ``request.state.after_rollback``; it runs once the rollback has released the
-    transaction's locks."""
-    write = request.method not in _READ_METHODS
-    try:
-        with transaction(request.app.state.engine, write=write) as session:
-            yield session
-    except Exception:
-        for callback in getattr(request.state, "after_rollback", []):
-            callback()
-        raise
-
-
-# scope="function": commit before the response is sent, so a failed commit is an error response.
-DbSession = Annotated[Session, Depends(get_db, scope="function")]
+from shipboard.http.db import READ_METHODS, DbSession, connection_slots
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (shp_…) or a JWT")
 
@@ -94,7 +49,7 @@ def current_principal(
         # The browser's pages call the API with their session cookie (fetch, EventSource);
         # a cookie rides along on cross-site requests, so writes also need the CSRF token.
         info = session_principal(request, db, cookie)
-        if request.method not in _READ_METHODS:
+        if request.method not in READ_METHODS:
             sessions.check_csrf(info, request.headers.get("X-CSRF-Token"))
         return info.principal
     # A request with a body was authenticated before it was read (authenticate_before_body).
@@ -139,7 +94,7 @@ async def authenticate_before_body(scope: Scope) -> bool:
             with transaction(request.app.state.engine, write=False) as db:
                 return _bearer_principal(request, db, token.strip())
 
-        async with _connection_slots(request):
+        async with connection_slots(request):
             principal = await anyio.to_thread.run_sync(bearer)
         setattr(request.state, EARLY_PRINCIPAL, principal)
         return True
@@ -156,7 +111,7 @@ async def authenticate_before_body(scope: Scope) -> bool:
             return False  # the route answers for it, as it always did
         return True
 
-    async with _connection_slots(request):
+    async with connection_slots(request):
         return await anyio.to_thread.run_sync(session_valid)
 
 
@@ -194,7 +149,7 @@ def session_principal(request: Request, db: Session, cookie: str) -> sessions.Se
     idle = timedelta(minutes=request.app.state.settings.session_idle_minutes)
     info = sessions.authenticate(db, cookie=cookie, now=now, idle=idle)
     if info.needs_touch:
-        if request.method in _READ_METHODS:
+        if request.method in READ_METHODS:
             # A read request's transaction is read-only in spirit (and deferred on SQLite):
             # write the touch in its own short transaction.
             with system_transaction(request.app.state.engine) as touch_session:

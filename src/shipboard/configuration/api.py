@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from shipboard.auth.deps import AdminOnly, Audit, DbSession
+from shipboard.auth.deps import AdminOnly, Audit
 from shipboard.configuration import service
 from shipboard.configuration.schemas import (
     ApplyRequest,
@@ -16,6 +16,7 @@ from shipboard.configuration.schemas import (
     LiveConfig,
 )
 from shipboard.core.problems import Problem
+from shipboard.http.db import DbSession
 
 router = APIRouter(
     prefix="/api/v1/config",

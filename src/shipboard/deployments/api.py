@@ -8,7 +8,7 @@ from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from shipboard.auth.deps import AnyUser, Audit, DbSession, DeployerOrAdmin, require_role
+from shipboard.auth.deps import AnyUser, Audit, DeployerOrAdmin, require_role
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import GateBlocked
 from shipboard.core.problems import Problem
@@ -26,6 +26,7 @@ from shipboard.deployments.schemas import (
     RollbackRequest,
     StatusUpdate,
 )
+from shipboard.http.db import DbSession
 
 router = APIRouter(
     prefix="/api/v1",

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body, Depends, Path, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from shipboard.auth.deps import AdminOnly, AnyUser, Audit, DbSession
+from shipboard.auth.deps import AdminOnly, AnyUser, Audit
 from shipboard.core.bodylimit import read_limited_body
 from shipboard.core.errors import InvalidInput
 from shipboard.core.problems import Problem
@@ -23,6 +23,7 @@ from shipboard.environments.schemas import (
     SecretRead,
     SecretWrite,
 )
+from shipboard.http.db import DbSession
 
 router = APIRouter(
     prefix="/api/v1/environments",

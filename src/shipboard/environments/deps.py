@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from shipboard.auth.deps import DbSession, current_principal
+from shipboard.auth.deps import current_principal
 from shipboard.auth.schemas import Principal
 from shipboard.core.ratelimit import RateLimiter
 from shipboard.environments.service import rate_limit_per_minute
+from shipboard.http.db import DbSession
 
 
 def spend_budget(request: Request, db: Session, principal: Principal, environment: str) -> None:

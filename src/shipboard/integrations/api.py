@@ -6,15 +6,10 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from shipboard.auth.deps import (
-    AdminOnly,
-    Audit,
-    DbSession,
-    check_auth_failures,
-    note_auth_failure,
-)
+from shipboard.auth.deps import AdminOnly, Audit, check_auth_failures, note_auth_failure
 from shipboard.core.bodylimit import read_limited_body
 from shipboard.core.problems import Problem, problem_response
+from shipboard.http.db import DbSession
 from shipboard.integrations import service
 from shipboard.integrations.schemas import (
     DeliveryFilter,

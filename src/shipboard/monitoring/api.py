@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from shipboard.auth.deps import AnyUser, DbSession, ServiceOrAdmin
+from shipboard.auth.deps import AnyUser, ServiceOrAdmin
 from shipboard.core import jsonshape
 from shipboard.core.bodylimit import read_limited_body, too_large
 from shipboard.core.errors import InvalidInput, ShipboardError
@@ -25,6 +25,7 @@ from shipboard.core.time import utcnow
 from shipboard.core.types import DateTime, EnvironmentName, MetricName
 from shipboard.environments import repository as environments
 from shipboard.environments.deps import spend_budget
+from shipboard.http.db import DbSession
 from shipboard.monitoring import otlp, service
 from shipboard.monitoring.schemas import Accepted, Aggregation, MetricBatch, MetricNames, Series
 

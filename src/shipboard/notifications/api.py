@@ -7,8 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from shipboard.auth.deps import AdminOnly, AnyUser, Audit, DbSession
+from shipboard.auth.deps import AdminOnly, AnyUser, Audit
 from shipboard.core.problems import Problem
+from shipboard.http.db import DbSession
 from shipboard.notifications import service
 from shipboard.notifications.schemas import (
     ChannelCreate,

@@ -11,9 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
-from shipboard.auth.deps import AdminOnly, DbSession, current_principal
+from shipboard.auth.deps import AdminOnly, current_principal
 from shipboard.core.errors import Forbidden
 from shipboard.core.problems import Problem, problem_response
+from shipboard.http.db import DbSession
 from shipboard.ops import dbhealth, readiness
 from shipboard.ops.schemas import DbHealth
 

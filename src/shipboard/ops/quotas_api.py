@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from shipboard.auth.deps import AnyUser, DbSession
+from shipboard.auth.deps import AnyUser
 from shipboard.core.problems import Problem
+from shipboard.http.db import DbSession
 from shipboard.ops import quotas
 from shipboard.ops.schemas import EnvironmentUsage
 

@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
-from shipboard.auth.deps import AnyUser, Audit, DbSession, require_role
+from shipboard.auth.deps import AnyUser, Audit, require_role
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import PayloadTooLarge
 from shipboard.core.problems import Problem
@@ -12,6 +12,7 @@ from shipboard.core.telemetry import note_ingest
 from shipboard.core.types import EnvironmentName, ShortText, Timestamp
 from shipboard.environments.deps import spend_budget
 from shipboard.environments.service import max_upload_bytes
+from shipboard.http.db import DbSession
 from shipboard.performance import service
 from shipboard.performance.schemas import (
     IngestResult,

@@ -7,13 +7,14 @@ from fastapi import APIRouter, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
-from shipboard.auth.deps import AnyUser, DbSession
+from shipboard.auth.deps import AnyUser
 from shipboard.core.errors import InvalidInput
 from shipboard.core.problems import Problem
 from shipboard.core.time import parse_duration, utcnow
 from shipboard.core.types import EnvironmentName, Timestamp
 from shipboard.environments.config_sections import ReportKind
 from shipboard.environments.service import require_environment
+from shipboard.http.db import DbSession
 from shipboard.reports import documents, monitoring, performance, security, service
 from shipboard.reports.monitoring import MonitoringReport
 from shipboard.reports.schemas import DoraReport, PerformanceReport, SecurityReport

@@ -15,14 +15,7 @@ from fastapi import (
     UploadFile,
 )
 
-from shipboard.auth.deps import (
-    AnyUser,
-    Audit,
-    DbSession,
-    audit_context,
-    require_role,
-    require_role_unlocked,
-)
+from shipboard.auth.deps import AnyUser, Audit, audit_context, require_role, require_role_unlocked
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import PayloadTooLarge
 from shipboard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -30,6 +23,7 @@ from shipboard.core.problems import Problem
 from shipboard.core.types import EnvironmentName, ScanStatus, ScanType, Severity
 from shipboard.db.engine import transaction
 from shipboard.environments.service import max_upload_bytes
+from shipboard.http.db import DbSession
 from shipboard.security import ingest, runs, service
 from shipboard.security.schemas import (
     CurrentFindingPage,

@@ -11,15 +11,11 @@ from fastapi.responses import RedirectResponse, Response
 
 from shipboard.audit.service import AuditContext
 from shipboard.auth import sessions, totp
-from shipboard.auth.deps import (
-    SESSION_COOKIE,
-    DbSession,
-    check_auth_failures,
-    note_auth_failure,
-)
+from shipboard.auth.deps import SESSION_COOKIE, check_auth_failures, note_auth_failure
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import RateLimited
 from shipboard.core.time import utcnow
+from shipboard.http.db import DbSession
 from shipboard.web.deps import FormUser, Viewer
 from shipboard.web.render import render
 

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from shipboard.audit.service import AuditContext
-from shipboard.auth.deps import DbSession
 from shipboard.auth.schemas import Principal
 from shipboard.core.types import DeploymentStatus, EnvironmentName
 from shipboard.deployments import service as deployments
 from shipboard.deployments.schemas import DeploymentFilter
+from shipboard.http.db import DbSession
 from shipboard.web import service
 from shipboard.web.deps import DeployerForm, FormUser, Viewer
 from shipboard.web.helpers import moment

@@ -8,10 +8,11 @@ from urllib.parse import quote
 from fastapi import Depends, Form, Request
 
 from shipboard.auth import sessions
-from shipboard.auth.deps import SESSION_COOKIE, DbSession, session_principal
+from shipboard.auth.deps import SESSION_COOKIE, session_principal
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import Forbidden, ShipboardError, Unauthorized
 from shipboard.db.engine import transaction
+from shipboard.http.db import DbSession
 
 
 class LoginRequired(ShipboardError):

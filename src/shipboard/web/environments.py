@@ -14,7 +14,6 @@ from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from shipboard.auth.deps import DbSession
 from shipboard.core.errors import PayloadTooLarge
 from shipboard.core.time import utcnow
 from shipboard.deployments import gates
@@ -22,6 +21,7 @@ from shipboard.environments import service as environments
 from shipboard.environments.deps import spend_budget
 from shipboard.environments.pipeline import Pipeline
 from shipboard.environments.schemas import EnvironmentRead
+from shipboard.http.db import DbSession
 from shipboard.web.deps import AdminForm, Viewer
 from shipboard.web.helpers import audit_context, back
 from shipboard.web.render import render

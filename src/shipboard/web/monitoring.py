@@ -13,11 +13,11 @@ from fastapi.responses import Response
 from shipboard.alerting import alerts as alert_service
 from shipboard.alerting import silences as silence_service
 from shipboard.alerting.schemas import SilenceCreate
-from shipboard.auth.deps import DbSession
 from shipboard.core import charts
 from shipboard.core.errors import InvalidInput
 from shipboard.core.time import parse_duration, utcnow
 from shipboard.core.types import ENVIRONMENTS
+from shipboard.http.db import DbSession
 from shipboard.monitoring import service as metrics
 from shipboard.web.deps import DeployerForm, Viewer
 from shipboard.web.helpers import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from shipboard.auth.deps import DbSession
+from shipboard.http.db import DbSession
 from shipboard.web import service
 from shipboard.web.deps import Viewer
 from shipboard.web.render import render

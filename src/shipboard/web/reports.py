@@ -12,10 +12,10 @@ from markupsafe import Markup
 
 from shipboard.audit import service as audit
 from shipboard.audit.schemas import AuditFilter
-from shipboard.auth.deps import DbSession
 from shipboard.core import charts
 from shipboard.core.time import utcnow
 from shipboard.core.types import ENVIRONMENTS
+from shipboard.http.db import DbSession
 from shipboard.performance import service as performance
 from shipboard.reports import documents
 from shipboard.reports import performance as performance_report

@@ -15,13 +15,13 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 from markupsafe import Markup
 
-from shipboard.auth.deps import DbSession
 from shipboard.core import charts
 from shipboard.core.errors import InvalidInput, NotFound, PayloadTooLarge
 from shipboard.core.time import utcnow
 from shipboard.core.types import ENVIRONMENTS
 from shipboard.db.engine import transaction
 from shipboard.environments.service import max_upload_bytes
+from shipboard.http.db import DbSession
 from shipboard.security import ingest
 from shipboard.security import service as security
 from shipboard.security.models import SCAN_TYPES
