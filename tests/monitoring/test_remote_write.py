@@ -188,14 +188,27 @@ def test_queries_read_the_real_stores_and_variables_cannot_add_matchers(
     store = PromStore(StoreSettings(url=url))
     now = datetime.fromtimestamp(now_ms / 1000, UTC)
     query = render('errors_total{environment="$environment"}', {"environment": "production"})
+    # A store makes a point searchable a moment after it acknowledged it: poll, then assert.
+    expected = [("production", 10.0)]
     deadline = time.monotonic() + 10
-    while not (samples := store.query(query, at=now)) and time.monotonic() < deadline:
+    while True:
+        samples = store.query(query, at=now + timedelta(seconds=1))
+        got = [(s.labels["environment"], s.value) for s in samples]
+        if got == expected or time.monotonic() > deadline:
+            break
         time.sleep(0.2)
-    assert [(s.labels["environment"], s.value) for s in samples] == [("production", 10.0)]
+    assert got == expected
 
-    series = store.query_range(query, start=now - timedelta(minutes=9), end=now, step_s=60)
+    want = [19.0 - k for k in range(10)]
+    while True:
+        series = store.query_range(query, start=now - timedelta(minutes=9), end=now, step_s=60)
+        if (len(series) == 1 and [v for _, v in series[0].points] == want) or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(0.2)
     assert len(series) == 1
-    assert [v for _, v in series[0].points] == [19.0 - k for k in range(10)]
+    assert [v for _, v in series[0].points] == want
 
     # A value that tries to close the string and widen the match stays one label value.
     hostile = render(

@@ -25,6 +25,7 @@ from shipboard.monitoring import forwarding
 from shipboard.notifications.grouping import flush_groups
 from shipboard.ops import quota_repository
 from shipboard.ops.backup import checksums, contents
+from shipboard.security.models import SecurityImport, SecurityScan
 from tests.support.databases import SYSTEM, Database, DatabaseFactory
 from tests.support.factories import (
     SECURITY_FIXTURES,
@@ -216,6 +217,16 @@ def populate(clients: Clients, engine: Engine, *, receiver_url: str) -> None:
         assert login(client, "viewer-user").status_code == 303
     with system_transaction(engine) as session:
         audit.record(session, context=SYSTEM, action="backup.test", details={"at": "populate"})
+        # security_imports: the claim an import left when its process died (lease lapsed).
+        scan_id = session.scalar(sa.select(SecurityScan.id).limit(1))
+        session.add(
+            SecurityImport(
+                scope="populate:sast:semgrep:/lapsed",
+                scan_id=scan_id,
+                started_at=NOW - timedelta(hours=2),
+                expires_at=NOW - timedelta(hours=1),
+            )
+        )
         # job_schedules: a scheduled task that ran once.
         session.add(JobSchedule(name="populate.example", last_run_at=NOW, next_due_at=NOW))
         # remote_write_queue: a batch waiting for a metrics store (none is configured here).
