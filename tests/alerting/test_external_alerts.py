@@ -197,6 +197,11 @@ def test_the_webhook_needs_a_service_token_and_alertmanagers_shape(clients: Clie
     with clients.as_role("service") as service:
         refused = service.post("/api/v1/integrations/alertmanager", json={**body, "version": "3"})
         assert_problem(refused, 422)
+        naive = {**body["alerts"][0], "startsAt": "2026-12-03T10:00:00"}  # no zone: refused
+        refused = service.post(
+            "/api/v1/integrations/alertmanager", json={**body, "alerts": [naive]}
+        )
+        assert "startsAt" in str(assert_problem(refused, 422))
         ok = service.post("/api/v1/integrations/alertmanager", json=body)
         assert ok.json() == {"received": 1}
 

@@ -145,8 +145,8 @@ class AlertmanagerAlert(BaseModel):
     status: Literal["firing", "resolved"]
     labels: LabelMap = Field(max_length=200)
     annotations: LabelMap = Field(default_factory=dict, max_length=200)
-    startsAt: datetime  # noqa: N815 - Alertmanager's spelling
-    endsAt: datetime | None = None  # noqa: N815
+    startsAt: Timestamp  # noqa: N815 - Alertmanager's spelling; a naive time is refused (422)
+    endsAt: Timestamp | None = None  # noqa: N815
     generatorURL: str = Field(default="", max_length=4096)  # noqa: N815
     fingerprint: str = Field(min_length=1, max_length=64)
 
