@@ -3,14 +3,9 @@ they stay active exactly as long as they fire, and links point at SHIPBOARD_PUBL
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,9 +17,8 @@ from shipboard.db.engine import transaction
 from shipboard.jobs.runtime import Runtime
 from shipboard.monitoring.schemas import MonitoringMetricCreate
 from shipboard.monitoring.service import ingest_metrics
-from tests.support.live import Clients, Receiver, wait_for
+from tests.support.live import Alertmanager, Clients, Receiver, wait_for
 
-BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 PUBLIC = "https://shipboard.example.com/sb"
 RESOLVE_TIMEOUT_S = 5
 CONFIG = f"""
@@ -37,69 +31,9 @@ receivers:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Alertmanager:
-    """One Alertmanager process on a loopback port, clustering off, storage in a temp dir."""
-
-    def __init__(self) -> None:
-        if BINARY is None:
-            if __import__("os").environ.get("CI"):
-                pytest.fail("prometheus-alertmanager is not installed (.ci/run installs it)")
-            pytest.skip("prometheus-alertmanager is not installed")
-        self.dir = Path(tempfile.mkdtemp(prefix="shipboard-am-"))
-        (self.dir / "alertmanager.yml").write_text(CONFIG)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (self.dir / "alertmanager.log").open("wb")
-        self.process = subprocess.Popen(
-            [
-                str(BINARY),
-                f"--config.file={self.dir / 'alertmanager.yml'}",
-                f"--storage.path={self.dir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(self._ready, timeout=20, interval=0.1)
-
-    def _ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def alerts(self, alertname: str) -> list[dict[str, Any]]:
-        """The alerts Alertmanager holds as active (or silenced) now, by name."""
-        response = httpx.get(f"{self.url}/api/v2/alerts", timeout=5)
-        response.raise_for_status()
-        return [a for a in response.json() if a["labels"].get("alertname") == alertname]
-
-    def version(self) -> str:
-        return str(
-            httpx.get(f"{self.url}/api/v2/status", timeout=5).json()["versionInfo"]["version"]
-        )
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture
 def alertmanager() -> Iterator[Alertmanager]:
-    am = Alertmanager()
+    am = Alertmanager(CONFIG)
     try:
         yield am
     finally:

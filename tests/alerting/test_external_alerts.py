@@ -4,13 +4,9 @@ environment during a deployment's watch fails it and rolls it back, naming the a
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,23 +16,15 @@ from sqlalchemy.engine import Engine
 from shipboard.alerting import external
 from shipboard.alerting.schemas import AlertmanagerWebhook
 from shipboard.db.engine import transaction
-from tests.support.live import Clients, free_port, wait_for
+from tests.support.live import Alertmanager, Clients, wait_for
 from tests.support.problems import assert_problem
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 
-class WebhookAlertmanager:
-    """A real Alertmanager whose only receiver is Shipboard's webhook, with a bearer token."""
-
-    def __init__(self, webhook_url: str, token: str) -> None:
-        if BINARY is None:
-            if os.environ.get("CI"):
-                pytest.fail("prometheus-alertmanager is not installed (.ci/run installs it)")
-            pytest.skip("prometheus-alertmanager is not installed")
-        self.dir = Path(tempfile.mkdtemp(prefix="shipboard-am-hook-"))
-        (self.dir / "alertmanager.yml").write_text(
-            f"""
+def _webhook_config(url: str, token: str) -> str:
+    """Alertmanager whose only receiver is Shipboard's webhook, with a bearer token."""
+    return f"""
 route:
   receiver: shipboard
   group_by: [alertname]
@@ -46,68 +34,42 @@ route:
 receivers:
   - name: shipboard
     webhook_configs:
-      - url: {webhook_url}
+      - url: {url}
         send_resolved: true
         http_config:
           authorization:
             credentials: {token}
 """
-        )
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (self.dir / "alertmanager.log").open("wb")
-        self.process = subprocess.Popen(
-            [
-                str(BINARY),
-                f"--config.file={self.dir / 'alertmanager.yml'}",
-                f"--storage.path={self.dir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(self._ready, timeout=20, interval=0.1)
 
-    def _ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
 
-    def fire(self, labels: dict[str, str], *, summary: str) -> None:
-        now = datetime.now(UTC)
-        answer = httpx.post(
-            f"{self.url}/api/v2/alerts",
-            json=[
-                {
-                    "labels": labels,
-                    "annotations": {"summary": summary},
-                    "startsAt": now.isoformat(),
-                    "endsAt": (now + timedelta(minutes=5)).isoformat(),
-                    "generatorURL": "http://prometheus.example/graph?g0.expr=up",
-                }
-            ],
-            timeout=5,
-        )
-        answer.raise_for_status()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=15)
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+def _fire(manager: Alertmanager, labels: dict[str, str], *, summary: str) -> None:
+    now = datetime.now(UTC)
+    answer = httpx.post(
+        f"{manager.url}/api/v2/alerts",
+        json=[
+            {
+                "labels": labels,
+                "annotations": {"summary": summary},
+                "startsAt": now.isoformat(),
+                "endsAt": (now + timedelta(minutes=5)).isoformat(),
+                "generatorURL": "http://prometheus.example/graph?g0.expr=up",
+            }
+        ],
+        timeout=5,
+    )
+    answer.raise_for_status()
 
 
 @pytest.fixture
 def alertmanager_to(clients: Clients) -> Iterator[Any]:
-    started: list[WebhookAlertmanager] = []
+    started: list[Alertmanager] = []
 
-    def start() -> WebhookAlertmanager:
-        manager = WebhookAlertmanager(
-            f"{clients.server.base_url}/api/v1/integrations/alertmanager",
-            clients.tokens["service"],
+    def start() -> Alertmanager:
+        manager = Alertmanager(
+            _webhook_config(
+                f"{clients.server.base_url}/api/v1/integrations/alertmanager",
+                clients.tokens["service"],
+            )
         )
         started.append(manager)
         return manager
@@ -152,7 +114,8 @@ def test_an_alertmanager_alert_firing_during_the_watch_rolls_the_release_back(
         assert wait_final(admin, bad)["status"] == "success"
 
         manager = alertmanager_to()
-        manager.fire(
+        _fire(
+            manager,
             {"alertname": "CheckoutErrors", "environment": "staging", "severity": "page"},
             summary="checkout 5xx above 5 %",
         )

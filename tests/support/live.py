@@ -13,9 +13,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
 from shipboard.app import create_app
@@ -220,3 +222,60 @@ class VictoriaMetrics:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self.log.close()
+
+
+class Alertmanager:
+    """One real Alertmanager (Debian's ``prometheus-alertmanager``) on a loopback port, with
+    ``config`` (YAML text), clustering off, storage in a temp dir; stopped by its PID."""
+
+    BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+    def __init__(self, config: str) -> None:
+        if self.BINARY is None:
+            if os.environ.get("CI"):
+                pytest.fail("prometheus-alertmanager is not installed (.ci/run installs it)")
+            pytest.skip("prometheus-alertmanager is not installed")
+        self.dir = Path(tempfile.mkdtemp(prefix="shipboard-am-"))
+        (self.dir / "alertmanager.yml").write_text(config)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (self.dir / "alertmanager.log").open("wb")
+        self.process = subprocess.Popen(
+            [
+                str(self.BINARY),
+                f"--config.file={self.dir / 'alertmanager.yml'}",
+                f"--storage.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._ready, timeout=20, interval=0.1)
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def alerts(self, alertname: str) -> list[dict[str, Any]]:
+        """The alerts Alertmanager holds as active (or silenced) now, by name."""
+        response = httpx.get(f"{self.url}/api/v2/alerts", timeout=5)
+        response.raise_for_status()
+        return [a for a in response.json() if a["labels"].get("alertname") == alertname]
+
+    def version(self) -> str:
+        return str(
+            httpx.get(f"{self.url}/api/v2/status", timeout=5).json()["versionInfo"]["version"]
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
