@@ -5,7 +5,8 @@ seconds apart on the same database is what to compare between runs.
 
 Figures (docs/benchmarks.md has the table of baselines and targets): metric ingest through
 the service layer, through ``POST /api/v1/metrics`` and OTLP; deployment overhead; log
-append; SARIF import twice.
+append; SARIF import twice; and against a real VictoriaMetrics (``store-*``): ingest forwarded
+by remote write, a series read from the store, a PromQL watch check.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bench.deployments import (
 from bench.ingest import bench_http_ingest, bench_ingest, bench_memory
 from bench.security import bench_security_import
 from bench.series import bench_series_query
+from bench.store import bench_store_analysis, bench_store_ingest, bench_store_series
 from bench.support import PG_URL, machine_line, pg_database
 
 
@@ -47,16 +49,24 @@ class Sizes:
     series_names: int
     sse_lines: int
     memory_points: int
+    store_requests: int
+    store_rounds: int
 
 
 # Quick: 10 names x 3 environments x 2,000 then 20,000 minutes of history (> 24 h either way).
-QUICK = Sizes(2_000, 3, 1, 5, 5, 2_000, 10_000, 3.0, 60_000, 600_000, 10, 40, 200_000)
+# fmt: off
+QUICK = Sizes(2_000, 3, 1, 5, 5, 2_000, 10_000, 3.0, 60_000, 600_000, 10, 40, 200_000, 2, 20)
 FULL = Sizes(
-    10_000, 5, 3, 20, 20, 20_000, 100_000, 10.0, 1_000_000, 10_000_000, 100, 200, 10_000_000
+    10_000, 5, 3, 20, 20, 20_000, 100_000, 10.0, 1_000_000, 10_000_000, 100, 200, 10_000_000,
+    25, 100,
 )
+# fmt: on
 
 
-FIGURES = ("ingest", "http", "otlp", "deploy", "logs", "sarif", "list", "series", "sse", "memory")
+FIGURES = (
+    "ingest", "http", "otlp", "deploy", "logs", "sarif", "list", "series", "sse", "memory",
+    "store-ingest", "store-series", "store-analysis",
+)  # fmt: skip
 
 
 def _steps(backend: str, z: Sizes) -> list[tuple[str, str, Callable[[str], list[dict[str, Any]]]]]:
@@ -82,6 +92,12 @@ def _steps(backend: str, z: Sizes) -> list[tuple[str, str, Callable[[str], list[
          lambda url: bench_sse_latency(url, backend, z.sse_lines)),
         ("memory", f"server RSS while ingesting {z.memory_points:,} points",
          lambda url: bench_memory(url, backend, z.memory_points)),
+        ("store-ingest", f"{4 * z.store_requests * 10_000:,} points into VictoriaMetrics",
+         lambda url: bench_store_ingest(url, backend, z.store_requests)),
+        ("store-series", "24 h series through Shipboard from VictoriaMetrics",
+         lambda url: bench_store_series(url, backend, z.series_names)),
+        ("store-analysis", f"PromQL watch round, median of {z.store_rounds}",
+         lambda url: bench_store_analysis(url, backend, z.store_rounds)),
     ]  # fmt: skip
 
 
@@ -140,6 +156,11 @@ def _line(r: dict[str, Any]) -> str:
             ("growth_mib", "growth MiB"),
             ("load_tool", "load"),
             ("statuses", "statuses"),
+            ("acked_s", "acked s"),
+            ("baseline_acked_s", "baseline acked s"),
+            ("unforwarded", "without forwarding points/s"),
+            ("points", "points"),
+            ("note", "NOTE"),
         )
         if key in r
     )

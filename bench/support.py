@@ -184,9 +184,13 @@ def wrk(url: str, token: str | None, seconds: float) -> dict[str, Any]:
 
 
 @contextmanager
-def server_process(url: str) -> Iterator[tuple[int, str, str]]:
+def server_process(
+    url: str, *, worker: bool = False, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, str, str]]:
     """``shipboard serve --no-worker`` in a process of its own on a migrated, seeded database,
-    so its RSS is the server's alone: yields (pid, admin token, base URL)."""
+    so its RSS is the server's alone: yields (pid, admin token, base URL). With ``worker`` the
+    process runs its background work too (the scheduler, so the remote-write forwarder);
+    ``env`` adds settings (``SHIPBOARD_…``)."""
     import socket
     import subprocess
 
@@ -215,10 +219,19 @@ def server_process(url: str) -> Iterator[tuple[int, str, str]]:
             "SHIPBOARD_HOME": home,
             "SHIPBOARD_DATABASE_URL": url,
             "SHIPBOARD_LOG_LEVEL": "warning",
+            **(env or {}),
         }
         log = Path(home) / "serve.log"
         proc = subprocess.Popen(  # noqa: S603 -- our own interpreter and module, our own arguments
-            [sys.executable, "-m", "shipboard", "serve", "--no-worker", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "shipboard",
+                "serve",
+                *([] if worker else ["--no-worker"]),
+                "--port",
+                str(port),
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log.open("wb"),
@@ -297,3 +310,133 @@ def pg_database() -> tuple[str, Callable[[], None]] | None:
 
     url = sa.engine.make_url(create_db_engine(PG_URL).url).set(database=name)
     return url.render_as_string(hide_password=False), drop
+
+
+VICTORIA_METRICS = "/usr/bin/victoria-metrics"
+
+
+def victoria_metrics_binary() -> str | None:
+    """Debian's ``victoria-metrics`` (``.ci/run`` installs it), or None when it is missing."""
+    import shutil
+
+    found = shutil.which("victoria-metrics")
+    if found:
+        return found
+    return VICTORIA_METRICS if Path(VICTORIA_METRICS).exists() else None
+
+
+def victoria_metrics_version() -> str:
+    """``victoria-metrics -version``; Debian's build prints nothing there (nor in its
+    buildinfo), so then the package's version."""
+    import subprocess
+
+    binary = victoria_metrics_binary()
+    if binary is None:
+        return "not installed"
+    said = subprocess.run(  # noqa: S603 -- a fixed binary, a fixed flag
+        [binary, "-version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if said:
+        return said
+    package = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", "victoria-metrics"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"victoria-metrics {package or 'unknown'} (Debian package)"
+
+
+class VictoriaMetrics:
+    """A single-node VictoriaMetrics on a free loopback port with a data directory of its own,
+    stopped by its PID: the same flags as the test fixture (tests/support/live.py), which bench
+    does not import."""
+
+    def __init__(self, binary: str, directory: str) -> None:
+        import socket
+        import subprocess
+
+        import httpx
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.client = httpx.Client(base_url=self.url, timeout=60)
+        self._log = Path(directory) / "victoria-metrics.log"
+        self.process = subprocess.Popen(  # noqa: S603 -- a fixed binary, our own arguments
+            [
+                binary,
+                f"-storageDataPath={Path(directory) / 'data'}",
+                f"-httpListenAddr=127.0.0.1:{port}",
+                "-retentionPeriod=100y",
+                # Queries see points once flushed, not a minute later; no cached answers.
+                "-search.latencyOffset=0s",
+                "-search.disableCache",
+            ],
+            stdout=self._log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self.client.get("/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                said = self._log.read_text(errors="replace").strip().splitlines()[-10:]
+                raise RuntimeError("victoria-metrics did not start:\n" + "\n".join(said))
+            time.sleep(0.05)
+
+    def write(self, body: bytes) -> None:
+        """One remote-write request (a snappy-compressed ``WriteRequest``)."""
+        from shipboard.monitoring import remote_write as rw
+
+        answer = self.client.post(
+            "/api/v1/write",
+            content=body,
+            headers={
+                "Content-Type": rw.CONTENT_TYPE,
+                "Content-Encoding": rw.CONTENT_ENCODING,
+                "X-Prometheus-Remote-Write-Version": rw.PROTOCOL_VERSION,
+            },
+        )
+        if not answer.is_success:
+            raise RuntimeError(f"remote write answered {answer.status_code}: {answer.text[:300]}")
+
+    def flush(self) -> None:
+        self.client.get("/internal/force_flush").raise_for_status()
+
+    def scalar(self, query: str) -> float:
+        """The value of an instant query that gives one number (0 when it gives none)."""
+        answer = self.client.get("/api/v1/query", params={"query": query, "time": time.time()})
+        answer.raise_for_status()
+        result = answer.json()["data"]["result"]
+        return float(result[0]["value"][1]) if result else 0.0
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except Exception:  # noqa: BLE001 -- it did not stop on SIGTERM: end it
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+@contextmanager
+def victoria_metrics() -> Iterator[VictoriaMetrics]:
+    """A fresh VictoriaMetrics for one figure; RuntimeError when the binary is missing (the
+    figures turn that into a skipped row)."""
+    binary = victoria_metrics_binary()
+    if binary is None:
+        raise RuntimeError("victoria-metrics is not installed")
+    with tempfile.TemporaryDirectory(prefix="shipboard-bench-vm-") as directory:
+        store = VictoriaMetrics(binary, directory)
+        try:
+            yield store
+        finally:
+            store.stop()
