@@ -14,7 +14,6 @@ from typing import Annotated, Any
 import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
 from starlette.types import Scope
 
 from shipboard.audit.service import AuditContext
@@ -27,8 +26,8 @@ from shipboard.core.errors import Forbidden, Unauthorized
 from shipboard.core.ratelimit import RateLimiter
 from shipboard.core.time import utcnow
 from shipboard.core.types import ROLES, Role
-from shipboard.db.engine import bind_identity, system_transaction, transaction
-from shipboard.http.db import READ_METHODS, DbSession, connection_slots
+from shipboard.db.engine import bind_identity, system_transaction
+from shipboard.http.db import READ_METHODS, RequestDb, RequestDbDep, open_request_db
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (shp_…) or a JWT")
 
@@ -37,44 +36,60 @@ def _erased_as(request: Request) -> Callable[[str], list[str]]:
     return lambda name: pseudonyms(request.app.state.keyring, name)
 
 
-def current_principal(
+async def current_principal(
     request: Request,
-    db: DbSession,
+    db: RequestDbDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The caller, resolved in the request's own transaction, which is then bound to it."""
     if credentials is None:
         cookie = request.cookies.get(SESSION_COOKIE)
         if not cookie:
             raise Unauthorized()
         # The browser's pages call the API with their session cookie (fetch, EventSource);
         # a cookie rides along on cross-site requests, so writes also need the CSRF token.
-        info = session_principal(request, db, cookie)
+        info = await session_principal(request, db, cookie)
         if request.method not in READ_METHODS:
             sessions.check_csrf(info, request.headers.get("X-CSRF-Token"))
         return info.principal
     # A request with a body was authenticated before it was read (authenticate_before_body).
     principal = getattr(request.state, EARLY_PRINCIPAL, None)
     if principal is None:
-        principal = _bearer_principal(request, db, credentials.credentials)
-    bind_identity(db, role=principal.role, user_id=principal.name)
+        principal = await _bearer_principal(request, db, credentials.credentials)
+    await db.run(bind_identity, role=principal.role, user_id=principal.name)
     return principal
 
 
-def _bearer_principal(request: Request, db: Session, token: str) -> Principal:
-    """The caller a bearer token names, spending the address's failure budget when wrong."""
+async def _bearer_principal(request: Request, db: RequestDb, token: str) -> Principal:
+    """The caller a bearer token names, spending the address's failure budget when wrong.
+
+    Only the database work runs in ``db``: the failure budget may live in Redis and a JWT's
+    keys behind an HTTP URL, and neither may hold up the event loop."""
     verifier: JwtVerifier = request.app.state.jwt
-    check_auth_failures(request)
+    await _off_loop_if_remote(request, check_auth_failures, request)
     try:
         if token.startswith(TOKEN_PREFIX):
-            return authenticate_token(db, token=token)
+            return await db.run(authenticate_token, token=token)
         if verifier.enabled and token.count(".") == 2:
-            return authenticate_jwt(
-                db, claims=verifier.verify(token), erased_as=_erased_as(request)
+            claims = (
+                await anyio.to_thread.run_sync(verifier.verify, token)
+                if verifier.jwks is not None
+                else verifier.verify(token)
             )
+            return await db.run(authenticate_jwt, claims=claims, erased_as=_erased_as(request))
         raise Unauthorized()
     except Unauthorized:
-        note_auth_failure(request)
+        await _off_loop_if_remote(request, note_auth_failure, request)
         raise
+
+
+async def _off_loop_if_remote(
+    request: Request, fn: Callable[[Request], None], arg: Request
+) -> None:
+    if request.app.state.settings.redis_url:
+        await anyio.to_thread.run_sync(fn, arg)
+    else:
+        fn(arg)
 
 
 EARLY_PRINCIPAL = "early_principal"
@@ -89,30 +104,20 @@ async def authenticate_before_body(scope: Scope) -> bool:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if header and scheme.lower() == "bearer" and token.strip():
-
-        def bearer() -> Principal:
-            with transaction(request.app.state.engine, write=False) as db:
-                return _bearer_principal(request, db, token.strip())
-
-        async with connection_slots(request):
-            principal = await anyio.to_thread.run_sync(bearer)
+        async with open_request_db(request, write=False, loop=True) as db:
+            principal = await _bearer_principal(request, db, token.strip())
         setattr(request.state, EARLY_PRINCIPAL, principal)
         return True
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return False
-
-    def session_valid() -> bool:
-        idle = timedelta(minutes=request.app.state.settings.session_idle_minutes)
-        try:
-            with transaction(request.app.state.engine, write=False) as db:
-                sessions.authenticate(db, cookie=cookie, now=utcnow(), idle=idle)
-        except Unauthorized:
-            return False  # the route answers for it, as it always did
-        return True
-
-    async with connection_slots(request):
-        return await anyio.to_thread.run_sync(session_valid)
+    idle = timedelta(minutes=request.app.state.settings.session_idle_minutes)
+    try:
+        async with open_request_db(request, write=False, loop=True) as db:
+            await db.run(sessions.authenticate, cookie=cookie, now=utcnow(), idle=idle)
+    except Unauthorized:
+        return False  # the route answers for it, as it always did
+    return True
 
 
 SESSION_COOKIE = "shipboard_session"
@@ -143,21 +148,25 @@ def note_auth_failure(request: Request) -> None:
         limiter.spend(per_minute, _AUTH_FAILURES, _client_address(request))
 
 
-def session_principal(request: Request, db: Session, cookie: str) -> sessions.SessionInfo:
+async def session_principal(request: Request, db: RequestDb, cookie: str) -> sessions.SessionInfo:
     """Resolve a session cookie; keeps the session alive (coalesced writes)."""
     now = utcnow()
     idle = timedelta(minutes=request.app.state.settings.session_idle_minutes)
-    info = sessions.authenticate(db, cookie=cookie, now=now, idle=idle)
+    info = await db.run(sessions.authenticate, cookie=cookie, now=now, idle=idle)
     if info.needs_touch:
         if request.method in READ_METHODS:
             # A read request's transaction is read-only in spirit (and deferred on SQLite):
-            # write the touch in its own short transaction.
-            with system_transaction(request.app.state.engine) as touch_session:
-                sessions.touch(touch_session, id_hash=info.id_hash, now=now)
+            # write the touch in its own short transaction, in a thread (it waits for the
+            # write lock on SQLite).
+            def touch() -> None:
+                with system_transaction(request.app.state.engine) as touch_session:
+                    sessions.touch(touch_session, id_hash=info.id_hash, now=now)
+
+            await anyio.to_thread.run_sync(touch)
         else:
-            sessions.touch(db, id_hash=info.id_hash, now=now)
+            await db.run(sessions.touch, id_hash=info.id_hash, now=now)
     request.state.session = info
-    bind_identity(db, role=info.principal.role, user_id=info.principal.name)
+    await db.run(bind_identity, role=info.principal.role, user_id=info.principal.name)
     return info
 
 
@@ -172,17 +181,17 @@ def require_role(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     return dependency
 
 
-def require_role_unlocked(*roles: Role) -> Callable[[Request, Any], Principal]:
+def require_role_unlocked(*roles: Role) -> Callable[[Request, Any], Awaitable[Principal]]:
     """``require_role`` for routes that open their own transactions after a slow step (parsing
     a large upload): the caller is authenticated in a short read transaction of its own, so
     the request holds no transaction — on SQLite, no write lock — while that step runs."""
 
-    def dependency(
+    async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        with transaction(request.app.state.engine, write=False) as db:
-            principal = current_principal(request, db, credentials)
+        async with open_request_db(request, write=False, loop=False) as db:
+            principal = await current_principal(request, db, credentials)
         if principal.role not in roles:
             allowed = ", ".join(roles)
             raise Forbidden(f"role {principal.role!r} may not do this; it needs one of: {allowed}")

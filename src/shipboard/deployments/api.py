@@ -26,7 +26,7 @@ from shipboard.deployments.schemas import (
     RollbackRequest,
     StatusUpdate,
 )
-from shipboard.http.db import DbSession
+from shipboard.http.db import DbSession, RequestDbDep
 
 router = APIRouter(
     prefix="/api/v1",
@@ -86,15 +86,15 @@ def _wake_worker(request: Request, background: BackgroundTasks) -> None:
 
 
 @router.get("/deployments", response_model=DeploymentPage, responses={422: {"model": Problem}})
-def list_deployments(
-    db: DbSession,
+async def list_deployments(
+    db: RequestDbDep,
     _: AnyUser,
-    filters: Annotated[DeploymentFilter, Depends()],
+    filters: Annotated[DeploymentFilter, Query()],
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> DeploymentPage:
     """Deployments, newest first."""
-    return service.list_deployments(db, filters=filters, cursor=cursor, limit=limit)
+    return await db.run(service.list_deployments, filters=filters, cursor=cursor, limit=limit)
 
 
 @router.get("/deployments/{deployment_id}", response_model=DeploymentDetail, responses=NOT_FOUND)

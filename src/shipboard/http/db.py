@@ -1,46 +1,184 @@
 """The request's transaction: one per request, committed before the response is sent, with a
-free database connection waited for on the event loop."""
+free database connection waited for on the event loop.
+
+Two ways to run it (docs/architecture.md, "The request's data path"):
+
+- **On the event loop** (routes declared ``async def`` that take :data:`RequestDb`): the
+  services and repositories stay plain functions of a ``Session``; ``await db.run(fn, …)``
+  runs one of them. On PostgreSQL the session sits on psycopg's async connections through
+  SQLAlchemy's asyncio extension, so ``fn`` runs in a greenlet and each statement waits on the
+  loop. On SQLite a read runs inline on the loop: in WAL mode a reader never waits for a lock,
+  and a query of a few milliseconds costs less there than two thread hand-offs.
+- **In a worker thread** (every sync route, and a write on SQLite, whose ``BEGIN IMMEDIATE``
+  can wait up to the busy timeout): ``run`` hands ``fn`` to anyio's thread pool.
+
+Either way there is one transaction per request, shared by every dependency that asks for it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Annotated
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
-from shipboard.db.engine import transaction
+from shipboard.db.engine import create_async_twin, is_postgres, transaction
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-def connection_slots(request: Request) -> anyio.Semaphore:
-    slots: anyio.Semaphore | None = getattr(request.app.state, "db_slots", None)
+class RequestDb:
+    """The request's transaction; ``await run(fn, *args, **kwargs)`` calls ``fn(session, …)``."""
+
+    mode = "thread"
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    async def run(
+        self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        return await anyio.to_thread.run_sync(partial(fn, self.session, *args, **kwargs))
+
+
+class _InlineDb(RequestDb):
+    """SQLite reads on the loop itself."""
+
+    mode = "inline"
+
+    async def run(
+        self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        return fn(self.session, *args, **kwargs)
+
+
+class _GreenletDb(RequestDb):
+    """PostgreSQL through psycopg's async connections: ``fn`` runs in a greenlet."""
+
+    mode = "async"
+
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session.sync_session)
+        self._async = session
+
+    async def run(
+        self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        return await self._async.run_sync(fn, *args, **kwargs)
+
+
+def _pool_capacity(engine: Engine) -> int:
+    pool = engine.pool
+    if isinstance(pool, QueuePool):
+        return pool.size() + max(int(getattr(pool, "_max_overflow", 0)), 0)
+    return 10_000
+
+
+def connection_slots(request: Request, *, on_loop: bool = False) -> anyio.Semaphore:
+    """Free connections of the pool the request will use, waited for on the event loop."""
+    state = request.app.state
+    name = "db_slots_async" if on_loop and is_postgres(state.engine) else "db_slots"
+    slots: anyio.Semaphore | None = getattr(state, name, None)
     if slots is None:
-        pool = request.app.state.engine.pool
-        capacity = 10_000
-        if isinstance(pool, QueuePool):
-            capacity = pool.size() + max(int(getattr(pool, "_max_overflow", 0)), 0)
-        slots = request.app.state.db_slots = anyio.Semaphore(capacity)
+        slots = anyio.Semaphore(_pool_capacity(state.engine))
+        setattr(state, name, slots)
     return slots
 
 
-async def _connection_slot(request: Request) -> AsyncIterator[None]:
-    """Wait for a free database connection here, on the event loop, not in a worker thread.
+def async_engine(app: FastAPI) -> AsyncEngine:
+    """The PostgreSQL engine's async twin, made on first use on the serving loop.
 
-    Sync dependencies and routes run in a pool of 40 threads. With more requests in flight than
-    database connections, threads blocked waiting for a connection left none for the requests
-    that held one to finish (their route, their commit): every request stalled until the pool
-    timed out (100 concurrent clients acknowledged nothing in minutes, CPU idle)."""
-    async with connection_slots(request):
-        yield
+    A pooled async connection belongs to the loop that opened it; an app served on another
+    loop (a test client's) gets a twin of its own."""
+    loop = asyncio.get_running_loop()
+    current: tuple[asyncio.AbstractEventLoop, AsyncEngine] | None = getattr(
+        app.state, "async_engine", None
+    )
+    if current is None or current[0] is not loop:
+        current = (loop, create_async_twin(app.state.engine))
+        app.state.async_engine = current
+    return current[1]
 
 
-def get_db(
-    request: Request, _slot: Annotated[None, Depends(_connection_slot, scope="function")]
-) -> Iterator[Session]:
+async def dispose_async_engine(app: FastAPI) -> None:
+    current = getattr(app.state, "async_engine", None)
+    if current is not None:
+        app.state.async_engine = None
+        await current[1].dispose()
+
+
+def on_loop(request: Request) -> bool:
+    """Whether this request's transaction runs on the event loop: its route is an ``async
+    def`` and neither it nor any of its dependencies asks for a sync ``DbSession``."""
+    route = request.scope.get("route")
+    endpoint = request.scope.get("endpoint")
+    if route is None or endpoint is None or not inspect.iscoroutinefunction(endpoint):
+        return False
+    cached: bool | None = getattr(route, "_shipboard_on_loop", None)
+    if cached is None:
+        dependant = getattr(route, "dependant", None)
+        cached = dependant is not None and not _wants_session(dependant)
+        route._shipboard_on_loop = cached
+    return cached
+
+
+def _wants_session(dependant: Any) -> bool:
+    return any(
+        sub.call is get_db or _wants_session(sub) for sub in getattr(dependant, "dependencies", ())
+    )
+
+
+@asynccontextmanager
+async def open_request_db(request: Request, *, write: bool, loop: bool) -> AsyncIterator[RequestDb]:
+    """One transaction, committed when the block ends and rolled back if it raises; the
+    connection slot is held for as long as the transaction is open."""
+    engine: Engine = request.app.state.engine
+    postgres = is_postgres(engine)
+    async with connection_slots(request, on_loop=loop):
+        if loop and postgres:
+            async with (
+                AsyncSession(
+                    async_engine(request.app), expire_on_commit=False, autoflush=False
+                ) as session,
+                session.begin(),
+            ):
+                yield _GreenletDb(session)
+        elif loop and not write:
+            with transaction(engine, write=False) as read_session:
+                yield _InlineDb(read_session)
+        else:
+            async with _threaded_transaction(engine, write=write) as db:
+                yield db
+
+
+@asynccontextmanager
+async def _threaded_transaction(engine: Engine, *, write: bool) -> AsyncIterator[RequestDb]:
+    """``transaction()`` entered and left in worker threads: on SQLite both may wait for the
+    write lock. Leaving is shielded, so a cancelled request still ends its transaction."""
+    manager = transaction(engine, write=write)
+    session = await anyio.to_thread.run_sync(manager.__enter__)
+    try:
+        yield RequestDb(session)
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(manager.__exit__, type(exc), exc, exc.__traceback__)
+        raise
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(manager.__exit__, None, None, None)
+
+
+async def get_request_db(request: Request) -> AsyncIterator[RequestDb]:
     """One transaction per request: committed when the route returns, rolled back if it raises.
 
     Work that must survive a rollback (telling people a request was refused) registers a
@@ -48,13 +186,22 @@ def get_db(
     transaction's locks."""
     write = request.method not in READ_METHODS
     try:
-        with transaction(request.app.state.engine, write=write) as session:
-            yield session
+        async with open_request_db(request, write=write, loop=on_loop(request)) as db:
+            yield db
     except Exception:
         for callback in getattr(request.state, "after_rollback", []):
-            callback()
+            await anyio.to_thread.run_sync(callback)
         raise
 
 
 # scope="function": commit before the response is sent, so a failed commit is an error response.
+RequestDbDep = Annotated[RequestDb, Depends(get_request_db, scope="function")]
+
+
+async def get_db(db: RequestDbDep) -> Session:
+    """The request's session, for code that runs in a worker thread (``on_loop`` is False for
+    any route that asks for this)."""
+    return db.session
+
+
 DbSession = Annotated[Session, Depends(get_db, scope="function")]

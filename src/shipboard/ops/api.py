@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from shipboard.auth.deps import AdminOnly, current_principal
 from shipboard.core.errors import Forbidden
 from shipboard.core.problems import Problem, problem_response
-from shipboard.http.db import DbSession
+from shipboard.http.db import RequestDbDep
 from shipboard.ops import dbhealth, readiness
 from shipboard.ops.schemas import DbHealth
 
@@ -61,9 +61,9 @@ _scraper = HTTPBearer(
 )
 
 
-def metrics_scraper(
+async def metrics_scraper(
     request: Request,
-    db: DbSession,
+    db: RequestDbDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_scraper)],
 ) -> None:
     """Prometheus with the metrics token (no database needed, so a scrape still reports a
@@ -75,7 +75,7 @@ def metrics_scraper(
         and hmac.compare_digest(credentials.credentials.encode(), expected.encode())
     ):
         return
-    principal = current_principal(request, db, credentials)
+    principal = await current_principal(request, db, credentials)
     if principal.role != "admin":
         raise Forbidden(
             f"role {principal.role!r} may not read /metrics; it needs admin or the metrics token"

@@ -11,8 +11,7 @@ from shipboard.auth import sessions
 from shipboard.auth.deps import SESSION_COOKIE, session_principal
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import Forbidden, ShipboardError, Unauthorized
-from shipboard.db.engine import transaction
-from shipboard.http.db import DbSession
+from shipboard.http.db import RequestDbDep, open_request_db
 
 
 class LoginRequired(ShipboardError):
@@ -23,17 +22,17 @@ class LoginRequired(ShipboardError):
     type_slug = "login-required"
 
 
-def page_user(request: Request, db: DbSession) -> Principal:
+async def page_user(request: Request, db: RequestDbDep) -> Principal:
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise LoginRequired(quote(request.url.path))
     try:
-        return session_principal(request, db, cookie).principal
+        return (await session_principal(request, db, cookie)).principal
     except Unauthorized as exc:
         raise LoginRequired(quote(request.url.path)) from exc
 
 
-def csrf_checked(
+async def csrf_checked(
     request: Request,
     principal: Annotated[Principal, Depends(page_user)],
     csrf_token: Annotated[str, Form(max_length=200)] = "",
@@ -43,7 +42,7 @@ def csrf_checked(
 
 
 def page_role(*roles: str):  # type: ignore[no-untyped-def]
-    def dependency(principal: Annotated[Principal, Depends(page_user)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(page_user)]) -> Principal:
         if principal.role not in roles:
             raise Forbidden(f"this page needs one of: {', '.join(roles)}")
         return principal
@@ -52,7 +51,7 @@ def page_role(*roles: str):  # type: ignore[no-untyped-def]
 
 
 def form_role(*roles: str):  # type: ignore[no-untyped-def]
-    def dependency(principal: Annotated[Principal, Depends(csrf_checked)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(csrf_checked)]) -> Principal:
         if principal.role not in roles:
             raise Forbidden(f"this action needs one of: {', '.join(roles)}")
         return principal
@@ -65,15 +64,15 @@ def form_role_unlocked(*roles: str):  # type: ignore[no-untyped-def]
     (parsing an uploaded report): the session is checked in a short transaction of its own,
     so no write lock is held while that step runs."""
 
-    def dependency(
+    async def dependency(
         request: Request, csrf_token: Annotated[str, Form(max_length=200)] = ""
     ) -> Principal:
         cookie = request.cookies.get(SESSION_COOKIE)
         if not cookie:
             raise LoginRequired(quote(request.url.path))
         try:
-            with transaction(request.app.state.engine) as db:
-                info = session_principal(request, db, cookie)
+            async with open_request_db(request, write=True, loop=False) as db:
+                info = await session_principal(request, db, cookie)
         except Unauthorized as exc:
             raise LoginRequired(quote(request.url.path)) from exc
         sessions.check_csrf(info, csrf_token)
