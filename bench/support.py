@@ -269,7 +269,8 @@ def rss(pid: int) -> int:
 
 
 def machine_line() -> str:
-    """Cores, CPU, Python, SQLite and PostgreSQL versions: the top line of the output."""
+    """Cores, CPU, Python, SQLite, PostgreSQL and VictoriaMetrics versions: the top line of the
+    output."""
     import platform
     import sqlite3
 
@@ -290,7 +291,7 @@ def machine_line() -> str:
         pass
     return (
         f"machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}, PostgreSQL {pg}"
+        f"SQLite {sqlite3.sqlite_version}, PostgreSQL {pg}, {victoria_metrics_version()}"
     )
 
 
@@ -332,7 +333,7 @@ def victoria_metrics_version() -> str:
 
     binary = victoria_metrics_binary()
     if binary is None:
-        return "not installed"
+        return "victoria-metrics not installed"
     said = subprocess.run(  # noqa: S603 -- a fixed binary, a fixed flag
         [binary, "-version"], capture_output=True, text=True, check=False
     ).stdout.strip()
