@@ -28,6 +28,7 @@ from shipboard.db.engine import create_db_engine
 from shipboard.deployments.api import router as deployments_router
 from shipboard.deployments.stream import Feeds, StreamBudget
 from shipboard.environments.api import router as environments_router
+from shipboard.http.db import dispose_async_engine
 from shipboard.integrations.api import WEBHOOK_PATHS
 from shipboard.integrations.api import router as integrations_router
 from shipboard.monitoring.api import router as monitoring_router
@@ -67,6 +68,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         per_user=settings.streams_per_user, per_process=settings.streams_per_process
     )
     app.state.log_feeds = Feeds(app.state.engine)
+
+    async def close_async_connections() -> None:
+        await dispose_async_engine(app)
+
+    app.router.add_event_handler("shutdown", close_async_connections)
     problems.install(app)
     openapi.install(app)
     # Innermost: it hashes the body the route produced, after every error handler has run.

@@ -206,15 +206,19 @@ ServiceOrAdmin = Annotated[Principal, Depends(require_role("service", "admin"))]
 AdminOnly = Annotated[Principal, Depends(require_role("admin"))]
 
 
-def audit_context(
-    request: Request, principal: Annotated[Principal, Depends(current_principal)]
-) -> AuditContext:
+def audit_context_of(request: Request, principal: Principal) -> AuditContext:
     return AuditContext(
         actor=principal.name,
         actor_role=principal.role,
         source_ip=request.client.host if request.client else None,
         request_id=getattr(request.state, "request_id", None),
     )
+
+
+async def audit_context(
+    request: Request, principal: Annotated[Principal, Depends(current_principal)]
+) -> AuditContext:
+    return audit_context_of(request, principal)
 
 
 Audit = Annotated[AuditContext, Depends(audit_context)]

@@ -79,6 +79,7 @@ def create_async_twin(engine: Engine) -> AsyncEngine:
         # connections on return and opening them again on the next request.
         kwargs["pool_size"] = pool.size() + max(int(getattr(pool, "_max_overflow", 0)), 0)
         kwargs["max_overflow"] = 0
+        kwargs["pool_timeout"] = pool.timeout()
     else:
         kwargs["poolclass"] = NullPool
     url = engine.url.set(drivername="postgresql+psycopg")

@@ -222,11 +222,13 @@ def list_logs(
     response_model=Accepted,
     responses={**NOT_FOUND, 422: {"model": Problem}},
 )
-def append_logs(
-    deployment_id: uuid.UUID, batch: LogBatch, db: DbSession, caller: Reporter
+async def append_logs(
+    deployment_id: uuid.UUID, batch: LogBatch, db: RequestDbDep, caller: Reporter
 ) -> Accepted:
     """Append log lines to a deployment (its triggerer, or an admin); all or nothing."""
-    count = service.add_logs(db, deployment_id=deployment_id, logs=batch.logs, caller=caller)
+    count = await db.run(
+        service.add_logs, deployment_id=deployment_id, logs=batch.logs, caller=caller
+    )
     return Accepted(accepted=count)
 
 

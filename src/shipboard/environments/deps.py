@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
@@ -12,7 +13,7 @@ from shipboard.auth.deps import current_principal
 from shipboard.auth.schemas import Principal
 from shipboard.core.ratelimit import RateLimiter
 from shipboard.environments.service import rate_limit_per_minute
-from shipboard.http.db import DbSession
+from shipboard.http.db import DbSession, RequestDb
 
 
 def spend_budget(request: Request, db: Session, principal: Principal, environment: str) -> None:
@@ -21,6 +22,22 @@ def spend_budget(request: Request, db: Session, principal: Principal, environmen
     if per_minute:
         limiter: RateLimiter = request.app.state.rate_limiter
         caller = str(principal.token_id or principal.name)
+        limiter.hit(per_minute, "env-writes", environment, caller)
+
+
+async def spend_budget_on_loop(
+    request: Request, db: RequestDb, principal: Principal, environment: str
+) -> None:
+    """``spend_budget`` for a route on the event loop: the database read runs in the request's
+    transaction; the budget, which may live in Redis, is spent off the loop when it does."""
+    per_minute = await db.run(rate_limit_per_minute, name=environment)
+    if not per_minute:
+        return
+    limiter: RateLimiter = request.app.state.rate_limiter
+    caller = str(principal.token_id or principal.name)
+    if request.app.state.settings.redis_url:
+        await anyio.to_thread.run_sync(limiter.hit, per_minute, "env-writes", environment, caller)
+    else:
         limiter.hit(per_minute, "env-writes", environment, caller)
 
 

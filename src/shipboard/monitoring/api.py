@@ -12,7 +12,6 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from shipboard.auth.deps import AnyUser, ServiceOrAdmin
 from shipboard.core import jsonshape
@@ -24,8 +23,8 @@ from shipboard.core.telemetry import note_ingest
 from shipboard.core.time import utcnow
 from shipboard.core.types import DateTime, EnvironmentName, MetricName
 from shipboard.environments import repository as environments
-from shipboard.environments.deps import spend_budget
-from shipboard.http.db import DbSession
+from shipboard.environments.deps import spend_budget_on_loop
+from shipboard.http.db import DbSession, RequestDbDep
 from shipboard.monitoring import otlp, service
 from shipboard.monitoring.schemas import Accepted, Aggregation, MetricBatch, MetricNames, Series
 
@@ -44,10 +43,10 @@ router = APIRouter(
         429: {"model": Problem},
     },
 )
-def ingest(
+async def ingest(
     batch: Annotated[MetricBatch, Body()],
     request: Request,
-    db: DbSession,
+    db: RequestDbDep,
     caller: ServiceOrAdmin,
     idempotency_key: Annotated[
         str | None,
@@ -57,9 +56,9 @@ def ingest(
     """Store up to 10,000 points, all or nothing."""
     note_ingest(request.state, "metrics", points=len(batch["metrics"]))
     for environment in sorted({m["environment"] for m in batch["metrics"]}):
-        spend_budget(request, db, caller, environment)
-    return service.ingest_batch(
-        db,
+        await spend_budget_on_loop(request, db, caller, environment)
+    return await db.run(
+        service.ingest_batch,
         batch=batch,
         scope=f"metrics:{caller.name}",
         idempotency_key=idempotency_key,
@@ -188,29 +187,27 @@ class OtlpUnsupported(ShipboardError):
         },
     },
 )
-async def otlp_metrics(request: Request, db: DbSession, caller: ServiceOrAdmin) -> Response:
+async def otlp_metrics(request: Request, db: RequestDbDep, caller: ServiceOrAdmin) -> Response:
     """OTLP/HTTP metrics export (protobuf or JSON, optionally gzip)."""
     message, binary = await _otlp_request(request)
 
-    # The request's own transaction (the dependency's), used from a worker thread: a second
-    # transaction here would wait on the first for SQLite's write lock.
-    def store(session: Session = db) -> otlp.Converted:
+    def convert(session: Session) -> otlp.Converted:
         converted = otlp.convert(
             message, known_environments=environments.names(session), now=utcnow()
         )
         service.settle_cumulative(session, converted=converted)
-        note_ingest(
-            request.state,
-            "otlp",
-            points=len(converted.rows) + converted.rejected,
-            rejected=converted.rejected,
-        )
-        for environment in sorted({row["environment"] for row in converted.rows}):
-            spend_budget(request, session, caller, environment)
-        service.store_rows(session, rows=converted.rows, forwarding=request.app.state.forwarding)
         return converted
 
-    converted = await run_in_threadpool(store)
+    converted = await db.run(convert)
+    note_ingest(
+        request.state,
+        "otlp",
+        points=len(converted.rows) + converted.rejected,
+        rejected=converted.rejected,
+    )
+    for environment in sorted({row["environment"] for row in converted.rows}):
+        await spend_budget_on_loop(request, db, caller, environment)
+    await db.run(service.store_rows, rows=converted.rows, forwarding=request.app.state.forwarding)
     answer = otlp.response(converted)
     if binary:
         return Response(answer.SerializeToString(), media_type=PROTOBUF)

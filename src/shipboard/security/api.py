@@ -15,7 +15,13 @@ from fastapi import (
     UploadFile,
 )
 
-from shipboard.auth.deps import AnyUser, Audit, audit_context, require_role, require_role_unlocked
+from shipboard.auth.deps import (
+    AnyUser,
+    Audit,
+    audit_context_of,
+    require_role,
+    require_role_unlocked,
+)
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import PayloadTooLarge
 from shipboard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -88,7 +94,7 @@ def import_scan(
         ingest.caller_opener(engine, role=caller.role, user_id=caller.name),
         environment=environment,
         target=target,
-        audit_context=audit_context(request, caller),
+        audit_context=audit_context_of(request, caller),
         report=report,
     )
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from shipboard.auth.deps import audit_context_of
 from shipboard.core.errors import PayloadTooLarge
 from shipboard.core.time import utcnow
 from shipboard.deployments import gates
@@ -23,7 +24,7 @@ from shipboard.environments.pipeline import Pipeline
 from shipboard.environments.schemas import EnvironmentRead
 from shipboard.http.db import DbSession
 from shipboard.web.deps import AdminForm, Viewer
-from shipboard.web.helpers import audit_context, back
+from shipboard.web.helpers import back
 from shipboard.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -182,7 +183,7 @@ def toggle_feature(
         name=name,
         flag=flag,
         enabled=enabled == "true",
-        audit_context=audit_context(request, principal),
+        audit_context=audit_context_of(request, principal),
         keyring=request.app.state.keyring,
     )
     return back(
@@ -209,6 +210,6 @@ def set_secret(
         key=key,
         value=value,
         keyring=request.app.state.keyring,
-        audit_context=audit_context(request, principal),
+        audit_context=audit_context_of(request, principal),
     )
     return back(f"/environments/{quote(name)}", "secret-set")

@@ -9,12 +9,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlencode
 
-from fastapi import Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from shipboard.audit.service import AuditContext
 from shipboard.auth.schemas import Principal
 from shipboard.core.charts import Marker
 from shipboard.core.errors import InvalidInput
@@ -25,15 +23,6 @@ from shipboard.deployments.schemas import DeploymentFilter
 SEVERITIES = ("critical", "high", "medium", "low")
 WRITERS = ("deployer", "admin")
 M = TypeVar("M", bound=BaseModel)
-
-
-def audit_context(request: Request, principal: Principal) -> AuditContext:
-    return AuditContext(
-        actor=principal.name,
-        actor_role=principal.role,
-        source_ip=request.client.host if request.client else None,
-        request_id=getattr(request.state, "request_id", None),
-    )
 
 
 def can_write(principal: Principal) -> bool:

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from shipboard.alerting import alerts as alert_service
 from shipboard.alerting import silences as silence_service
 from shipboard.alerting.schemas import SilenceCreate
+from shipboard.auth.deps import audit_context_of
 from shipboard.core import charts
 from shipboard.core.errors import InvalidInput
 from shipboard.core.time import parse_duration, utcnow
@@ -21,7 +22,6 @@ from shipboard.http.db import DbSession
 from shipboard.monitoring import service as metrics
 from shipboard.web.deps import DeployerForm, Viewer
 from shipboard.web.helpers import (
-    audit_context,
     back,
     can_write,
     deploy_markers,
@@ -218,7 +218,7 @@ def create_silence(
         },
     )
     silence_service.create_silence(
-        db, data=data, creator=principal.name, audit_context=audit_context(request, principal)
+        db, data=data, creator=principal.name, audit_context=audit_context_of(request, principal)
     )
     return _back(environment, metric, range_, "silence-created")
 
@@ -234,7 +234,7 @@ def expire_silence(
     range_: Annotated[str, Form(alias="range", max_length=8)] = "",
 ) -> Response:
     silence_service.expire_silence(
-        db, silence_id=silence_id, audit_context=audit_context(request, principal)
+        db, silence_id=silence_id, audit_context=audit_context_of(request, principal)
     )
     return _back(environment, metric, range_, "silence-expired")
 

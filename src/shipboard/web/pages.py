@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from shipboard.http.db import DbSession
+from shipboard.http.db import RequestDbDep
 from shipboard.web import service
 from shipboard.web.deps import Viewer
 from shipboard.web.render import render
@@ -14,5 +14,6 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/")
-def overview(request: Request, db: DbSession, principal: Viewer) -> Response:
-    return render(request, "overview.html", principal=principal, cards=service.overview(db))
+async def overview(request: Request, db: RequestDbDep, principal: Viewer) -> Response:
+    cards = await db.run(service.overview)
+    return render(request, "overview.html", principal=principal, cards=cards)

@@ -15,6 +15,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 from markupsafe import Markup
 
+from shipboard.auth.deps import audit_context_of
 from shipboard.core import charts
 from shipboard.core.errors import InvalidInput, NotFound, PayloadTooLarge
 from shipboard.core.time import utcnow
@@ -29,7 +30,6 @@ from shipboard.security.schemas import SecurityScanFilter, SecurityScanRead, Tri
 from shipboard.web.deps import DeployerForm, UnlockedDeployerForm, Viewer
 from shipboard.web.helpers import (
     SEVERITIES,
-    audit_context,
     back,
     can_write,
     choice,
@@ -202,7 +202,7 @@ def triage_finding(
         reason=body.reason,
         expires_at=body.expires_at,
         actor=principal.name,
-        audit_context=audit_context(request, principal),
+        audit_context=audit_context_of(request, principal),
     )
     return back(f"/security/findings/{finding_id}", "triaged")
 
@@ -240,6 +240,6 @@ def import_report(
         ingest.caller_opener(engine, role=principal.role, user_id=principal.name),
         environment=env,
         report=report,
-        audit_context=audit_context(request, principal),
+        audit_context=audit_context_of(request, principal),
     )
     return back("/security", "imported", environment=env, scan=str(result["scan"]["id"]))
