@@ -14,6 +14,7 @@ from shipboard.alerting import tasks as alerting_tasks
 from shipboard.config import DEFAULT_PUBLIC_URL
 from shipboard.core.crypto import Keyring
 from shipboard.core.netguard import OutboundPolicy
+from shipboard.core.promql import PromStore
 from shipboard.jobs.queue import QueueWorker
 from shipboard.jobs.runtime import Loop, Runtime
 from shipboard.monitoring import tasks as monitoring_tasks
@@ -42,13 +43,17 @@ def runtime(
     alertmanager_resend_s: float = grouping.ALERTMANAGER_RESEND_S,
     public_url: str = DEFAULT_PUBLIC_URL,
     forwarding: Forwarding | None = None,
+    metrics_store: PromStore | None = None,
 ) -> Runtime:
     """The schedule (on the elected node), the job queue's loop and the delivery loop (on every
     node)."""
     outbound = outbound or OutboundPolicy()
     tasks = [
         *alerting_tasks.scheduled(
-            engine, eval_interval_s=eval_interval_s, alertmanager_resend_s=alertmanager_resend_s
+            engine,
+            eval_interval_s=eval_interval_s,
+            alertmanager_resend_s=alertmanager_resend_s,
+            store=metrics_store,
         ),
         *monitoring_tasks.scheduled(
             engine, keyring=keyring, outbound=outbound, forwarding=forwarding
@@ -91,4 +96,5 @@ def from_settings(engine: Engine, keyring: Keyring, settings: Any) -> Runtime:
         alertmanager_resend_s=settings.alertmanager_resend_s,
         public_url=settings.effective_public_url,
         forwarding=forwarding_from(settings),
+        metrics_store=settings.metrics_store(),
     )

@@ -211,3 +211,43 @@ def test_anomaly_fires_on_a_spike_and_not_on_noise(method: str) -> None:
         evaluation.anomaly(history[:5], spike, method=method, sensitivity=4, min_points=20).active
         is None
     )
+
+
+# --- promql rules --------------------------------------------------------------------------------
+
+RULE_LABELS = {"alertname": "Errors", "environment": "production", "severity": "high"}
+
+
+def test_promql_makes_each_sample_an_alert_with_its_labels_under_the_rules() -> None:
+    series = evaluation.promql(
+        [
+            ({"__name__": "errors", "route": "/pay", "environment": "staging"}, 12.0),
+            ({"__name__": "errors", "route": "/cart"}, 1.0),
+        ],
+        op=">",
+        value=5,
+        rule_labels=RULE_LABELS,
+    )
+    assert [(s.labels, s.condition.active, s.condition.value) for s in series] == [
+        ({**RULE_LABELS, "route": "/pay"}, True, 12.0),
+        ({**RULE_LABELS, "route": "/cart"}, False, 1.0),
+    ]
+    assert series[0].condition.reason == "12 > 5 is True"
+
+
+def test_promql_without_a_value_fires_every_sample_and_nan_satisfies_no_condition() -> None:
+    (always,) = evaluation.promql([({}, 3.0)], op=">", value=None, rule_labels=RULE_LABELS)
+    assert always.condition.active is True
+    (nan,) = evaluation.promql([({}, math.nan)], op="<", value=5, rule_labels=RULE_LABELS)
+    assert (nan.condition.active, nan.condition.value) == (False, None)
+    (inf,) = evaluation.promql([({}, math.inf)], op=">", value=5, rule_labels=RULE_LABELS)
+    assert (inf.condition.active, inf.condition.value) == (True, None)
+
+
+def test_promql_refuses_series_it_cannot_tell_apart_and_answers_too_large() -> None:
+    same = [({"__name__": "a"}, 1.0), ({"__name__": "b"}, 2.0)]
+    with pytest.raises(ValueError, match="same labels"):
+        evaluation.promql(same, op=">", value=0, rule_labels=RULE_LABELS)
+    many = [({"i": str(i)}, 1.0) for i in range(evaluation.MAX_SERIES + 1)]
+    with pytest.raises(ValueError, match="more than 1000"):
+        evaluation.promql(many, op=">", value=0, rule_labels=RULE_LABELS)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from shipboard.alerting.models import Alert, AlertRule
 from shipboard.audit import service as audit
 from shipboard.config import get_settings
 from shipboard.core.crypto import KEY_FILE_NAME, Keyring, generate_key
@@ -30,6 +31,8 @@ from tests.support.spec_schema import SPEC_ENUM_TYPES, SPEC_TABLES
 OUR_TABLES = {*SPEC_TABLES, "users", "api_tokens", "audit_events"}
 SQLITE_NO_OPS = {"20261126_0012"}  # row-level security policies exist on PostgreSQL only
 DATA_ONLY = {"20261203_0014"}  # rewrite rows, change no schema
+# Change only constraints (a CHECK, a column's NULL-ability), which the schema listing omits.
+CONSTRAINTS_ONLY = {"20261204_0025"}
 # Revisions that replace something (a unique key on more columns): their downgrade brings back
 # what they replaced. PostgreSQL lists a unique constraint among the indexes.
 RESTORES = {
@@ -113,7 +116,7 @@ def test_every_revision_downgrades_and_upgrades_alone(empty_db: Database) -> Non
             # A revision that changes nothing on this backend (PostgreSQL-only policies on
             # SQLite) may remove nothing here; every other must take away what it added.
             assert after <= before, f"downgrade of {revision} added something"
-            if revision in DATA_ONLY:
+            if revision in DATA_ONLY | CONSTRAINTS_ONLY:
                 assert after == before, f"{revision} changed the schema"
             elif revision not in SQLITE_NO_OPS or empty_db.backend == "postgres":
                 assert after < before, f"downgrade of {revision} removed nothing"
@@ -229,6 +232,71 @@ def test_quota_alert_state_is_carried_over_from_the_audit_trail(empty_db: Databa
         assert [row[0] for row in rows] == ["staging"]
         migrate.downgrade(empty_db.url, "20261203_0019")
         assert "storage_quota_alerts" not in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_alerts_survive_the_rebuild_of_alert_rules_and_promql_rules_go_on_downgrade(
+    empty_db: Database,
+) -> None:
+    """SQLite rebuilds alert_rules to admit promql rules; the rebuild must not cascade to the
+    alerts (ON DELETE CASCADE), and the downgrade drops only what the old schema cannot hold."""
+    migrate.upgrade(empty_db.url, "20261203_0024")
+    engine = empty_db.engine()
+    now = utcnow()
+
+    def rule(kind: str, metric: str | None, spec: dict[str, object]) -> AlertRule:
+        return AlertRule(
+            id=uuid.uuid4(),
+            name=f"{kind}-rule",
+            kind=kind,
+            environment="production",
+            metric=metric,
+            spec=spec,
+            severity="high",
+            labels={},
+            annotations={},
+            channels=[],
+            enabled=True,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def alert(rule_id: uuid.UUID) -> Alert:
+        return Alert(
+            id=uuid.uuid4(),
+            rule_id=rule_id,
+            fingerprint=rule_id.hex[:16],
+            state="firing",
+            value=12,
+            labels={"alertname": "x"},
+            annotations={},
+            transitions=[],
+            updated_at=now,
+        )
+
+    try:
+        with system_transaction(engine) as session:
+            seed_environments(session)
+            threshold = rule("threshold", "errors", {"window_s": 60})
+            session.add(threshold)
+            session.flush()
+            session.add(alert(threshold.id))
+        migrate.upgrade(empty_db.url, "20261204_0025")
+        with system_transaction(engine) as session:
+            promql = rule("promql", None, {"query": "up"})
+            session.add(promql)
+            session.flush()
+            session.add(alert(promql.id))
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM alerts")).scalar_one() == 2
+        migrate.downgrade(empty_db.url, "20261203_0024")
+        with engine.connect() as conn:
+            kinds = conn.execute(sa.text("SELECT kind FROM alert_rules")).scalars().all()
+            alerts = conn.execute(sa.text("SELECT rule_id FROM alerts")).scalars().all()
+        assert kinds == ["threshold"]
+        assert [str(a).replace("-", "") for a in alerts] == [threshold.id.hex]
+        migrate.upgrade(empty_db.url)
     finally:
         engine.dispose()
 

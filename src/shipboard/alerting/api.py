@@ -48,9 +48,16 @@ def list_rules(db: DbSession, _: AnyUser) -> AlertRulePage:
 
 
 @router.post("/alert-rules", status_code=201, response_model=AlertRuleRead, responses=CHANGE)
-def create_rule(data: AlertRuleCreate, db: DbSession, _: AdminOnly, audit: Audit) -> AlertRuleRead:
-    """Create a threshold or anomaly rule."""
-    return service.create_rule(db, data=data, audit_context=audit)
+def create_rule(
+    data: AlertRuleCreate, request: Request, db: DbSession, _: AdminOnly, audit: Audit
+) -> AlertRuleRead:
+    """Create a threshold, anomaly or promql rule (promql: needs SHIPBOARD_PROMETHEUS_URL)."""
+    return service.create_rule(
+        db,
+        data=data,
+        audit_context=audit,
+        store_configured=bool(request.app.state.settings.prometheus_url),
+    )
 
 
 @router.get("/alert-rules/{rule_id}", response_model=AlertRuleRead, responses=CHANGE)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shipboard.core.comparisons import OPS
 from shipboard.monitoring.series import AGGREGATIONS
 
-# An alert that is pending or firing: the one a rule has at most one of.
+# An alert that is pending or firing: a rule has at most one of them per label set (one for a
+# threshold or anomaly rule, one per series for a promql rule).
 ACTIVE = ("pending", "firing")
 MAD_SCALE = 1.4826  # makes the MAD a consistent estimator of the standard deviation
+# A promql rule's query answers at most this many series (each an alert of its own).
+MAX_SERIES = 1000
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,56 @@ def anomaly(
         current,
         f"{method} score {score:.3g} (value {current:.6g}, centre {centre:.6g})",
     )
+
+
+@dataclass(frozen=True)
+class SeriesCondition:
+    """One series of a promql rule's answer: the alert's labels and its condition."""
+
+    labels: dict[str, str]
+    condition: Condition
+
+
+def promql(
+    samples: Sequence[tuple[Mapping[str, str], float]],
+    *,
+    op: str,
+    value: float | None,
+    rule_labels: Mapping[str, str],
+) -> list[SeriesCondition]:
+    """Each sample of an instant query as an alert of its own, as Prometheus' alerting rules
+    do: labelled with the series' labels (``__name__`` dropped) under the rule's, active while
+    ``sample op value`` holds, or always when there is no ``value`` (the condition is then the
+    query's own, like ``rate(errors[5m]) > 0.1``). NaN satisfies no condition.
+
+    Raises ``ValueError`` when the answer cannot be told apart or is too large: more than
+    ``MAX_SERIES`` series, or two series with the same labels once the rule's are added."""
+    if len(samples) > MAX_SERIES:
+        raise ValueError(
+            f"the query returned {len(samples)} series, more than {MAX_SERIES}; aggregate it"
+        )
+    out: dict[str, SeriesCondition] = {}
+    for series, measured in samples:
+        labels = {
+            **{k: v for k, v in series.items() if k != "__name__"},
+            **rule_labels,
+        }
+        key = fingerprint(labels)
+        if key in out:
+            raise ValueError(
+                f"two series have the same labels {labels} once the rule's labels are added; "
+                "aggregate them or keep the label that tells them apart"
+            )
+        if value is None:
+            active = True
+            reason = f"the query returned {measured:.6g}"
+        else:
+            active = OPS[op](measured, value)
+            reason = f"{measured:.6g} {op} {value:g} is {active}"
+        # NaN and ±Inf are shown in the reason; stored JSON (PostgreSQL's jsonb) cannot hold them.
+        shown = measured if math.isfinite(measured) else None
+        out[key] = SeriesCondition(labels, Condition(active, shown, reason))
+    return list(out.values())
 
 
 @dataclass(frozen=True)

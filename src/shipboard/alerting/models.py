@@ -17,7 +17,7 @@ from shipboard.db.types import GUID, JSONType, NumberType, UTCDateTime
 class AlertRule(Base):
     __tablename__ = "alert_rules"
     __table_args__ = (
-        sa.CheckConstraint("kind IN ('threshold', 'anomaly')", name="kind"),
+        sa.CheckConstraint("kind IN ('threshold', 'anomaly', 'promql')", name="kind"),
         sa.CheckConstraint("severity IN ('low', 'medium', 'high', 'critical')", name="severity"),
     )
 
@@ -27,8 +27,10 @@ class AlertRule(Base):
     environment: Mapped[str] = mapped_column(
         sa.Text, sa.ForeignKey("environments.name"), nullable=False
     )
-    metric: Mapped[str] = mapped_column(sa.Text, nullable=False)
-    # The rule's settings as the API accepted them (agg, window_s, op, value, for_s, method …).
+    # The metric a threshold or anomaly rule reads; NULL for a promql rule (its query is in spec).
+    metric: Mapped[str | None] = mapped_column(sa.Text)
+    # The rule's settings as the API accepted them (agg, window_s, op, value, for_s, method,
+    # query …).
     spec: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
     severity: Mapped[str] = mapped_column(sa.Text, nullable=False)
     labels: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False, default=dict)

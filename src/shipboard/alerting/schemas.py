@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shipboard.core.promql import MAX_QUERY_CHARS, check_query
 from shipboard.core.types import EnvironmentName, MetricName, Severity, Timestamp
 
 Comparison = Literal[">", ">=", "<", "<="]
 RuleAggregation = Literal["avg", "min", "max", "sum", "count", "p50", "p95", "p99"]
+# What a promql rule's query may name: the rule's own environment, filled in when it runs.
+RULE_VARIABLES = ("environment",)
+SPEC_KEYS = {
+    "threshold": ("tags", "agg", "window_s", "op", "value", "for_s", "keep_firing_for_s"),
+    "anomaly": (
+        "tags",
+        "window_s",
+        "method",
+        "sensitivity",
+        "history_s",
+        "min_points",
+        "for_s",
+        "keep_firing_for_s",
+    ),
+    "promql": ("query", "op", "value", "for_s", "keep_firing_for_s"),
+}
 
 
 class AlertRuleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\- ]+$")
-    kind: Literal["threshold", "anomaly"]
+    kind: Literal["threshold", "anomaly", "promql"]
     environment: EnvironmentName
-    metric: MetricName
+    metric: MetricName | None = Field(default=None, description="threshold and anomaly rules")
+    query: str | None = Field(
+        default=None,
+        max_length=MAX_QUERY_CHARS,
+        description="promql rules: an instant query of SHIPBOARD_PROMETHEUS_URL; $environment "
+        "is the rule's environment. Each sample it returns is an alert of its own (its labels "
+        "added), active while `value op value` holds, or always when `value` is not set",
+    )
     tags: dict[str, str] = Field(default_factory=dict)
     agg: RuleAggregation = "avg"
     window_s: float = Field(default=300, gt=0, le=86400 * 7)
@@ -39,27 +64,26 @@ class AlertRuleCreate(BaseModel):
     enabled: bool = True
 
     @model_validator(mode="after")
-    def _threshold_needs_value(self) -> AlertRuleCreate:
+    def _what_it_reads(self) -> AlertRuleCreate:
+        if self.value is not None and not math.isfinite(self.value):
+            raise ValueError("value must be a finite number")
+        if self.kind == "promql":
+            if not self.query:
+                raise ValueError("a promql rule needs a query")
+            if self.metric is not None:
+                raise ValueError("a promql rule has a query, not a metric")
+            check_query(self.query, variables=RULE_VARIABLES)
+            return self
+        if self.metric is None:
+            raise ValueError(f"a {self.kind} rule needs a metric")
+        if self.query is not None:
+            raise ValueError(f"a {self.kind} rule has a metric, not a query")
         if self.kind == "threshold" and self.value is None:
             raise ValueError("a threshold rule needs a value")
         return self
 
     def spec(self) -> dict[str, Any]:
-        keys = (
-            ("tags", "agg", "window_s", "op", "value", "for_s", "keep_firing_for_s")
-            if self.kind == "threshold"
-            else (
-                "tags",
-                "window_s",
-                "method",
-                "sensitivity",
-                "history_s",
-                "min_points",
-                "for_s",
-                "keep_firing_for_s",
-            )
-        )
-        return {k: getattr(self, k) for k in keys}
+        return {k: getattr(self, k) for k in SPEC_KEYS[self.kind]}
 
 
 class AlertRuleUpdate(BaseModel):

@@ -17,6 +17,7 @@ from shipboard.alerting.schemas import AlertRuleCreate, AlertRuleRead
 from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.core.errors import Conflict, InvalidInput, NotFound
+from shipboard.core.promql import NOT_CONFIGURED
 from shipboard.core.time import utcnow
 from shipboard.environments.service import require_environment
 from shipboard.environments.validation import stored_mapping
@@ -25,9 +26,15 @@ from shipboard.notifications import repository as notifications
 
 
 def create_rule(
-    session: Session, *, data: AlertRuleCreate, audit_context: AuditContext
+    session: Session,
+    *,
+    data: AlertRuleCreate,
+    audit_context: AuditContext,
+    store_configured: bool = False,
 ) -> AlertRuleRead:
-    """Create an alert rule; the channels it names must exist."""
+    """Create an alert rule; the channels it names must exist, and a promql rule needs the
+    metrics store (``store_configured``: SHIPBOARD_PROMETHEUS_URL is set)."""
+    _check_store(data, store_configured)
     require_environment(session, data.environment)
     if repository.rule_named(session, data.name) is not None:
         raise Conflict(f"alert rule {data.name!r} already exists")
@@ -60,9 +67,14 @@ def create_rule(
 
 
 def update_rule(
-    session: Session, *, data: AlertRuleCreate, audit_context: AuditContext
+    session: Session,
+    *,
+    data: AlertRuleCreate,
+    audit_context: AuditContext,
+    store_configured: bool = False,
 ) -> AlertRuleRead:
     """Replace the rule named ``data.name`` in place: its id, alerts and history are kept."""
+    _check_store(data, store_configured)
     require_environment(session, data.environment)
     rule = repository.rule_named(session, data.name)
     if rule is None:
@@ -98,7 +110,7 @@ def rule_fields(rule: AlertRule) -> dict[str, Any]:
         "name": rule.name,
         "kind": rule.kind,
         "environment": rule.environment,
-        "metric": rule.metric,
+        **({"metric": rule.metric} if rule.metric is not None else {}),
         "severity": rule.severity,
         "labels": rule.labels,
         "annotations": rule.annotations,
@@ -119,6 +131,15 @@ def rule_specs(session: Session) -> list[AlertRuleCreate]:
             # Stored by an older version or by hand: still shown, so a diff can replace it.
             specs.append(AlertRuleCreate.model_construct(**fields))
     return specs
+
+
+def _check_store(data: AlertRuleCreate, store_configured: bool) -> None:
+    # Refused on write: a rule stored now would only ever show "error".
+    if data.kind == "promql" and not store_configured:
+        raise InvalidInput(
+            f"a promql rule needs a metrics store: {NOT_CONFIGURED}",
+            errors=[{"loc": ["body", "kind"], "msg": f"{NOT_CONFIGURED} on this server"}],
+        )
 
 
 def _check_channels(session: Session, names: list[str]) -> None:

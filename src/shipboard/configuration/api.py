@@ -53,4 +53,5 @@ def apply_config(
         dry_run=data.dry_run,
         expect_revision=data.expect_revision,
         outbound=request.app.state.settings.outbound_policy,
+        store_configured=bool(request.app.state.settings.prometheus_url),
     )

@@ -80,7 +80,7 @@ def _rule(rule: AlertRuleCreate) -> dict[str, Any]:
             {
                 "kind": rule.kind,
                 "environment": rule.environment,
-                "metric": rule.metric,
+                **({"metric": rule.metric} if rule.metric is not None else {}),
                 "severity": rule.severity,
                 "labels": rule.labels,
                 "annotations": rule.annotations,
@@ -295,6 +295,7 @@ def apply(
     dry_run: bool = False,
     expect_revision: str | None = None,
     outbound: OutboundPolicy = DEFAULT_POLICY,
+    store_configured: bool = False,
 ) -> ConfigApplied:
     """Make the live configuration what the document says, in the caller's transaction.
 
@@ -336,6 +337,7 @@ def apply(
                     keyring=keyring,
                     audit_context=parts,
                     outbound=outbound,
+                    store_configured=store_configured,
                 )
     session.flush()
     after = revision(live_state(session, keyring=keyring))
@@ -368,6 +370,7 @@ def _write(
     keyring: Keyring,
     audit_context: AuditContext,
     outbound: OutboundPolicy,
+    store_configured: bool,
 ) -> None:
     if kind == "channel":
         channel = next(c for c in document.channels if c.name == name)
@@ -399,7 +402,9 @@ def _write(
     else:
         rule = next(r for r in document.alert_rules if r.name == name)
         write_rule = alert_service.create_rule if create else alert_service.update_rule
-        write_rule(session, data=rule, audit_context=audit_context)
+        write_rule(
+            session, data=rule, audit_context=audit_context, store_configured=store_configured
+        )
 
 
 def _document_path(document: ConfigDocument, section: str, name: str) -> Path:

@@ -11,16 +11,19 @@ becomes a :class:`StoreError` that says what went wrong without echoing credenti
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
 import orjson
+import structlog
 
 from shipboard.core.errors import InvalidInput
 
+_log = structlog.get_logger("shipboard.promql")
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_QUERY_CHARS = 4096
 # What a query may name, filled in per deployment when it runs (pipelines/watch.py).
@@ -88,22 +91,49 @@ def render(query: str, variables: Mapping[str, str]) -> str:
     return _VARIABLE.sub(substitute, query)
 
 
-def check_query(query: str) -> None:
-    """Refuse, on write, a query that could never run: an unknown variable, or text that is not
-    PromQL once the variables are filled in (parsed by promql-parser, the Rust port of
-    Prometheus' own parser). Raises ``ValueError`` saying what is wrong."""
+def check_query(query: str, *, variables: Collection[str] = VARIABLES) -> None:
+    """Refuse, on write, a query that could never run: a variable outside ``variables`` (the
+    ones the place the query runs fills in), or text that is not PromQL once the variables are
+    filled in (parsed by promql-parser, the Rust port of Prometheus' own parser). Raises
+    ``ValueError`` saying what is wrong."""
     import promql_parser
 
     if len(query) > MAX_QUERY_CHARS:
         raise ValueError(f"a query has at most {MAX_QUERY_CHARS} characters")
     try:
-        rendered = render(query, _SAMPLE_VALUES)
+        rendered = render(query, {k: v for k, v in _SAMPLE_VALUES.items() if k in variables})
     except InvalidInput as exc:
         raise ValueError(exc.detail) from None
     try:
         promql_parser.parse(rendered)
     except ValueError as exc:
         raise ValueError(f"not a PromQL query: {exc}") from None
+    except BaseException as exc:
+        # The parser is Rust: a panic there (``up offset Inf`` converts an infinite number of
+        # seconds to a Duration) reaches Python as pyo3's PanicException, a BaseException that
+        # no `except Exception` would stop; it would end the request as a 500. KeyboardInterrupt
+        # and the like still go through.
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise ValueError(f"not a PromQL query: the parser gave up ({str(exc)[:200]})") from None
+
+
+NOT_CONFIGURED = "SHIPBOARD_PROMETHEUS_URL is not set"
+
+
+def ask(store: PromStore | None, query: str, *, at: datetime) -> list[Sample] | str:
+    """The samples an instant query gives at ``at``, or why there are none (a sentence a
+    verdict can show: the store's own error, never its credentials). NaN samples are kept; the
+    caller's condition decides what they mean."""
+    if store is None:
+        return NOT_CONFIGURED
+    started = time.perf_counter()
+    try:
+        samples = store.query(query, at=at)
+    except StoreError as exc:
+        return f"the metrics store: {exc}"
+    _log.debug("promql_query", seconds=round(time.perf_counter() - started, 4))
+    return samples
 
 
 def _escape(value: str) -> str:
