@@ -152,6 +152,23 @@ def server(db: Database) -> LiveServer:
 
 
 @pytest.fixture
+def serve(db: Database) -> Iterator[Callable[..., LiveServer]]:
+    """Start Shipboard servers with settings of the test's own (``serve(prometheus_url=…)``)
+    on the test's database; all stop after."""
+    started: list[LiveServer] = []
+
+    def start(**overrides: Any) -> LiveServer:
+        live = LiveServer(db.url, **overrides)
+        live.start()
+        started.append(live)
+        return live
+
+    yield start
+    for live in started:
+        live.stop()
+
+
+@pytest.fixture
 def clients(server: LiveServer, engine: Engine) -> Clients:
     with system_transaction(engine) as session:
         tokens = role_tokens(session)

@@ -139,8 +139,8 @@ class Settings(BaseSettings):
     # The user's Prometheus-compatible store (docs/monitoring.md, issue 23).
     prometheus_url: str | None = Field(
         default=None,
-        description="Prometheus HTTP API base PromQL watch checks query (Prometheus, "
-        "VictoriaMetrics, Mimir's /prometheus, Thanos Query)",
+        description="Prometheus HTTP API base PromQL watch checks query and series are read "
+        "from (Prometheus, VictoriaMetrics, Mimir's /prometheus, Thanos Query)",
     )
     prometheus_bearer_token: str | None = None
     prometheus_username: str | None = None

@@ -4,12 +4,11 @@ their order, and a full queue refuses new points instead of dropping any."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -18,23 +17,7 @@ from shipboard.db.engine import system_transaction
 from shipboard.monitoring import remote_write as rw
 from shipboard.monitoring.forwarding import Forwarder, queue_status
 from shipboard.monitoring.models import MonitoringMetric
-from tests.support.databases import Database
 from tests.support.live import LiveServer, Receiver, VictoriaMetrics, wait_for
-
-
-@pytest.fixture
-def serve(db: Database) -> Iterator[Callable[..., LiveServer]]:
-    started: list[LiveServer] = []
-
-    def start(**overrides: Any) -> LiveServer:
-        live = LiveServer(db.url, **overrides)
-        live.start()
-        started.append(live)
-        return live
-
-    yield start
-    for live in started:
-        live.stop()
 
 
 def _points(count: int, *, name: str = "checkout.latency") -> list[dict[str, Any]]:

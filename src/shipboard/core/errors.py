@@ -94,3 +94,10 @@ class ServiceUnavailable(ShipboardError):
     status_code = 503
     title = "Service unavailable"
     type_slug = "service-unavailable"
+
+
+class MetricsStoreUnavailable(ServiceUnavailable):
+    """The user's Prometheus-compatible store (SHIPBOARD_PROMETHEUS_URL) could not answer."""
+
+    title = "Metrics store unavailable"
+    type_slug = "metrics-store-unavailable"

@@ -86,7 +86,7 @@ def render(query: str, variables: Mapping[str, str]) -> str:
         if name not in variables:
             known = ", ".join(f"${v}" for v in sorted(variables))
             raise InvalidInput(f"unknown variable ${name} in the query (known: {known})")
-        return _escape(variables[name])
+        return escape(variables[name])
 
     return _VARIABLE.sub(substitute, query)
 
@@ -136,7 +136,9 @@ def ask(store: PromStore | None, query: str, *, at: datetime) -> list[Sample] | 
     return samples
 
 
-def _escape(value: str) -> str:
+def escape(value: str) -> str:
+    """``value`` as the inside of a PromQL double-quoted string (a label matcher's value):
+    backslash, quote and line breaks escaped, so no value can end the string early."""
     return (
         value.replace("\\", "\\\\")
         .replace('"', '\\"')
@@ -186,12 +188,18 @@ class PromStore:
     def query_range(
         self, expr: str, *, start: datetime, end: datetime, step_s: float
     ) -> list[RangeSeries]:
+        """A range query: ``expr`` evaluated at ``start``, ``start + step`` … up to ``end``."""
+        start_ms, step_ms = round(start.timestamp() * 1000), round(step_s * 1000)
         params = {
             "query": expr,
-            "start": f"{start.timestamp():.3f}",
+            "start": f"{start_ms / 1000:.3f}",
             "end": f"{end.timestamp():.3f}",
             "step": f"{step_s:g}",
         }
+        if step_ms and start_ms % step_ms:
+            # VictoriaMetrics moves a start that is not a multiple of the step onto one (for
+            # its cache) unless told not to; other stores ignore the parameter.
+            params["nocache"] = "1"
         data = self._get("/api/v1/query_range", params)
         result = data.get("result")
         if data.get("resultType") != "matrix" or not isinstance(result, list):
@@ -200,9 +208,19 @@ class PromStore:
         for item in result:
             if not isinstance(item, dict) or not isinstance(item.get("values"), list):
                 raise StoreError("a series of the store's answer has no values")
-            points = [(float(_pair(p)[0]), _number(_pair(p)[1])) for p in item["values"]]
+            points = [(_number(_pair(p)[0]), _number(_pair(p)[1])) for p in item["values"]]
             series.append(RangeSeries(labels=_labels(item), points=points))
         return series
+
+    def label_values(self, label: str, *, match: str, start: datetime, end: datetime) -> list[str]:
+        """The values ``label`` takes on the series ``match`` selects between two times."""
+        params = {
+            "match[]": match,
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+        }
+        data = self._get_list(f"/api/v1/label/{label}/values", params)
+        return sorted(str(value) for value in data if isinstance(value, str))
 
     def validate(self, expr: str, *, at: datetime) -> None:
         """Ask the store to parse and run ``expr`` at ``at`` (a time in the past, so nothing
@@ -216,6 +234,18 @@ class PromStore:
             raise
 
     def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        data = self._data(path, params)
+        if not isinstance(data, dict):
+            raise StoreError("the metrics store's answer has no data")
+        return data
+
+    def _get_list(self, path: str, params: dict[str, str]) -> list[Any]:
+        data = self._data(path, params)
+        if not isinstance(data, list):
+            raise StoreError("the metrics store's answer has no list of values")
+        return data
+
+    def _data(self, path: str, params: dict[str, str]) -> Any:
         try:
             with self._client.stream("GET", self._base + path, params=params) as answer:
                 body = bytearray()
@@ -239,10 +269,7 @@ class PromStore:
             reason = str(document.get("error") or f"status {status}")[:500]
             # 400 and 422 are the API's answers to a query it cannot parse or run.
             raise StoreError(reason, bad_query=status in (400, 422))
-        data = document.get("data")
-        if not isinstance(data, dict):
-            raise StoreError("the metrics store's answer has no data")
-        return data
+        return document.get("data")
 
 
 def _pair(value: Any) -> tuple[Any, Any]:

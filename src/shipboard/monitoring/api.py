@@ -26,7 +26,14 @@ from shipboard.environments import repository as environments
 from shipboard.environments.deps import spend_budget_on_loop
 from shipboard.http.db import DbSession, RequestDbDep
 from shipboard.monitoring import otlp, service
-from shipboard.monitoring.schemas import Accepted, Aggregation, MetricBatch, MetricNames, Series
+from shipboard.monitoring.schemas import (
+    Accepted,
+    Aggregation,
+    MetricBatch,
+    MetricNames,
+    Series,
+    SeriesSource,
+)
 
 router = APIRouter(
     tags=["monitoring"], responses={401: {"model": Problem}, 403: {"model": Problem}}
@@ -66,7 +73,11 @@ async def ingest(
     )
 
 
-@router.get("/api/v1/metrics/series", response_model=Series, responses={422: {"model": Problem}})
+@router.get(
+    "/api/v1/metrics/series",
+    response_model=Series,
+    responses={422: {"model": Problem}, 503: {"model": Problem}},
+)
 def series(
     request: Request,
     db: DbSession,
@@ -79,8 +90,16 @@ def series(
         int | None, Query(ge=1, le=31_536_000, description="Bucket width in seconds")
     ] = None,
     agg: Aggregation = "avg",
+    source: Annotated[
+        SeriesSource | None,
+        Query(
+            description="Read Shipboard's database (embedded) or the metrics store at "
+            "SHIPBOARD_PROMETHEUS_URL (store); default: the store when one is configured"
+        ),
+    ] = None,
 ) -> Series:
-    """A metric bucketed by `step` and aggregated; filter by tags with `tag.<key>=<value>`."""
+    """A metric bucketed by `step` and aggregated; filter by tags with `tag.<key>=<value>`.
+    Answers 503 when it reads the metrics store and the store cannot answer."""
     for label, moment in (("since", since), ("until", until)):
         if moment is not None and moment.tzinfo is None:
             raise InvalidInput(
@@ -99,6 +118,7 @@ def series(
         step_s=step,
         agg=agg,
         tags=tags,
+        store=service.pick_store(request.app.state.metrics_store, source),
     )
 
 

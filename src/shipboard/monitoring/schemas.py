@@ -74,6 +74,7 @@ class Accepted(BaseModel):
 
 
 Aggregation = Literal["avg", "min", "max", "sum", "count", "p50", "p95", "p99"]
+SeriesSource = Literal["embedded", "store"]
 
 
 class Series(BaseModel):
@@ -85,6 +86,11 @@ class Series(BaseModel):
     until: datetime
     tags: dict[str, str]
     points: list[tuple[datetime, float]]
+    source: SeriesSource = Field(
+        default="embedded",
+        description="Which store answered: Shipboard's database (embedded) or the "
+        "Prometheus-compatible store at SHIPBOARD_PROMETHEUS_URL (store)",
+    )
 
 
 class MetricNameInfo(BaseModel):

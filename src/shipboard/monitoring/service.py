@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 
 from shipboard.core.errors import Conflict, InvalidInput, PayloadTooLarge
 from shipboard.core.pagination import clamp_limit
+from shipboard.core.promql import PromStore
 from shipboard.core.time import utcnow
 from shipboard.db import bulk
 from shipboard.environments.service import require_known_environments
 from shipboard.monitoring import forwarding as forwarding_
-from shipboard.monitoring import otlp, repository, temporality
+from shipboard.monitoring import otlp, repository, store_series, temporality
 from shipboard.monitoring.schemas import (
     POINTS,
     Accepted,
@@ -145,8 +146,10 @@ def series(
     step_s: int | None,
     agg: str,
     tags: dict[str, str],
+    store: PromStore | None = None,
 ) -> Series:
-    """Points of one metric bucketed by ``step_s`` and aggregated, filtered by tags."""
+    """Points of one metric bucketed by ``step_s`` and aggregated, filtered by tags: from the
+    database, or from the user's metrics store when ``store`` is given (``store_series.py``)."""
     until = until or utcnow()
     since = since or until - timedelta(hours=1)
     if since >= until:
@@ -159,6 +162,28 @@ def series(
         raise InvalidInput(
             "step too small for the range: at most 11,000 buckets",
             errors=[{"loc": ["query", "step"], "msg": "too small for the range"}],
+        )
+    if store is not None:
+        found = store_series.read(
+            store,
+            name=name,
+            environment=environment,
+            tags=tags,
+            since=since,
+            until=until,
+            step_s=step,
+            agg=agg,
+        )
+        return Series(
+            name=name,
+            environment=environment,
+            agg=agg,
+            step_s=step,
+            since=since,
+            until=until,
+            tags=tags,
+            points=found,
+            source="store",
         )
     points = None
     if not tags and agg in DATABASE_AGGREGATES:
@@ -178,6 +203,20 @@ def series(
         tags=tags,
         points=points,
     )
+
+
+def pick_store(configured: PromStore | None, source: str | None) -> PromStore | None:
+    """The store a series request reads: the metrics store when one is configured, unless the
+    request asks for ``source=embedded``; ``source=store`` without one is a 422."""
+    if source == "embedded":
+        return None
+    if source == "store" and configured is None:
+        raise InvalidInput(
+            "source=store needs SHIPBOARD_PROMETHEUS_URL; this instance reads series from its "
+            "own database only",
+            errors=[{"loc": ["query", "source"], "msg": "no metrics store is configured"}],
+        )
+    return configured
 
 
 # Reduced by the database, one row a bucket. Percentiles and tag filters read the points: a
