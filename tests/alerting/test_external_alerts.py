@@ -14,8 +14,10 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from shipboard.alerting import external
+from shipboard.alerting.models import ExternalAlert
 from shipboard.alerting.schemas import AlertmanagerWebhook
 from shipboard.db.engine import transaction
+from shipboard.environments.config_sections import ExternalAlertMatcher
 from tests.support.live import Alertmanager, Clients, wait_for
 from tests.support.problems import assert_problem
 
@@ -231,3 +233,111 @@ def test_alerts_belong_to_the_environment_their_labels_name_and_only_new_ones_co
     with transaction(engine) as session:
         still = external.firing_since(session, environment="production", since=start)
         assert [a.alertname for a in still] == ["Old"]  # "New" resolved
+
+
+def _deliver_now(clients: Clients, fingerprint: str, labels: dict[str, str]) -> None:
+    """One firing alert, started now, as Alertmanager's webhook delivers it."""
+    body = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "shipboard",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "startsAt": datetime.now(UTC).isoformat(),
+                "fingerprint": fingerprint,
+            }
+        ],
+    }
+    with clients.as_role("service") as service:
+        service.post("/api/v1/integrations/alertmanager", json=body).raise_for_status()
+
+
+def test_an_environments_own_matchers_decide_which_alerts_fail_its_watch(
+    clients: Clients, worker: Any
+) -> None:
+    from tests.support.factories import pipeline_steps, set_pipeline, start_deployment, wait_final
+
+    matchers = [
+        {"label": "cluster", "op": "=~", "value": "stg-.+"},
+        {"label": "team", "value": "checkout"},
+    ]
+    watch = {**WATCH, "window_s": 3}
+    with clients.as_role("admin") as admin:
+        set_pipeline(
+            admin, "staging", pipeline_steps(("ship", "deploy", "true")), auto_rollback=True
+        )
+        good = start_deployment(admin, version="1.0.0")
+        assert wait_final(admin, good)["status"] == "success"
+        admin.patch(
+            "/api/v1/environments/staging",
+            json={
+                "config": {
+                    "pipeline": {**pipeline_steps(("ship", "deploy", "true")), "watch": watch},
+                    "external_alert_matchers": matchers,
+                }
+            },
+        ).raise_for_status()
+
+        # An alert the environment labels would have put in staging, but its matchers do not
+        # match (another cluster): the watch passes.
+        calm = start_deployment(admin, version="2.0.0")
+        assert wait_final(admin, calm)["status"] == "success"
+        _deliver_now(
+            clients,
+            "not-ours",
+            {"alertname": "PaymentsSlow", "environment": "staging", "cluster": "prod-1"},
+        )
+        passed = wait_for(
+            lambda: (
+                (d := admin.get(f"/api/v1/deployments/{calm}").json())["watch_state"] == "passed"
+                and d
+            ),
+            timeout=30,
+            interval=0.2,
+        )
+        assert passed["status"] == "success"
+        assert not [a for a in passed["analysis"] if a.get("check") == "external alerts"]
+
+        # One they match, though no label names an environment: the release rolls back.
+        bad = start_deployment(admin, version="3.0.0")
+        assert wait_final(admin, bad)["status"] == "success"
+        _deliver_now(
+            clients,
+            "ours",
+            {"alertname": "CheckoutErrors", "cluster": "stg-eu", "team": "checkout"},
+        )
+
+        def rolled_back() -> dict[str, Any] | None:
+            detail = admin.get(f"/api/v1/deployments/{bad}").json()
+            return detail if detail["status"] == "rolled_back" else None
+
+        detail = wait_for(rolled_back, timeout=30, interval=0.2)
+    (failure,) = [a for a in detail["analysis"] if a.get("check") == "external alerts"]
+    assert failure["reason"] == "Alertmanager alert firing in staging: CheckoutErrors"
+    assert [a["fingerprint"] for a in failure["alerts"]] == ["ours"]
+
+
+def test_matchers_follow_alertmanagers_semantics() -> None:
+    def alert(**labels: str) -> ExternalAlert:
+        return ExternalAlert(fingerprint="f", labels=labels, environment=labels.get("env"))
+
+    def of(*raw: dict[str, str]) -> list[ExternalAlertMatcher]:
+        return [ExternalAlertMatcher.model_validate(m) for m in raw]
+
+    regex = of({"label": "cluster", "op": "=~", "value": "stg-[a-z]+"})
+    assert external.belongs(alert(cluster="stg-eu"), environment="staging", matchers=regex)
+    # The whole value, as in Alertmanager: no partial match.
+    assert not external.belongs(alert(cluster="x-stg-eu"), environment="staging", matchers=regex)
+    negated = of({"label": "team", "value": "infra", "op": "!="}, *[m.model_dump() for m in regex])
+    assert external.belongs(alert(cluster="stg-eu"), environment="staging", matchers=negated)
+    assert not external.belongs(
+        alert(cluster="stg-eu", team="infra"), environment="staging", matchers=negated
+    )
+    # A pathological pattern for a backtracking engine matches in linear time under RE2.
+    slow = of({"label": "x", "op": "=~", "value": "(a+)+$"})
+    assert not external.belongs(alert(x="a" * 50_000 + "b"), environment="s", matchers=slow)
+    # Without matchers, the labels that named an environment on arrival decide.
+    assert external.belongs(alert(env="staging"), environment="staging", matchers=None)
+    assert not external.belongs(alert(cluster="stg-eu"), environment="staging", matchers=None)

@@ -168,6 +168,35 @@ def _stored_config(admin: Any, name: str = "staging") -> dict[str, Any]:
             {"security": {"schedule": [{"type": "sast", "target": "/srv", "cron": "0 0 31 4 *"}]}},
             ["config", "security", "schedule", 0, "cron"],
         ),
+        # Alertmanager matchers: a regex RE2 cannot match in linear time (a backreference)…
+        (
+            {"external_alert_matchers": [{"label": "c", "op": "=~", "value": "(a)\\1"}]},
+            ["config", "external_alert_matchers", 0],
+        ),
+        (
+            {"external_alert_matchers": [{"label": "c", "op": "=~", "value": "stg-("}]},
+            ["config", "external_alert_matchers", 0],
+        ),
+        (
+            {"external_alert_matchers": [{"label": "c", "op": "==", "value": "x"}]},
+            ["config", "external_alert_matchers", 0, "op"],
+        ),
+        (
+            {"external_alert_matchers": [{"label": "not-a-label", "value": "x"}]},
+            ["config", "external_alert_matchers", 0, "label"],
+        ),
+        # …none at all, or only ones an alert without the labels meets, would claim every alert.
+        ({"external_alert_matchers": []}, ["config", "external_alert_matchers"]),
+        (
+            {
+                "external_alert_matchers": [
+                    {"label": "cluster", "value": ""},
+                    {"label": "team", "op": "=~", "value": ".*"},
+                    {"label": "env", "op": "!=", "value": "prod"},
+                ]
+            },
+            ["config", "external_alert_matchers"],
+        ),
     ],
 )
 def test_patch_with_bad_config_is_422_naming_the_path_and_changes_nothing(

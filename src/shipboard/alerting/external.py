@@ -2,11 +2,14 @@
 beside Shipboard's own, and one that fires in an environment during a deployment's watch fails
 its verification (pipelines/watch.py).
 
-An alert belongs to the environment its labels name: the first of
-SHIPBOARD_ALERTMANAGER_ENVIRONMENT_LABELS (default ``environment,env``) that the alert carries,
-when its value is a known environment. Alertmanager identifies an alert by its fingerprint and
-sends it again while it fires and once more when it resolves (``send_resolved``), so each
-delivery updates one row.
+An alert belongs to an environment by that environment's ``config.external_alert_matchers``
+when it has them (all must hold, Alertmanager's matcher semantics); otherwise by the labels
+that name it: the first of SHIPBOARD_ALERTMANAGER_ENVIRONMENT_LABELS (default
+``environment,env``) the alert carries, when its value is a known environment (kept in the
+row's ``environment`` when it arrives). Matchers are applied when alerts are read, so a changed
+matcher applies at once, and one alert may belong to several environments. Alertmanager
+identifies an alert by its fingerprint and sends it again while it fires and once more when it
+resolves (``send_resolved``), so each delivery updates one row.
 """
 
 from __future__ import annotations
@@ -14,13 +17,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import structlog
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
-from shipboard.alerting import repository
+from shipboard.alerting import matching, repository
 from shipboard.alerting.models import ExternalAlert
 from shipboard.alerting.schemas import AlertmanagerWebhook, ExternalAlertPage, ExternalAlertRead
+from shipboard.environments import repository as environments
+from shipboard.environments.config_sections import ExternalAlertMatcher, check_matchers
+from shipboard.environments.validation import stored_mapping
 
+log = structlog.get_logger("shipboard.external_alerts")
 DEFAULT_ENVIRONMENT_LABELS = ("environment", "env")
+_MATCHERS = TypeAdapter(list[ExternalAlertMatcher])
 
 
 def environment_of(
@@ -67,14 +77,55 @@ def receive(
     return len(webhook.alerts)
 
 
+def matchers_of(session: Session, environment: str) -> list[ExternalAlertMatcher] | None:
+    """The environment's ``config.external_alert_matchers``, or None when it has none. A stored
+    section that no longer validates (written before validation, or by hand) is logged and
+    ignored: the environment labels decide, as if it were not there."""
+    row = environments.get(session, environment)
+    raw = stored_mapping(row.config if row is not None else None).get("external_alert_matchers")
+    if raw is None:
+        return None
+    try:
+        return check_matchers(_MATCHERS.validate_python(raw))
+    except (ValidationError, ValueError) as exc:
+        log.warning("external_alert_matchers_invalid", environment=environment, reason=str(exc))
+        return None
+
+
+def belongs(
+    alert: ExternalAlert, *, environment: str, matchers: Sequence[ExternalAlertMatcher] | None
+) -> bool:
+    """Whether ``alert`` is one of ``environment``'s: by its matchers, else by its labels."""
+    if matchers is None:
+        return alert.environment == environment
+    return matching.matches([m.as_silence_matcher() for m in matchers], dict(alert.labels))
+
+
 def firing_since(session: Session, *, environment: str, since: datetime) -> list[ExternalAlert]:
     """External alerts firing now in ``environment`` that started at or after ``since``: an
     alert already firing before a release began is not evidence against that release."""
-    return repository.external_firing(session, environment=environment, since=since)
+    matchers = matchers_of(session, environment)
+    if matchers is None:
+        return repository.external_firing(session, environment=environment, since=since)
+    return [
+        alert
+        for alert in repository.external_firing(session, environment=None, since=since)
+        if belongs(alert, environment=environment, matchers=matchers)
+    ]
 
 
 def list_external(
     session: Session, *, environment: str | None, status: str | None
 ) -> ExternalAlertPage:
-    rows = repository.list_external(session, environment=environment, status=status)
+    """Alerts received from Alertmanager, firing first (at most 500), of one environment (by
+    its matchers when it has them) or of all."""
+    matchers = matchers_of(session, environment) if environment is not None else None
+    if matchers is None:
+        rows = repository.list_external(session, environment=environment, status=status)
+    else:
+        rows = [
+            alert
+            for alert in repository.list_external(session, environment=None, status=status)
+            if belongs(alert, environment=environment or "", matchers=matchers)
+        ]
     return ExternalAlertPage(items=[ExternalAlertRead.model_validate(r) for r in rows])

@@ -155,18 +155,17 @@ def upsert_external(session: Session, alert: ExternalAlert) -> None:
     session.flush()
 
 
-def external_firing(session: Session, *, environment: str, since: datetime) -> list[ExternalAlert]:
-    return list(
-        session.scalars(
-            sa.select(ExternalAlert)
-            .where(
-                ExternalAlert.environment == environment,
-                ExternalAlert.status == "firing",
-                ExternalAlert.starts_at >= since,
-            )
-            .order_by(ExternalAlert.starts_at)
-        )
+def external_firing(
+    session: Session, *, environment: str | None, since: datetime
+) -> list[ExternalAlert]:
+    """Firing alerts that started at or after ``since``, of one environment (by the labels that
+    named it on arrival) or, with None, of all."""
+    query = sa.select(ExternalAlert).where(
+        ExternalAlert.status == "firing", ExternalAlert.starts_at >= since
     )
+    if environment is not None:
+        query = query.where(ExternalAlert.environment == environment)
+    return list(session.scalars(query.order_by(ExternalAlert.starts_at)))
 
 
 def list_external(

@@ -1,13 +1,15 @@
-"""The shapes of the ``config.performance`` and ``config.reports`` sections of an environment.
-Environments validate them; performance and reports read them (like ``pipeline.py`` for
-``config.pipeline``), so a base domain needs nothing from the domains built on it."""
+"""The shapes of the ``config.performance``, ``config.reports`` and
+``config.external_alert_matchers`` sections of an environment. Environments validate them;
+performance, reports and alerting read them (like ``pipeline.py`` for ``config.pipeline``), so a
+base domain needs nothing from the domains built on it."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
+from shipboard.core import patterns
 from shipboard.core.cron import CronExpr, TimeZoneName
 from shipboard.core.time import parse_duration
 from shipboard.core.types import FiniteFloat
@@ -65,3 +67,50 @@ class ReportSchedule(BaseModel):
     def _period(cls, value: str) -> str:
         parse_duration(value)
         return value
+
+
+class ExternalAlertMatcher(BaseModel):
+    """``config.external_alert_matchers[]``: what an alert received from Alertmanager must
+    carry to belong to this environment; all of them must hold (Alertmanager's matchers:
+    ``=~``/``!~`` match the whole value, RE2 syntax, in linear time; a missing label is ``""``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+    value: Annotated[str, Field(max_length=1024, strict=True)]
+    op: Literal["=", "!=", "=~", "!~"] = "="
+
+    @model_validator(mode="after")
+    def _valid_regex(self) -> ExternalAlertMatcher:
+        if self.op in ("=~", "!~") and (problem := patterns.regex_problem(self.value)):
+            raise ValueError(f"value {self.value[:80]!r}: {problem}")
+        return self
+
+    def as_silence_matcher(self) -> dict[str, object]:
+        """The same matcher in the shape silences keep (``alerting/matching.py`` matches both)."""
+        return {
+            "name": self.label,
+            "value": self.value,
+            "isRegex": self.op in ("=~", "!~"),
+            "isEqual": self.op in ("=", "=~"),
+        }
+
+
+def matches_empty(matcher: ExternalAlertMatcher) -> bool:
+    """Whether ``matcher`` holds for an alert without its label (value ``""``)."""
+    if matcher.op in ("=", "!="):
+        hit = matcher.value == ""
+    else:
+        hit = bool(patterns.regex_matches(matcher.value, ""))
+    return hit if matcher.op in ("=", "=~") else not hit
+
+
+def check_matchers(matchers: list[ExternalAlertMatcher]) -> list[ExternalAlertMatcher]:
+    """Refuse matchers that every alert without those labels satisfies: they would put every
+    unrelated alert in the environment (Alertmanager refuses such silences for the same reason)."""
+    if all(matches_empty(m) for m in matchers):
+        raise ValueError(
+            "at least one matcher must need a label value (as in Alertmanager): these match "
+            "alerts that carry none of the labels"
+        )
+    return matchers

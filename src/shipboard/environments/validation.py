@@ -24,9 +24,10 @@ detail names the first one: ``config.freeze_windows[0].timezone: unknown time zo
 Sections of ``config`` checked whole: ``pipeline`` (``environments.pipeline.Pipeline``: steps with a
 known stage, in order; healthcheck; watch), ``freeze_windows``, ``monitoring.scrape``,
 ``security`` (schedule, sla_days, semgrep_rules, osv_url), ``performance``, ``reports``,
-``notification_channels``. Unknown top-level keys are kept (the spec's EnvironmentConfig is open).
-Cron expressions must fire within a year and time zones must be IANA names (``core/cron.py``).
-Outbound URL policy (SSRF) is the service's ``check_outbound_urls``: it depends on settings.
+``notification_channels``, ``external_alert_matchers``. Unknown top-level keys are kept (the
+spec's EnvironmentConfig is open). Cron expressions must fire within a year and time zones must
+be IANA names (``core/cron.py``). Outbound URL policy (SSRF) is the service's
+``check_outbound_urls``: it depends on settings.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -47,7 +49,12 @@ from pydantic import (
 from shipboard.core.cron import CronExpr, TimeZoneName
 from shipboard.core.errors import InvalidInput, format_loc
 from shipboard.core.types import HttpUrlStr, NonNegativeFloat, ScanType, Url
-from shipboard.environments.config_sections import PerformanceSettings, ReportSchedule
+from shipboard.environments.config_sections import (
+    ExternalAlertMatcher,
+    PerformanceSettings,
+    ReportSchedule,
+    check_matchers,
+)
 from shipboard.environments.pipeline import Pipeline
 
 Loc = Sequence[str | int]
@@ -141,6 +148,15 @@ class _ShipboardKeys(BaseModel):
     performance: PerformanceSettings | None = None
     reports: list[ReportSchedule] | None = Field(default=None, max_length=50)
     notification_channels: list[ChannelName] | None = Field(default=None, max_length=50)
+    external_alert_matchers: (
+        Annotated[list[ExternalAlertMatcher], AfterValidator(check_matchers)] | None
+    ) = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="Which alerts received from Alertmanager belong to this environment (all "
+        "must hold); without it, SHIPBOARD_ALERTMANAGER_ENVIRONMENT_LABELS decides",
+    )
 
 
 class EnvironmentConfig(_ShipboardKeys):

@@ -254,6 +254,22 @@ def _database_series(
     return points
 
 
+def names_to_chart(
+    session: Session,
+    *,
+    environment: str,
+    store: PromStore | None,
+    since: datetime,
+    until: datetime,
+) -> list[tuple[str, int | None]]:
+    """Metric names to chart, with their point counts where the database knows them: from the
+    metrics store when the page reads it, else from the database."""
+    if store is not None:
+        found = store_series.names(store, environment=environment, since=since, until=until)
+        return [(name, None) for name in found]
+    return [(n.name, n.points) for n in metric_names(session, environment=environment).items]
+
+
 def metric_names(session: Session, *, environment: str | None) -> MetricNames:
     """Every metric name with its sources, the tag keys seen recently, and its point count."""
     grouped: dict[str, tuple[set[str], int]] = {}

@@ -114,6 +114,18 @@ def read(
     return points
 
 
+def names(
+    store: PromStore, *, environment: str | None, since: datetime, until: datetime
+) -> list[str]:
+    """The metric names the store holds for ``environment`` between two times (the names as
+    the store spells them: what Shipboard forwarded is under its mapped name)."""
+    match = f'{{environment="{escape(environment)}"}}' if environment else '{__name__=~".+"}'
+    try:
+        return store.label_values("__name__", match=match, start=since, end=until)
+    except StoreError as exc:
+        raise unavailable(exc) from exc
+
+
 def unavailable(exc: StoreError) -> MetricsStoreUnavailable:
     """The 503 for a store that did not answer: what went wrong, never its URL or credentials
     (StoreError's messages carry neither)."""

@@ -1,4 +1,6 @@
-"""Monitoring: a metric over a range with deployments marked, alerts, and silences."""
+"""Monitoring: a metric over a range with deployments marked (from the database, or from the
+metrics store at SHIPBOARD_PROMETHEUS_URL), Shipboard's alerts and Alertmanager's beside them,
+and silences."""
 
 from __future__ import annotations
 
@@ -11,15 +13,17 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from shipboard.alerting import alerts as alert_service
+from shipboard.alerting import external
 from shipboard.alerting import silences as silence_service
 from shipboard.alerting.schemas import SilenceCreate
 from shipboard.auth.deps import audit_context_of
 from shipboard.core import charts
-from shipboard.core.errors import InvalidInput
+from shipboard.core.errors import InvalidInput, MetricsStoreUnavailable
 from shipboard.core.time import parse_duration, utcnow
 from shipboard.core.types import ENVIRONMENTS
 from shipboard.http.db import DbSession
 from shipboard.monitoring import service as metrics
+from shipboard.monitoring.schemas import SeriesSource
 from shipboard.web.deps import DeployerForm, Viewer
 from shipboard.web.helpers import (
     back,
@@ -117,6 +121,7 @@ def monitoring_page(
     environment: str | None = None,
     metric: Annotated[str | None, Query(max_length=255)] = None,
     range_: Annotated[Range, Query(alias="range")] = "24h",
+    source: SeriesSource | None = None,
     silence: Annotated[str | None, Query(max_length=500)] = None,
     done: str | None = None,
 ) -> Response:
@@ -125,41 +130,54 @@ def monitoring_page(
         raise InvalidInput(
             "metric is not a metric name", errors=[{"loc": ["query", "metric"], "msg": "bad name"}]
         )
-    names = metrics.metric_names(db, environment=env).items
-    chosen = metric or (names[0].name if names else None)
+    store = metrics.pick_store(request.app.state.metrics_store, source)
     until = utcnow()
     since = until - RANGES[range_]
     chart = None
     points = 0
-    if chosen:
-        series = metrics.series(
-            db,
-            name=chosen,
-            environment=env,
-            since=since,
-            until=until,
-            step_s=max(1, int(RANGES[range_].total_seconds() // BUCKETS)),
-            agg="avg",
-            tags={},
-        )
-        points = len(series.points)
-        chart = charts.time_chart(
-            [charts.Series(chosen, series.points)],
-            since=since,
-            until=until,
-            title=f"{chosen} in {env}, last {range_} (average per {series.step_s} s)",
-            unit=unit_of(chosen),
-            markers=deploy_markers(db, environment=env, since=since, until=until),
-            empty_text=f"No {chosen} points in the last {range_}",
-        )
+    names: list[tuple[str, int | None]] = []
+    chosen = metric
+    store_problem = None
+    try:
+        names = metrics.names_to_chart(db, environment=env, store=store, since=since, until=until)
+        chosen = metric or (names[0][0] if names else None)
+        if chosen:
+            series = metrics.series(
+                db,
+                name=chosen,
+                environment=env,
+                since=since,
+                until=until,
+                step_s=max(1, int(RANGES[range_].total_seconds() // BUCKETS)),
+                agg="avg",
+                tags={},
+                store=store,
+            )
+            points = len(series.points)
+            where = "the metrics store" if store is not None else "Shipboard's database"
+            chart = charts.time_chart(
+                [charts.Series(chosen, series.points)],
+                since=since,
+                until=until,
+                title=f"{chosen} in {env}, last {range_} (average per {series.step_s} s, "
+                f"from {where})",
+                unit=unit_of(chosen),
+                markers=deploy_markers(db, environment=env, since=since, until=until),
+                empty_text=f"No {chosen} points in the last {range_}",
+            )
+    except MetricsStoreUnavailable as exc:
+        # The alerts below matter most when something is down: the page still shows them.
+        store_problem = exc.detail
     alerts = [
         a
         for a in alert_service.list_alerts(db, limit=200).items
         if a.labels.get("environment") in (env, None)
     ]
+    received = external.list_external(db, environment=env, status=None).items
     return render(
         request,
         "monitoring.html",
+        status_code=503 if store_problem else 200,
         principal=principal,
         notice=DONE.get(done or ""),
         environments=ENVIRONMENTS,
@@ -171,8 +189,13 @@ def monitoring_page(
         chart=chart,
         points=points,
         unit=unit_of(chosen or ""),
+        source="store" if store is not None else "embedded",
+        can_switch=request.app.state.metrics_store is not None,
+        store_problem=store_problem,
         firing=[a for a in alerts if a.state == "firing"],
         recent=[a for a in alerts if a.state != "firing"][:20],
+        external_firing=[a for a in received if a.status == "firing"],
+        external_recent=[a for a in received if a.status != "firing"][:20],
         silences=silence_service.list_silences(db)[:50],
         can_write=can_write(principal),
         prefill=silence or f"environment={env}",
