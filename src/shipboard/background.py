@@ -59,7 +59,7 @@ def runtime(
             engine, keyring=keyring, outbound=outbound, forwarding=forwarding
         ),
         *security_tasks.scheduled(roots=scan_roots or ["."], protected=scan_protected),
-        *report_tasks.scheduled(),
+        *report_tasks.scheduled(metrics_store=metrics_store),
         *ops_tasks.scheduled(
             engine, backup_schedule=backup_schedule, backup_dir=backup_dir, backup_keep=backup_keep
         ),

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
@@ -15,6 +15,8 @@ from shipboard.core.types import EnvironmentName, Timestamp
 from shipboard.environments.config_sections import ReportKind
 from shipboard.environments.service import require_environment
 from shipboard.http.db import DbSession
+from shipboard.monitoring import service as metrics
+from shipboard.monitoring.schemas import SeriesSource
 from shipboard.reports import documents, monitoring, performance, security, service
 from shipboard.reports.monitoring import MonitoringReport
 from shipboard.reports.schemas import DoraReport, PerformanceReport, SecurityReport
@@ -33,20 +35,31 @@ router = APIRouter(
         200: {"content": {"text/csv": {}, "text/html": {}}},
         404: {"model": Problem},
         422: {"model": Problem},
+        503: {"model": Problem},
     },
 )
 def monitoring_report(
+    request: Request,
     db: DbSession,
     _: AnyUser,
     environment: EnvironmentName,
     period: Annotated[str, Query(description="Like 7d, 24h, 2w")] = "7d",
     format: Literal["json", "csv", "html"] = "json",
+    source: Annotated[
+        SeriesSource | None,
+        Query(
+            description="Metrics from Shipboard's database (embedded) or the metrics store at "
+            "SHIPBOARD_PROMETHEUS_URL (store); default: the store when one is configured"
+        ),
+    ] = None,
 ) -> Any:
     """Per metric: min/max/avg/p95, least-squares trend per day with its p-value, anomalies;
-    alerts fired and their time to resolve."""
+    alerts fired and their time to resolve. Answers 503 when it reads the metrics store and
+    the store cannot answer."""
     span = _period(period)
     require_environment(db, environment)
-    report = monitoring.monitoring_report(db, environment=environment, period=span)
+    store = metrics.pick_store(request.app.state.metrics_store, source)
+    report = monitoring.monitoring_report(db, environment=environment, period=span, store=store)
     if format == "json":
         return report
     return _render("monitoring", report, format)

@@ -1,10 +1,20 @@
 """The monitoring report: per metric, its range, trend and anomalies; the alerts and how fast
-they were resolved."""
+they were resolved.
+
+From the database the statistics are over the points. From the metrics store
+(SHIPBOARD_PROMETHEUS_URL) they are computed by the store over ``STORE_BUCKETS`` buckets of the
+period (``monitoring/store_series.py``, the series API's own queries): points, min, max and avg
+are exact; p95 is exact for one series (over several, the quantile of their quantiles); the
+trend and the anomalies are over the buckets' means, since a store that outgrew a database is not
+read point by point."""
 
 from __future__ import annotations
 
+import math
 import statistics
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -12,12 +22,15 @@ from sqlalchemy.orm import Session
 
 from shipboard.alerting import repository as alerting
 from shipboard.alerting.evaluation import MAD_SCALE
+from shipboard.core.promql import PromStore
 from shipboard.core.time import utcnow
+from shipboard.monitoring import store_series
 from shipboard.monitoring.models import MonitoringMetric
 from shipboard.monitoring.series import mean, percentile
 
 ANOMALY_Z = 3.5
 MAX_POINTS_PER_METRIC = 200_000
+STORE_BUCKETS = 240
 
 
 class MetricSummary(BaseModel):
@@ -47,27 +60,37 @@ class MonitoringReport(BaseModel):
     until: datetime
     metrics: list[MetricSummary]
     alerts: AlertSummary
+    source: Literal["embedded", "store"] = "embedded"
 
 
-def monitoring_report(session: Session, *, environment: str, period: timedelta) -> MonitoringReport:
+def monitoring_report(
+    session: Session, *, environment: str, period: timedelta, store: PromStore | None = None
+) -> MonitoringReport:
+    """The report over the last ``period``: metrics from the database, or from the metrics
+    store when ``store`` is given; alerts from the database."""
     until = utcnow()
     since = until - period
-    names = list(
-        session.scalars(
+    if store is not None:
+        found = store_series.names(store, environment=environment, since=since, until=until)
+        summaries = [
+            s for name in found if (s := _store_summary(store, environment, name, since, until))
+        ]
+    else:
+        names = session.scalars(
             sa.select(MonitoringMetric.name)
             .where(MonitoringMetric.environment == environment, MonitoringMetric.timestamp >= since)
             .distinct()
         )
-    )
-    summaries = [
-        s for name in sorted(names) if (s := _summary(session, environment, name, since, until))
-    ]
+        summaries = [
+            s for name in sorted(names) if (s := _summary(session, environment, name, since, until))
+        ]
     return MonitoringReport(
         environment=environment,
         since=since,
         until=until,
         metrics=summaries,
         alerts=_alerts(session, environment, since, until),
+        source="embedded" if store is None else "store",
     )
 
 
@@ -88,19 +111,7 @@ def _summary(
     if not points:
         return None
     values = [v for _, v in points]
-    slope = p_value = None
-    trend = "flat"
-    days = [(t - since).total_seconds() / 86400 for t, _ in points]
-    if len(points) >= 3 and len(set(days)) > 1 and len(set(values)) > 1:
-        from scipy.stats import linregress
-
-        fit = linregress(days, values)
-        slope, p_value = float(fit.slope), float(fit.pvalue)
-        if p_value < 0.05:
-            trend = "rising" if slope > 0 else "falling"
-    centre = statistics.median(values)
-    mad = statistics.median([abs(v - centre) for v in values]) * MAD_SCALE
-    anomalies = sum(1 for v in values if mad and abs(v - centre) / mad > ANOMALY_Z)
+    slope, p_value, trend = _trend([(t - since).total_seconds() / 86400 for t, _ in points], values)
     return MetricSummary(
         name=name,
         points=len(values),
@@ -111,8 +122,76 @@ def _summary(
         trend_per_day=slope,
         trend_p_value=p_value,
         trend=trend,
-        anomalies=anomalies,
+        anomalies=_anomalies(values),
     )
+
+
+def _store_summary(
+    store: PromStore, environment: str, name: str, since: datetime, until: datetime
+) -> MetricSummary | None:
+    period_s = (until - since).total_seconds()
+    step = max(1, math.ceil(period_s / STORE_BUCKETS))
+
+    def buckets(agg: str, step_s: int = step) -> dict[datetime, float]:
+        found = store_series.read(
+            store,
+            name=name,
+            environment=environment,
+            tags={},
+            since=since,
+            until=until,
+            step_s=step_s,
+            agg=agg,
+        )
+        return dict(found)
+
+    counts = buckets("count")
+    if not counts:
+        return None
+    sums, lows, highs = buckets("sum"), buckets("min"), buckets("max")
+    whole = buckets("p95", math.ceil(period_s))
+    starts = sorted(t for t in counts if t in sums and counts[t] > 0)
+    means = [sums[t] / counts[t] for t in starts]
+    total = sum(counts.values())
+    middle = step / 2
+    slope, p_value, trend = _trend(
+        [((t - since).total_seconds() + middle) / 86400 for t in starts], means
+    )
+    return MetricSummary(
+        name=name,
+        points=round(total),
+        min=min(lows.values()),
+        max=max(highs.values()),
+        avg=math.fsum(sums.values()) / total,
+        # Both answers come from one store; should the data move in between, the max bounds it.
+        p95=next(iter(whole.values()), max(highs.values())),
+        trend_per_day=slope,
+        trend_p_value=p_value,
+        trend=trend,
+        anomalies=_anomalies(means),
+    )
+
+
+def _trend(
+    days: Sequence[float], values: Sequence[float]
+) -> tuple[float | None, float | None, str]:
+    """The least-squares slope per day, its p-value, and whether it is a trend (p < 0.05)."""
+    if len(values) < 3 or len(set(days)) < 2 or len(set(values)) < 2:
+        return None, None, "flat"
+    from scipy.stats import linregress
+
+    fit = linregress(days, values)
+    slope, p_value = float(fit.slope), float(fit.pvalue)
+    if p_value < 0.05:
+        return slope, p_value, "rising" if slope > 0 else "falling"
+    return slope, p_value, "flat"
+
+
+def _anomalies(values: Sequence[float]) -> int:
+    """Values whose robust z-score (median and MAD) is past ANOMALY_Z."""
+    centre = statistics.median(values)
+    mad = statistics.median([abs(v - centre) for v in values]) * MAD_SCALE
+    return sum(1 for v in values if mad and abs(v - centre) / mad > ANOMALY_Z)
 
 
 def _alerts(session: Session, environment: str, since: datetime, until: datetime) -> AlertSummary:

@@ -14,6 +14,7 @@ from croniter import croniter
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from shipboard.core.promql import PromStore
 from shipboard.core.time import parse_duration
 from shipboard.environments.config_sections import ReportSchedule
 from shipboard.notifications import repository as notifications
@@ -45,7 +46,12 @@ def due(schedule: ReportSchedule, *, last: datetime, now: datetime) -> bool:
 
 
 def build(
-    session: Session, *, environment: str, schedule: ReportSchedule, now: datetime
+    session: Session,
+    *,
+    environment: str,
+    schedule: ReportSchedule,
+    now: datetime,
+    store: PromStore | None = None,
 ) -> dict[str, Any]:
     """The report as JSON, HTML and CSV."""
     period = parse_duration(schedule.period)
@@ -60,7 +66,9 @@ def build(
     elif kind == "security":
         report = security.security_report(session, environment=environment)
     else:
-        report = monitoring.monitoring_report(session, environment=environment, period=period)
+        report = monitoring.monitoring_report(
+            session, environment=environment, period=period, store=store
+        )
     return {
         "json": report.model_dump(mode="json") if isinstance(report, BaseModel) else report,
         "html": documents.to_html(kind, report),
@@ -68,8 +76,16 @@ def build(
     }
 
 
-def deliver(session: Session, *, environment: str, schedule: ReportSchedule, now: datetime) -> int:
-    """Queue the report for each named channel; returns how many deliveries were queued."""
+def deliver(
+    session: Session,
+    *,
+    environment: str,
+    schedule: ReportSchedule,
+    now: datetime,
+    store: PromStore | None = None,
+) -> int:
+    """Queue the report for each named channel; returns how many deliveries were queued. The
+    monitoring report reads the metrics store when ``store`` is given."""
     # Alertmanager channels take alerts only.
     channels = notifications.channels_named(session, schedule.channels, except_kind="alertmanager")
     missing = set(schedule.channels) - {c.name for c in channels}
@@ -77,7 +93,7 @@ def deliver(session: Session, *, environment: str, schedule: ReportSchedule, now
         log.warning("report_channels_missing", environment=environment, channels=sorted(missing))
     if not channels:
         return 0
-    rendered = build(session, environment=environment, schedule=schedule, now=now)
+    rendered = build(session, environment=environment, schedule=schedule, now=now, store=store)
     title = f"{TITLES[schedule.kind]} — {environment}"
     payload = {
         "event": f"report.{schedule.kind}",
