@@ -48,6 +48,12 @@ def test_push_query_and_report(clients: Clients) -> None:
     )
     assert "▁" in pretty.stdout
     assert "█" in pretty.stdout
+    assert "from Shipboard's database" in pretty.stdout
+    no_store = shipboard_as(
+        clients, "viewer", "metrics", "query", "cpu", "--env", "staging", "--source", "store"
+    )
+    assert no_store.returncode != 0
+    assert "SHIPBOARD_PROMETHEUS_URL" in no_store.stderr
     report = shipboard_as(clients, "viewer", "report", "monitoring", "--env", "staging", "--json")
     assert json.loads(report.stdout)["metrics"][0]["name"] == "cpu"
     bad = shipboard_as(

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from shipboard.core.time import utcnow
 from shipboard.monitoring.forwarding import Forwarder
 from shipboard.monitoring.store_series import expression, selector
-from tests.support.live import LiveServer, VictoriaMetrics, free_port
+from tests.support.live import LiveServer, Receiver, VictoriaMetrics, free_port
 from tests.support.problems import assert_problem
 
 BASE = utcnow().replace(second=0, microsecond=0) - timedelta(hours=2)
@@ -199,10 +199,23 @@ def test_a_store_that_cannot_answer_is_a_503_without_its_credentials(
     assert_problem(down, 503)
     body = down.json()
     assert body["type"].endswith("metrics-store-unavailable")
-    assert "could not be reached" in body["detail"]
+    assert "could not be reached (ConnectError)" in body["detail"]
     assert down.headers["Retry-After"] == "10"
     assert "hunter2" not in down.text
+    assert live.settings.prometheus_url not in down.text
     assert embedded["source"] == "embedded"
+
+
+def test_a_store_that_answers_something_else_is_a_503_saying_what(
+    serve: Callable[..., LiveServer], make_user: Callable[[str, str], str], receiver: Receiver
+) -> None:
+    live = serve(prometheus_url=receiver.url)  # answers GET with an HTML 501
+    with httpx.Client(
+        base_url=live.base_url, headers=_auth(make_user("reader", "viewer")), timeout=30
+    ) as client:
+        odd = client.get("/api/v1/metrics/series", params={"name": "checkout.latency"})
+    detail = str(assert_problem(odd, 503)["detail"])
+    assert "answered, but not with series: the metrics store answered 501 without JSON" in detail
 
 
 def test_without_a_store_series_come_from_the_database_and_source_store_is_refused(

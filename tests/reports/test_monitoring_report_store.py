@@ -103,5 +103,5 @@ def test_a_report_from_a_store_that_cannot_answer_is_a_503(
     ) as client:
         down = client.get("/api/v1/reports/monitoring", params={"environment": "production"})
         fallback = _report(client, source="embedded")
-    assert "could not be reached" in str(assert_problem(down, 503)["detail"])
+    assert "could not be reached (ConnectError)" in str(assert_problem(down, 503)["detail"])
     assert fallback["source"] == "embedded"

@@ -137,6 +137,13 @@ def query(
     step: Annotated[int | None, typer.Option(help="Bucket width in seconds")] = None,
     agg: Annotated[str, typer.Option(help="avg, min, max, sum, count, p50, p95, p99")] = "avg",
     tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE; repeatable")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="store (SHIPBOARD_PROMETHEUS_URL's) or embedded (Shipboard's database); "
+            "default: the server's choice"
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Print a series as a table with a sparkline."""
@@ -155,6 +162,8 @@ def query(
         params["environment"] = environment
     if step:
         params["step"] = step
+    if source:
+        params["source"] = source
     for item in tag or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -166,7 +175,8 @@ def query(
         print(json.dumps(series))
         return
     values = [v for _, v in series["points"]]
-    out.print(f"{name} {agg} every {series['step_s']} s: {sparkline(values)}")
+    where = "the metrics store" if series.get("source") == "store" else "Shipboard's database"
+    out.print(f"{name} {agg} every {series['step_s']} s, from {where}: {sparkline(values)}")
     table = Table("time", agg)
     for stamp, value in series["points"][-20:]:
         table.add_row(stamp[:19], f"{value:.6g}")

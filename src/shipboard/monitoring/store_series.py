@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
+import httpx
+
 from shipboard.core.errors import InvalidInput, MetricsStoreUnavailable
 from shipboard.core.promql import PromStore, RangeSeries, StoreError, escape
 from shipboard.monitoring import remote_write as rw
@@ -129,9 +131,13 @@ def names(
 def unavailable(exc: StoreError) -> MetricsStoreUnavailable:
     """The 503 for a store that did not answer: what went wrong, never its URL or credentials
     (StoreError's messages carry neither)."""
+    cause = exc.__cause__
+    if isinstance(cause, httpx.HTTPError):  # no answer at all: refused, timed out, TLS …
+        detail = f"could not be reached ({type(cause).__name__}); retry, or read source=embedded"
+    else:
+        detail = f"answered, but not with series: {exc}"
     return MetricsStoreUnavailable(
-        f"the metrics store (SHIPBOARD_PROMETHEUS_URL) could not be reached or did not answer: "
-        f"{exc}",
+        f"the metrics store (SHIPBOARD_PROMETHEUS_URL) {detail}",
         headers={"Retry-After": RETRY_AFTER_S},
     )
 
