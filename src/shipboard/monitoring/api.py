@@ -3,8 +3,10 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from functools import partial
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -78,9 +80,9 @@ async def ingest(
     response_model=Series,
     responses={422: {"model": Problem}, 503: {"model": Problem}},
 )
-def series(
+async def series(
     request: Request,
-    db: DbSession,
+    db: RequestDbDep,
     _: AnyUser,
     name: Annotated[MetricName, Query()],
     environment: EnvironmentName | None = None,
@@ -109,8 +111,9 @@ def series(
     tags = {
         k[4:]: v for k, v in request.query_params.items() if k.startswith("tag.") and len(k) > 4
     }
-    return service.series(
-        db,
+    store = service.pick_store(request.app.state.metrics_store, source)
+    query = partial(
+        service.series,
         name=name,
         environment=environment,
         since=since,
@@ -118,8 +121,13 @@ def series(
         step_s=step,
         agg=agg,
         tags=tags,
-        store=service.pick_store(request.app.state.metrics_store, source),
+        store=store,
     )
+    if store is not None:
+        # Over HTTP to the store, which may take seconds: in a thread, never on the loop. The
+        # database is not read.
+        return await anyio.to_thread.run_sync(query, None)
+    return await db.run(query)
 
 
 @router.get("/api/v1/metrics/names", response_model=MetricNames)

@@ -137,7 +137,7 @@ def ingest_batch(
 
 
 def series(
-    session: Session,
+    session: Session | None,
     *,
     name: str,
     environment: str | None,
@@ -149,7 +149,8 @@ def series(
     store: PromStore | None = None,
 ) -> Series:
     """Points of one metric bucketed by ``step_s`` and aggregated, filtered by tags: from the
-    database, or from the user's metrics store when ``store`` is given (``store_series.py``)."""
+    database, or from the user's metrics store when ``store`` is given (``store_series.py``;
+    ``session`` may then be None)."""
     until = until or utcnow()
     since = since or until - timedelta(hours=1)
     if since >= until:
@@ -185,6 +186,8 @@ def series(
             points=found,
             source="store",
         )
+    if session is None:
+        raise ValueError("reading series from the database needs a session")
     points = None
     if not tags and agg in DATABASE_AGGREGATES:
         points = _database_series(session, name, environment, since, until, step, agg)
