@@ -160,6 +160,7 @@ def _line(r: dict[str, Any]) -> str:
             ("baseline_acked_s", "baseline acked s"),
             ("unforwarded", "without forwarding points/s"),
             ("points", "points"),
+            ("route_empty_ms", "route over an empty table ms"),
             ("note", "NOTE"),
         )
         if key in r

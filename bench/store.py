@@ -227,7 +227,8 @@ def bench_store_series(url: str, backend: str, names: int, runs: int = 20) -> li
     from ``shipboard serve`` whose SHIPBOARD_PROMETHEUS_URL is a VictoriaMetrics holding 24 h of
     a point a minute for ``names`` names x 3 environments; against ``GET /api/v1/query_range``
     of the same series straight to VictoriaMetrics. Medians of ``runs``; the ratio is the store's
-    time over Shipboard's (a speed ratio)."""
+    time over Shipboard's (a speed ratio). Beside it, ``route_empty_ms``: the same request with
+    ``source=embedded``, answered from an empty table (the route's cost without the store)."""
     name = "series 24h/1min via Shipboard vs the store"
     target = ">= 0.5 (store ms / Shipboard ms)"
     if skipped := _skipped(name, backend, "ms (median)", target):
@@ -304,6 +305,14 @@ def bench_store_series(url: str, backend: str, names: int, runs: int = 20) -> li
                 source = answer.json().get("source")
 
             through_ms = _median_ms(through, runs)
+            # The route's own cost: the same request answered from the embedded store, which
+            # holds nothing here (no points to read, bucket or serialise).
+            floor_ms = _median_ms(
+                lambda: client.get(
+                    "/api/v1/metrics/series", params={**series_params, "source": "embedded"}
+                ).raise_for_status(),
+                runs,
+            )
     row: dict[str, Any] = {
         "name": name,
         "backend": backend,
@@ -313,6 +322,7 @@ def bench_store_series(url: str, backend: str, names: int, runs: int = 20) -> li
         "ratio": round(direct_ms / through_ms, 3),
         "target": target,
         "points": f"{through_points} via Shipboard, {direct_points} from the store",
+        "route_empty_ms": round(floor_ms, 1),
         "store": victoria_metrics_version(),
     }
     if source != "store":
