@@ -132,19 +132,27 @@ def load_tool(url: str, token: str | None, *options: list[str]) -> dict[str, Any
     return result
 
 
-def load_url(url: str, token: str | None, seconds: float) -> dict[str, Any]:
+def load_url(
+    url: str, token: str | None, seconds: float, *, cookie: str | None = None
+) -> dict[str, Any]:
     """32 concurrent connections for ``seconds``: wrk when it is installed (``make bench``
     installs it), else bench/load.py, whose Python client tops out near 400 req/s on this machine
     and so understates the fast baseline (the result then says ``"tool": "python"``)."""
     import shutil
 
     if shutil.which("wrk"):
-        return wrk(url, token, seconds)
+        return wrk(url, token, seconds, cookie=cookie)
+    if cookie:
+        raise RuntimeError(
+            "a figure that signs in with a cookie needs wrk (make bench installs it)"
+        )
     result = load_tool(url, token, ["--concurrency", "32", "--seconds", str(seconds)])
     return {**result, "tool": "python"}
 
 
-def wrk(url: str, token: str | None, seconds: float) -> dict[str, Any]:
+def wrk(
+    url: str, token: str | None, seconds: float, *, cookie: str | None = None
+) -> dict[str, Any]:
     """wrk with one thread and 32 connections, its summary parsed."""
     import re
     import subprocess
@@ -152,6 +160,8 @@ def wrk(url: str, token: str | None, seconds: float) -> dict[str, Any]:
     command = ["wrk", "-t1", "-c32", f"-d{max(1, round(seconds))}s", "--latency", url]
     if token:
         command[1:1] = ["-H", f"Authorization: Bearer {token}"]
+    if cookie:
+        command[1:1] = ["-H", f"Cookie: {cookie}"]
     out = subprocess.run(  # noqa: S603 -- a fixed tool, our own arguments
         command, capture_output=True, text=True, check=True
     ).stdout

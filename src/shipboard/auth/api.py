@@ -10,6 +10,6 @@ router = APIRouter(prefix="/api/v1", tags=["auth"], responses={401: {"model": Pr
 
 
 @router.get("/me", response_model=Principal)
-def me(caller: AnyUser) -> Principal:
+async def me(caller: AnyUser) -> Principal:
     """The caller as the server sees it: user and role."""
     return caller
