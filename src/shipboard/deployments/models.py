@@ -23,6 +23,13 @@ class DeploymentConfig(Base):
         sa.Index("idx_deployment_configs_created_at", sa.text("created_at DESC")),
         sa.Index("idx_deployment_configs_commit_sha", "commit_sha"),
         sa.Index("idx_deployment_configs_triggered_by", "triggered_by"),
+        # Beyond the spec: one environment's deployments newest first (docs/data-model.md).
+        sa.Index(
+            "ix_deployment_configs_environment_created_at",
+            "environment",
+            sa.text("created_at DESC"),
+            sa.text("id DESC"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default=uuid.uuid4)
