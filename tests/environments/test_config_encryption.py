@@ -8,6 +8,7 @@ healthcheck and the scraper still get the values as written.
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -224,3 +225,63 @@ def test_config_credentials_are_encrypted_at_rest_and_still_used(
 
     raw = _raw_database(db, engine)
     assert [secret for secret in PLAINTEXTS if secret.encode() in raw] == []
+
+
+# --- reading them on the event loop -------------------------------------------------------------
+
+
+def test_an_admin_read_after_another_process_rotated_the_key_reads_the_key_file_off_the_loop(
+    db: Database, engine: Engine, make_user: Any, tmp_path: Path
+) -> None:
+    """GET /api/v1/environments runs on the event loop; the keyring reads its key file again
+    when a value was sealed under a key another process added, and that read must not hold up
+    the loop."""
+    from fastapi.testclient import TestClient
+
+    from shipboard.app import create_app
+    from shipboard.config import Settings
+    from shipboard.core.crypto import KEY_FILE_NAME
+
+    admin = {"Authorization": f"Bearer {make_user('key-reader', 'admin')}"}
+    app = create_app(Settings(database_url=db.url, home=str(tmp_path)))
+    keyring: Keyring = app.state.keyring
+    reads: list[int] = []
+    reload = keyring._reload
+    assert reload is not None
+
+    def recorded_reload() -> list[bytes]:
+        reads.append(threading.get_ident())
+        return reload()
+
+    keyring._reload = recorded_reload
+
+    @app.get("/probe/loop-thread")
+    async def loop_thread() -> int:
+        return threading.get_ident()
+
+    config = {"database_url": f"postgresql://app:{DB_PASSWORD}@db.internal:5432/app"}
+    with TestClient(app) as client:
+        patched = client.patch(
+            "/api/v1/environments/staging", json={"config": config}, headers=admin
+        )
+        assert patched.status_code == 200, patched.text
+        # Another process rotates: a new key first in the file, the values sealed under it.
+        old = keyring.keys[0]
+        new = generate_key()
+        (tmp_path / KEY_FILE_NAME).write_text(f"{new}\n{old}\n")
+        rotated = Keyring([new.encode(), old.encode()])
+        with engine.begin() as conn:
+            sealed = conn.execute(
+                sa.text("SELECT config_secrets FROM environments WHERE name = 'staging'")
+            ).scalar_one()
+            sealed = sealed if isinstance(sealed, dict) else json.loads(sealed)
+            conn.execute(
+                sa.text("UPDATE environments SET config_secrets = :s WHERE name = 'staging'"),
+                {"s": json.dumps({ptr: rotated.rotate(token) for ptr, token in sealed.items()})},
+            )
+        shown = client.get("/api/v1/environments/staging", headers=admin)
+        loop = client.get("/probe/loop-thread").json()
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["config"]["database_url"] == config["database_url"]
+    assert reads
+    assert loop not in reads

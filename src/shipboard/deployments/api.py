@@ -98,9 +98,11 @@ async def list_deployments(
 
 
 @router.get("/deployments/{deployment_id}", response_model=DeploymentDetail, responses=NOT_FOUND)
-def get_deployment(deployment_id: uuid.UUID, db: DbSession, _: AnyUser) -> DeploymentDetail:
+async def get_deployment(
+    deployment_id: uuid.UUID, db: RequestDbDep, _: AnyUser
+) -> DeploymentDetail:
     """One deployment with its gate results, analysis (with measured values) and approval."""
-    return service.get_deployment(db, deployment_id=deployment_id)
+    return await db.run(service.get_deployment, deployment_id=deployment_id)
 
 
 @router.post(
@@ -202,17 +204,17 @@ def rollback_environment(
 @router.get(
     "/deployments/{deployment_id}/logs", response_model=DeploymentLogPage, responses=NOT_FOUND
 )
-def list_logs(
+async def list_logs(
     deployment_id: uuid.UUID,
-    db: DbSession,
+    db: RequestDbDep,
     _: AnyUser,
-    filters: Annotated[LogFilter, Depends()],
+    filters: Annotated[LogFilter, Query()],
     cursor: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 500,
 ) -> DeploymentLogPage:
     """Log lines, oldest first; filter by level, source and time."""
-    return service.list_logs(
-        db, deployment_id=deployment_id, filters=filters, cursor=cursor, limit=limit
+    return await db.run(
+        service.list_logs, deployment_id=deployment_id, filters=filters, cursor=cursor, limit=limit
     )
 
 

@@ -12,7 +12,7 @@ from shipboard.core.bodylimit import read_limited_body
 from shipboard.core.errors import InvalidInput
 from shipboard.core.problems import Problem
 from shipboard.environments import service
-from shipboard.environments.deps import EnvironmentRateLimit
+from shipboard.environments.deps import EnvironmentRateLimit, environments_shown
 from shipboard.environments.schemas import (
     EnvironmentPage,
     EnvironmentRead,
@@ -23,7 +23,7 @@ from shipboard.environments.schemas import (
     SecretRead,
     SecretWrite,
 )
-from shipboard.http.db import DbSession
+from shipboard.http.db import DbSession, RequestDbDep
 
 router = APIRouter(
     prefix="/api/v1/environments",
@@ -38,23 +38,21 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("", response_model=EnvironmentPage)
-def list_environments(request: Request, db: DbSession, caller: AnyUser) -> EnvironmentPage:
+async def list_environments(request: Request, db: RequestDbDep, caller: AnyUser) -> EnvironmentPage:
     """List the environments; credential-bearing config values are redacted for non-admins."""
-    items = service.list_environments(
-        db, reveal_credentials=caller.role == "admin", keyring=request.app.state.keyring
-    )
-    return EnvironmentPage(items=items)
+    rows = await db.run(service.ordered_environments)
+    reveal = caller.role == "admin"
+    return EnvironmentPage(items=await environments_shown(request, rows, reveal_credentials=reveal))
 
 
 @router.get("/{name}", response_model=EnvironmentRead, responses={404: {"model": Problem}})
-def get_environment(name: str, request: Request, db: DbSession, caller: AnyUser) -> EnvironmentRead:
+async def get_environment(
+    name: str, request: Request, db: RequestDbDep, caller: AnyUser
+) -> EnvironmentRead:
     """One environment by name."""
-    return service.get_environment(
-        db,
-        name=name,
-        reveal_credentials=caller.role == "admin",
-        keyring=request.app.state.keyring,
-    )
+    row = await db.run(service.require_environment, name)
+    reveal = caller.role == "admin"
+    return (await environments_shown(request, [row], reveal_credentials=reveal))[0]
 
 
 @router.put("/{name}", response_model=EnvironmentRead, responses=WRITE_RESPONSES)
@@ -135,9 +133,9 @@ def set_feature(
 
 
 @router.get("/{name}/secrets", response_model=SecretList, responses={404: {"model": Problem}})
-def list_secrets(name: str, db: DbSession, _: AnyUser) -> SecretList:
+async def list_secrets(name: str, db: RequestDbDep, _: AnyUser) -> SecretList:
     """Secret names and when they changed; values are write-only."""
-    return SecretList(items=service.list_secrets(db, name=name))
+    return SecretList(items=await db.run(service.list_secrets, name=name))
 
 
 async def _secret_body(request: Request, name: str, db: DbSession) -> SecretWrite:

@@ -1,8 +1,9 @@
 """Request dependencies of environments: each environment's own write budget
-(``limits.api_rate_limit``), spent per caller."""
+(``limits.api_rate_limit``), spent per caller; environments shown to a route on the event loop."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import anyio
@@ -12,7 +13,9 @@ from sqlalchemy.orm import Session
 from shipboard.auth.deps import current_principal
 from shipboard.auth.schemas import Principal
 from shipboard.core.ratelimit import RateLimiter
-from shipboard.environments.service import rate_limit_per_minute
+from shipboard.environments.models import Environment
+from shipboard.environments.schemas import EnvironmentRead
+from shipboard.environments.service import rate_limit_per_minute, to_read
 from shipboard.http.db import DbSession, RequestDb
 
 
@@ -39,6 +42,22 @@ async def spend_budget_on_loop(
         await anyio.to_thread.run_sync(limiter.hit, per_minute, "env-writes", environment, caller)
     else:
         limiter.hit(per_minute, "env-writes", environment, caller)
+
+
+async def environments_shown(
+    request: Request, rows: Sequence[Environment], *, reveal_credentials: bool
+) -> list[EnvironmentRead]:
+    """``to_read`` of environments read on the event loop. Revealing sealed credentials
+    decrypts them, and the keyring reads its key file again when another process has rotated
+    the key: that runs in a worker thread, everything else on the loop."""
+    keyring = request.app.state.keyring
+
+    def shown() -> list[EnvironmentRead]:
+        return [to_read(e, reveal_credentials=reveal_credentials, keyring=keyring) for e in rows]
+
+    if reveal_credentials and any(e.config_secrets for e in rows):
+        return await anyio.to_thread.run_sync(shown)
+    return shown()
 
 
 def environment_rate_limit(

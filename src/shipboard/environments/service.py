@@ -87,14 +87,21 @@ def to_read(
     )
 
 
+def ordered_environments(session: Session) -> list[Environment]:
+    """Every environment, in promotion order (development, staging, production, then others)."""
+    rank: dict[str, int] = {name: i for i, name in enumerate(ENVIRONMENTS)}
+    return sorted(repository.list_all(session), key=lambda e: (rank.get(e.name, len(rank)), e.name))
+
+
 def list_environments(
     session: Session, *, reveal_credentials: bool, keyring: Keyring | None = None
 ) -> list[EnvironmentRead]:
-    """Every environment, in promotion order (development, staging, production, then others);
-    ``reveal_credentials`` (admins) decrypts the config's credentials with ``keyring``."""
-    rank: dict[str, int] = {name: i for i, name in enumerate(ENVIRONMENTS)}
-    rows = sorted(repository.list_all(session), key=lambda e: (rank.get(e.name, len(rank)), e.name))
-    return [to_read(e, reveal_credentials=reveal_credentials, keyring=keyring) for e in rows]
+    """Every environment, in promotion order; ``reveal_credentials`` (admins) decrypts the
+    config's credentials with ``keyring``."""
+    return [
+        to_read(e, reveal_credentials=reveal_credentials, keyring=keyring)
+        for e in ordered_environments(session)
+    ]
 
 
 def get_environment(

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 
 from shipboard.auth.deps import AnyUser
 from shipboard.core.problems import Problem
-from shipboard.http.db import DbSession
+from shipboard.http.db import RequestDbDep
 from shipboard.ops import quotas
 from shipboard.ops.schemas import EnvironmentUsage
 
@@ -19,6 +19,6 @@ router = APIRouter(
 
 
 @router.get("/{name}/usage", response_model=EnvironmentUsage, responses={404: {"model": Problem}})
-def get_usage(name: str, db: DbSession, _: AnyUser) -> EnvironmentUsage:
+async def get_usage(name: str, db: RequestDbDep, _: AnyUser) -> EnvironmentUsage:
     """Rows and estimated bytes per table of the environment, against limits.storage_quota_gb."""
-    return quotas.storage_usage(db, name=name)
+    return await db.run(quotas.storage_usage, name=name)

@@ -14,7 +14,7 @@ from shipboard.auth.schemas import Principal
 from shipboard.core.types import DeploymentStatus, EnvironmentName
 from shipboard.deployments import service as deployments
 from shipboard.deployments.schemas import DeploymentFilter
-from shipboard.http.db import DbSession
+from shipboard.http.db import DbSession, RequestDbDep
 from shipboard.web import service
 from shipboard.web.deps import DeployerForm, FormUser, Viewer
 from shipboard.web.helpers import moment
@@ -34,9 +34,9 @@ def _audit(request: Request, principal: Principal) -> AuditContext:
 
 
 @router.get("/deployments")
-def deployment_list(
+async def deployment_list(
     request: Request,
-    db: DbSession,
+    db: RequestDbDep,
     principal: Viewer,
     environment: EnvironmentName | None = None,
     status: DeploymentStatus | None = None,
@@ -48,7 +48,9 @@ def deployment_list(
     filters = DeploymentFilter(
         environment=environment, status=status, triggered_by=who or None, since=since_at
     )
-    page = deployments.list_deployments(db, filters=filters, cursor=cursor, limit=PAGE_SIZE)
+    page = await db.run(
+        deployments.list_deployments, filters=filters, cursor=cursor, limit=PAGE_SIZE
+    )
     query = {
         k: v
         for k, v in {
@@ -72,10 +74,10 @@ def deployment_list(
 
 
 @router.get("/deployments/{deployment_id}")
-def deployment_page(
-    request: Request, db: DbSession, principal: Viewer, deployment_id: uuid.UUID
+async def deployment_page(
+    request: Request, db: RequestDbDep, principal: Viewer, deployment_id: uuid.UUID
 ) -> Response:
-    view = service.deployment_view(db, deployment_id=deployment_id, principal=principal)
+    view = await db.run(service.deployment_view, deployment_id=deployment_id, principal=principal)
     return render(
         request,
         "deployment.html",

@@ -19,10 +19,10 @@ from shipboard.core.errors import PayloadTooLarge
 from shipboard.core.time import utcnow
 from shipboard.deployments import gates
 from shipboard.environments import service as environments
-from shipboard.environments.deps import spend_budget
+from shipboard.environments.deps import environments_shown, spend_budget
 from shipboard.environments.pipeline import Pipeline
 from shipboard.environments.schemas import EnvironmentRead
-from shipboard.http.db import DbSession
+from shipboard.http.db import DbSession, RequestDbDep
 from shipboard.web.deps import AdminForm, Viewer
 from shipboard.web.helpers import back
 from shipboard.web.render import render
@@ -118,10 +118,9 @@ def config_rows(config: dict[str, Any]) -> list[tuple[str, str, bool]]:
 
 
 @router.get("/environments")
-def environments_page(request: Request, db: DbSession, principal: Viewer) -> Response:
-    items = environments.list_environments(
-        db, reveal_credentials=principal.role == "admin", keyring=request.app.state.keyring
-    )
+async def environments_page(request: Request, db: RequestDbDep, principal: Viewer) -> Response:
+    rows = await db.run(environments.ordered_environments)
+    items = await environments_shown(request, rows, reveal_credentials=principal.role == "admin")
     now = utcnow()
     return render(
         request,
@@ -140,15 +139,11 @@ def environments_page(request: Request, db: DbSession, principal: Viewer) -> Res
 
 
 @router.get("/environments/{name}")
-def environment_page(
-    request: Request, name: str, db: DbSession, principal: Viewer, done: str | None = None
+async def environment_page(
+    request: Request, name: str, db: RequestDbDep, principal: Viewer, done: str | None = None
 ) -> Response:
-    env = environments.get_environment(
-        db,
-        name=name,
-        reveal_credentials=principal.role == "admin",
-        keyring=request.app.state.keyring,
-    )
+    row = await db.run(environments.require_environment, name)
+    [env] = await environments_shown(request, [row], reveal_credentials=principal.role == "admin")
     pipeline, pipeline_raw = pipeline_of(env.config)
     return render(
         request,
@@ -159,11 +154,11 @@ def environment_page(
         is_admin=principal.role == "admin",
         features=features_of(env),
         config=config_rows(env.config),
-        secrets=environments.list_secrets(db, name=name),
+        secrets=await db.run(environments.list_secrets, name=name),
         windows=freeze_windows(env.config, utcnow()),
         pipeline=pipeline,
         pipeline_raw=pipeline_raw,
-        upload_limit=environments.max_upload_bytes(db, name=name),
+        upload_limit=await db.run(environments.max_upload_bytes, name=name),
     )
 
 
