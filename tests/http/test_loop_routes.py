@@ -23,7 +23,6 @@ SYNC_READS: dict[str, str] = {
     "/metrics": "its collectors read the database on connections of their own",
     "/api/v1/ops/db-health": "reads the database's statistics on a connection of its own",
     "/api/v1/deployments/{deployment_id}/logs/stream": "Server-Sent Events",
-    "/api/v1/metrics/series": TODO,
     "/api/v1/metrics/names": TODO,
     "/api/v1/alert-rules": TODO,
     "/api/v1/alert-rules/{rule_id}": TODO,
