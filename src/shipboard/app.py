@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     app.state.keyring = Keyring.from_settings(settings.secret_keys, settings.home)
     app.state.forwarding = forwarding_from(settings)
-    # Series, the monitoring page and report read it when SHIPBOARD_PROMETHEUS_URL is set.
+    # Series, the monitoring page and report, and promotion checks read it when
+    # SHIPBOARD_PROMETHEUS_URL is set.
     app.state.metrics_store = settings.metrics_store()
     app.state.jwt = JwtVerifier(settings)
     app.state.rate_limiter = RateLimiter(settings.redis_url)

@@ -167,3 +167,63 @@ def test_result_as_dict_is_what_a_run_stores() -> None:
         "reason": "no deploy freeze",
         "measured": {},
     }
+
+
+# --- promotion checks (config.promotion_checks: the metrics store's answers) --------------------
+
+QUERY = 'sum(rate(errors{environment="staging"}[5m]))'
+
+
+def store_check(answer: Any, op: str = "<", value: float = 5) -> gates.GateResult:
+    check = gates.StoreCheck("error rate", QUERY, op, value, answer)
+    (result,) = [
+        r
+        for r in gates.evaluate(facts(store_checks=[check]))
+        if r.gate.startswith("promotion_check:")
+    ]
+    return result
+
+
+def test_a_promotion_check_passes_with_the_number_behind_it() -> None:
+    result = store_check([({}, 0.25)])
+    assert result.gate == "promotion_check:error rate"
+    assert result.passed
+    assert result.reason == "error rate: result 0.25; < 5 holds"
+    assert result.measured == {
+        "query": QUERY,
+        "condition": "< 5",
+        "values": [0.25],
+        "series": [{"labels": {}, "value": 0.25}],
+        "series_count": 1,
+    }
+
+
+def test_a_promotion_check_blocks_when_one_series_fails_and_names_it() -> None:
+    result = store_check([({"route": "/cart"}, 1.0), ({"route": "/pay"}, 9.0)])
+    assert not result.passed
+    assert result.reason == 'error rate: 1 of 2 series not < 5: {route="/pay"} = 9'
+    assert result.measured["values"] == [1.0, 9.0]
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ([], "error rate: the query returned no value"),
+        (
+            "the metrics store: it is down",
+            "error rate: cannot check: the metrics store: it is down",
+        ),
+        ([({}, float("nan"))], "error rate: result nan; < 5 does not hold"),
+    ],
+)
+def test_a_promotion_check_without_a_usable_answer_blocks(answer: Any, reason: str) -> None:
+    result = store_check(answer)
+    assert (result.passed, result.reason) == (False, reason)
+    assert result.measured["query"] == QUERY
+
+
+def test_a_promotion_check_lists_twenty_series_and_counts_them_all() -> None:
+    result = store_check([({"i": str(i)}, 1.0) for i in range(30)])
+    assert result.passed
+    assert result.reason == "error rate: all 30 series < 5"
+    assert (len(result.measured["series"]), result.measured["series_count"]) == (20, 30)

@@ -390,6 +390,7 @@ def _write(
             keyring=keyring,
             audit_context=audit_context,
             outbound=outbound,
+            store_configured=store_configured,
         )
     elif kind == "integration":
         integrations.put_integration(

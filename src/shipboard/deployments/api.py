@@ -2,18 +2,27 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from shipboard.auth.deps import AnyUser, Audit, DeployerOrAdmin, require_role
+from shipboard.auth.deps import (
+    AnyUser,
+    Audit,
+    DeployerOrAdmin,
+    require_role,
+    require_role_unlocked,
+)
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import GateBlocked
 from shipboard.core.problems import Problem
-from shipboard.db.engine import system_transaction
-from shipboard.deployments import service, stream
+from shipboard.core.time import utcnow
+from shipboard.db.engine import bind_identity, system_transaction
+from shipboard.deployments import promotion, service, stream
 from shipboard.deployments.schemas import (
     Accepted,
     DeploymentCreate,
@@ -26,7 +35,7 @@ from shipboard.deployments.schemas import (
     RollbackRequest,
     StatusUpdate,
 )
-from shipboard.http.db import DbSession, RequestDbDep
+from shipboard.http.db import DbSession, RequestDbDep, open_request_db
 
 router = APIRouter(
     prefix="/api/v1",
@@ -43,6 +52,36 @@ ROLLBACK: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "invalid body, or blocked by a freeze"},
 }
 RollbackBody = Annotated[RollbackRequest | None, Body()]
+UnlockedCreator = Annotated[
+    Principal, Depends(require_role_unlocked("deployer", "service", "admin"))
+]
+
+
+async def promotion_answers(
+    request: Request, data: DeploymentCreate, caller: UnlockedCreator
+) -> promotion.Answers:
+    """The metrics store's answers to the target environment's promotion checks.
+
+    A dependency, declared before ``DbSession`` in the route, so FastAPI runs it before the
+    request's transaction opens: the checks are read in a short read transaction of their own,
+    the store is asked with none open (an HTTP call of up to its timeout must not hold SQLite's
+    write lock, or a PostgreSQL connection idle in a transaction, while the environment row is
+    locked), and the service matches the answers against the checks of the locked row."""
+    if data.force:
+        return {}  # gates skipped (an admin), or refused (anyone else): nothing to ask
+    async with open_request_db(request, write=False, loop=False) as db:
+        await db.run(bind_identity, role=caller.role, user_id=caller.name)
+        questions = await db.run(
+            service.promotion_asks, environment=data.environment, version=data.version
+        )
+    if not questions:
+        return {}
+    store = getattr(request.app.state, "metrics_store", None)
+    ask = partial(service.ask_promotion_checks, store, questions, at=utcnow())
+    return await anyio.to_thread.run_sync(ask)
+
+
+PromotionAnswers = Annotated[promotion.Answers, Depends(promotion_answers)]
 
 
 @router.post(
@@ -57,15 +96,21 @@ RollbackBody = Annotated[RollbackRequest | None, Body()]
 )
 def create_deployment(
     data: DeploymentCreate,
+    # First: the store is asked before anything uses the request's transaction (DbSession,
+    # and the caller's identity bound in it), so while it answers, no transaction is open.
+    answers: PromotionAnswers,
     db: DbSession,
     caller: Creator,
     audit: Audit,
     request: Request,
     background: BackgroundTasks,
 ) -> DeploymentDetail:
-    """Create a deployment; it runs through the environment's pipeline, or is reported by you."""
+    """Create a deployment; it runs through the environment's pipeline, or is reported by you.
+    The environment's gates decide first (`config.promotion_checks` ask the metrics store)."""
     try:
-        detail = service.create_deployment(db, data=data, caller=caller, audit_context=audit)
+        detail = service.create_deployment(
+            db, data=data, caller=caller, audit_context=audit, promotion_answers=answers
+        )
     except GateBlocked as blocked:
         # The request's transaction rolls back; the notice of the block must survive it.
         def notify(error: GateBlocked = blocked) -> None:

@@ -17,7 +17,7 @@ from shipboard.auth.schemas import Principal
 from shipboard.core import sealing
 from shipboard.core.errors import Forbidden, GateBlocked, InvalidInput, NotFound, RateLimited
 from shipboard.core.time import utcnow
-from shipboard.deployments import gates, repository
+from shipboard.deployments import gates, promotion, repository
 from shipboard.deployments.facts import gate_facts
 from shipboard.deployments.logs import log_line
 from shipboard.deployments.models import DeploymentConfig, DeploymentRun
@@ -36,9 +36,12 @@ def create_deployment(
     data: DeploymentCreate,
     caller: Principal,
     audit_context: AuditContext,
+    promotion_answers: promotion.Answers,
     now: datetime | None = None,
 ) -> DeploymentDetail:
-    """Record a deployment in ``pending`` after the frequency limit and the gates."""
+    """Record a deployment in ``pending`` after the frequency limit and the gates;
+    ``promotion_answers`` are the metrics store's answers to the environment's promotion checks
+    (``promotion.ask_all``, asked before this transaction)."""
     now = now or utcnow()
     if data.force and caller.role != "admin":
         raise Forbidden("only an admin may force a deployment past its gates")
@@ -49,7 +52,8 @@ def create_deployment(
     pipeline = pipeline_of(environment)
     results: list[gates.GateResult] = []
     if not data.force:
-        results = gates.evaluate(gate_facts(session, environment, data, now))
+        facts = gate_facts(session, environment, data, now, promotion_answers=promotion_answers)
+        results = gates.evaluate(facts)
         failed = [r for r in results if not r.passed]
         if failed:
             raise GateBlocked(

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shipboard.deployments import gates, repository
+from shipboard.deployments import gates, promotion, repository
 from shipboard.deployments.models import DeploymentConfig
 from shipboard.deployments.schemas import DeploymentCreate
 from shipboard.environments import validation
@@ -40,8 +40,16 @@ def stored_gate_inputs(
 
 
 def gate_facts(
-    session: Session, environment: Environment, data: DeploymentCreate, now: datetime
+    session: Session,
+    environment: Environment,
+    data: DeploymentCreate,
+    now: datetime,
+    *,
+    promotion_answers: promotion.Answers | None = None,
 ) -> gates.GateFacts:
+    """What the gates decide on. ``promotion_answers``: the metrics store's answers to the
+    environment's promotion checks, asked before the transaction; None leaves the checks out
+    (a deployment recorded from CI, which no gate blocks, is not held to them)."""
     features, windows, problems = stored_gate_inputs(environment)
     facts = gates.GateFacts(
         environment=environment.name,
@@ -85,6 +93,9 @@ def gate_facts(
             "staging_success": staging_ok,
             "unresolved_critical": critical,
             "regressions": regressions,
+            "store_checks": []
+            if promotion_answers is None
+            else promotion.store_checks(environment, data.version, promotion_answers),
         }
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -9,7 +11,23 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from shipboard.core.comparisons import OPS
 from shipboard.core.errors import format_loc
+
+# A promotion check's gate lists at most this many series in ``measured`` (the count is exact).
+MAX_SHOWN_SERIES = 20
+
+
+@dataclass(frozen=True)
+class StoreCheck:
+    """One ``config.promotion_checks[]`` entry with what the metrics store answered: the
+    samples (labels, value), or why there are none."""
+
+    name: str
+    query: str  # as asked: the variables filled in
+    op: str
+    value: float
+    answer: Sequence[tuple[Mapping[str, str], float]] | str
 
 
 @dataclass(frozen=True)
@@ -27,6 +45,7 @@ class GateFacts:
     # What the validator refuses in the stored environment ([{loc, msg}]): such configuration
     # was written by an older version or edited in the database, and it blocks (fail closed).
     config_problems: list[dict[str, Any]] = field(default_factory=list)
+    store_checks: list[StoreCheck] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -169,6 +188,7 @@ def evaluate(facts: GateFacts) -> list[GateResult]:
                 {"overdue_high": facts.overdue_high},
             )
         )
+    results += [store_check(check) for check in facts.store_checks]
     results.append(
         GateResult(
             "performance_regressions",
@@ -180,3 +200,54 @@ def evaluate(facts: GateFacts) -> list[GateResult]:
         )
     )
     return results
+
+
+def store_check(check: StoreCheck) -> GateResult:
+    """A promotion check passes when the store answered and every sample satisfies
+    ``op value``; no answer, no sample or a NaN blocks (fail closed). ``measured`` holds the
+    query as asked, the condition and the values behind the verdict."""
+    gate = f"promotion_check:{check.name}"
+    condition = f"{check.op} {check.value:g}"
+    measured: dict[str, Any] = {"query": check.query, "condition": condition}
+    if isinstance(check.answer, str):
+        return GateResult(gate, False, f"{check.name}: cannot check: {check.answer}", measured)
+    if not check.answer:
+        return GateResult(gate, False, f"{check.name}: the query returned no value", measured)
+    failing = [(labels, v) for labels, v in check.answer if not OPS[check.op](v, check.value)]
+    shown = check.answer[:MAX_SHOWN_SERIES]
+    measured |= {
+        # NaN and ±Inf are named in the reason; stored JSON (jsonb) cannot hold them.
+        "values": [_finite(v) for _, v in shown],
+        "series": [{"labels": dict(labels), "value": _finite(v)} for labels, v in shown],
+        "series_count": len(check.answer),
+    }
+    if len(check.answer) == 1:
+        (_, measured_value) = check.answer[0]
+        holds = "holds" if not failing else "does not hold"
+        return GateResult(
+            gate,
+            not failing,
+            f"{check.name}: result {measured_value:.6g}; {condition} {holds}",
+            measured,
+        )
+    if not failing:
+        return GateResult(
+            gate, True, f"{check.name}: all {len(check.answer)} series {condition}", measured
+        )
+    named = ", ".join(f"{_series_name(labels)} = {v:.6g}" for labels, v in failing[:5])
+    more = f" (and {len(failing) - 5} more)" if len(failing) > 5 else ""
+    return GateResult(
+        gate,
+        False,
+        f"{check.name}: {len(failing)} of {len(check.answer)} series not {condition}: "
+        f"{named}{more}",
+        measured,
+    )
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _series_name(labels: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"

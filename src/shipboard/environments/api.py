@@ -73,6 +73,7 @@ def replace_environment(
         keyring=request.app.state.keyring,
         audit_context=audit,
         outbound=request.app.state.settings.outbound_policy,
+        store_configured=bool(request.app.state.settings.prometheus_url),
     )
 
 
@@ -107,6 +108,7 @@ def patch_environment(
         keyring=request.app.state.keyring,
         audit_context=audit,
         outbound=request.app.state.settings.outbound_policy,
+        store_configured=bool(request.app.state.settings.prometheus_url),
     )
 
 

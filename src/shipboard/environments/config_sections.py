@@ -1,16 +1,26 @@
-"""The shapes of the ``config.performance``, ``config.reports`` and
-``config.external_alert_matchers`` sections of an environment. Environments validate them;
-performance, reports and alerting read them (like ``pipeline.py`` for ``config.pipeline``), so a
-base domain needs nothing from the domains built on it."""
+"""The shapes of the ``config.performance``, ``config.reports``,
+``config.external_alert_matchers`` and ``config.promotion_checks`` sections of an environment.
+Environments validate them; performance, reports, alerting and deployments read them (like
+``pipeline.py`` for ``config.pipeline``), so a base domain needs nothing from the domains built
+on it."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from shipboard.core import patterns
 from shipboard.core.cron import CronExpr, TimeZoneName
+from shipboard.core.promql import MAX_QUERY_CHARS, check_query
 from shipboard.core.time import parse_duration
 from shipboard.core.types import FiniteFloat
 
@@ -114,3 +124,44 @@ def check_matchers(matchers: list[ExternalAlertMatcher]) -> list[ExternalAlertMa
             "alerts that carry none of the labels"
         )
     return matchers
+
+
+# What a promotion check's query may name: the deployment being created is not running yet, so
+# only what it is (its environment and version), not when it started.
+PROMOTION_VARIABLES = ("environment", "version")
+
+
+class PromotionCheck(BaseModel):
+    """``config.promotion_checks[]``: a query of the metrics store (SHIPBOARD_PROMETHEUS_URL)
+    whose every sample must satisfy ``op value`` before a deployment to the environment is
+    created. No answer, or a store that cannot give one, blocks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\- ]+$")
+    query: str = Field(
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        description="An instant query; $environment and $version are the deployment's",
+    )
+    op: Literal[">", ">=", "<", "<=", "==", "!="]
+    value: FiniteFloat
+
+    @field_validator("query")
+    @classmethod
+    def _parses(cls, query: str) -> str:
+        check_query(query, variables=PROMOTION_VARIABLES)
+        return query
+
+
+def _unique_names(checks: list[PromotionCheck]) -> list[PromotionCheck]:
+    names = [check.name for check in checks]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"promotion check names must be unique: {', '.join(twice)}")
+    return checks
+
+
+PromotionChecks = Annotated[
+    list[PromotionCheck], Field(max_length=20), AfterValidator(_unique_names)
+]

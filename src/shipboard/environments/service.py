@@ -12,6 +12,7 @@ from shipboard.audit.service import AuditContext
 from shipboard.core.crypto import Keyring
 from shipboard.core.errors import InvalidInput, NotFound
 from shipboard.core.netguard import DEFAULT_POLICY, OutboundPolicy
+from shipboard.core.promql import NOT_CONFIGURED
 from shipboard.core.redaction import redact
 from shipboard.core.sealing import seal, unseal
 from shipboard.core.time import utcnow
@@ -167,10 +168,16 @@ def replace_environment(
     keyring: Keyring,
     audit_context: AuditContext,
     outbound: OutboundPolicy = DEFAULT_POLICY,
+    store_configured: bool = False,
 ) -> EnvironmentRead:
     """PUT: replace domain, config, features and limits (secrets are kept)."""
     environment = require_environment(session, name)
     check_outbound_urls(data.config.model_dump(exclude_none=True), outbound)
+    check_metrics_store(
+        data.config.model_dump(exclude_none=True, exclude_unset=True),
+        stored_mapping(environment.config),
+        store_configured=store_configured,
+    )
     environment.domain = data.domain
     config = data.config.model_dump(exclude_none=True, exclude_unset=True)
     store_config(environment, config, keyring=keyring)
@@ -202,6 +209,7 @@ def patch_environment(
     keyring: Keyring,
     audit_context: AuditContext,
     outbound: OutboundPolicy = DEFAULT_POLICY,
+    store_configured: bool = False,
 ) -> EnvironmentRead:
     """PATCH: apply a JSON Merge Patch (RFC 7396) and check the result before storing it."""
     environment = require_environment(session, name)
@@ -214,6 +222,9 @@ def patch_environment(
     merged = merge_patch(current, patch)
     checked = validation.validate_environment(merged)
     check_outbound_urls(merged["config"], outbound)
+    check_metrics_store(
+        merged["config"], stored_mapping(environment.config), store_configured=store_configured
+    )
     environment.domain = checked.domain
     store_config(environment, merged["config"], keyring=keyring)
     environment.features = dict(checked.features)
@@ -229,6 +240,26 @@ def patch_environment(
         details={"patch": redact_config(patch)},
     )
     return to_read(environment, reveal_credentials=True, keyring=keyring)
+
+
+def check_metrics_store(
+    config: dict[str, Any], stored: dict[str, Any], *, store_configured: bool
+) -> None:
+    """Refuse new or changed ``promotion_checks`` on a server without a metrics store: each
+    would block every deployment. Checks already stored (the store was unset since) may stay,
+    so an unrelated change still goes through; their gates say why they block."""
+    checks = config.get("promotion_checks")
+    if store_configured or not checks or checks == stored.get("promotion_checks"):
+        return
+    raise InvalidInput(
+        f"config.promotion_checks needs a metrics store: {NOT_CONFIGURED}",
+        errors=[
+            {
+                "loc": ["body", "config", "promotion_checks"],
+                "msg": f"{NOT_CONFIGURED} on this server",
+            }
+        ],
+    )
 
 
 def check_outbound_urls(config: dict[str, Any], outbound: OutboundPolicy) -> None:

@@ -24,10 +24,11 @@ detail names the first one: ``config.freeze_windows[0].timezone: unknown time zo
 Sections of ``config`` checked whole: ``pipeline`` (``environments.pipeline.Pipeline``: steps with a
 known stage, in order; healthcheck; watch), ``freeze_windows``, ``monitoring.scrape``,
 ``security`` (schedule, sla_days, semgrep_rules, osv_url), ``performance``, ``reports``,
-``notification_channels``, ``external_alert_matchers``. Unknown top-level keys are kept (the
-spec's EnvironmentConfig is open). Cron expressions must fire within a year and time zones must
-be IANA names (``core/cron.py``). Outbound URL policy (SSRF) is the service's
-``check_outbound_urls``: it depends on settings.
+``notification_channels``, ``external_alert_matchers``, ``promotion_checks``. Unknown top-level
+keys are kept (the spec's EnvironmentConfig is open). Cron expressions must fire within a year and
+time zones must be IANA names (``core/cron.py``). Outbound URL policy (SSRF) is the service's
+``check_outbound_urls``, and whether promotion checks have a store to ask is
+``check_metrics_store``: both depend on settings.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from shipboard.core.types import HttpUrlStr, NonNegativeFloat, ScanType, Url
 from shipboard.environments.config_sections import (
     ExternalAlertMatcher,
     PerformanceSettings,
+    PromotionChecks,
     ReportSchedule,
     check_matchers,
 )
@@ -157,6 +159,7 @@ class _ShipboardKeys(BaseModel):
         description="Which alerts received from Alertmanager belong to this environment (all "
         "must hold); without it, SHIPBOARD_ALERTMANAGER_ENVIRONMENT_LABELS decides",
     )
+    promotion_checks: PromotionChecks | None = None
 
 
 class EnvironmentConfig(_ShipboardKeys):
