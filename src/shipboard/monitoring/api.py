@@ -26,7 +26,7 @@ from shipboard.core.time import utcnow
 from shipboard.core.types import DateTime, EnvironmentName, MetricName
 from shipboard.environments import repository as environments
 from shipboard.environments.deps import spend_budget_on_loop
-from shipboard.http.db import DbSession, RequestDbDep
+from shipboard.http.db import RequestDbDep
 from shipboard.monitoring import otlp, service
 from shipboard.monitoring.schemas import (
     Accepted,
@@ -131,9 +131,11 @@ async def series(
 
 
 @router.get("/api/v1/metrics/names", response_model=MetricNames)
-def names(db: DbSession, _: AnyUser, environment: EnvironmentName | None = None) -> MetricNames:
+async def names(
+    db: RequestDbDep, _: AnyUser, environment: EnvironmentName | None = None
+) -> MetricNames:
     """Metric names with their sources, tag keys and number of points."""
-    return service.metric_names(db, environment=environment)
+    return await db.run(service.metric_names, environment=environment)
 
 
 PROTOBUF = "application/x-protobuf"

@@ -258,7 +258,7 @@ def _database_series(
 
 
 def names_to_chart(
-    session: Session,
+    session: Session | None,
     *,
     environment: str,
     store: PromStore | None,
@@ -266,10 +266,13 @@ def names_to_chart(
     until: datetime,
 ) -> list[tuple[str, int | None]]:
     """Metric names to chart, with their point counts where the database knows them: from the
-    metrics store when the page reads it, else from the database."""
+    metrics store when the page reads it (``session`` may then be None), else from the
+    database."""
     if store is not None:
         found = store_series.names(store, environment=environment, since=since, until=until)
         return [(name, None) for name in found]
+    if session is None:
+        raise ValueError("reading metric names from the database needs a session")
     return [(n.name, n.points) for n in metric_names(session, environment=environment).items]
 
 

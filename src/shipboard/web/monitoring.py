@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated, Literal
+from functools import partial
+from typing import Annotated, Any, Literal, TypeVar
 
+import anyio
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
@@ -21,9 +24,9 @@ from shipboard.core import charts
 from shipboard.core.errors import InvalidInput, MetricsStoreUnavailable
 from shipboard.core.time import parse_duration, utcnow
 from shipboard.core.types import ENVIRONMENTS
-from shipboard.http.db import DbSession
+from shipboard.http.db import DbSession, RequestDbDep
 from shipboard.monitoring import service as metrics
-from shipboard.monitoring.schemas import SeriesSource
+from shipboard.monitoring.schemas import Series, SeriesSource
 from shipboard.web.deps import DeployerForm, Viewer
 from shipboard.web.helpers import (
     back,
@@ -35,6 +38,7 @@ from shipboard.web.helpers import (
 from shipboard.web.render import render
 
 router = APIRouter(include_in_schema=False)
+T = TypeVar("T")
 
 Range = Literal["1h", "24h", "7d", "30d"]
 RANGES: dict[str, timedelta] = {
@@ -114,9 +118,9 @@ def parse_matchers(text: str) -> list[dict[str, str]]:
 
 
 @router.get("/monitoring")
-def monitoring_page(
+async def monitoring_page(
     request: Request,
-    db: DbSession,
+    db: RequestDbDep,
     principal: Viewer,
     environment: str | None = None,
     metric: Annotated[str | None, Query(max_length=255)] = None,
@@ -138,12 +142,20 @@ def monitoring_page(
     names: list[tuple[str, int | None]] = []
     chosen = metric
     store_problem = None
+
+    async def read(fn: Callable[..., T], /, **kwargs: Any) -> T:
+        # Over HTTP to the metrics store, which may take seconds: in a thread, never on the
+        # loop (the session is then unused). From the database: in the request's transaction.
+        if store is not None:
+            return await anyio.to_thread.run_sync(partial(fn, None, store=store, **kwargs))
+        return await db.run(fn, store=None, **kwargs)
+
     try:
-        names = metrics.names_to_chart(db, environment=env, store=store, since=since, until=until)
+        names = await read(metrics.names_to_chart, environment=env, since=since, until=until)
         chosen = metric or (names[0][0] if names else None)
         if chosen:
-            series = metrics.series(
-                db,
+            series: Series = await read(
+                metrics.series,
                 name=chosen,
                 environment=env,
                 since=since,
@@ -151,7 +163,6 @@ def monitoring_page(
                 step_s=max(1, int(RANGES[range_].total_seconds() // BUCKETS)),
                 agg="avg",
                 tags={},
-                store=store,
             )
             points = len(series.points)
             where = "the metrics store" if store is not None else "Shipboard's database"
@@ -162,7 +173,7 @@ def monitoring_page(
                 title=f"{chosen} in {env}, last {range_} (average per {series.step_s} s, "
                 f"from {where})",
                 unit=unit_of(chosen),
-                markers=deploy_markers(db, environment=env, since=since, until=until),
+                markers=await db.run(deploy_markers, environment=env, since=since, until=until),
                 empty_text=f"No {chosen} points in the last {range_}",
             )
     except MetricsStoreUnavailable as exc:
@@ -170,10 +181,10 @@ def monitoring_page(
         store_problem = exc.detail
     alerts = [
         a
-        for a in alert_service.list_alerts(db, limit=200).items
+        for a in (await db.run(alert_service.list_alerts, limit=200)).items
         if a.labels.get("environment") in (env, None)
     ]
-    received = external.list_external(db, environment=env, status=None).items
+    received = (await db.run(external.list_external, environment=env, status=None)).items
     return render(
         request,
         "monitoring.html",
@@ -196,16 +207,18 @@ def monitoring_page(
         recent=[a for a in alerts if a.state != "firing"][:20],
         external_firing=[a for a in received if a.status == "firing"],
         external_recent=[a for a in received if a.status != "firing"][:20],
-        silences=silence_service.list_silences(db)[:50],
+        silences=(await db.run(silence_service.list_silences))[:50],
         can_write=can_write(principal),
         prefill=silence or f"environment={env}",
     )
 
 
 @router.get("/alerts/{alert_id}")
-def alert_page(request: Request, alert_id: uuid.UUID, db: DbSession, principal: Viewer) -> Response:
+async def alert_page(
+    request: Request, alert_id: uuid.UUID, db: RequestDbDep, principal: Viewer
+) -> Response:
     # The page an alert's generatorURL (and every notification about it) links to.
-    alert = alert_service.get_alert(db, alert_id=alert_id)
+    alert = await db.run(alert_service.get_alert, alert_id=alert_id)
     environment = alert.labels.get("environment", "")
     return render(
         request,
