@@ -12,6 +12,7 @@ Every refusal is a 4xx (problem+json on the API, HTML on pages), never a 500.
 from __future__ import annotations
 
 import ast
+import asyncio
 import hmac
 import io
 import json
@@ -670,7 +671,8 @@ def test_every_credential_check_uses_compare_digest(
         app=SimpleNamespace(state=SimpleNamespace(settings=SimpleNamespace(metrics_token="m-tok")))
     )
     credentials = SimpleNamespace(credentials="m-tok")
-    assert used(lambda: metrics_scraper(request, None, credentials))  # type: ignore[arg-type]
+    scrape = metrics_scraper(request, None, credentials)  # type: ignore[arg-type]
+    assert used(lambda: asyncio.run(scrape))
     # The login form's double-submit token, over HTTP (the server runs in this process).
     with browser(clients.server) as client:
         client.get("/login")
