@@ -27,7 +27,7 @@ from shipboard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shipboard.core.problems import Problem
 from shipboard.core.time import utcnow
 from shipboard.environments import repository as environments
-from shipboard.http.db import DbSession
+from shipboard.http.db import DbSession, RequestDbDep
 
 router = APIRouter(
     prefix="/api/v1",
@@ -42,9 +42,9 @@ CHANGE: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/alert-rules", response_model=AlertRulePage)
-def list_rules(db: DbSession, _: AnyUser) -> AlertRulePage:
+async def list_rules(db: RequestDbDep, _: AnyUser) -> AlertRulePage:
     """Alert rules with their health (`error` when the last evaluation failed)."""
-    return AlertRulePage(items=service.list_rules(db))
+    return AlertRulePage(items=await db.run(service.list_rules))
 
 
 @router.post("/alert-rules", status_code=201, response_model=AlertRuleRead, responses=CHANGE)
@@ -61,9 +61,9 @@ def create_rule(
 
 
 @router.get("/alert-rules/{rule_id}", response_model=AlertRuleRead, responses=CHANGE)
-def get_rule(rule_id: uuid.UUID, db: DbSession, _: AnyUser) -> AlertRuleRead:
+async def get_rule(rule_id: uuid.UUID, db: RequestDbDep, _: AnyUser) -> AlertRuleRead:
     """One rule."""
-    return service.get_rule(db, rule_id=rule_id)
+    return await db.run(service.get_rule, rule_id=rule_id)
 
 
 @router.patch("/alert-rules/{rule_id}", response_model=AlertRuleRead, responses=CHANGE)
@@ -82,27 +82,27 @@ def delete_rule(rule_id: uuid.UUID, db: DbSession, _: AdminOnly, audit: Audit) -
 
 
 @router.get("/alerts", response_model=AlertPage, responses={422: {"model": Problem}})
-def list_alerts(
-    db: DbSession,
+async def list_alerts(
+    db: RequestDbDep,
     _: AnyUser,
     state: Literal["pending", "firing", "resolved"] | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> AlertPage:
     """Alerts with their transitions, newest change first; filter by state."""
-    return alerts.list_alerts(db, state=state, cursor=cursor, limit=limit)
+    return await db.run(alerts.list_alerts, state=state, cursor=cursor, limit=limit)
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertRead, responses={404: {"model": Problem}})
-def get_alert(alert_id: uuid.UUID, db: DbSession, _: AnyUser) -> AlertRead:
+async def get_alert(alert_id: uuid.UUID, db: RequestDbDep, _: AnyUser) -> AlertRead:
     """One alert with its transitions."""
-    return alerts.get_alert(db, alert_id=alert_id)
+    return await db.run(alerts.get_alert, alert_id=alert_id)
 
 
 @router.get("/silences", response_model=SilencePage)
-def list_silences(db: DbSession, _: AnyUser) -> SilencePage:
+async def list_silences(db: RequestDbDep, _: AnyUser) -> SilencePage:
     """Silences, active or not."""
-    return SilencePage(items=silences.list_silences(db))
+    return SilencePage(items=await db.run(silences.list_silences))
 
 
 @router.post("/silences", status_code=201, response_model=SilenceRead, responses=CHANGE)
@@ -144,11 +144,11 @@ def alertmanager_webhook(
 
 
 @router.get("/external-alerts", response_model=ExternalAlertPage)
-def list_external_alerts(
-    db: DbSession,
+async def list_external_alerts(
+    db: RequestDbDep,
     _: AnyUser,
     environment: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[Literal["firing", "resolved"] | None, Query()] = None,
 ) -> ExternalAlertPage:
     """Alerts received from Alertmanager, firing first (at most 500)."""
-    return external.list_external(db, environment=environment, status=status)
+    return await db.run(external.list_external, environment=environment, status=status)
