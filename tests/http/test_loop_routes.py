@@ -23,8 +23,6 @@ SYNC_READS: dict[str, str] = {
     "/metrics": "its collectors read the database on connections of their own",
     "/api/v1/ops/db-health": "reads the database's statistics on a connection of its own",
     "/api/v1/deployments/{deployment_id}/logs/stream": "Server-Sent Events",
-    "/api/v1/notification-channels": TODO,
-    "/api/v1/notification-channels/{channel_id}/deliveries": TODO,
     "/api/v1/reports/monitoring": TODO,
     "/api/v1/reports/security": TODO,
     "/api/v1/reports/dora": TODO,

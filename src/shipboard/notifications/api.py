@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from shipboard.auth.deps import AdminOnly, AnyUser, Audit
 from shipboard.core.problems import Problem
-from shipboard.http.db import DbSession
+from shipboard.http.db import DbSession, RequestDbDep
 from shipboard.notifications import service
 from shipboard.notifications.schemas import (
     ChannelCreate,
@@ -33,9 +33,9 @@ CHANGE: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/notification-channels", response_model=ChannelPage)
-def list_channels(db: DbSession, _: AnyUser) -> ChannelPage:
+async def list_channels(db: RequestDbDep, _: AnyUser) -> ChannelPage:
     """Channels; credentials show as ***."""
-    return ChannelPage(items=service.list_channels(db))
+    return ChannelPage(items=await db.run(service.list_channels))
 
 
 @router.post(
@@ -69,9 +69,9 @@ def delete_channel(channel_id: uuid.UUID, db: DbSession, _: AdminOnly, audit: Au
 @router.get(
     "/notification-channels/{channel_id}/deliveries", response_model=DeliveryPage, responses=CHANGE
 )
-def list_deliveries(channel_id: uuid.UUID, db: DbSession, _: AdminOnly) -> DeliveryPage:
+async def list_deliveries(channel_id: uuid.UUID, db: RequestDbDep, _: AdminOnly) -> DeliveryPage:
     """Every delivery of the channel with every attempt."""
-    return service.list_deliveries(db, channel_id=channel_id)
+    return await db.run(service.list_deliveries, channel_id=channel_id)
 
 
 @router.post(
