@@ -36,7 +36,6 @@ SYNC_READS: dict[str, str] = {
     "/api/v1/integrations": TODO,
     "/api/v1/integrations/{kind}": TODO,
     "/api/v1/integrations/{kind}/deliveries": TODO,
-    "/api/v1/audit": TODO,
     "/api/v1/config": TODO,
     "/docs": TODO,
     "/login": TODO,
@@ -46,7 +45,6 @@ SYNC_READS: dict[str, str] = {
     "/security/findings/{finding_id}": TODO,
     "/performance": TODO,
     "/dora": TODO,
-    "/audit": TODO,
 }
 
 

@@ -15,7 +15,7 @@ from shipboard.audit.schemas import AuditFilter
 from shipboard.core import charts
 from shipboard.core.time import utcnow
 from shipboard.core.types import ENVIRONMENTS
-from shipboard.http.db import DbSession
+from shipboard.http.db import DbSession, RequestDbDep
 from shipboard.performance import service as performance
 from shipboard.reports import documents
 from shipboard.reports import performance as performance_report
@@ -161,9 +161,9 @@ def dora_page(
 
 
 @router.get("/audit")
-def audit_page(
+async def audit_page(
     request: Request,
-    db: DbSession,
+    db: RequestDbDep,
     principal: AdminPage,
     actor: Annotated[str | None, Query(max_length=200)] = None,
     action: Annotated[str | None, Query(max_length=200)] = None,
@@ -179,7 +179,7 @@ def audit_page(
         target_id=target_id or None,
         since=moment(since, "since"),
     )
-    page = audit.list_events(db, filters=filters, cursor=cursor or None, limit=AUDIT_PAGE)
+    page = await db.run(audit.list_events, filters=filters, cursor=cursor or None, limit=AUDIT_PAGE)
     query = {
         "actor": actor or "",
         "action": action or "",
