@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -28,6 +28,11 @@ from bench.support import (
     victoria_metrics_version,
 )
 from shipboard.monitoring import remote_write as rw
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from shipboard.core.promql import PromStore
 
 BATCH = 10_000
 CLIENTS = 4
@@ -275,8 +280,6 @@ def bench_store_series(url: str, backend: str, names: int, runs: int = 20) -> li
             result = answer.json()["data"]["result"]
             direct_points = len(result[0]["values"]) if result else 0
 
-        direct_ms = _median_ms(direct, runs)
-
         with (
             server_process(url, env={"SHIPBOARD_PROMETHEUS_URL": store.url}) as (
                 _pid,
@@ -304,15 +307,14 @@ def bench_store_series(url: str, backend: str, names: int, runs: int = 20) -> li
                 through_points = len(answer.json()["points"])
                 source = answer.json().get("source")
 
-            through_ms = _median_ms(through, runs)
-            # The route's own cost: the same request answered from the embedded store, which
-            # holds nothing here (no points to read, bucket or serialise).
-            floor_ms = _median_ms(
-                lambda: client.get(
+            def floor() -> None:
+                # The route's own cost: the same request answered from the embedded store,
+                # which holds nothing here (no points to read, bucket or serialise).
+                client.get(
                     "/api/v1/metrics/series", params={**series_params, "source": "embedded"}
-                ).raise_for_status(),
-                runs,
-            )
+                ).raise_for_status()
+
+            direct_ms, through_ms, floor_ms = _interleaved_ms((direct, through, floor), runs)
     row: dict[str, Any] = {
         "name": name,
         "backend": backend,
@@ -337,14 +339,18 @@ def bench_store_series(url: str, backend: str, names: int, runs: int = 20) -> li
     return [row]
 
 
-def _median_ms(call: Callable[[], object], runs: int) -> float:
-    call()  # warm: connections open, caches of the route's first call filled
-    timings = []
+def _interleaved_ms(calls: Sequence[Callable[[], object]], runs: int) -> list[float]:
+    """The median ms of each call over ``runs`` rounds, the calls taking turns within a round:
+    on a machine shared with other work, load that comes and goes falls on every side alike."""
+    for call in calls:
+        call()  # warm: connections open, caches of the route's first call filled
+    timings: list[list[float]] = [[] for _ in calls]
     for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        timings.append((time.perf_counter() - started) * 1000)
-    return statistics.median(timings)
+        for call, times in zip(calls, timings, strict=True):
+            started = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - started) * 1000)
+    return [statistics.median(times) for times in timings]
 
 
 # --- a PromQL check in a deployment's verification --------------------------------------------
@@ -367,7 +373,6 @@ def bench_store_analysis(url: str, backend: str, rounds: int) -> list[dict[str, 
     from shipboard.db.engine import system_transaction
     from shipboard.deployments.models import DeploymentRun
     from shipboard.pipelines.watch import watch_due
-    from shipboard.pipelines.worker import Worker, start_in_thread
 
     with victoria_metrics() as store:
         series, _ = rw.series_for(
@@ -381,50 +386,7 @@ def bench_store_analysis(url: str, backend: str, rounds: int) -> list[dict[str, 
         store.flush()
         prom = PromStore(StoreSettings(url=store.url))
         with live_instance(url, "admin") as (app, engine, token, base_url):
-            worker = Worker(engine, app.state.keyring, poll_s=0.05, metrics_store=prom)
-            app.state.wake_worker = worker.wake.set
-            thread, stop = start_in_thread(worker)
-            with httpx.Client(
-                base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-            ) as client:
-                client.patch(
-                    "/api/v1/environments/staging",
-                    json={
-                        "config": {
-                            "pipeline": {
-                                "steps": [{"name": "ship", "stage": "deploy", "run": "true"}],
-                                "watch": {
-                                    # Long enough that the watch is still running at the end.
-                                    "window_s": 86_400,
-                                    "interval_s": 3600,
-                                    "checks": [
-                                        {
-                                            "name": "errors",
-                                            "kind": "promql",
-                                            "query": CHECK_QUERY,
-                                            "op": "<",
-                                            "value": 5,
-                                        }
-                                    ],
-                                },
-                            }
-                        }
-                    },
-                ).raise_for_status()
-                answer = client.post(
-                    "/api/v1/deployments",
-                    json={"environment": "staging", "version": "1.0.0", "commit_sha": "abcdef1"},
-                )
-                answer.raise_for_status()
-                did = answer.json()["id"]
-                deadline = time.monotonic() + 60
-                while client.get(f"/api/v1/deployments/{did}").json()["status"] != "success":
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the deployment did not succeed within 60 s")
-                    time.sleep(0.02)
-            # The worker's own watch rounds would interleave with the timed ones.
-            stop.set()
-            thread.join(timeout=30)
+            _start_watch(app, engine, token, base_url, prom)
 
             def make_due() -> None:
                 with system_transaction(engine) as s:
@@ -434,14 +396,32 @@ def bench_store_analysis(url: str, backend: str, rounds: int) -> list[dict[str, 
                         .values(watch_next_at=datetime.now(UTC) - timedelta(seconds=1))
                     )
 
-            timings = []
-            for _ in range(rounds + 1):
-                make_due()
-                started = time.perf_counter()
+            # The store's own time: the same rendered query, same client library, one
+            # connection, taking turns with the rounds.
+            rendered = render(CHECK_QUERY, {"environment": "staging"})
+
+            def store_query() -> None:
+                store.client.get(
+                    "/api/v1/query", params={"query": rendered, "time": f"{time.time():.3f}"}
+                ).raise_for_status()
+
+            def watch_round() -> None:
                 evaluated = watch_due(engine, store=prom)
-                timings.append((time.perf_counter() - started) * 1000)
                 if evaluated != 1:
                     raise RuntimeError(f"a watch round evaluated {evaluated} deployments, not 1")
+
+            store_query()
+            make_due()
+            watch_round()  # warm
+            round_times, query_times = [], []
+            for _ in range(rounds):
+                make_due()
+                started = time.perf_counter()
+                watch_round()
+                round_times.append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                store_query()
+                query_times.append((time.perf_counter() - started) * 1000)
             with system_transaction(engine) as s:
                 results = s.execute(
                     sa.select(DeploymentRun.analysis).where(DeploymentRun.watch_state == "running")
@@ -450,16 +430,8 @@ def bench_store_analysis(url: str, backend: str, rounds: int) -> list[dict[str, 
             if verdicts != {"Successful"}:
                 raise RuntimeError(f"the PromQL check's verdicts were {verdicts}, not Successful")
         prom.close()
-        round_ms = statistics.median(timings[1:])
-
-        # The store's own time: the same rendered query, same client library, one connection.
-        rendered = render(CHECK_QUERY, {"environment": "staging"})
-        query_ms = _median_ms(
-            lambda: store.client.get(
-                "/api/v1/query", params={"query": rendered, "time": f"{time.time():.3f}"}
-            ).raise_for_status(),
-            rounds,
-        )
+        round_ms = statistics.median(round_times)
+        query_ms = statistics.median(query_times)
     return [
         {
             "name": name,
@@ -473,3 +445,55 @@ def bench_store_analysis(url: str, backend: str, rounds: int) -> list[dict[str, 
             "store": victoria_metrics_version(),
         }
     ]
+
+
+def _start_watch(app: Any, engine: Engine, token: str, base_url: str, prom: PromStore) -> None:
+    """Staging's pipeline with a watch of one PromQL check, and a deployment through it to
+    ``success``, its watch running; the worker that ran it is stopped, so no round but the
+    timed ones runs."""
+    from shipboard.pipelines.worker import Worker, start_in_thread
+
+    worker = Worker(engine, app.state.keyring, poll_s=0.05, metrics_store=prom)
+    app.state.wake_worker = worker.wake.set
+    thread, stop = start_in_thread(worker)
+    with httpx.Client(
+        base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ) as client:
+        client.patch(
+            "/api/v1/environments/staging",
+            json={
+                "config": {
+                    "pipeline": {
+                        "steps": [{"name": "ship", "stage": "deploy", "run": "true"}],
+                        "watch": {
+                            # Long enough that the watch is still running at the end.
+                            "window_s": 86_400,
+                            "interval_s": 3600,
+                            "checks": [
+                                {
+                                    "name": "errors",
+                                    "kind": "promql",
+                                    "query": CHECK_QUERY,
+                                    "op": "<",
+                                    "value": 5,
+                                }
+                            ],
+                        },
+                    }
+                }
+            },
+        ).raise_for_status()
+        answer = client.post(
+            "/api/v1/deployments",
+            json={"environment": "staging", "version": "1.0.0", "commit_sha": "abcdef1"},
+        )
+        answer.raise_for_status()
+        did = answer.json()["id"]
+        deadline = time.monotonic() + 60
+        while client.get(f"/api/v1/deployments/{did}").json()["status"] != "success":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the deployment did not succeed within 60 s")
+            time.sleep(0.02)
+    # The worker's own watch rounds would interleave with the timed ones.
+    stop.set()
+    thread.join(timeout=30)
