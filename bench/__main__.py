@@ -51,14 +51,18 @@ class Sizes:
     memory_points: int
     store_requests: int
     store_rounds: int
+    # The store-ingest figure's comparison with forwarding off: one more server start (~8 s).
+    store_unforwarded: bool
 
 
 # Quick: 10 names x 3 environments x 2,000 then 20,000 minutes of history (> 24 h either way).
 # fmt: off
-QUICK = Sizes(2_000, 3, 1, 5, 5, 2_000, 10_000, 3.0, 60_000, 600_000, 10, 40, 200_000, 2, 20)
+QUICK = Sizes(
+    2_000, 3, 1, 5, 5, 2_000, 10_000, 3.0, 60_000, 600_000, 10, 40, 200_000, 1, 20, False
+)
 FULL = Sizes(
     10_000, 5, 3, 20, 20, 20_000, 100_000, 10.0, 1_000_000, 10_000_000, 100, 200, 10_000_000,
-    25, 100,
+    25, 100, True,
 )
 # fmt: on
 
@@ -93,7 +97,8 @@ def _steps(backend: str, z: Sizes) -> list[tuple[str, str, Callable[[str], list[
         ("memory", f"server RSS while ingesting {z.memory_points:,} points",
          lambda url: bench_memory(url, backend, z.memory_points)),
         ("store-ingest", f"{4 * z.store_requests * 10_000:,} points into VictoriaMetrics",
-         lambda url: bench_store_ingest(url, backend, z.store_requests)),
+         lambda url: bench_store_ingest(
+             url, backend, z.store_requests, unforwarded=z.store_unforwarded)),
         ("store-series", "24 h series through Shipboard from VictoriaMetrics",
          lambda url: bench_store_series(url, backend, z.series_names)),
         ("store-analysis", f"PromQL watch round, median of {z.store_rounds}",
