@@ -29,7 +29,7 @@ from shipboard.core.problems import Problem
 from shipboard.core.types import EnvironmentName, ScanStatus, ScanType, Severity
 from shipboard.db.engine import transaction
 from shipboard.environments.service import max_upload_bytes
-from shipboard.http.db import DbSession
+from shipboard.http.db import DbSession, RequestDbDep
 from shipboard.security import ingest, runs, service
 from shipboard.security.schemas import (
     CurrentFindingPage,
@@ -125,8 +125,8 @@ def run_scan(
 
 
 @router.get("/scans", response_model=SecurityScanPage, responses={422: {"model": Problem}})
-def list_scans(
-    db: DbSession,
+async def list_scans(
+    db: RequestDbDep,
     _: AnyUser,
     environment: EnvironmentName | None = None,
     status: ScanStatus | None = None,
@@ -136,15 +136,15 @@ def list_scans(
 ) -> SecurityScanPage:
     """Scans, newest first."""
     filters = SecurityScanFilter(environment=environment, status=status, type=type)
-    return service.list_scans(db, filters=filters, cursor=cursor, limit=limit)
+    return await db.run(service.list_scans, filters=filters, cursor=cursor, limit=limit)
 
 
 @router.get(
     "/scans/{scan_id}", response_model=SecurityScanRead, responses={404: {"model": Problem}}
 )
-def get_scan(scan_id: uuid.UUID, db: DbSession, _: AnyUser) -> SecurityScanRead:
+async def get_scan(scan_id: uuid.UUID, db: RequestDbDep, _: AnyUser) -> SecurityScanRead:
     """One scan with its summary."""
-    return service.get_scan(db, scan_id=scan_id)
+    return await db.run(service.get_scan, scan_id=scan_id)
 
 
 @router.get(
@@ -152,18 +152,18 @@ def get_scan(scan_id: uuid.UUID, db: DbSession, _: AnyUser) -> SecurityScanRead:
     response_model=SecurityFindingPage,
     responses={404: {"model": Problem}},
 )
-def scan_findings(
+async def scan_findings(
     scan_id: uuid.UUID,
-    db: DbSession,
+    db: RequestDbDep,
     _: AnyUser,
     severity: Severity | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> SecurityFindingPage:
     """The findings of one scan."""
-    service.get_scan(db, scan_id=scan_id)
-    return service.list_findings(
-        db,
+    await db.run(service.get_scan, scan_id=scan_id)
+    return await db.run(
+        service.list_findings,
         filters=SecurityFindingFilter(scan_id=scan_id, severity=severity),
         cursor=cursor,
         limit=limit,
@@ -171,8 +171,8 @@ def scan_findings(
 
 
 @router.get("/findings", response_model=CurrentFindingPage, responses={422: {"model": Problem}})
-def current_findings(
-    db: DbSession,
+async def current_findings(
+    db: RequestDbDep,
     _: AnyUser,
     environment: EnvironmentName | None = None,
     severity: Severity | None = None,
@@ -187,8 +187,8 @@ def current_findings(
 ) -> CurrentFindingPage:
     """Every finding as it stands now (its latest occurrence), with its lifecycle state and SLA,
     newest first, a page at a time."""
-    page = service.findings_page(
-        db,
+    page = await db.run(
+        service.findings_page,
         environment=environment,
         severity=severity,
         status=status,

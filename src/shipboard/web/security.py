@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 from markupsafe import Markup
+from sqlalchemy.orm import Session
 
 from shipboard.auth.deps import audit_context_of
 from shipboard.core import charts
@@ -22,7 +23,7 @@ from shipboard.core.time import utcnow
 from shipboard.core.types import ENVIRONMENTS
 from shipboard.db.engine import transaction
 from shipboard.environments.service import max_upload_bytes
-from shipboard.http.db import DbSession
+from shipboard.http.db import DbSession, RequestDbDep
 from shipboard.security import ingest
 from shipboard.security import service as security
 from shipboard.security.models import SCAN_TYPES
@@ -52,10 +53,14 @@ DONE = {
 }
 
 
-def _scans(db: DbSession, environment: str | None) -> list[SecurityScanRead]:
+def _scans(session: Session, environment: str | None) -> list[SecurityScanRead]:
     return security.list_scans(
-        db, filters=SecurityScanFilter(environment=environment), limit=100
+        session, filters=SecurityScanFilter(environment=environment), limit=100
     ).items
+
+
+def _upload_limits(session: Session) -> dict[str, int | None]:
+    return {e: max_upload_bytes(session, name=e) for e in ENVIRONMENTS}
 
 
 def compliance_chart(scans: list[SecurityScanRead], now: datetime) -> Markup | None:
@@ -82,9 +87,9 @@ def compliance_chart(scans: list[SecurityScanRead], now: datetime) -> Markup | N
 
 
 @router.get("/security")
-def security_page(
+async def security_page(
     request: Request,
-    db: DbSession,
+    db: RequestDbDep,
     principal: Viewer,
     environment: str | None = None,
     severity: str | None = None,
@@ -102,8 +107,8 @@ def security_page(
     # "any" is the select's explicit choice; an absent status means the open ones.
     state = None if status == "any" else choice(status, STATES, "status")
     late = flag(overdue, "overdue")
-    page = security.findings_page(
-        db,
+    page = await db.run(
+        security.findings_page,
         environment=env,
         severity=picked_severity,
         status=state,
@@ -128,12 +133,12 @@ def security_page(
         if page.next_cursor
         else None
     )
-    scans = _scans(db, env)
+    scans = await db.run(_scans, env)
     imported = None
     if scan is not None and done == "imported":
         # A stale confirmation link should still show the list, just without the summary.
         with contextlib.suppress(NotFound):
-            imported = security.get_scan(db, scan_id=scan)
+            imported = await db.run(security.get_scan, scan_id=scan)
     return render(
         request,
         "security.html",
@@ -151,19 +156,19 @@ def security_page(
         scan_types=SCAN_TYPES,
         states=STATES,
         can_write=can_write(principal),
-        upload_limits={e: max_upload_bytes(db, name=e) for e in ENVIRONMENTS},
+        upload_limits=await db.run(_upload_limits),
     )
 
 
 @router.get("/security/findings/{finding_id}")
-def finding_page(
+async def finding_page(
     request: Request,
     finding_id: uuid.UUID,
-    db: DbSession,
+    db: RequestDbDep,
     principal: Viewer,
     done: str | None = None,
 ) -> Response:
-    finding = security.current_finding(db, finding_id=finding_id)
+    finding = await db.run(security.current_finding, finding_id=finding_id)
     cwe = CWE.match(finding["cwe_id"] or "")
     return render(
         request,
