@@ -23,12 +23,8 @@ SYNC_READS: dict[str, str] = {
     "/metrics": "its collectors read the database on connections of their own",
     "/api/v1/ops/db-health": "reads the database's statistics on a connection of its own",
     "/api/v1/deployments/{deployment_id}/logs/stream": "Server-Sent Events",
-    "/api/v1/reports/monitoring": TODO,
-    "/api/v1/reports/security": TODO,
-    "/api/v1/reports/dora": TODO,
-    "/api/v1/reports/performance": TODO,
-    "/api/v1/performance/metrics": TODO,
-    "/api/v1/performance/regressions": TODO,
+    "/api/v1/reports/monitoring": "asks the metrics store over HTTP in the same function as the "
+    "database read of the alerts",
     "/api/v1/integrations": TODO,
     "/api/v1/integrations/{kind}": TODO,
     "/api/v1/integrations/{kind}/deliveries": TODO,
@@ -37,8 +33,6 @@ SYNC_READS: dict[str, str] = {
     "/login": TODO,
     "/login/code": TODO,
     "/account": TODO,
-    "/performance": TODO,
-    "/dora": TODO,
 }
 
 

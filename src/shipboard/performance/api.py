@@ -12,7 +12,7 @@ from shipboard.core.telemetry import note_ingest
 from shipboard.core.types import EnvironmentName, ShortText, Timestamp
 from shipboard.environments.deps import spend_budget
 from shipboard.environments.service import max_upload_bytes
-from shipboard.http.db import DbSession
+from shipboard.http.db import DbSession, RequestDbDep
 from shipboard.performance import service
 from shipboard.performance.schemas import (
     IngestResult,
@@ -79,8 +79,8 @@ def import_results(
 
 
 @router.get("/metrics", response_model=PerformanceMetricPage, responses={422: {"model": Problem}})
-def list_results(
-    db: DbSession,
+async def list_results(
+    db: RequestDbDep,
     _: AnyUser,
     name: Annotated[str | None, Query(max_length=255)] = None,
     environment: EnvironmentName | None = None,
@@ -91,12 +91,12 @@ def list_results(
 ) -> PerformanceMetricPage:
     """Results, newest first."""
     filters = PerformanceMetricFilter(name=name, environment=environment, since=since, until=until)
-    return service.list_results(db, filters=filters, cursor=cursor, limit=limit)
+    return await db.run(service.list_results, filters=filters, cursor=cursor, limit=limit)
 
 
 @router.get("/regressions", response_model=RegressionList, responses={422: {"model": Problem}})
-def regressions(
-    db: DbSession,
+async def regressions(
+    db: RequestDbDep,
     _: AnyUser,
     environment: EnvironmentName | None = None,
     version: Annotated[str | None, Query(max_length=255)] = None,
@@ -104,8 +104,8 @@ def regressions(
     status: Literal["open", "resolved", "all"] = "open",
 ) -> RegressionList:
     """Regressions with value, baseline, delta %, p-value and the model that found them."""
-    return service.list_regressions(
-        db,
+    return await db.run(
+        service.list_regressions,
         environment=environment,
         version=version,
         name=name,
