@@ -25,9 +25,6 @@ SYNC_READS: dict[str, str] = {
     "/api/v1/deployments/{deployment_id}/logs/stream": "Server-Sent Events",
     "/api/v1/reports/monitoring": "asks the metrics store over HTTP in the same function as the "
     "database read of the alerts",
-    "/api/v1/integrations": TODO,
-    "/api/v1/integrations/{kind}": TODO,
-    "/api/v1/integrations/{kind}/deliveries": TODO,
     "/api/v1/config": TODO,
     "/docs": TODO,
     "/login": TODO,

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from shipboard.auth.deps import AdminOnly, Audit, check_auth_failures, note_auth_failure
 from shipboard.core.bodylimit import read_limited_body
 from shipboard.core.problems import Problem, problem_response
-from shipboard.http.db import DbSession
+from shipboard.http.db import DbSession, RequestDbDep
 from shipboard.integrations import service
 from shipboard.integrations.schemas import (
     DeliveryFilter,
@@ -138,15 +138,15 @@ def gitlab_webhook(
 
 
 @router.get("", response_model=IntegrationList, responses=ADMIN)
-def list_integrations(db: DbSession, _: AdminOnly) -> IntegrationList:
+async def list_integrations(db: RequestDbDep, _: AdminOnly) -> IntegrationList:
     """Configured integrations, without their secrets."""
-    return service.list_integrations(db)
+    return await db.run(service.list_integrations)
 
 
 @router.get("/{kind}", response_model=IntegrationRead, responses={**ADMIN, 404: {"model": Problem}})
-def get_integration(kind: IntegrationKind, db: DbSession, _: AdminOnly) -> IntegrationRead:
+async def get_integration(kind: IntegrationKind, db: RequestDbDep, _: AdminOnly) -> IntegrationRead:
     """One integration, without its secret."""
-    return service.get_integration(db, kind=kind)
+    return await db.run(service.get_integration, kind=kind)
 
 
 @router.put("/{kind}", response_model=IntegrationRead, responses={**ADMIN, 422: {"model": Problem}})
@@ -181,13 +181,15 @@ def delete_integration(
 @router.get(
     "/{kind}/deliveries", response_model=DeliveryPage, responses={**ADMIN, 422: {"model": Problem}}
 )
-def list_deliveries(
+async def list_deliveries(
     kind: IntegrationKind,
-    db: DbSession,
+    db: RequestDbDep,
     _: AdminOnly,
-    filters: Annotated[DeliveryFilter, Depends()],
+    filters: Annotated[DeliveryFilter, Query()],
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> DeliveryPage:
     """Every webhook received, newest first, with what Shipboard made of it."""
-    return service.list_deliveries(db, kind=kind, filters=filters, cursor=cursor, limit=limit)
+    return await db.run(
+        service.list_deliveries, kind=kind, filters=filters, cursor=cursor, limit=limit
+    )
