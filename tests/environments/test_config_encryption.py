@@ -26,6 +26,7 @@ from shipboard.core.sealing import credentials, seal, under, unseal
 from shipboard.models import metadata
 from shipboard.monitoring.tasks import Scraper
 from tests.support.databases import Database
+from tests.support.keyfile import record_key_file_reads, rotate_key_file
 from tests.support.live import Clients, free_port, wait_for
 
 DB_PASSWORD = "db-pw-5b1d9e"
@@ -240,36 +241,17 @@ def test_an_admin_read_after_another_process_rotated_the_key_reads_the_key_file_
 
     from shipboard.app import create_app
     from shipboard.config import Settings
-    from shipboard.core.crypto import KEY_FILE_NAME
 
     admin = {"Authorization": f"Bearer {make_user('key-reader', 'admin')}"}
     app = create_app(Settings(database_url=db.url, home=str(tmp_path)))
-    keyring: Keyring = app.state.keyring
-    reads: list[int] = []
-    reload = keyring._reload
-    assert reload is not None
-
-    def recorded_reload() -> list[bytes]:
-        reads.append(threading.get_ident())
-        return reload()
-
-    keyring._reload = recorded_reload
-
-    @app.get("/probe/loop-thread")
-    async def loop_thread() -> int:
-        return threading.get_ident()
-
+    reads = record_key_file_reads(app)
     config = {"database_url": f"postgresql://app:{DB_PASSWORD}@db.internal:5432/app"}
     with TestClient(app) as client:
         patched = client.patch(
             "/api/v1/environments/staging", json={"config": config}, headers=admin
         )
         assert patched.status_code == 200, patched.text
-        # Another process rotates: a new key first in the file, the values sealed under it.
-        old = keyring.keys[0]
-        new = generate_key()
-        (tmp_path / KEY_FILE_NAME).write_text(f"{new}\n{old}\n")
-        rotated = Keyring([new.encode(), old.encode()])
+        rotated = rotate_key_file(tmp_path, app.state.keyring)
         with engine.begin() as conn:
             sealed = conn.execute(
                 sa.text("SELECT config_secrets FROM environments WHERE name = 'staging'")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
@@ -14,7 +16,8 @@ from sqlalchemy import Engine
 from shipboard.auth import sessions, totp
 from shipboard.auth.models import WebSession
 from shipboard.db.engine import system_transaction
-from tests.support.databases import SYSTEM
+from tests.support.databases import SYSTEM, Database
+from tests.support.keyfile import record_key_file_reads, rotate_key_file
 from tests.support.live import Clients
 from tests.support.web import PASSWORD, browser, csrf_of, login, set_password
 
@@ -284,3 +287,41 @@ def test_totp_reset_and_removal_need_the_password_or_a_current_code(
     assert actions.count("user.totp_removed") == 1
     # Each wrong password or code counts towards the lockout; a missing one is no guess.
     assert actions.count("login.failed") == 3
+
+
+def test_the_account_page_decrypts_a_pending_secret_off_the_event_loop(
+    db: Database, engine: Engine, make_user: Any, tmp_path: Path
+) -> None:
+    """/account runs on the event loop; an enrolment's secret, sealed under a key another
+    process added, makes the keyring read its key file again, which must not hold up the loop."""
+    from fastapi.testclient import TestClient
+
+    from shipboard.app import create_app
+    from shipboard.config import Settings
+
+    make_user("enroller", "viewer")
+    set_password(engine, "enroller")
+    app = create_app(Settings(database_url=db.url, home=str(tmp_path)))
+    reads = record_key_file_reads(app)
+    with TestClient(app, follow_redirects=False) as client:
+        assert login(client, "enroller").status_code == 303
+        started = client.post(
+            "/account/totp",
+            data={"csrf_token": csrf_of(client.get("/account")), "password": PASSWORD},
+        )
+        assert started.headers["location"] == "/account", started.text
+        rotated = rotate_key_file(tmp_path, app.state.keyring)
+        with engine.begin() as conn:
+            sealed = conn.execute(
+                sa.text("SELECT totp_secret FROM users WHERE name = 'enroller'")
+            ).scalar_one()
+            conn.execute(
+                sa.text("UPDATE users SET totp_secret = :s WHERE name = 'enroller'"),
+                {"s": rotated.rotate(sealed)},
+            )
+        page = client.get("/account")
+        loop = client.get("/probe/loop-thread").json()
+    assert page.status_code == 200, page.text
+    assert re.search(r'id="totp-secret">([A-Z2-7]+)<', page.text)
+    assert reads
+    assert loop not in reads

@@ -370,8 +370,14 @@ def confirm_enrolment(
     return True
 
 
-def pending_secret(session: Session, *, user_id: uuid.UUID, keyring: Keyring) -> str | None:
-    user = repository.user_by_id(session, user_id)
-    if user is None or not user.totp_secret or user.totp_enabled_at is not None:
+def enrolling(user: User | None) -> bool:
+    """Whether the user began TOTP enrolment and has not confirmed it yet."""
+    return user is not None and bool(user.totp_secret) and user.totp_enabled_at is None
+
+
+def pending_secret(user: User | None, *, keyring: Keyring) -> str | None:
+    """The secret of an enrolment not confirmed yet, decrypted (the keyring may read its key
+    file again, after another process rotated the key)."""
+    if user is None or not enrolling(user):
         return None
-    return keyring.decrypt(user.totp_secret)
+    return keyring.decrypt(str(user.totp_secret))

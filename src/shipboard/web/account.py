@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from functools import partial
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from shipboard.audit.service import AuditContext
-from shipboard.auth import sessions, totp
+from shipboard.auth import repository, sessions, totp
 from shipboard.auth.deps import SESSION_COOKIE, check_auth_failures, note_auth_failure
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import RateLimited
 from shipboard.core.time import utcnow
-from shipboard.http.db import DbSession
+from shipboard.http.db import DbSession, RequestDbDep
 from shipboard.web.deps import FormUser, Viewer
 from shipboard.web.render import render
 
@@ -65,7 +67,7 @@ def _login_form(
 
 
 @router.get("/login")
-def login_page(request: Request, next: str = "/") -> Response:
+async def login_page(request: Request, next: str = "/") -> Response:
     return _login_form(request, next_path=next)
 
 
@@ -112,7 +114,7 @@ def login(
 
 
 @router.get("/login/code")
-def code_page(request: Request, next: str = "/") -> Response:
+async def code_page(request: Request, next: str = "/") -> Response:
     if not request.cookies.get(PENDING_COOKIE):
         return RedirectResponse("/login", status_code=303)
     return render(request, "login_code.html", next_path=_safe_next(next))
@@ -181,13 +183,14 @@ def logout(request: Request, db: DbSession, principal: FormUser) -> Response:
 
 
 @router.get("/account")
-def account(request: Request, db: DbSession, principal: Viewer) -> Response:
-    from shipboard.auth.models import User
-
-    user = db.get(User, principal.user_id)
-    secret = sessions.pending_secret(
-        db, user_id=principal.user_id, keyring=request.app.state.keyring
-    )
+async def account(request: Request, db: RequestDbDep, principal: Viewer) -> Response:
+    user = await db.run(repository.user_by_id, principal.user_id)
+    secret = None
+    if sessions.enrolling(user):
+        # Decrypting may read the key file (another process rotated the key): off the loop.
+        secret = await anyio.to_thread.run_sync(
+            partial(sessions.pending_secret, user, keyring=request.app.state.keyring)
+        )
     uri = totp.provisioning_uri(secret, account=principal.name) if secret else None
     return render(
         request,
