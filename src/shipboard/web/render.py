@@ -23,6 +23,9 @@ env = Environment(
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,
+    # The templates ship with the package: read once, never checked on disk again (pages
+    # render on the event loop, which does no file I/O).
+    auto_reload=False,
 )
 
 NAV = (
