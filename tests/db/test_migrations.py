@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
 from shipboard.alerting.models import Alert, AlertRule
 from shipboard.audit import service as audit
+from shipboard.auth.models import ApiToken, User, WebSession
 from shipboard.config import get_settings
 from shipboard.core.crypto import KEY_FILE_NAME, Keyring, generate_key
 from shipboard.core.sealing import unseal
@@ -25,7 +28,8 @@ from shipboard.environments.models import Environment
 from shipboard.environments.service import plaintext_config, seed_environments
 from shipboard.integrations.models import IntegrationDeployment
 from shipboard.notifications.models import NotificationChannel
-from tests.support.databases import SYSTEM, Database
+from shipboard.security.models import SecurityFinding, SecurityScan
+from tests.support.databases import SYSTEM, Database, DatabaseFactory
 from tests.support.spec_schema import SPEC_ENUM_TYPES, SPEC_TABLES
 
 OUR_TABLES = {*SPEC_TABLES, "users", "api_tokens", "audit_events"}
@@ -297,6 +301,245 @@ def test_alerts_survive_the_rebuild_of_alert_rules_and_promql_rules_go_on_downgr
         assert kinds == ["threshold"]
         assert [str(a).replace("-", "") for a in alerts] == [threshold.id.hex]
         migrate.upgrade(empty_db.url)
+    finally:
+        engine.dispose()
+
+
+def _row_counts(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            table: conn.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar_one()
+            for table in sa.inspect(conn).get_table_names()
+            if table != "alembic_version"
+        }
+
+
+def test_no_row_is_lost_when_a_migration_rebuilds_a_table(empty_db: Database) -> None:
+    """SQLite cannot alter a constraint in place: Alembic's batch mode copies the table, drops
+    the old one and renames the copy (0017 finding_identities, 0025 alert_rules; downgrades of
+    0015 and 0010 rebuild users, of 0009 deployment_runs). With foreign keys on, that DROP
+    TABLE deletes every row first, and ON DELETE CASCADE took the rows that reference it
+    (finding occurrences, alerts, API tokens, web sessions) along. Every table keeps its rows
+    through every revision, up from 20261203_0016 and down to 20261126_0008, except the tables
+    a downgrade drops."""
+    migrate.upgrade(empty_db.url, "20261203_0016")
+    engine = empty_db.engine()
+    now = utcnow()
+    identities = sa.table(
+        "finding_identities",
+        *(sa.column(c) for c in ("environment", "scan_type", "tool", "fingerprint", "rule_id")),
+        *(sa.column(c) for c in ("status", "reopened_count")),
+        sa.column("id", GUID),
+        sa.column("latest_finding_id", GUID),
+        sa.column("first_seen_at", UTCDateTime),
+        sa.column("last_seen_at", UTCDateTime),
+    )
+    occurrences = sa.table(
+        "finding_occurrences",
+        sa.column("finding_id", GUID),
+        sa.column("identity_id", GUID),
+        sa.column("occurrences"),
+    )
+    runs = sa.table(
+        "deployment_runs",
+        sa.column("deployment_id", GUID),
+        sa.column("managed"),
+        sa.column("forced"),
+        sa.column("needs_approval"),
+    )
+    try:
+        with system_transaction(engine) as session:
+            seed_environments(session)
+            scan = SecurityScan(
+                id=uuid.uuid4(), type="sast", environment="staging", status="completed"
+            )
+            findings = [
+                SecurityFinding(
+                    id=uuid.uuid4(), scan_id=scan.id, severity="high", title=t, description=t
+                )
+                for t in ("sqli", "xss")
+            ]
+            rule = AlertRule(
+                id=uuid.uuid4(),
+                name="errors",
+                kind="threshold",
+                environment="production",
+                metric="errors",
+                spec={"window_s": 60},
+                severity="high",
+                labels={},
+                annotations={},
+                channels=[],
+                enabled=True,
+                created_at=now,
+                updated_at=now,
+            )
+            user = User(id=uuid.uuid4(), name="alice", role="deployer")
+            deployment = DeploymentConfig(
+                id=uuid.uuid4(),
+                environment="staging",
+                version="1",
+                commit_sha="abc1234",
+                status="success",
+                triggered_by="alice",
+            )
+            session.add_all([scan, rule, user, deployment])
+            session.flush()
+            session.add_all(
+                [
+                    *findings,
+                    Alert(
+                        id=uuid.uuid4(),
+                        rule_id=rule.id,
+                        fingerprint="f1",
+                        state="firing",
+                        value=12,
+                        labels={"alertname": "errors"},
+                        annotations={},
+                        transitions=[],
+                        updated_at=now,
+                    ),
+                    ApiToken(user_id=user.id, token_hash="h1", prefix="sb_1"),
+                    WebSession(
+                        id_hash="s1",
+                        user_id=user.id,
+                        csrf_token="c1",
+                        second_factor_pending=False,
+                        created_at=now,
+                        last_seen_at=now,
+                        expires_at=now,
+                    ),
+                ]
+            )
+            session.flush()
+            conn = session.connection()
+            for finding in findings:
+                identity_id = uuid.uuid4()
+                conn.execute(
+                    identities.insert().values(
+                        id=identity_id,
+                        environment="staging",
+                        scan_type="sast",
+                        tool="semgrep",
+                        fingerprint=finding.title,
+                        rule_id=finding.title,
+                        status="open",
+                        reopened_count=0,
+                        latest_finding_id=finding.id,
+                        first_seen_at=now,
+                        last_seen_at=now,
+                    )
+                )
+                conn.execute(
+                    occurrences.insert().values(
+                        finding_id=finding.id, identity_id=identity_id, occurrences=3
+                    )
+                )
+            conn.execute(
+                runs.insert().values(
+                    deployment_id=deployment.id, managed=True, forced=False, needs_approval=False
+                )
+            )
+
+        lost: dict[str, dict[str, tuple[int, int]]] = {}
+
+        def step(direction: str) -> None:
+            before = _row_counts(engine)
+            revision = migrate.current_revision(engine)
+            if direction == "up":
+                migrate.upgrade(empty_db.url, "+1")
+                revision = migrate.current_revision(engine)
+            else:
+                migrate.downgrade(empty_db.url, "-1")
+            after = _row_counts(engine)
+            gone = {t: (n, after[t]) for t, n in before.items() if t in after and after[t] != n}
+            if gone:
+                lost[f"{direction} {revision}"] = gone
+
+        start = _row_counts(engine)
+        assert {t: start[t] for t in ("finding_occurrences", "alerts", "api_tokens")} == {
+            "finding_occurrences": 2,
+            "alerts": 1,
+            "api_tokens": 1,
+        }
+        while migrate.current_revision(engine) != migrate.head_revision():
+            step("up")
+        while migrate.current_revision(engine) != "20261126_0008":
+            step("down")
+        assert lost == {}
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_migrations_refuse_to_commit_rows_that_reference_nothing(
+    databases: DatabaseFactory,
+) -> None:
+    """With foreign keys off during the migrations, a migration could leave a row pointing at
+    nothing; PRAGMA foreign_key_check before the commit finds it and the whole upgrade rolls
+    back. An upgrade with nothing to do does not scan the database. Foreign keys are on again on
+    the connection afterwards, whether the upgrade failed or not."""
+    database = databases.new("sqlite")
+    migrate.upgrade(database.url, "20261203_0016")
+    path = sa.engine.make_url(database.url).database
+    assert path is not None
+    raw = sqlite3.connect(path)
+    try:
+        # What a broken migration would leave: a web session of a user who does not exist.
+        raw.execute("PRAGMA foreign_keys=OFF")
+        raw.execute(
+            "INSERT INTO web_sessions VALUES ('orphan', 'nobody', 'c', 0, 'x', 'x', 'x', NULL)"
+        )
+        raw.commit()
+    finally:
+        raw.close()
+    engine = database.engine()
+    try:
+        before = _schema(database)
+        with pytest.raises(Exception, match=r"after the upgrade \(20261203_0017 … ") as e:
+            migrate.upgrade(database.url)
+        assert "web_sessions row 1 references a missing users row" in str(e.value)
+        assert f"… {migrate.head_revision()}), 1 rows reference rows that" in str(e.value)
+        assert "the upgrade was rolled back, nothing was changed" in str(e.value)
+        assert migrate.current_revision(engine) == "20261203_0016"
+        assert _schema(database) == before
+        result = subprocess.run(
+            [sys.executable, "-m", "shipboard", "db", "upgrade"],
+            env={**os.environ, "SHIPBOARD_DATABASE_URL": database.url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("error: after the upgrade (20261203_0017 … ")
+        assert migrate.current_revision(engine) == "20261203_0016"
+
+        cfg = migrate.alembic_config(database.url)
+        with engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            with pytest.raises(Exception, match="the upgrade was rolled back"):
+                command.upgrade(cfg, "head")
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM web_sessions"))
+        with engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+        assert migrate.current_revision(engine) == migrate.head_revision()
+
+        # At the head, nothing runs and nothing is checked: the server still starts.
+        raw = sqlite3.connect(path)
+        try:
+            raw.execute("PRAGMA foreign_keys=OFF")
+            raw.execute(
+                "INSERT INTO web_sessions VALUES ('orphan', 'nobody', 'c', 0, 'x', 'x', 'x', NULL)"
+            )
+            raw.commit()
+        finally:
+            raw.close()
+        migrate.upgrade(database.url)
+        assert migrate.current_revision(engine) == migrate.head_revision()
     finally:
         engine.dispose()
 

@@ -5,7 +5,9 @@ rule's query lives in ``spec``).
 SQLite cannot change a CHECK constraint or a column's NULL-ability in place: the table is
 rebuilt (batch mode). With foreign keys on, dropping the old table would cascade to ``alerts``
 (ON DELETE CASCADE) and PRAGMA foreign_keys cannot be turned off inside the migration's
-transaction, so the alerts are copied aside first and put back after.
+transaction, so the alerts are copied aside first and put back after. (env.py now runs SQLite
+migrations with foreign keys off, so the rebuild no longer cascades; the copy stays as released,
+a no-op that costs one copy of the alerts.)
 
 Downgrade deletes the promql rules (their alerts go with them): the older schema cannot hold
 them.
