@@ -335,3 +335,22 @@ def test_check_constraint_refuses_a_status_outside_the_spec(engine: Engine) -> N
             ),
             {"id": str(uuid.uuid4())},
         )
+
+
+def test_a_create_that_asked_the_store_nothing_is_blocked_by_promotion_checks(
+    engine: Engine,
+) -> None:
+    """Fail closed: a caller of the service that did not ask the metrics store (anything but
+    the API route, which asks before its transaction) cannot slip past a promotion check."""
+    from shipboard.core.errors import GateBlocked
+    from shipboard.environments.models import Environment
+
+    with transaction(engine) as s:
+        env = s.get(Environment, "development")
+        assert env is not None
+        check = {"name": "errors", "query": "sum(rate(errors_total[5m]))", "op": "<", "value": 1}
+        env.config = {**(env.config or {}), "promotion_checks": [check]}
+    data = DeploymentCreate(environment="development", version="1.0.0", commit_sha="abcdef1")
+    with transaction(engine) as s, pytest.raises(GateBlocked) as blocked:
+        deployments.create_deployment(s, data=data, caller=_as("ci"), audit_context=SYSTEM)
+    assert "promotion_check:errors" in str(blocked.value)

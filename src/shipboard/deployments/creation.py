@@ -36,12 +36,13 @@ def create_deployment(
     data: DeploymentCreate,
     caller: Principal,
     audit_context: AuditContext,
-    promotion_answers: promotion.Answers,
+    promotion_answers: promotion.Answers | None = None,
     now: datetime | None = None,
 ) -> DeploymentDetail:
     """Record a deployment in ``pending`` after the frequency limit and the gates;
     ``promotion_answers`` are the metrics store's answers to the environment's promotion checks
-    (``promotion.ask_all``, asked before this transaction)."""
+    (``promotion.ask_all``, asked before this transaction). A caller that asked nothing gives
+    none, and an environment with promotion checks then blocks (not asked: fail closed)."""
     now = now or utcnow()
     if data.force and caller.role != "admin":
         raise Forbidden("only an admin may force a deployment past its gates")
@@ -52,7 +53,9 @@ def create_deployment(
     pipeline = pipeline_of(environment)
     results: list[gates.GateResult] = []
     if not data.force:
-        facts = gate_facts(session, environment, data, now, promotion_answers=promotion_answers)
+        facts = gate_facts(
+            session, environment, data, now, promotion_answers=promotion_answers or {}
+        )
         results = gates.evaluate(facts)
         failed = [r for r in results if not r.passed]
         if failed:
