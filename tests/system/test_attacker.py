@@ -700,13 +700,13 @@ EQUALITY_ALLOWED = {
 
 
 def _is_column(node: ast.expr) -> bool:
-    """``Model.column``: an SQL expression (an indexed lookup of a hash), not a comparison
-    made in Python."""
-    return (
-        isinstance(node, ast.Attribute)
-        and isinstance(node.value, ast.Name)
-        and node.value.id[:1].isupper()
-    )
+    """``Model.column`` or ``table.c.column``: an SQL expression (an indexed lookup of a hash),
+    not a comparison made in Python."""
+    if not isinstance(node, ast.Attribute):
+        return False
+    if isinstance(node.value, ast.Name):
+        return node.value.id[:1].isupper()
+    return isinstance(node.value, ast.Attribute) and node.value.attr == "c"
 
 
 def _identifier(node: ast.expr) -> str | None:
