@@ -16,6 +16,8 @@ from shipboard.app import create_app
 from shipboard.config import Settings
 from shipboard.http.db import on_loop
 
+REPORT = "a report: computed in Python over as many rows as the period holds"
+
 # path -> why its GET stays in a worker thread
 SYNC_READS: dict[str, str] = {
     "/readyz": "probes the database on a connection of its own",
@@ -27,6 +29,14 @@ SYNC_READS: dict[str, str] = {
     "/api/v1/config": "decrypts every stored credential as it reads them: the keyring may read "
     "its key file again",
     "/docs": "no database; its first request reads and hashes the 1.7 MB Swagger UI bundle",
+    # Reports compute over up to years of rows in Python: inline on the loop one would hold
+    # every other request for as long as it takes; in a thread the loop still gets its turns.
+    "/api/v1/reports/security": REPORT,
+    "/api/v1/reports/dora": REPORT,
+    "/api/v1/reports/performance": REPORT,
+    "/dora": REPORT,
+    "/performance": REPORT,
+    "/": "three 30-day DORA reports, one per environment card: " + REPORT,
 }
 
 

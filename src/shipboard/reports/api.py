@@ -14,7 +14,7 @@ from shipboard.core.time import parse_duration, utcnow
 from shipboard.core.types import EnvironmentName, Timestamp
 from shipboard.environments.config_sections import ReportKind
 from shipboard.environments.service import require_environment
-from shipboard.http.db import DbSession, RequestDbDep
+from shipboard.http.db import DbSession
 from shipboard.monitoring import service as metrics
 from shipboard.monitoring.schemas import SeriesSource
 from shipboard.reports import documents, monitoring, performance, security, service
@@ -81,16 +81,16 @@ def monitoring_report(
         422: {"model": Problem},
     },
 )
-async def security_report(
-    db: RequestDbDep,
+def security_report(
+    db: DbSession,
     _: AnyUser,
     environment: EnvironmentName,
     format: Literal["json", "csv", "html", "sarif"] = "json",
 ) -> Any:
     """Open findings by severity and type, overdue, mean time to resolve, top CWEs, score over
     time; `format=sarif` gives the open findings as one SARIF 2.1.0 file."""
-    await db.run(require_environment, environment)
-    report = await db.run(security.security_report, environment=environment)
+    require_environment(db, environment)
+    report = security.security_report(db, environment=environment)
     if format in ("csv", "html"):
         return _render("security", report, format)
     if format == "sarif":
@@ -126,8 +126,8 @@ def _period(period: str) -> timedelta:
 
 
 @router.get("/dora", response_model=DoraReport, responses=FORMATS)
-async def dora_report(
-    db: RequestDbDep,
+def dora_report(
+    db: DbSession,
     _: AnyUser,
     environment: EnvironmentName = "production",
     since: Annotated[Timestamp | None, Query(description="Default: 90 days before until")] = None,
@@ -146,14 +146,14 @@ async def dora_report(
             "the period may span at most three years",
             errors=[{"loc": ["query", "since"], "msg": "period too long"}],
         )
-    await db.run(require_environment, environment)
-    report = await db.run(service.dora_report, environment=environment, since=since, until=until)
+    require_environment(db, environment)
+    report = service.dora_report(db, environment=environment, since=since, until=until)
     return _render("dora", report, format)
 
 
 @router.get("/performance", response_model=PerformanceReport, responses=FORMATS)
-async def performance_report(
-    db: RequestDbDep,
+def performance_report(
+    db: DbSession,
     _: AnyUser,
     environment: EnvironmentName,
     period: Annotated[str, Query(description="Like 7d, 30d, 12w")] = "30d",
@@ -161,6 +161,6 @@ async def performance_report(
 ) -> Any:
     """Per benchmark series: latest, median, change over the period, trend; the regressions."""
     span = _period(period)
-    await db.run(require_environment, environment)
-    report = await db.run(performance.performance_report, environment=environment, period=span)
+    require_environment(db, environment)
+    report = performance.performance_report(db, environment=environment, period=span)
     return _render("performance", report, format)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from shipboard.http.db import RequestDbDep
+from shipboard.http.db import DbSession
 from shipboard.web import service
 from shipboard.web.deps import Viewer
 from shipboard.web.render import render
@@ -14,6 +14,6 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/")
-async def overview(request: Request, db: RequestDbDep, principal: Viewer) -> Response:
-    cards = await db.run(service.overview)
+def overview(request: Request, db: DbSession, principal: Viewer) -> Response:
+    cards = service.overview(db)
     return render(request, "overview.html", principal=principal, cards=cards)

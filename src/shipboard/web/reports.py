@@ -15,7 +15,7 @@ from shipboard.audit.schemas import AuditFilter
 from shipboard.core import charts
 from shipboard.core.time import utcnow
 from shipboard.core.types import ENVIRONMENTS
-from shipboard.http.db import RequestDbDep
+from shipboard.http.db import DbSession, RequestDbDep
 from shipboard.performance import service as performance
 from shipboard.reports import documents
 from shipboard.reports import performance as performance_report
@@ -75,33 +75,29 @@ def benchmark_chart(
 
 
 @router.get("/performance")
-async def performance_page(
+def performance_page(
     request: Request,
-    db: RequestDbDep,
+    db: DbSession,
     principal: Viewer,
     environment: str | None = None,
     name: Annotated[str | None, Query(max_length=255)] = None,
     period: Literal["7d", "30d", "90d"] = "30d",
 ) -> Response:
     env = environment_choice(environment) or "production"
-    report = await db.run(
-        performance_report.performance_report, environment=env, period=PERIODS[period]
-    )
+    report = performance_report.performance_report(db, environment=env, period=PERIODS[period])
     benchmarks = report["benchmarks"]
     chosen = name or next(
         (b["name"] for b in benchmarks if b["regressed"]),
         benchmarks[0]["name"] if benchmarks else None,
     )
     since, until = datetime.fromisoformat(report["since"]), datetime.fromisoformat(report["until"])
-    markers = (
-        await db.run(deploy_markers, environment=env, since=since, until=until) if chosen else []
-    )
+    markers = deploy_markers(db, environment=env, since=since, until=until) if chosen else []
     shown = [
         (bench, benchmark_chart(bench, since=since, until=until, markers=markers))
         for bench in benchmarks
         if bench["name"] == chosen
     ]
-    regressions = (await db.run(performance.list_regressions, environment=env, status=None)).items
+    regressions = (performance.list_regressions(db, environment=env, status=None)).items
     return render(
         request,
         "performance.html",
@@ -129,9 +125,9 @@ def week_start(day: date) -> datetime:
 
 
 @router.get("/dora")
-async def dora_page(
+def dora_page(
     request: Request,
-    db: RequestDbDep,
+    db: DbSession,
     principal: Viewer,
     environment: str | None = None,
     weeks: Annotated[int, Query(ge=1, le=104)] = 12,
@@ -140,7 +136,7 @@ async def dora_page(
     until = utcnow()
     # Whole calendar weeks (Monday, UTC), as the report counts them; the current one so far.
     since = week_start(until.date()) - timedelta(weeks=weeks - 1)
-    report = await db.run(reports.dora_report, environment=env, since=since, until=until)
+    report = reports.dora_report(db, environment=env, since=since, until=until)
     chart = documents.dora_chart(
         report,
         title=f"Deployments and failures per week in {env}, last {weeks} weeks",
