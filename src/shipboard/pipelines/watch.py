@@ -4,7 +4,6 @@ passes the deployment or rolls it back (the statistics are ``analysis``, pure)."
 from __future__ import annotations
 
 import math
-import time
 from datetime import datetime, timedelta
 
 import structlog
@@ -13,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from shipboard.alerting import external
 from shipboard.core.comparisons import OPS
-from shipboard.core.promql import PromStore, StoreError, render
+from shipboard.core.promql import PromStore, ask, render
 from shipboard.core.time import utcnow
 from shipboard.db.engine import system_transaction
 from shipboard.deployments import service as deployments
@@ -78,15 +77,8 @@ def _promql_asks(deployment: DeploymentConfig, run: DeploymentRun) -> list[tuple
 
 def _ask(store: PromStore | None, query: str, now: datetime) -> list[float] | str:
     """The values a query gives now, or why there are none."""
-    if store is None:
-        return "SHIPBOARD_PROMETHEUS_URL is not set"
-    started = time.perf_counter()
-    try:
-        samples = store.query(query, at=now)
-    except StoreError as exc:
-        return f"the metrics store: {exc}"
-    log.debug("promql_check", seconds=round(time.perf_counter() - started, 4))
-    return [s.value for s in samples]
+    answer = ask(store, query, at=now)
+    return answer if isinstance(answer, str) else [s.value for s in answer]
 
 
 def _promql(
