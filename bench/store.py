@@ -57,9 +57,6 @@ def _skipped(name: str, backend: str, unit: str, target: str) -> list[dict[str, 
     ]
 
 
-# --- ingest through Shipboard into the store -------------------------------------------------
-
-
 def _batches(requests: int) -> list[list[dict[str, Any]]]:
     """``requests`` batches of ``BATCH`` points shaped like ``bench.support.metric_points``
     (one name, 20 routes), every point at a timestamp of its own so the store keeps each one
