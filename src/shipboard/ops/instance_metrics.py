@@ -61,21 +61,34 @@ class StateCollector:
     # --- this process -------------------------------------------------------------------------
 
     def _process(self) -> Iterator[Metric]:
-        pool = dbhealth.pool_usage(self.engine)
-        if pool is not None:
-            for name, text, value in (
-                ("shipboard_db_pool_size", "Connections the pool keeps", pool.size),
-                ("shipboard_db_pool_checked_out", "Connections in use", pool.checked_out),
-                ("shipboard_db_pool_overflow", "Connections beyond the pool size", pool.overflow),
-                (
-                    "shipboard_db_pool_max",
-                    "Most connections the pool opens",
-                    pool.size + pool.max_overflow,
-                ),
-            ):
-                family = GaugeMetricFamily(name, text)
-                family.add_metric([], value)
-                yield family
+        # Two pools on PostgreSQL: the async engine's serves the requests on the event loop
+        # (http/db.py), the sync engine's everything else.
+        pools = {"sync": dbhealth.pool_usage(self.engine)}
+        twin = getattr(self.app_state, "async_engine", None)
+        if twin is not None:
+            pools["async"] = dbhealth.pool_usage(twin[1].sync_engine)
+        families = {
+            "size": GaugeMetricFamily(
+                "shipboard_db_pool_size", "Connections the pool keeps", labels=["pool"]
+            ),
+            "checked_out": GaugeMetricFamily(
+                "shipboard_db_pool_checked_out", "Connections in use", labels=["pool"]
+            ),
+            "overflow": GaugeMetricFamily(
+                "shipboard_db_pool_overflow", "Connections beyond the pool size", labels=["pool"]
+            ),
+            "max": GaugeMetricFamily(
+                "shipboard_db_pool_max", "Most connections the pool opens", labels=["pool"]
+            ),
+        }
+        for label, pool in pools.items():
+            if pool is None:
+                continue
+            families["size"].add_metric([label], pool.size)
+            families["checked_out"].add_metric([label], pool.checked_out)
+            families["overflow"].add_metric([label], pool.overflow)
+            families["max"].add_metric([label], pool.size + pool.max_overflow)
+        yield from families.values()
         threads = getattr(self.app_state, "background", None) or {}
         alive = GaugeMetricFamily(
             "shipboard_background_thread_up",
