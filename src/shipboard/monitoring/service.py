@@ -165,7 +165,7 @@ def series(
             errors=[{"loc": ["query", "step"], "msg": "too small for the range"}],
         )
     if store is not None:
-        found = store_series.read(
+        points = store_series.read(
             store,
             name=name,
             environment=environment,
@@ -175,27 +175,10 @@ def series(
             step_s=step,
             agg=agg,
         )
-        return Series(
-            name=name,
-            environment=environment,
-            agg=agg,
-            step_s=step,
-            since=since,
-            until=until,
-            tags=tags,
-            points=found,
-            source="store",
-        )
-    if session is None:
-        raise ValueError("reading series from the database needs a session")
-    points = None
-    if not tags and agg in DATABASE_AGGREGATES:
-        points = _database_series(session, name, environment, since, until, step, agg)
-    if points is None:
-        chosen = repository.points(
-            session, environment=environment, name=name, tags=tags, since=since, until=until
-        )
-        points = bucket(chosen, since=since, until=until, step_s=step, agg=agg)
+    else:
+        if session is None:
+            raise ValueError("reading series from the database needs a session")
+        points = _database_points(session, name, environment, tags, since, until, step, agg)
     return Series(
         name=name,
         environment=environment,
@@ -205,7 +188,28 @@ def series(
         until=until,
         tags=tags,
         points=points,
+        source="embedded" if store is None else "store",
     )
+
+
+def _database_points(
+    session: Session,
+    name: str,
+    environment: str | None,
+    tags: dict[str, str],
+    since: datetime,
+    until: datetime,
+    step: int,
+    agg: str,
+) -> list[tuple[datetime, float]]:
+    if not tags and agg in DATABASE_AGGREGATES:
+        reduced = _database_series(session, name, environment, since, until, step, agg)
+        if reduced is not None:
+            return reduced
+    chosen = repository.points(
+        session, environment=environment, name=name, tags=tags, since=since, until=until
+    )
+    return bucket(chosen, since=since, until=until, step_s=step, agg=agg)
 
 
 def pick_store(configured: PromStore | None, source: str | None) -> PromStore | None:
