@@ -3,10 +3,8 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from functools import partial
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -27,7 +25,7 @@ from shipboard.core.types import DateTime, EnvironmentName, MetricName
 from shipboard.environments import repository as environments
 from shipboard.environments.deps import spend_budget_on_loop
 from shipboard.http.db import RequestDbDep
-from shipboard.monitoring import otlp, service
+from shipboard.monitoring import otlp, reading, service
 from shipboard.monitoring.schemas import (
     Accepted,
     Aggregation,
@@ -111,8 +109,9 @@ async def series(
     tags = {
         k[4:]: v for k, v in request.query_params.items() if k.startswith("tag.") and len(k) > 4
     }
-    store = service.pick_store(request.app.state.metrics_store, source)
-    query = partial(
+    return await reading.read(
+        db,
+        service.pick_store(request.app.state.metrics_store, source),
         service.series,
         name=name,
         environment=environment,
@@ -121,13 +120,7 @@ async def series(
         step_s=step,
         agg=agg,
         tags=tags,
-        store=store,
     )
-    if store is not None:
-        # Over HTTP to the store, which may take seconds: in a thread, never on the loop. The
-        # database is not read.
-        return await anyio.to_thread.run_sync(query, None)
-    return await db.run(query)
 
 
 @router.get("/api/v1/metrics/names", response_model=MetricNames)

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
-from functools import partial
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal
 
-import anyio
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
@@ -25,6 +22,7 @@ from shipboard.core.errors import InvalidInput, MetricsStoreUnavailable
 from shipboard.core.time import parse_duration, utcnow
 from shipboard.core.types import ENVIRONMENTS
 from shipboard.http.db import DbSession, RequestDbDep
+from shipboard.monitoring import reading
 from shipboard.monitoring import service as metrics
 from shipboard.monitoring.schemas import Series, SeriesSource
 from shipboard.web.deps import DeployerForm, Viewer
@@ -38,7 +36,6 @@ from shipboard.web.helpers import (
 from shipboard.web.render import render
 
 router = APIRouter(include_in_schema=False)
-T = TypeVar("T")
 
 Range = Literal["1h", "24h", "7d", "30d"]
 RANGES: dict[str, timedelta] = {
@@ -143,18 +140,15 @@ async def monitoring_page(
     chosen = metric
     store_problem = None
 
-    async def read(fn: Callable[..., T], /, **kwargs: Any) -> T:
-        # Over HTTP to the metrics store, which may take seconds: in a thread, never on the
-        # loop (the session is then unused). From the database: in the request's transaction.
-        if store is not None:
-            return await anyio.to_thread.run_sync(partial(fn, None, store=store, **kwargs))
-        return await db.run(fn, store=None, **kwargs)
-
     try:
-        names = await read(metrics.names_to_chart, environment=env, since=since, until=until)
+        names = await reading.read(
+            db, store, metrics.names_to_chart, environment=env, since=since, until=until
+        )
         chosen = metric or (names[0][0] if names else None)
         if chosen:
-            series: Series = await read(
+            series: Series = await reading.read(
+                db,
+                store,
                 metrics.series,
                 name=chosen,
                 environment=env,
