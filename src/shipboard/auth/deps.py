@@ -66,7 +66,8 @@ async def _bearer_principal(request: Request, db: RequestDb, token: str) -> Prin
     Only the database work runs in ``db``: the failure budget may live in Redis and a JWT's
     keys behind an HTTP URL, and neither may hold up the event loop."""
     verifier: JwtVerifier = request.app.state.jwt
-    await _off_loop_if_remote(request, check_auth_failures, request)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    await limiter.off_loop(check_auth_failures, request)
     try:
         if token.startswith(TOKEN_PREFIX):
             return await db.run(authenticate_token, token=token)
@@ -79,17 +80,8 @@ async def _bearer_principal(request: Request, db: RequestDb, token: str) -> Prin
             return await db.run(authenticate_jwt, claims=claims, erased_as=_erased_as(request))
         raise Unauthorized()
     except Unauthorized:
-        await _off_loop_if_remote(request, note_auth_failure, request)
+        await limiter.off_loop(note_auth_failure, request)
         raise
-
-
-async def _off_loop_if_remote(
-    request: Request, fn: Callable[[Request], None], arg: Request
-) -> None:
-    if request.app.state.settings.redis_url:
-        await anyio.to_thread.run_sync(fn, arg)
-    else:
-        fn(arg)
 
 
 EARLY_PRINCIPAL = "early_principal"

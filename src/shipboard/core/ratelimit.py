@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
+import anyio
 from limits import RateLimitItemPerMinute
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from shipboard.core.errors import RateLimited
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 class RateLimiter:
     def __init__(self, redis_url: str | None = None) -> None:
         self.storage = storage_from_string(redis_url or "memory://")
         self.limiter = MovingWindowRateLimiter(self.storage)
+        self.remote = bool(redis_url)
+
+    async def off_loop(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)``, a use of this limiter, from a route on the event loop:
+        counters in Redis are a network round trip away, so it runs in a worker thread then;
+        in memory it runs at once."""
+        if self.remote:
+            return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+        return fn(*args, **kwargs)
 
     def hit(self, per_minute: int, *identifiers: str, what: str = "requests") -> None:
         """Count one request; raise RateLimited (with Retry-After) once the budget is spent."""

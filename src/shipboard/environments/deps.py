@@ -38,10 +38,7 @@ async def spend_budget_on_loop(
         return
     limiter: RateLimiter = request.app.state.rate_limiter
     caller = str(principal.token_id or principal.name)
-    if request.app.state.settings.redis_url:
-        await anyio.to_thread.run_sync(limiter.hit, per_minute, "env-writes", environment, caller)
-    else:
-        limiter.hit(per_minute, "env-writes", environment, caller)
+    await limiter.off_loop(limiter.hit, per_minute, "env-writes", environment, caller)
 
 
 async def environments_shown(
