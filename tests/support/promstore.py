@@ -4,6 +4,7 @@ reads it (SHIPBOARD_PROMETHEUS_URL)."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import threading
 import time
@@ -121,3 +122,47 @@ class ProbingProxy:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class HangingStore:
+    """A loopback server that accepts every connection and never answers: a store that hangs.
+    ``peak`` is the most connections it held open at once."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=256)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        self.peak = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed by stop()
+            with self._lock:
+                self.held = [c for c in self.held if _open(c)] + [conn]
+                self.peak = max(self.peak, len(self.held))
+
+    def stop(self) -> None:
+        self.sock.close()
+        with self._lock:
+            for conn in self.held:
+                conn.close()
+
+
+def _open(conn: socket.socket) -> bool:
+    """Whether the client still holds ``conn``: what it sent is read and dropped, and an end of
+    stream means it gave up waiting and closed it."""
+    conn.setblocking(False)
+    try:
+        while conn.recv(65536):
+            pass
+    except BlockingIOError:
+        return True
+    except OSError:
+        pass
+    conn.close()
+    return False

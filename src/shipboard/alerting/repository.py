@@ -43,7 +43,9 @@ def all_rules(session: Session) -> list[AlertRule]:
 
 
 def enabled_rules(session: Session) -> list[AlertRule]:
-    return list(session.scalars(sa.select(AlertRule).where(AlertRule.enabled.is_(True))))
+    # A stable order: a round writes its rules (and their alerts) in the same order every time.
+    stmt = sa.select(AlertRule).where(AlertRule.enabled.is_(True)).order_by(AlertRule.id)
+    return list(session.scalars(stmt))
 
 
 def add_rule(session: Session, rule: AlertRule) -> None:

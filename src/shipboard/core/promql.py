@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Hashable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -119,21 +121,72 @@ def check_query(query: str, *, variables: Collection[str] = VARIABLES) -> None:
 
 
 NOT_CONFIGURED = "SHIPBOARD_PROMETHEUS_URL is not set"
+# How many of a round's queries are put to the store at once: enough that a store which hangs
+# costs a round one timeout rather than one per query, few enough not to flood it.
+ROUND_WORKERS = 8
+K = TypeVar("K", bound=Hashable)
 
 
-def ask(store: PromStore | None, query: str, *, at: datetime) -> list[Sample] | str:
+def ask(
+    store: PromStore | None, query: str, *, at: datetime, deadline: float | None = None
+) -> list[Sample] | str:
     """The samples an instant query gives at ``at``, or why there are none (a sentence a
     verdict can show: the store's own error, never its credentials). NaN samples are kept; the
-    caller's condition decides what they mean."""
+    caller's condition decides what they mean. ``deadline`` (``time.monotonic()``) ends a
+    slow answer early (:meth:`PromStore.query`)."""
     if store is None:
         return NOT_CONFIGURED
     started = time.perf_counter()
     try:
-        samples = store.query(query, at=at)
+        samples = store.query(query, at=at, deadline=deadline)
     except StoreError as exc:
         return f"the metrics store: {exc}"
     _log.debug("promql_query", seconds=round(time.perf_counter() - started, 4))
     return samples
+
+
+def ask_all(
+    store: PromStore | None,
+    queries: Mapping[K, str],
+    *,
+    at: datetime,
+    within_s: float,
+    workers: int = ROUND_WORKERS,
+) -> dict[K, list[Sample] | str]:
+    """:func:`ask` for every query, ``workers`` at a time, all within ``within_s`` seconds: a
+    query without an answer by then gets a sentence saying so. A store that hangs costs the
+    caller about one ``within_s``, however many queries there are.
+
+    A query still being asked at the deadline is left to its worker thread, which gives up at
+    the next chunk of the answer or at the client's own timeout, whichever comes first; nothing
+    waits for it (the pool is shut down without waiting, queries not yet started are dropped)."""
+    deadline = time.monotonic() + within_s
+    if store is None:
+        return dict.fromkeys(queries, NOT_CONFIGURED)
+    late = (
+        f"the metrics store: no answer within the round's {within_s:g} s (the store is slow "
+        "or hangs"
+        + ("" if len(queries) <= workers else f"; {len(queries)} queries shared {workers} workers")
+        + ")"
+    )
+
+    def one(query: str) -> list[Sample] | str:
+        # A worker freed after the deadline may still pick up a query the pool did not drop yet.
+        return late if time.monotonic() > deadline else ask(store, query, at=at, deadline=deadline)
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promql")
+    try:
+        futures = {key: pool.submit(one, query) for key, query in queries.items()}
+        wait_for(futures.values(), timeout=within_s)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    answers = {
+        key: future.result() if future.done() and not future.cancelled() else late
+        for key, future in futures.items()
+    }
+    if unanswered := sum(1 for answer in answers.values() if answer is late):
+        _log.warning("promql_round_late", unanswered=unanswered, queries=len(queries))
+    return answers
 
 
 def escape(value: str) -> str:
@@ -171,9 +224,12 @@ class PromStore:
     def close(self) -> None:
         self._client.close()
 
-    def query(self, expr: str, *, at: datetime) -> list[Sample]:
-        """An instant query: a vector's samples, or one unlabelled sample for a scalar."""
-        data = self._get("/api/v1/query", {"query": expr, "time": f"{at.timestamp():.3f}"})
+    def query(self, expr: str, *, at: datetime, deadline: float | None = None) -> list[Sample]:
+        """An instant query: a vector's samples, or one unlabelled sample for a scalar. Past
+        ``deadline`` (``time.monotonic()``) the answer is abandoned between two chunks."""
+        data = self._get(
+            "/api/v1/query", {"query": expr, "time": f"{at.timestamp():.3f}"}, deadline=deadline
+        )
         kind, result = data.get("resultType"), data.get("result")
         if kind == "scalar":
             return [Sample(labels={}, value=_number(_pair(result)[1]))]
@@ -233,8 +289,10 @@ class PromStore:
                 raise InvalidInput(f"the metrics store refused the query: {exc}") from exc
             raise
 
-    def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
-        data = self._data(path, params)
+    def _get(
+        self, path: str, params: dict[str, str], *, deadline: float | None = None
+    ) -> dict[str, Any]:
+        data = self._data(path, params, deadline=deadline)
         if not isinstance(data, dict):
             raise StoreError("the metrics store's answer has no data")
         return data
@@ -245,12 +303,16 @@ class PromStore:
             raise StoreError("the metrics store's answer has no list of values")
         return data
 
-    def _data(self, path: str, params: dict[str, str]) -> Any:
+    def _data(self, path: str, params: dict[str, str], *, deadline: float | None = None) -> Any:
         try:
             with self._client.stream("GET", self._base + path, params=params) as answer:
                 body = bytearray()
                 for chunk in answer.iter_bytes():
                     body += chunk
+                    # The client's timeouts bound each read, not the whole answer: a store
+                    # that trickles bytes would otherwise hold its caller for as long as it likes.
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise StoreError("the metrics store's answer did not end in time")
                     if len(body) > MAX_RESPONSE_BYTES:
                         raise StoreError(
                             f"the store's answer is over {MAX_RESPONSE_BYTES >> 20} MiB; "
