@@ -250,3 +250,15 @@ def victoria_metrics(tmp_path: Any) -> Iterator[VictoriaMetrics]:
     server = VictoriaMetrics(str(tmp_path))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def victoria_metrics_auth(tmp_path: Any) -> Iterator[VictoriaMetrics]:
+    """A real VictoriaMetrics that wants basic auth (user ``shipboard``, password ``right``)."""
+    if not os.path.exists(VictoriaMetrics.BINARY):
+        if IN_CI:
+            pytest.fail("victoria-metrics is not installed (CI=true: apt-get install it)")
+        pytest.skip("victoria-metrics is not installed")
+    server = VictoriaMetrics(str(tmp_path), basic_auth=("shipboard", "right"))
+    yield server
+    server.stop()

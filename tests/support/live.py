@@ -172,12 +172,16 @@ class PrometheusServer:
 class VictoriaMetrics:
     """A real single-node VictoriaMetrics (Debian's ``victoria-metrics``) on a loopback port,
     with its own data directory, stopped by its PID. ``restart()`` brings it back on the same
-    port and data, as a store that went away and came back."""
+    port and data, as a store that went away and came back. With ``basic_auth`` (user,
+    password) every endpoint but ``/health`` wants those credentials, as a store behind
+    authentication does; ``auth`` is what a test's own requests pass."""
 
     BINARY = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, *, basic_auth: tuple[str, str] | None = None) -> None:
         self.directory = directory
+        self.basic_auth = basic_auth
+        self.auth = httpx.BasicAuth(*basic_auth) if basic_auth else None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -194,6 +198,7 @@ class VictoriaMetrics:
                 # Queries see points as soon as they are flushed, not a minute later.
                 "-search.latencyOffset=0s",
                 "-search.disableCache",
+                *self._auth_flags(),
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -210,8 +215,15 @@ class VictoriaMetrics:
                 raise RuntimeError(f"victoria-metrics did not start; see {self.log.name}")
             time.sleep(0.1)
 
+    def _auth_flags(self) -> list[str]:
+        if self.basic_auth is None:
+            return []
+        user, password = self.basic_auth
+        return [f"-httpAuth.username={user}", f"-httpAuth.password={password}"]
+
     def flush(self) -> None:
-        httpx.get(f"{self.url}/internal/force_flush", timeout=10).raise_for_status()
+        answer = httpx.get(f"{self.url}/internal/force_flush", auth=self.auth, timeout=10)
+        answer.raise_for_status()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -7,12 +7,16 @@ client survives the store being down and Shipboard restarting. The forwarder sen
 oldest first and stops at the first batch the store cannot take now, so samples of a series
 reach the store in the order they were queued (stores refuse out-of-order samples). A batch
 leaves the queue when the store answers 2xx, or when it answers a 4xx that no retry can fix
-(the spec: such data is dropped; it is counted and logged with the store's reason). A full queue
-refuses new points with 503 and ``Retry-After`` rather than dropping any silently.
+(the spec: such data is dropped; it is counted and logged with the store's reason). 401, 403, 404
+and 407 are not such answers: they say Shipboard's own settings are wrong (credentials, URL,
+tenant), so the batch is kept, the queue is *blocked* (an error log, ``/metrics``) and retried
+until the setting is fixed. A full queue refuses new points with 503 and ``Retry-After`` rather
+than dropping any silently.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -27,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from shipboard.config import Settings
 from shipboard.core.errors import ServiceUnavailable
+from shipboard.core.redaction import redact_text, redact_url
 from shipboard.core.time import utcnow
 from shipboard.db import bulk
 from shipboard.db.engine import system_transaction
@@ -35,6 +40,9 @@ from shipboard.monitoring import repository
 
 log = structlog.get_logger("shipboard.forwarding")
 MAX_BACKOFF_S = 300.0
+# A blocked queue waits for someone to fix a setting and restart: it should move within a
+# minute of that, not after the five minutes a flapping store earns.
+BLOCKED_BACKOFF_S = 60.0
 RETRY_AFTER_S = 30
 DROPPED_KEPT = timedelta(days=1)
 
@@ -59,6 +67,10 @@ class QueueStatus:
     size: int
     oldest_age_s: float
     dropped_last_hour: int
+    # The HTTP status of the oldest waiting batch's last failed attempt (0: none, or no answer)
+    # and whether that status says the store refuses Shipboard itself (rw.BLOCKING_STATUSES).
+    last_error_status: int = 0
+    blocked: bool = False
 
 
 @dataclass
@@ -66,6 +78,7 @@ class Forwarded:
     sent_points: int = 0
     dropped_points: int = 0
     retrying: bool = False
+    blocked_status: int | None = None  # set when the store refused Shipboard (rw.blocks)
     errors: list[str] = field(default_factory=list)
 
 
@@ -123,13 +136,26 @@ def queue_status(session: Session, *, now: datetime | None = None) -> QueueStatu
     now = now or utcnow()
     batches, points, size, oldest = repository.remote_queue_stats(session)
     age = (now - oldest).total_seconds() if oldest else 0.0
+    last_error = repository.remote_head_error(session) if batches else None
+    status = error_status(last_error)
     return QueueStatus(
         batches=batches,
         points=points,
         size=size,
         oldest_age_s=max(age, 0.0),
         dropped_last_hour=repository.remote_dropped_since(session, now - timedelta(hours=1)),
+        last_error_status=status,
+        blocked=rw.blocks(status, last_error or ""),
     )
+
+
+_STATUS_ERROR = re.compile(r"(\d{3}): ")
+
+
+def error_status(last_error: str | None) -> int:
+    """The HTTP status a batch's ``last_error`` records (``"401: …"``), 0 for none."""
+    match = _STATUS_ERROR.match(last_error or "")
+    return int(match.group(1)) if match else 0
 
 
 class Forwarder:
@@ -181,10 +207,13 @@ class Forwarder:
                     repository.remote_delete(session, batch_id)
                 result.sent_points += points
                 continue
-            reason = f"{answer.status_code}: {answer.text[:300]}"
-            if rw.retryable(answer.status_code):
-                self._later(engine, batch_id, attempts, reason)
+            reason = f"{answer.status_code}: {redact_text(answer.text[:300])}"
+            blocked = rw.blocks(answer.status_code, reason)
+            if blocked or rw.retryable(answer.status_code):
+                self._later(engine, batch_id, attempts, reason, blocked_by=blocked)
                 result.retrying = True
+                if blocked:
+                    result.blocked_status = answer.status_code
                 result.errors.append(reason)
                 break
             # A request the store will never take (bad labels, samples too old or out of
@@ -196,9 +225,32 @@ class Forwarder:
             result.errors.append(reason)
         return result
 
-    def _later(self, engine: Engine, batch_id: uuid.UUID, attempts: int, reason: str) -> None:
-        delay = min(MAX_BACKOFF_S, 2.0**attempts)
-        log.warning("remote write failed; retrying", reason=reason, retry_in_s=delay)
+    def _later(
+        self,
+        engine: Engine,
+        batch_id: uuid.UUID,
+        attempts: int,
+        reason: str,
+        *,
+        blocked_by: bool = False,
+    ) -> None:
+        # The exponent is bounded: a queue blocked for days would overflow 2.0**attempts.
+        delay = min(MAX_BACKOFF_S, 2.0 ** min(attempts, 16))
+        if blocked_by:
+            delay = min(delay, BLOCKED_BACKOFF_S)
+            status = error_status(reason)
+            # An error, not a warning: nothing is forwarded until someone fixes a setting.
+            # The status and the store's URL (its credentials redacted) only, never a header.
+            log.error(
+                "remote write blocked: the store refuses Shipboard; the queue waits",
+                status=status,
+                store=redact_url(self.forwarding.url),
+                fix=_BLOCKED_FIX.get(status, _BLOCKED_FIX[404]),
+                reason=reason,
+                retry_in_s=delay,
+            )
+        else:
+            log.warning("remote write failed; retrying", reason=reason, retry_in_s=delay)
         with system_transaction(engine) as session:
             repository.remote_retry_later(
                 session,
@@ -208,6 +260,13 @@ class Forwarder:
             )
 
 
+_BLOCKED_FIX = {
+    401: "check SHIPBOARD_REMOTE_WRITE_BEARER_TOKEN or SHIPBOARD_REMOTE_WRITE_USERNAME/_PASSWORD",
+    403: "the credentials may not write there (or to that tenant); check them",
+    404: "check SHIPBOARD_REMOTE_WRITE_URL (VictoriaMetrics and Prometheus: /api/v1/write, "
+    "Mimir and Cortex: /api/v1/push, Thanos Receive: /api/v1/receive)",
+    407: "a proxy between Shipboard and the store wants credentials",
+}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

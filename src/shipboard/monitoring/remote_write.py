@@ -213,7 +213,24 @@ def _text(value: int | bytes | None) -> str:
     return value.decode() if isinstance(value, bytes) else ""
 
 
-def retryable(status: int) -> bool:
-    """The spec: retry 5xx (and 429, which stores send for rate limits); a 4xx is a bad
-    request that no retry fixes."""
-    return status >= 500 or status == 429
+# Answers about Shipboard itself rather than about the batch: wrong or missing credentials
+# (401, 407 from a proxy), credentials that may not write there or a wrong tenant (403), a wrong
+# URL (404). The spec drops on every 4xx but 429; here the batch is kept and retried, because
+# the same batch will be taken once the setting is fixed, and dropping it would lose every point
+# forwarded until someone notices (docs/monitoring.md, Forwarding).
+BLOCKING_STATUSES = frozenset({401, 403, 404, 407})
+# Single-node VictoriaMetrics answers a wrong path with 400, not 404, and says so in the body;
+# without this, a typo in the URL would drop every batch as bad data.
+_WRONG_PATH = "unsupported path requested"
+
+
+def blocks(status: int, body: str = "") -> bool:
+    """Whether an answer says the store refuses Shipboard (its settings), not the batch."""
+    return status in BLOCKING_STATUSES or (status == 400 and _WRONG_PATH in body)
+
+
+def retryable(status: int, body: str = "") -> bool:
+    """5xx and 429 (the spec), and the answers that say Shipboard is misconfigured
+    (:func:`blocks`, a departure from the spec). Any other 4xx is a batch that no retry fixes
+    (bad labels, samples out of order or too old, a body too large)."""
+    return status >= 500 or status == 429 or blocks(status, body)

@@ -373,6 +373,16 @@ def remote_queue_stats(session: Session) -> tuple[int, int, int, datetime | None
     return int(row[0]), int(row[1]), int(row[2]), oldest
 
 
+def remote_head_error(session: Session) -> str | None:
+    """Why the oldest waiting batch last failed (None: it has not, or none waits)."""
+    return session.scalar(
+        sa.select(RemoteWriteBatch.last_error)
+        .where(RemoteWriteBatch.dropped_at.is_(None))
+        .order_by(RemoteWriteBatch.id)
+        .limit(1)
+    )
+
+
 def remote_due(
     session: Session, *, now: datetime, limit: int
 ) -> list[tuple[uuid.UUID, bytes, int, int]]:

@@ -213,6 +213,18 @@ def _remote_write(conn: sa.Connection) -> Iterator[Metric]:
             "for good (4xx) in the last hour; the server log has its reasons",
             status.dropped_last_hour,
         ),
+        (
+            "shipboard_remote_write_blocked",
+            "1 while the metrics store refuses Shipboard itself (401, 403, 404 or 407 to the "
+            "oldest batch: wrong credentials, URL or tenant); nothing is forwarded and the queue "
+            "grows until the setting is fixed",
+            int(status.blocked),
+        ),
+        (
+            "shipboard_remote_write_last_error_status",
+            "HTTP status of the oldest waiting batch's last failed attempt (0: none, or no answer)",
+            status.last_error_status,
+        ),
     ):
         family = GaugeMetricFamily(name, text)
         family.add_metric([], value)
