@@ -59,13 +59,14 @@ def runtime(
             engine, keyring=keyring, outbound=outbound, forwarding=forwarding
         ),
         *security_tasks.scheduled(roots=scan_roots or ["."], protected=scan_protected),
-        *report_tasks.scheduled(metrics_store=metrics_store),
+        *report_tasks.scheduled(),
         *ops_tasks.scheduled(
             engine, backup_schedule=backup_schedule, backup_dir=backup_dir, backup_keep=backup_keep
         ),
     ]
     kinds = [
-        *security_tasks.jobs(roots=scan_roots or ["."], protected=scan_protected, keyring=keyring)
+        *security_tasks.jobs(roots=scan_roots or ["."], protected=scan_protected, keyring=keyring),
+        *report_tasks.jobs(metrics_store=metrics_store),
     ]
     loops: list[tuple[str, Loop]] = [("jobs", QueueWorker(engine, kinds, poll_s=poll_s))]
     loops += notification_tasks.loops(

@@ -17,6 +17,7 @@ from shipboard.auth.schemas import Principal
 from shipboard.db.engine import system_transaction
 from shipboard.deployments import service as deployments
 from shipboard.deployments.schemas import DeploymentCreate
+from shipboard.jobs.queue import Claimed, JobKind, run_one
 from shipboard.jobs.schedule import Schedule
 from shipboard.notifications.delivery import send_due
 from shipboard.reports import tasks as report_tasks
@@ -199,11 +200,22 @@ def test_scheduled_reports_reach_email_and_webhook(
             },
         ).raise_for_status()
     schedule = Schedule(engine, report_tasks.scheduled())
+    delivered: list[int] = []
 
-    def queued(now: datetime) -> object:
+    def deliver(eng: Engine, claimed: Claimed) -> None:
+        delivered.append(report_tasks.deliver_report(eng, claimed))
+
+    kinds = [JobKind(report_tasks.JOB, deliver)]
+
+    def queued(now: datetime) -> int:
+        """How many deliveries the reports due at ``now`` queued (through their jobs)."""
         ran = schedule.run_if_due(schedule.task("reports.scheduled"), now=now)
         assert ran is not None
-        return ran.result
+        delivered.clear()
+        while run_one(engine, kinds, worker="w"):
+            pass
+        assert len(delivered) == ran.result
+        return sum(delivered)
 
     monday = datetime(2026, 11, 30, tzinfo=UTC)
     assert queued(monday + timedelta(hours=7, minutes=58)) == 0

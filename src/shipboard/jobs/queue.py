@@ -11,7 +11,9 @@
 - A handler that raises: the job is tried again later (backoff) until ``max_attempts``.
 
 Handlers run outside any transaction of the queue's, and must be safe to run again: a worker
-that dies half-way leaves the job to the next one.
+that dies half-way leaves the job to the next one. A handler whose result is database writes
+makes them exactly once by committing them with ``complete`` (the job marked done in the same
+transaction, only while the job is still its worker's).
 """
 
 from __future__ import annotations
@@ -116,6 +118,19 @@ def renew(engine: Engine, claimed: Claimed, *, lease_s: float) -> bool:
         return bool(getattr(done, "rowcount", 0))
 
 
+def complete(session: Session, claimed: Claimed) -> bool:
+    """Mark the job done in the caller's transaction if it is still this worker's; False if it
+    was reaped meanwhile (another worker owns it now, and the caller must write nothing). The
+    handler's writes and the job's end commit together: a worker that dies before that commit
+    leaves the job to the next, one that dies after it leaves nothing to redo."""
+    job = session.get(Job, claimed.id, with_for_update=True, populate_existing=True)
+    if job is None or job.status != "running" or job.lease_owner != claimed.worker:
+        return False
+    job.status, job.finished_at, job.last_error = "done", utcnow(), None
+    job.lease_owner, job.lease_expires_at = None, None
+    return True
+
+
 def finish(
     engine: Engine,
     claimed: Claimed,
@@ -128,7 +143,7 @@ def finish(
     with system_transaction(engine) as session:
         job = session.get(Job, claimed.id, with_for_update=True)
         if job is None or job.status != "running" or job.lease_owner != claimed.worker:
-            return  # reaped meanwhile: the next worker owns it now
+            return  # reaped meanwhile (the next worker owns it), or the handler completed it
         job.lease_owner, job.lease_expires_at = None, None
         if error is None:
             job.status, job.finished_at, job.last_error = "done", now, None

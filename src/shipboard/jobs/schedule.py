@@ -9,9 +9,12 @@ lock (``FOR UPDATE`` on PostgreSQL, the write lock SQLite takes up front), so:
 - two nodes never both run one due time of a task, even if both believed they led.
 
 A task whose work is only database writes runs *in* the claiming transaction (``run_in``): the
-run and its record commit together or not at all. Other tasks (a scrape, a backup) claim, commit,
-then run (``run``); a node that dies during such a run loses that one run, and the task runs at
-its next due time.
+run and its record commit together or not at all. Such a task asks nothing outside the database
+(an HTTP call there would hold the row's lock, and SQLite's write lock, for as long as it takes):
+it queues a job (``jobs/queue.py``) for that part, which then commits exactly once.
+
+Other tasks (a scrape, a backup) claim, commit, then run (``run``); a node that dies during such
+a run loses that one run, and the task runs at its next due time.
 """
 
 from __future__ import annotations

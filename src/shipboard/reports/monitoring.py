@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -61,21 +62,50 @@ class MonitoringReport(BaseModel):
     metrics: list[MetricSummary]
     alerts: AlertSummary
     source: Literal["embedded", "store"] = "embedded"
+    # Why the metrics store gave no metrics (a scheduled report sent after its retries).
+    store_error: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreMetrics:
+    """The metrics store's part of a report, read with no transaction open (an HTTP call of up
+    to the store's timeout must not hold SQLite's write lock or a PostgreSQL connection), then
+    put beside the database's alerts by ``monitoring_report``."""
+
+    since: datetime
+    until: datetime
+    metrics: list[MetricSummary] = field(default_factory=list)
+    error: str | None = None
+
+
+def read_store(store: PromStore, *, environment: str, period: timedelta) -> StoreMetrics:
+    """The metrics of the last ``period`` from the store; raises ``MetricsStoreUnavailable``."""
+    until = utcnow()
+    since = until - period
+    found = store_series.names(store, environment=environment, since=since, until=until)
+    summaries = [
+        s for name in found if (s := _store_summary(store, environment, name, since, until))
+    ]
+    return StoreMetrics(since=since, until=until, metrics=summaries)
 
 
 def monitoring_report(
-    session: Session, *, environment: str, period: timedelta, store: PromStore | None = None
+    session: Session,
+    *,
+    environment: str,
+    period: timedelta,
+    store: PromStore | None = None,
+    read: StoreMetrics | None = None,
 ) -> MonitoringReport:
     """The report over the last ``period``: metrics from the database, or from the metrics
-    store when ``store`` is given; alerts from the database."""
-    until = utcnow()
-    since = until - period
-    if store is not None:
-        found = store_series.names(store, environment=environment, since=since, until=until)
-        summaries = [
-            s for name in found if (s := _store_summary(store, environment, name, since, until))
-        ]
+    store (``read`` already, or asked of ``store`` now); alerts from the database."""
+    if read is None and store is not None:
+        read = read_store(store, environment=environment, period=period)
+    if read is not None:
+        since, until, summaries = read.since, read.until, read.metrics
     else:
+        until = utcnow()
+        since = until - period
         names = session.scalars(
             sa.select(MonitoringMetric.name)
             .where(MonitoringMetric.environment == environment, MonitoringMetric.timestamp >= since)
@@ -90,7 +120,8 @@ def monitoring_report(
         until=until,
         metrics=summaries,
         alerts=_alerts(session, environment, since, until),
-        source="embedded" if store is None else "store",
+        source="embedded" if read is None else "store",
+        store_error=None if read is None else read.error,
     )
 
 

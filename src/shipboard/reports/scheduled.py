@@ -14,7 +14,6 @@ from croniter import croniter
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from shipboard.core.promql import PromStore
 from shipboard.core.time import parse_duration
 from shipboard.environments.config_sections import ReportSchedule
 from shipboard.notifications import repository as notifications
@@ -51,9 +50,10 @@ def build(
     environment: str,
     schedule: ReportSchedule,
     now: datetime,
-    store: PromStore | None = None,
+    metrics: monitoring.StoreMetrics | None = None,
 ) -> dict[str, Any]:
-    """The report as JSON, HTML and CSV."""
+    """The report as JSON, HTML and CSV; a monitoring report's metrics are ``metrics`` when the
+    store was read."""
     period = parse_duration(schedule.period)
     kind = schedule.kind
     report: Any
@@ -67,7 +67,7 @@ def build(
         report = security.security_report(session, environment=environment)
     else:
         report = monitoring.monitoring_report(
-            session, environment=environment, period=period, store=store
+            session, environment=environment, period=period, read=metrics
         )
     return {
         "json": report.model_dump(mode="json") if isinstance(report, BaseModel) else report,
@@ -82,10 +82,11 @@ def deliver(
     environment: str,
     schedule: ReportSchedule,
     now: datetime,
-    store: PromStore | None = None,
+    metrics: monitoring.StoreMetrics | None = None,
 ) -> int:
-    """Queue the report for each named channel; returns how many deliveries were queued. The
-    monitoring report reads the metrics store when ``store`` is given."""
+    """Queue the report for each named channel; returns how many deliveries were queued. A
+    monitoring report's metrics are ``metrics`` when the store was read (before this
+    transaction: ``reports/tasks.py``)."""
     # Alertmanager channels take alerts only.
     channels = notifications.channels_named(session, schedule.channels, except_kind="alertmanager")
     missing = set(schedule.channels) - {c.name for c in channels}
@@ -93,7 +94,7 @@ def deliver(
         log.warning("report_channels_missing", environment=environment, channels=sorted(missing))
     if not channels:
         return 0
-    rendered = build(session, environment=environment, schedule=schedule, now=now, store=store)
+    rendered = build(session, environment=environment, schedule=schedule, now=now, metrics=metrics)
     title = f"{TITLES[schedule.kind]} — {environment}"
     payload = {
         "event": f"report.{schedule.kind}",
