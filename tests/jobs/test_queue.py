@@ -127,3 +127,25 @@ def test_a_job_exists_only_if_its_transaction_committed(engine: Engine) -> None:
     except Abort:
         pass
     assert _jobs(engine) == []
+
+
+def test_a_handler_commits_its_writes_with_the_jobs_end_exactly_once(engine: Engine) -> None:
+    """``complete``: the handler's writes and the job's end commit together, and only while the
+    job is still its worker's."""
+    _enqueue(engine)
+    lost = queue.claim(engine, ["test.job"], worker="a", lease_s=0.2)
+    assert lost is not None
+    time.sleep(0.3)
+    assert queue.reap(engine, [queue.JobKind("test.job", run=lambda *_: None)]) == 1
+    taken = queue.claim(engine, ["test.job"], worker="b", lease_s=30)
+    assert taken is not None
+    with system_transaction(engine) as session:
+        assert not queue.complete(session, lost)  # A was reaped: it must write nothing
+    assert _jobs(engine)[0].status == "running"
+    with system_transaction(engine) as session:
+        assert queue.complete(session, taken)
+    queue.finish(engine, taken)  # the queue's own end afterwards changes nothing
+    (job,) = _jobs(engine)
+    assert (job.status, job.attempts, job.lease_owner, job.last_error) == ("done", 2, None, None)
+    with system_transaction(engine) as session:
+        assert not queue.complete(session, taken)  # done already: not twice
