@@ -42,6 +42,12 @@ async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The caller, resolved in the request's own transaction, which is then bound to it."""
+    known: Principal | None = getattr(request.state, RESOLVED_PRINCIPAL, None)
+    if known is not None:
+        # Resolved by an unlocked dependency of this same request (``require_role_unlocked``):
+        # the credentials, the session's CSRF token and the failure budget were checked there.
+        await db.run(bind_identity, role=known.role, user_id=known.name)
+        return known
     if credentials is None:
         cookie = request.cookies.get(SESSION_COOKIE)
         if not cookie:
@@ -85,6 +91,7 @@ async def _bearer_principal(request: Request, db: RequestDb, token: str) -> Prin
 
 
 EARLY_PRINCIPAL = "early_principal"
+RESOLVED_PRINCIPAL = "resolved_principal"
 
 
 async def authenticate_before_body(scope: Scope) -> bool:
@@ -184,6 +191,8 @@ def require_role_unlocked(*roles: Role) -> Callable[[Request, Any], Awaitable[Pr
     ) -> Principal:
         async with open_request_db(request, write=False, loop=False) as db:
             principal = await current_principal(request, db, credentials)
+        # The route's own ``require_role`` then only binds it to the request's transaction.
+        setattr(request.state, RESOLVED_PRINCIPAL, principal)
         if principal.role not in roles:
             allowed = ", ".join(roles)
             raise Forbidden(f"role {principal.role!r} may not do this; it needs one of: {allowed}")

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from shipboard.auth.deps import (
@@ -69,11 +70,21 @@ async def promotion_answers(
     locked), and the service matches the answers against the checks of the locked row."""
     if data.force:
         return {}  # gates skipped (an admin), or refused (anyone else): nothing to ask
+    return await _ask_store(
+        request,
+        caller,
+        partial(service.promotion_asks, environment=data.environment, version=data.version),
+    )
+
+
+async def _ask_store(
+    request: Request, caller: Principal, questions_of: Callable[[Session], list[promotion.Ask]]
+) -> promotion.Answers:
+    """The questions read in a short read transaction of their own, then put to the store
+    with no transaction open."""
     async with open_request_db(request, write=False, loop=False) as db:
         await db.run(bind_identity, role=caller.role, user_id=caller.name)
-        questions = await db.run(
-            service.promotion_asks, environment=data.environment, version=data.version
-        )
+        questions = await db.run(questions_of)
     if not questions:
         return {}
     store = getattr(request.app.state, "metrics_store", None)
@@ -82,6 +93,30 @@ async def promotion_answers(
 
 
 PromotionAnswers = Annotated[promotion.Answers, Depends(promotion_answers)]
+UnlockedApprover = Annotated[Principal, Depends(require_role_unlocked("deployer", "admin"))]
+
+
+async def approval_answers(
+    request: Request, deployment_id: uuid.UUID, caller: UnlockedApprover
+) -> promotion.Answers:
+    """The metrics store's answers to the promotion checks of a deployment about to be
+    approved, asked the way ``promotion_answers`` asks them for a create: before the request's
+    transaction opens."""
+    return await answers_for_approval(request, caller, deployment_id)
+
+
+async def answers_for_approval(
+    request: Request, caller: Principal, deployment_id: uuid.UUID
+) -> promotion.Answers:
+    """``approval_answers`` for a caller found otherwise (the web page's form)."""
+    return await _ask_store(
+        request,
+        caller,
+        partial(service.approval_asks, deployment_id=deployment_id, approver=caller.name),
+    )
+
+
+ApprovalAnswers = Annotated[promotion.Answers, Depends(approval_answers)]
 
 
 @router.post(
@@ -173,13 +208,31 @@ def cancel(
 
 
 @router.post(
-    "/deployments/{deployment_id}/approve", response_model=DeploymentDetail, responses=CHANGE
+    "/deployments/{deployment_id}/approve",
+    response_model=DeploymentDetail,
+    responses={
+        **CHANGE,
+        422: {"model": Problem, "description": "blocked by gates, judged again at approval"},
+    },
 )
 def approve(
-    deployment_id: uuid.UUID, db: DbSession, caller: DeployerOrAdmin, audit: Audit
+    deployment_id: uuid.UUID,
+    # First, as on create: the store is asked before the request's transaction opens.
+    answers: ApprovalAnswers,
+    db: DbSession,
+    caller: DeployerOrAdmin,
+    audit: Audit,
 ) -> DeploymentDetail:
-    """Approve a deployment waiting for approval (not your own)."""
-    return service.approve(db, deployment_id=deployment_id, caller=caller, audit_context=audit)
+    """Approve a deployment waiting for approval (not your own). Its gates are judged again
+    now (`config.promotion_checks` ask the metrics store again); one that fails is a 422 and
+    the deployment keeps waiting."""
+    return service.approve(
+        db,
+        deployment_id=deployment_id,
+        caller=caller,
+        audit_context=audit,
+        promotion_answers=answers,
+    )
 
 
 @router.post(

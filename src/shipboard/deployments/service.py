@@ -3,14 +3,15 @@
 Behaviour lives in one module each: ``creation`` (frequency limit, gates, a new deployment),
 ``facts`` (what the pure ``gates`` decide on), ``promotion`` (the metrics store's answers to the
 promotion checks, asked before the transaction), ``transitions`` (status changes and what
-follows them, cancellation), ``approval``, ``rollback``, ``queries`` (reading) and ``logs``. The
-state machine is ``state`` and the gates are ``gates``; both are pure.
+follows them, cancellation), ``approval`` (which judges the gates again), ``rollback``,
+``queries`` (reading) and ``logs``. The state machine is ``state`` and the gates are ``gates``;
+both are pure.
 """
 
 from __future__ import annotations
 
 from shipboard.deployments import repository
-from shipboard.deployments.approval import approve, reject
+from shipboard.deployments.approval import approval_asks, approve, reject
 from shipboard.deployments.creation import (
     create_deployment,
     new_deployment,
@@ -29,6 +30,7 @@ __all__ = [
     "MICROSECOND",
     "SYSTEM_ACTOR",
     "add_logs",
+    "approval_asks",
     "approve",
     "ask_promotion_checks",
     "cancel",

@@ -6,17 +6,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from shipboard.audit.service import AuditContext
 from shipboard.auth.schemas import Principal
 from shipboard.core.types import DeploymentStatus, EnvironmentName
+from shipboard.deployments import promotion
 from shipboard.deployments import service as deployments
+from shipboard.deployments.api import answers_for_approval
 from shipboard.deployments.schemas import DeploymentFilter
 from shipboard.http.db import DbSession, RequestDbDep
 from shipboard.web import service
-from shipboard.web.deps import DeployerForm, FormUser, Viewer
+from shipboard.web.deps import DeployerForm, FormUser, UnlockedDeployerForm, Viewer
 from shipboard.web.helpers import moment
 from shipboard.web.render import render
 
@@ -111,11 +113,26 @@ def cancel(
     return RedirectResponse(f"/deployments/{deployment_id}?done=cancel+requested", status_code=303)
 
 
+async def approval_answers(
+    request: Request, deployment_id: uuid.UUID, principal: UnlockedDeployerForm
+) -> promotion.Answers:
+    """The promotion checks asked again before the form's transaction opens (as the API's)."""
+    return await answers_for_approval(request, principal, deployment_id)
+
+
 @router.post("/deployments/{deployment_id}/approve")
 def approve(
-    request: Request, db: DbSession, principal: DeployerForm, deployment_id: uuid.UUID
+    request: Request,
+    answers: Annotated[promotion.Answers, Depends(approval_answers)],
+    db: DbSession,
+    principal: DeployerForm,
+    deployment_id: uuid.UUID,
 ) -> Response:
     deployments.approve(
-        db, deployment_id=deployment_id, caller=principal, audit_context=_audit(request, principal)
+        db,
+        deployment_id=deployment_id,
+        caller=principal,
+        audit_context=_audit(request, principal),
+        promotion_answers=answers,
     )
     return RedirectResponse(f"/deployments/{deployment_id}?done=approved", status_code=303)

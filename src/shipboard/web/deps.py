@@ -8,9 +8,10 @@ from urllib.parse import quote
 from fastapi import Depends, Form, Request
 
 from shipboard.auth import sessions
-from shipboard.auth.deps import SESSION_COOKIE, session_principal
+from shipboard.auth.deps import RESOLVED_PRINCIPAL, SESSION_COOKIE, session_principal
 from shipboard.auth.schemas import Principal
 from shipboard.core.errors import Forbidden, ShipboardError, Unauthorized
+from shipboard.db.engine import bind_identity
 from shipboard.http.db import RequestDbDep, open_request_db
 
 
@@ -23,6 +24,11 @@ class LoginRequired(ShipboardError):
 
 
 async def page_user(request: Request, db: RequestDbDep) -> Principal:
+    known: Principal | None = getattr(request.state, RESOLVED_PRINCIPAL, None)
+    if known is not None:
+        # Checked by ``form_role_unlocked`` earlier in this request: only bind it here.
+        await db.run(bind_identity, role=known.role, user_id=known.name)
+        return known
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise LoginRequired(quote(request.url.path))
@@ -76,6 +82,7 @@ def form_role_unlocked(*roles: str):  # type: ignore[no-untyped-def]
         except Unauthorized as exc:
             raise LoginRequired(quote(request.url.path)) from exc
         sessions.check_csrf(info, csrf_token)
+        setattr(request.state, RESOLVED_PRINCIPAL, info.principal)
         if info.principal.role not in roles:
             raise Forbidden(f"this action needs one of: {', '.join(roles)}")
         return info.principal
