@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
@@ -100,12 +101,7 @@ async def series(
 ) -> Series:
     """A metric bucketed by `step` and aggregated; filter by tags with `tag.<key>=<value>`.
     Answers 503 when it reads the metrics store and the store cannot answer."""
-    for label, moment in (("since", since), ("until", until)):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidInput(
-                f"{label} needs a UTC offset",
-                errors=[{"loc": ["query", label], "msg": "naive time"}],
-            )
+    _with_offsets(since=since, until=until)
     tags = {
         k[4:]: v for k, v in request.query_params.items() if k.startswith("tag.") and len(k) > 4
     }
@@ -123,12 +119,48 @@ async def series(
     )
 
 
-@router.get("/api/v1/metrics/names", response_model=MetricNames)
+@router.get(
+    "/api/v1/metrics/names",
+    response_model=MetricNames,
+    responses={422: {"model": Problem}, 503: {"model": Problem}},
+)
 async def names(
-    db: RequestDbDep, _: AnyUser, environment: EnvironmentName | None = None
+    request: Request,
+    db: RequestDbDep,
+    _: AnyUser,
+    environment: EnvironmentName | None = None,
+    since: DateTime | None = None,
+    until: DateTime | None = None,
+    source: Annotated[
+        SeriesSource | None,
+        Query(
+            description="Read Shipboard's database (embedded) or the metrics store at "
+            "SHIPBOARD_PROMETHEUS_URL (store); default: the store when one is configured"
+        ),
+    ] = None,
 ) -> MetricNames:
-    """Metric names with their sources, tag keys and number of points."""
-    return await db.run(service.metric_names, environment=environment)
+    """Metric names seen between `since` and `until`: from the database with their sources,
+    tag keys and number of points (default: all points); from the metrics store, the names
+    only (default: the last 24 hours). Answers 503 when the store cannot answer."""
+    _with_offsets(since=since, until=until)
+    return await reading.read(
+        db,
+        service.pick_store(request.app.state.metrics_store, source),
+        service.metric_names,
+        environment=environment,
+        since=since,
+        until=until,
+    )
+
+
+def _with_offsets(**moments: datetime | None) -> None:
+    # A time without an offset would be read as the server's local time, or UTC, by guess.
+    for label, moment in moments.items():
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidInput(
+                f"{label} needs a UTC offset",
+                errors=[{"loc": ["query", label], "msg": "naive time"}],
+            )
 
 
 PROTOBUF = "application/x-protobuf"

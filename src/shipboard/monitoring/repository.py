@@ -251,27 +251,50 @@ def _sqlite_buckets(
     ]
 
 
-def names(session: Session, *, environment: str | None) -> list[tuple[str, str, int]]:
+def names(
+    session: Session,
+    *,
+    environment: str | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[tuple[str, str, int]]:
+    """(name, source, points) of the points in ``environment`` in ``[since, until)``."""
     stmt = sa.select(MonitoringMetric.name, MonitoringMetric.source, sa.func.count()).group_by(
         MonitoringMetric.name, MonitoringMetric.source
     )
-    if environment is not None:
-        stmt = stmt.where(MonitoringMetric.environment == environment)
+    stmt = stmt.where(*_window(environment, since, until))
     return [(n, s, int(c)) for n, s, c in session.execute(stmt).all()]
 
 
 def recent_tags(
-    session: Session, *, environment: str | None, name: str, limit: int = 200
+    session: Session,
+    *,
+    environment: str | None,
+    name: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 200,
 ) -> list[dict[str, str]]:
     stmt = (
         sa.select(MonitoringMetric.tags)
-        .where(MonitoringMetric.name == name)
+        .where(MonitoringMetric.name == name, *_window(environment, since, until))
         .order_by(MonitoringMetric.timestamp.desc())
         .limit(limit)
     )
-    if environment is not None:
-        stmt = stmt.where(MonitoringMetric.environment == environment)
     return [t or {} for t in session.scalars(stmt)]
+
+
+def _window(
+    environment: str | None, since: datetime | None, until: datetime | None
+) -> list[sa.ColumnElement[bool]]:
+    where = []
+    if environment is not None:
+        where.append(MonitoringMetric.environment == environment)
+    if since is not None:
+        where.append(MonitoringMetric.timestamp >= since)
+    if until is not None:
+        where.append(MonitoringMetric.timestamp < until)
+    return where
 
 
 # (start_ns, time_ns, reading): the last cumulative point of a series.

@@ -95,10 +95,26 @@ class Series(BaseModel):
 
 class MetricNameInfo(BaseModel):
     name: str
-    sources: list[str]
-    tag_keys: list[str]
-    points: int
+    # The metrics store lists names only: what it cannot say is null, not an empty list.
+    sources: list[str] | None = Field(
+        default=None, description="Shipboard's sources of the points; null from the store"
+    )
+    tag_keys: list[str] | None = Field(
+        default=None, description="Tag keys seen on recent points; null from the store"
+    )
+    points: int | None = Field(
+        default=None, description="How many points the database holds; null from the store"
+    )
 
 
 class MetricNames(BaseModel):
     items: list[MetricNameInfo]
+    source: SeriesSource = Field(
+        default="embedded",
+        description="Which store answered: Shipboard's database (embedded) or the "
+        "Prometheus-compatible store at SHIPBOARD_PROMETHEUS_URL (store)",
+    )
+    since: datetime | None = Field(
+        default=None, description="Start of the window the names were seen in; null: all time"
+    )
+    until: datetime | None = Field(default=None, description="End of that window; null: now")

@@ -280,25 +280,73 @@ def names_to_chart(
     return [(n.name, n.points) for n in metric_names(session, environment=environment).items]
 
 
-def metric_names(session: Session, *, environment: str | None) -> MetricNames:
-    """Every metric name with its sources, the tag keys seen recently, and its point count."""
+# A store's names without a window: the last day (VictoriaMetrics' own default; Prometheus would
+# search every block it keeps), the monitoring page's default range.
+STORE_NAMES_WINDOW = timedelta(hours=24)
+
+
+def metric_names(
+    session: Session | None,
+    *,
+    environment: str | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    store: PromStore | None = None,
+) -> MetricNames:
+    """Every metric name with its sources, the tag keys seen recently, and its point count,
+    from the points between ``since`` and ``until`` (each open when None). From the metrics
+    store when ``store`` is given (``session`` may then be None): its names only, in the last
+    ``STORE_NAMES_WINDOW`` by default."""
+    if store is not None:
+        return _store_names(store, environment, since, until)
+    if session is None:
+        raise ValueError("reading metric names from the database needs a session")
+    _check_window(since, until)
     grouped: dict[str, tuple[set[str], int]] = {}
-    for name, source, count in repository.names(session, environment=environment):
+    for name, source, count in repository.names(
+        session, environment=environment, since=since, until=until
+    ):
         sources, total = grouped.get(name, (set(), 0))
         sources.add(source)
         grouped[name] = (sources, total + count)
     items = []
     for name in sorted(grouped):
         sources, total = grouped[name]
-        keys = {
-            k
-            for tags in repository.recent_tags(session, environment=environment, name=name)
-            for k in tags
-        }
-        items.append(
-            MetricNameInfo(name=name, sources=sorted(sources), tag_keys=sorted(keys), points=total)
+        recent = repository.recent_tags(
+            session, environment=environment, name=name, since=since, until=until
         )
-    return MetricNames(items=items)
+        items.append(
+            MetricNameInfo(
+                name=name,
+                sources=sorted(sources),
+                tag_keys=sorted({k for tags in recent for k in tags}),
+                points=total,
+            )
+        )
+    return MetricNames(items=items, since=since, until=until)
+
+
+def _store_names(
+    store: PromStore, environment: str | None, since: datetime | None, until: datetime | None
+) -> MetricNames:
+    until = until or utcnow()
+    since = since or until - STORE_NAMES_WINDOW
+    _check_window(since, until)
+    found = store_series.names(store, environment=environment, since=since, until=until)
+    return MetricNames(
+        items=[MetricNameInfo(name=name) for name in found],
+        source="store",
+        since=since,
+        until=until,
+    )
+
+
+def _check_window(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput(
+            "since must be before until (now, when until is not given)",
+            errors=[{"loc": ["query", "since"], "msg": "not before until"}],
+        )
 
 
 def settle_cumulative(session: Session, *, converted: otlp.Converted) -> None:
