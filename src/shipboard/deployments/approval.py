@@ -116,8 +116,10 @@ def approve(
     results = rejudge(session, deployment, run, promotion_answers=promotion_answers or {}, now=now)
     failed = [r for r in results or [] if not r.passed]
     if failed:
+        # The reasons in the detail too: the web page, which shows only the detail, names
+        # the numbers that changed since the create.
         raise GateBlocked(
-            "approval blocked by " + ", ".join(r.gate for r in failed),
+            "approval blocked by " + "; ".join(f"{r.gate} ({r.reason})" for r in failed),
             errors=[{"loc": ["gates", r.gate], "msg": r.reason} for r in failed],
             extra={"gates": [r.as_dict() for r in results or []]},
         )
