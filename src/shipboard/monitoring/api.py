@@ -34,6 +34,7 @@ from shipboard.monitoring.schemas import (
     MetricNames,
     Series,
     SeriesSource,
+    series_json,
 )
 
 router = APIRouter(
@@ -98,14 +99,14 @@ async def series(
             "SHIPBOARD_PROMETHEUS_URL (store); default: the store when one is configured"
         ),
     ] = None,
-) -> Series:
+) -> Response:
     """A metric bucketed by `step` and aggregated; filter by tags with `tag.<key>=<value>`.
     Answers 503 when it reads the metrics store and the store cannot answer."""
     _with_offsets(since=since, until=until)
     tags = {
         k[4:]: v for k, v in request.query_params.items() if k.startswith("tag.") and len(k) > 4
     }
-    return await reading.read(
+    answer = await reading.read(
         db,
         service.pick_store(request.app.state.metrics_store, source),
         service.series,
@@ -117,6 +118,7 @@ async def series(
         agg=agg,
         tags=tags,
     )
+    return Response(series_json(answer), media_type="application/json")
 
 
 @router.get(

@@ -101,8 +101,10 @@ def read(
                 end=since + whole * step,
                 step_s=step_s,
             )
+            # Taken once: of a request's time (pydantic's TzInfo) it cost 1.4 µs a point.
+            start = since.timestamp()
             for at, value in _only(answer):
-                index = round((at - since.timestamp()) / step_s) - 1
+                index = round((at - start) / step_s) - 1
                 if 0 <= index < whole:
                     points.append(_point(since + index * step, value, agg))
         rest_ms = round((until - since - whole * step) / timedelta(milliseconds=1))
