@@ -20,7 +20,11 @@ _REQUEST_TIME = TypeAdapter(DateTime)
     [
         (_REQUEST_TIME.validate_python("2026-12-03T03:09:00Z"), "production", {}),
         (_REQUEST_TIME.validate_python("2026-12-03T05:09:00.5+02:00"), None, {"pod": "a"}),
-        (_REQUEST_TIME.validate_python("2026-12-02T21:39:00.000001-05:30"), "development", {"ключ": 'x"\\é'}),
+        (
+            _REQUEST_TIME.validate_python("2026-12-02T21:39:00.000001-05:30"),
+            "development",
+            {"ключ": 'x"\\é'},
+        ),
         (datetime(2026, 12, 3, 3, 9, tzinfo=UTC), "staging", {}),
         (datetime(2026, 12, 3, 3, 9, tzinfo=timezone(timedelta(hours=9))), "staging", {}),
     ],
