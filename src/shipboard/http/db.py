@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from functools import partial
 from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
@@ -45,6 +45,11 @@ class RequestDb:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def outside(self) -> AbstractAsyncContextManager[None]:
+        """A block that waits on something outside the database (the metrics store, over
+        HTTP, for up to its timeout) with no transaction open; see :class:`_Reopening`."""
+        raise RuntimeError("only the request's own transaction can be left for a while")
 
     async def run(
         self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs
@@ -178,20 +183,87 @@ async def _threaded_transaction(engine: Engine, *, write: bool) -> AsyncIterator
         await anyio.to_thread.run_sync(manager.__exit__, None, None, None)
 
 
+class _Reopening(RequestDb):
+    """The request's transaction as routes and dependencies see it. A read route that must
+    wait on the metrics store first leaves it (``async with db.outside():``): the transaction
+    commits and its connection and slot go back to the pool, so a store that hangs for its
+    whole timeout holds no PostgreSQL connection idle in a transaction, and twenty such
+    requests cannot take every connection from the routes that need one. The next ``run``
+    opens a new transaction. A write keeps its one transaction: leaving it would commit half
+    of the request."""
+
+    def __init__(self, request: Request, *, write: bool, loop: bool) -> None:
+        self._request, self._write, self._loop = request, write, loop
+        self._stack: AsyncExitStack | None = None
+        self._db: RequestDb | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._db is None:
+            raise RuntimeError("the request's transaction is not open (inside db.outside())")
+        return self._db.session
+
+    @session.setter
+    def session(self, _value: Session) -> None:
+        raise AttributeError("the request's session is its transaction's")
+
+    @property
+    def mode(self) -> str:
+        return self._db.mode if self._db is not None else "closed"
+
+    @mode.setter
+    def mode(self, _value: str) -> None:
+        raise AttributeError("a request's mode is its transaction's")
+
+    async def open(self) -> RequestDb:
+        if self._db is None:
+            stack = AsyncExitStack()
+            self._db = await stack.enter_async_context(
+                open_request_db(self._request, write=self._write, loop=self._loop)
+            )
+            self._stack = stack
+        return self._db
+
+    async def close(self, exc: BaseException | None = None) -> None:
+        stack, self._stack, self._db = self._stack, None, None
+        if stack is not None:
+            await stack.__aexit__(
+                type(exc) if exc else None, exc, exc.__traceback__ if exc else None
+            )
+
+    async def run(
+        self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        db = await self.open()
+        return await db.run(fn, *args, **kwargs)
+
+    @asynccontextmanager
+    async def outside(self) -> AsyncIterator[None]:
+        if self._write:
+            raise RuntimeError("a write request keeps its one transaction")
+        await self.close()
+        yield
+
+
 async def get_request_db(request: Request) -> AsyncIterator[RequestDb]:
-    """One transaction per request: committed when the route returns, rolled back if it raises.
+    """One transaction per request: committed when the route returns, rolled back if it raises
+    (a read route may leave it while it waits on the metrics store: :class:`_Reopening`).
 
     Work that must survive a rollback (telling people a request was refused) registers a
     callable in ``request.state.after_rollback``; it runs once the rollback has released the
     transaction's locks."""
     write = request.method not in READ_METHODS
+    db = _Reopening(request, write=write, loop=on_loop(request))
+    await db.open()
     try:
-        async with open_request_db(request, write=write, loop=on_loop(request)) as db:
-            yield db
-    except Exception:
-        for callback in getattr(request.state, "after_rollback", []):
-            await anyio.to_thread.run_sync(callback)
+        yield db
+    except BaseException as exc:
+        await db.close(exc)
+        if isinstance(exc, Exception):
+            for callback in getattr(request.state, "after_rollback", []):
+                await anyio.to_thread.run_sync(callback)
         raise
+    await db.close()
 
 
 # scope="function": commit before the response is sent, so a failed commit is an error response.

@@ -1,17 +1,19 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+import anyio
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
-from shipboard.auth.deps import AnyUser
+from shipboard.auth.deps import AnyUser, require_role_unlocked
 from shipboard.core.errors import InvalidInput
 from shipboard.core.problems import Problem
 from shipboard.core.time import parse_duration, utcnow
-from shipboard.core.types import EnvironmentName, Timestamp
+from shipboard.core.types import ROLES, EnvironmentName, Timestamp
 from shipboard.environments.config_sections import ReportKind
 from shipboard.environments.service import require_environment
 from shipboard.http.db import DbSession
@@ -20,6 +22,31 @@ from shipboard.monitoring.schemas import SeriesSource
 from shipboard.reports import documents, monitoring, performance, security, service
 from shipboard.reports.monitoring import MonitoringReport
 from shipboard.reports.schemas import DoraReport, PerformanceReport, SecurityReport
+
+_SOURCE_DESCRIPTION = (
+    "Metrics from Shipboard's database (embedded) or the metrics store at "
+    "SHIPBOARD_PROMETHEUS_URL (store); default: the store when one is configured"
+)
+
+
+async def _store_metrics(
+    request: Request,
+    _caller: Annotated[Any, Depends(require_role_unlocked(*ROLES))],
+    environment: EnvironmentName,
+    period: Annotated[str, Query(description="Like 7d, 24h, 2w")] = "7d",
+    source: Annotated[SeriesSource | None, Query(description=_SOURCE_DESCRIPTION)] = None,
+) -> monitoring.StoreMetrics | None:
+    """The metrics store's part of the monitoring report, when it reads the store.
+
+    A dependency declared before ``DbSession``, so it runs before the request's transaction
+    opens: an HTTP call of up to the store's timeout holds no PostgreSQL connection idle in a
+    transaction (as the scheduled report and the promotion checks ask it)."""
+    store = metrics.pick_store(request.app.state.metrics_store, source)
+    if store is None:
+        return None
+    read = partial(monitoring.read_store, store, environment=environment, period=_period(period))
+    return await anyio.to_thread.run_sync(read)
+
 
 router = APIRouter(
     prefix="/api/v1/reports",
@@ -39,27 +66,19 @@ router = APIRouter(
     },
 )
 def monitoring_report(
-    request: Request,
+    store_read: Annotated[monitoring.StoreMetrics | None, Depends(_store_metrics)],
     db: DbSession,
     _: AnyUser,
     environment: EnvironmentName,
     period: Annotated[str, Query(description="Like 7d, 24h, 2w")] = "7d",
     format: Literal["json", "csv", "html"] = "json",
-    source: Annotated[
-        SeriesSource | None,
-        Query(
-            description="Metrics from Shipboard's database (embedded) or the metrics store at "
-            "SHIPBOARD_PROMETHEUS_URL (store); default: the store when one is configured"
-        ),
-    ] = None,
 ) -> Any:
     """Per metric: min/max/avg/p95, least-squares trend per day with its p-value, anomalies;
     alerts fired and their time to resolve. Answers 503 when it reads the metrics store and
     the store cannot answer."""
     span = _period(period)
     require_environment(db, environment)
-    store = metrics.pick_store(request.app.state.metrics_store, source)
-    report = monitoring.monitoring_report(db, environment=environment, period=span, store=store)
+    report = monitoring.monitoring_report(db, environment=environment, period=span, read=store_read)
     if format == "json":
         return report
     return _render("monitoring", report, format)
