@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shipboard.core import extraheaders
 from shipboard.core.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -17,7 +18,11 @@ if TYPE_CHECKING:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SHIPBOARD_", extra="ignore")
+    # A refused setting may be a secret (a database URL, a header value): its error shows the
+    # message only, never what was given.
+    model_config = SettingsConfigDict(
+        env_prefix="SHIPBOARD_", extra="ignore", hide_input_in_errors=True
+    )
 
     env: Literal["development", "production", "test"] = "development"
     home: Path = Path(".shipboard")
@@ -148,6 +153,12 @@ class Settings(BaseSettings):
     prometheus_ca_file: str | None = Field(
         default=None, description="CA bundle (PEM) the store's TLS is checked with"
     )
+    prometheus_headers: str | None = Field(
+        default=None,
+        repr=False,
+        description="Extra headers on every read of the store, Name=value,Name2=value2 or a "
+        "JSON object (e.g. X-Scope-OrgID=team-a for Mimir); values may be secrets",
+    )
     remote_write_url: str | None = Field(
         default=None,
         description="Prometheus remote-write endpoint (e.g. http://vm:8428/api/v1/write) every "
@@ -158,6 +169,13 @@ class Settings(BaseSettings):
     remote_write_password: str | None = None
     remote_write_ca_file: str | None = Field(
         default=None, description="CA bundle (PEM) the remote-write endpoint's TLS is checked with"
+    )
+    remote_write_headers: str | None = Field(
+        default=None,
+        repr=False,
+        description="Extra headers on every remote-write request, Name=value,Name2=value2 or a "
+        "JSON object (e.g. X-Scope-OrgID=team-a for Mimir, THANOS-TENANT=team-a for Thanos "
+        "Receive); values may be secrets",
     )
     remote_write_queue_mb: float = Field(
         default=256,
@@ -195,6 +213,23 @@ class Settings(BaseSettings):
             raise ValueError(f"SHIPBOARD_REMOTE_WRITE_URL {value!r} is not an http(s) URL")
         return value or None
 
+    @field_validator("prometheus_headers")
+    @classmethod
+    def _valid_prometheus_headers(cls, value: str | None) -> str | None:
+        # Refused at start: a bad header would otherwise fail every query, or be smuggled in.
+        extraheaders.parse(
+            value, setting="SHIPBOARD_PROMETHEUS_HEADERS", prefix="SHIPBOARD_PROMETHEUS"
+        )
+        return value or None
+
+    @field_validator("remote_write_headers")
+    @classmethod
+    def _valid_remote_write_headers(cls, value: str | None) -> str | None:
+        extraheaders.parse(
+            value, setting="SHIPBOARD_REMOTE_WRITE_HEADERS", prefix="SHIPBOARD_REMOTE_WRITE"
+        )
+        return value or None
+
     @field_validator("public_url")
     @classmethod
     def _valid_public_url(cls, value: str | None) -> str | None:
@@ -230,8 +265,18 @@ class Settings(BaseSettings):
                 username=self.prometheus_username,
                 password=self.prometheus_password,
                 ca_file=self.prometheus_ca_file,
+                headers=self.extra_headers("prometheus"),
             )
         )
+
+    def extra_headers(
+        self, store: Literal["prometheus", "remote_write"]
+    ) -> tuple[tuple[str, str], ...]:
+        """SHIPBOARD_PROMETHEUS_HEADERS or SHIPBOARD_REMOTE_WRITE_HEADERS, parsed (they were
+        checked when the settings were read)."""
+        prefix = f"SHIPBOARD_{store.upper()}"
+        text = self.prometheus_headers if store == "prometheus" else self.remote_write_headers
+        return extraheaders.parse(text, setting=f"{prefix}_HEADERS", prefix=prefix)
 
     @property
     def effective_database_url(self) -> str:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,69 @@ class Receiver:
 
     def payloads(self) -> list[dict[str, Any]]:
         return [json.loads(body) for _, body in self.requests]
+
+
+class RecordingProxy:
+    """A reverse proxy on loopback in front of a real store: it records each request's method,
+    path and headers, passes the request on unchanged and answers with the store's answer, as
+    the gateway in front of Mimir or Thanos would see Shipboard's requests."""
+
+    # Hop-by-hop, or recomputed by whoever sends the request on.
+    _NOT_PASSED = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "te"})
+    # httpx hands over the answer's body decoded: its length and encoding are new.
+    _NOT_RETURNED = _NOT_PASSED | {"content-length", "content-encoding"}
+
+    def __init__(self, upstream: str) -> None:
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self._upstream = httpx.Client(base_url=upstream, timeout=30)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _pass(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                headers = dict(self.headers.items())
+                outer.requests.append((self.command, self.path, headers))
+                answer = outer._upstream.request(
+                    self.command,
+                    self.path,
+                    content=body,
+                    headers={
+                        k: v
+                        for k, v in headers.items()
+                        if k.lower() not in outer._NOT_PASSED and k.lower() != "content-length"
+                    },
+                )
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in outer._NOT_RETURNED:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def do_GET(self) -> None:
+                self._pass()
+
+            def do_POST(self) -> None:
+                self._pass()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def seen(self, path: str) -> list[dict[str, str]]:
+        """The headers of every request to ``path`` (its query left out), in order."""
+        return [h for _, p, h in self.requests if p.split("?", 1)[0] == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._upstream.close()
 
 
 class PrometheusServer:

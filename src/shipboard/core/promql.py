@@ -15,7 +15,7 @@ import time
 from collections.abc import Collection, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -59,11 +59,13 @@ class StoreError(Exception):
 @dataclass(frozen=True)
 class StoreSettings:
     url: str
-    bearer_token: str | None = None
+    bearer_token: str | None = field(default=None, repr=False)
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     ca_file: str | None = None
     timeout_s: float = 10.0
+    # SHIPBOARD_PROMETHEUS_HEADERS (core/extraheaders.py): a tenant, an API key.
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,7 @@ class PromStore:
     def __init__(self, settings: StoreSettings, *, client: httpx.Client | None = None) -> None:
         self.settings = settings
         auth: httpx.Auth | None = None
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = dict(settings.headers)
         if settings.bearer_token:
             headers["Authorization"] = f"Bearer {settings.bearer_token}"
         elif settings.username is not None:

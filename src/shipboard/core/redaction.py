@@ -4,7 +4,8 @@ What it hides, wherever the value sits (dicts and lists at any depth, free text)
 
 - values under keys that name a credential (``password``, ``token``, ``secret``, ``api_key``,
   ``api_token``, ``authorization``, ``bearer_token``, ``private_key`` …, alone or as the end of
-  a longer key such as ``smtp_password`` or ``resend_api_key``);
+  a longer key such as ``smtp_password`` or ``resend_api_key``), and ``headers``
+  (``prometheus_headers``, ``remote_write_headers``: tenants and API keys for a store);
 - in every URL, also inside longer text: the password of ``user:password@``; the values of
   query parameters that carry credentials (``?token=``, ``?key=``, ``?access_token=``,
   ``?api_key=``, ``?sig=`` …); and the secret path of webhook URLs that are their own credential
@@ -25,7 +26,7 @@ REDACTED = "***"
 
 _SECRET_KEY = re.compile(
     r"(?:password|passwd)$|(?:^|[_.\-])(?:pwd|secret|token|api_?key|apikey|authorization|auth_header"
-    r"|bearer_token|access_token|refresh_token|private_key|client_secret|credentials?)$",
+    r"|bearer_token|access_token|refresh_token|private_key|client_secret|credentials?|headers)$",
     re.IGNORECASE,
 )
 _SECRET_PARAM = re.compile(

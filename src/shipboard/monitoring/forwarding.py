@@ -52,12 +52,14 @@ class Forwarding:
     """Where points go, and how much may wait for the store (SHIPBOARD_REMOTE_WRITE_*)."""
 
     url: str
-    bearer_token: str | None = None
+    bearer_token: str | None = field(default=None, repr=False)
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     ca_file: str | None = None
     timeout_s: float = 10.0
     max_queue_bytes: int = 256 * 1024 * 1024
+    # SHIPBOARD_REMOTE_WRITE_HEADERS (core/extraheaders.py): a tenant, an API key.
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 @dataclass
@@ -92,6 +94,7 @@ def forwarding_from(settings: Settings) -> Forwarding | None:
         username=settings.remote_write_username,
         password=settings.remote_write_password,
         ca_file=settings.remote_write_ca_file,
+        headers=settings.extra_headers("remote_write"),
         max_queue_bytes=int(settings.remote_write_queue_mb * 1024 * 1024),
     )
 
@@ -166,6 +169,7 @@ class Forwarder:
         self.forwarding = forwarding
         auth = None
         headers = {
+            **dict(forwarding.headers),
             "Content-Type": rw.CONTENT_TYPE,
             "Content-Encoding": rw.CONTENT_ENCODING,
             "X-Prometheus-Remote-Write-Version": rw.PROTOCOL_VERSION,
