@@ -104,7 +104,7 @@ def test_a_store_that_hangs_costs_the_round_one_timeout_and_every_rule_says_why(
         assert rule["last_error"] in (
             "the metrics store: no answer within the round's 1 s (the store is slow or hangs; "
             f"{RULES} queries shared {ROUND_WORKERS} workers)",
-            "the metrics store: the metrics store did not answer (ReadTimeout)",
+            "the metrics store did not answer (ReadTimeout)",
         ), rule["last_error"]
     assert _alerts(store_admin) == [before]
 

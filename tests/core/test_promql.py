@@ -63,5 +63,5 @@ def test_a_deadline_ends_an_answer_the_store_trickles_out() -> None:
         store.close()
         server.shutdown()
         server.server_close()
-    assert answer == "the metrics store: the metrics store's answer did not end in time"
+    assert answer == "the metrics store's answer did not end in time"
     assert 0.5 <= took < 1.5, took

@@ -135,8 +135,7 @@ def test_a_store_that_cannot_answer_at_approval_refuses_it_and_changes_nothing(
     assert body["errors"] == [
         {
             "loc": ["gates", GATE],
-            "msg": "checkout errors: cannot check: the metrics store: the metrics store did "
-            "not answer (ConnectError)",
+            "msg": "checkout errors: cannot check: the metrics store did not answer (ConnectError)",
         }
     ]
     _unchanged(admin, created)

@@ -105,8 +105,7 @@ def test_a_store_that_cannot_answer_blocks_and_says_why(
     assert body["errors"] == [
         {
             "loc": ["gates", GATE],
-            "msg": "checkout errors: cannot check: the metrics store: the metrics store did "
-            "not answer (ConnectError)",
+            "msg": "checkout errors: cannot check: the metrics store did not answer (ConnectError)",
         }
     ]
 
@@ -190,3 +189,29 @@ def test_without_a_store_checks_are_refused_and_stored_ones_block(
             ).status_code
             == 200
         )
+
+
+def test_a_hanging_store_costs_the_checks_one_timeout_not_one_per_check() -> None:
+    """Five checks against a store that accepts and never answers (1 s timeout): all are asked
+    at once, each answer says why it is missing, and the create waits about one timeout."""
+    from shipboard.core.promql import PromStore, StoreSettings
+    from shipboard.core.time import utcnow
+    from shipboard.deployments.promotion import Ask, ask_all
+    from tests.support.promstore import HangingStore
+
+    hanging = HangingStore()
+    store = PromStore(StoreSettings(url=hanging.url, timeout_s=1.0))
+    try:
+        started = time.monotonic()
+        answers = ask_all(store, [Ask(f"check {k}", "sum(up)") for k in range(5)], at=utcnow())
+        took = time.monotonic() - started
+    finally:
+        store.close()
+        hanging.stop()
+    assert took < 3.0, f"five checks of a 1 s store took {took:.1f} s"
+    assert set(answers) == {f"check {k}" for k in range(5)}
+    for query, answer in answers.values():
+        assert query == "sum(up)"
+        # The round's deadline and the client's read timeout are both 1 s: either says why.
+        assert isinstance(answer, str), answer
+        assert "no answer within" in answer or "did not answer" in answer, answer

@@ -154,3 +154,64 @@ def test_check_shapes() -> None:
         WatchCheck.model_validate({"name": "q", "kind": "promql", "query": "up", "metric": "m"})
     with pytest.raises(ValidationError, match="needs a metric"):
         WatchCheck.model_validate({"name": "t", "kind": "threshold"})
+
+
+def test_a_hanging_store_costs_a_watch_round_one_timeout_not_one_per_check(
+    clients: Clients, engine: Engine
+) -> None:
+    """Five PromQL checks, a store that accepts and never answers (1 s timeout): the round ends
+    in about one timeout, each check Inconclusive saying why, instead of five timeouts."""
+    import sqlalchemy as sa
+
+    from shipboard.core.time import utcnow
+    from shipboard.db.engine import system_transaction
+    from shipboard.deployments.models import DeploymentRun
+    from shipboard.pipelines.watch import watch_due
+    from tests.support.promstore import HangingStore
+
+    checks = [
+        {"name": f"errors-{k}", "kind": "promql", "query": QUERY, "op": "<", "value": 5}
+        for k in range(5)
+    ]
+    hanging = HangingStore()
+    store = PromStore(StoreSettings(url=hanging.url, timeout_s=1.0))
+    # A worker runs the deployment to its watch, then stops: the timed round is the only one.
+    worker = Worker(engine, clients.server.app.state.keyring, poll_s=0.05, metrics_store=store)
+    thread, stop = start_in_thread(worker)
+    try:
+        with clients.as_role("admin") as admin:
+            set_pipeline(
+                admin,
+                "staging",
+                {
+                    **pipeline_steps(("ship", "deploy", "true")),
+                    "watch": {"window_s": 3600, "interval_s": 600, "checks": checks},
+                },
+            )
+            did = start_deployment(admin)
+            assert wait_final(admin, did)["status"] == "success"
+        stop.set()
+        thread.join(timeout=30)
+        with system_transaction(engine) as session:
+            session.execute(
+                sa.update(DeploymentRun)
+                .where(DeploymentRun.watch_state == "running")
+                .values(watch_next_at=utcnow())
+            )
+        started = time.monotonic()
+        assert watch_due(engine, store=store) == 1
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        store.close()
+        hanging.stop()
+    assert took < 3.0, f"the round took {took:.1f} s for five checks of a 1 s store"
+    with clients.as_role("admin") as admin:
+        analysis = admin.get(f"/api/v1/deployments/{did}").json()["analysis"]
+    last = {a["check"]: a for a in analysis if a.get("check", "").startswith("errors-")}
+    assert set(last) == {f"errors-{k}" for k in range(5)}
+    assert {a["result"] for a in last.values()} == {"Inconclusive"}
+    # The round's deadline and the client's read timeout are both 1 s: either says why.
+    assert all(
+        "no answer within" in a["reason"] or "did not answer" in a["reason"] for a in last.values()
+    ), last

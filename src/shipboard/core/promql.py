@@ -142,7 +142,9 @@ def ask(
     try:
         samples = store.query(query, at=at, deadline=deadline)
     except StoreError as exc:
-        return f"the metrics store: {exc}"
+        reason = str(exc)
+        # Most of the client's own reasons already name the store; a store's error does not.
+        return reason if reason.startswith("the metrics store") else f"the metrics store: {reason}"
     _log.debug("promql_query", seconds=round(time.perf_counter() - started, 4))
     return samples
 

@@ -18,7 +18,8 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from shipboard.core.errors import InvalidInput
-from shipboard.core.promql import PromStore, ask, render
+from shipboard.core.promql import PromStore, render
+from shipboard.core.promql import ask_all as ask_store
 from shipboard.deployments import gates, repository
 from shipboard.environments.config_sections import (
     PROMOTION_VARIABLES,
@@ -78,9 +79,13 @@ def asks(session: Session, *, environment: str, version: str) -> list[Ask]:
 def ask_all(store: PromStore | None, questions: list[Ask], *, at: datetime) -> Answers:
     """Every question put to the store at ``at`` (no transaction may be open: this waits on
     HTTP)."""
+    # All at once, within one store timeout: a store that hangs costs a create or an approval
+    # one timeout, not one per check.
+    within = store.settings.timeout_s if store is not None else 0.0
+    given = ask_store(store, {q.name: q.query for q in questions}, at=at, within_s=within)
     answers: dict[str, tuple[str, list[tuple[dict[str, str], float]] | str]] = {}
     for question in questions:
-        answer = ask(store, question.query, at=at)
+        answer = given[question.name]
         answers[question.name] = (
             question.query,
             answer if isinstance(answer, str) else [(s.labels, s.value) for s in answer],

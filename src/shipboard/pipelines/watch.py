@@ -4,6 +4,7 @@ passes the deployment or rolls it back (the statistics are ``analysis``, pure)."
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import datetime, timedelta
 
 import structlog
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from shipboard.alerting import external
 from shipboard.core.comparisons import OPS
-from shipboard.core.promql import PromStore, ask, render
+from shipboard.core.promql import PromStore, ask_all, render
 from shipboard.core.time import utcnow
 from shipboard.db.engine import system_transaction
 from shipboard.deployments import service as deployments
@@ -36,11 +37,22 @@ def watch_due(engine: Engine, *, store: PromStore | None = None) -> int:
             deployment.id: _promql_asks(deployment, run)
             for deployment, run in repository.due_watches(session, now)
         }
-    answers = {
-        deployment_id: {name: _ask(store, query, now) for name, query in queries}
+    # Every check of every due watch at once, the round bounded by one store timeout: a store
+    # that hangs must not cost a timeout per check per deployment.
+    questions = {
+        (deployment_id, name): query
         for deployment_id, queries in asks.items()
-        if queries
+        for name, query in queries
     }
+    answers: dict[uuid.UUID, dict[str, list[float] | str]] = {}
+    if questions:
+        within = store.settings.timeout_s if store is not None else 0.0
+        for (deployment_id, name), answer in ask_all(
+            store, questions, at=now, within_s=within
+        ).items():
+            answers.setdefault(deployment_id, {})[name] = (
+                answer if isinstance(answer, str) else [s.value for s in answer]
+            )
     evaluated = 0
     with system_transaction(engine) as session:
         for deployment, run in repository.due_watches(session, now):
@@ -73,12 +85,6 @@ def _promql_asks(deployment: DeploymentConfig, run: DeploymentRun) -> list[tuple
         for check in watch.checks
         if check.kind == "promql" and check.query
     ]
-
-
-def _ask(store: PromStore | None, query: str, now: datetime) -> list[float] | str:
-    """The values a query gives now, or why there are none."""
-    answer = ask(store, query, at=now)
-    return answer if isinstance(answer, str) else [s.value for s in answer]
 
 
 def _promql(
