@@ -111,3 +111,11 @@ def test_every_hostile_answer_is_a_503_saying_what(
             detail = str(assert_problem(answer, 503)["detail"])
             assert said in detail, (body[:80], detail)
             assert answer.headers["Retry-After"] == "10"
+        # A number that is not finite is the store's honest answer to this aggregation (a sum
+        # past the largest float): the request is told to ask for another one.
+        for value in ("+Inf", "NaN"):
+            scripted.body = _matrix([[AT, "1.5"], [AT + 60, value]])
+            refused = client.get("/api/v1/metrics/series", params={**params, "agg": "sum"})
+            detail = str(assert_problem(refused, 422)["detail"])
+            assert "sum of the bucket at" in detail
+            assert "not a finite number; use avg, min or max" in detail
