@@ -21,6 +21,7 @@ from shipboard.db.engine import system_transaction
 from shipboard.environments import cache as settings_cache
 from shipboard.environments.service import seed_environments
 from tests.support.databases import IN_CI, Database, DatabaseFactory
+from tests.support.hostile import HostileStore
 from tests.support.live import (
     Clients,
     LiveServer,
@@ -200,6 +201,14 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.server.shutdown()
+
+
+@pytest.fixture
+def hostile_store() -> Iterator[HostileStore]:
+    """A loopback metrics store that answers what the test tells it (tests/support/hostile.py)."""
+    store = HostileStore()
+    yield store
+    store.stop()
 
 
 @pytest.fixture

@@ -1,10 +1,13 @@
 """Forwarding to the user's store (issue 23): points acknowledged over the REST API reach a real
 VictoriaMetrics by remote write from the durable queue, survive the store being down, keep
-their order, and a full queue refuses new points instead of dropping any."""
+their order, and a full queue refuses new points instead of dropping any. A hostile endpoint
+(tests/support/hostile.py) cannot hold the forwarder, nor get its credentials or a NUL kept."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +19,8 @@ from shipboard.core.time import utcnow
 from shipboard.db.engine import system_transaction
 from shipboard.monitoring import remote_write as rw
 from shipboard.monitoring.forwarding import Forwarder, queue_status
-from shipboard.monitoring.models import MonitoringMetric
+from shipboard.monitoring.models import MonitoringMetric, RemoteWriteBatch
+from tests.support.hostile import ECHO, HostileStore
 from tests.support.live import LiveServer, Receiver, VictoriaMetrics, wait_for
 
 
@@ -176,3 +180,56 @@ def test_the_background_runtime_forwards_without_being_asked(
         stop.set()
         assert runtime.thread is not None
         runtime.thread.join(timeout=30)
+
+
+def test_a_stores_refusal_is_kept_without_credentials_nul_or_its_whole_body(
+    serve: Callable[..., LiveServer],
+    engine: Engine,
+    make_user: Callable[[str, str], str],
+    hostile_store: HostileStore,
+) -> None:
+    # A proxy that echoes the Authorization header, with a NUL (PostgreSQL's text refuses it:
+    # recording the refusal failed, and the batch blocked the queue for good) and 8 MiB after.
+    hostile_store.answer(f"bad labels \0 {ECHO} ".encode() + b"x" * (8 << 20), 400)
+    live = serve(remote_write_url=hostile_store.url, remote_write_bearer_token="tok-71c4e0d2")
+    with _client(live, make_user("collector", "service")) as client:
+        assert client.post("/api/v1/metrics", json={"metrics": _points(2)}).status_code == 200
+    forwarder = Forwarder(live.app.state.forwarding)
+    try:
+        result = forwarder.forward_once(engine)
+    finally:
+        forwarder.close()
+    assert (result.dropped_points, result.sent_points) == (2, 0)
+    with system_transaction(engine) as session:
+        (error,) = session.scalars(sa.select(RemoteWriteBatch.last_error)).all()
+    assert error is not None
+    assert error.startswith("400: bad labels \ufffd ")
+    assert "Authorization: Bearer ***" in error
+    assert len(error) < 400
+    assert "71c4e0d2" not in str(result.errors)
+
+
+def test_a_store_that_drips_its_answer_is_retried_after_the_total_deadline(
+    serve: Callable[..., LiveServer],
+    engine: Engine,
+    make_user: Callable[[str, str], str],
+    hostile_store: HostileStore,
+) -> None:
+    # One byte every 0.2 s never trips the 1-second read timeout; the run holds the task's
+    # lease for as long as the store likes unless the request as a whole is bounded.
+    hostile_store.answer(b"x" * 100, 200)
+    hostile_store.drip_s = 0.2
+    live = serve(remote_write_url=hostile_store.url)
+    with _client(live, make_user("collector", "service")) as client:
+        assert client.post("/api/v1/metrics", json={"metrics": _points(2)}).status_code == 200
+    forwarding = replace(live.app.state.forwarding, timeout_s=1.0, total_s=2.0)
+    forwarder = Forwarder(forwarding)
+    started = time.monotonic()
+    try:
+        result = forwarder.forward_once(engine)
+    finally:
+        forwarder.close()
+    assert time.monotonic() - started < 4
+    assert result.retrying
+    assert result.errors == ["no answer (ReadTimeout)"]
+    assert _queued(engine) == 2

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from shipboard.core.time import utcnow
 from shipboard.monitoring.forwarding import Forwarder
 from shipboard.monitoring.store_series import expression, selector
+from tests.support.hostile import ECHO, HostileStore
 from tests.support.live import LiveServer, Receiver, VictoriaMetrics, free_port
 from tests.support.problems import assert_problem
 
@@ -240,3 +241,27 @@ def test_the_store_is_asked_for_one_aggregated_series(agg: str) -> None:
     query = expression(sel, agg=agg, window_ms=1500)
     assert f"{sel}[1500ms] offset 1ms" in query
     assert query.startswith("sum(" if agg == "sum" else "quantile(0.95,")
+
+
+@pytest.mark.parametrize("stamp", ["+Inf", "NaN"])
+def test_a_store_whose_sample_times_are_not_finite_is_a_503_naming_the_store(
+    serve: Callable[..., LiveServer],
+    make_user: Callable[[str, str], str],
+    hostile_store: HostileStore,
+    stamp: str,
+) -> None:
+    # Each sample's time becomes a bucket index with round(): +Inf raised OverflowError, which
+    # answered 422 blaming the request's dates, and NaN a ValueError.
+    matrix = {"resultType": "matrix", "result": [{"metric": {}, "values": [[stamp, "1"]]}]}
+    hostile_store.answer({"status": "success", "data": matrix})
+    live = serve(prometheus_url=hostile_store.url, prometheus_bearer_token="tok-5be0c2a9")
+    with httpx.Client(
+        base_url=live.base_url, headers=_auth(make_user("reader", "viewer")), timeout=30
+    ) as client:
+        odd = client.get("/api/v1/metrics/series", params={"name": "checkout.latency", "step": 60})
+        hostile_store.answer({"status": "error", "error": f"no: {ECHO}"}, 503)
+        echoed = client.get("/api/v1/metrics/series", params={"name": "checkout.latency"})
+    detail = str(assert_problem(odd, 503)["detail"])
+    assert "sample time that is not a finite number" in detail
+    assert "Authorization: Bearer ***" in str(assert_problem(echoed, 503)["detail"])
+    assert "5be0c2a9" not in echoed.text

@@ -17,8 +17,9 @@ are left alone: they are meant to be seen.
 
 from __future__ import annotations
 
+import base64
 import re
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -112,3 +113,27 @@ def redact_event(_logger: Any, _method: str, event: MutableMapping[str, Any]) ->
         key: (REDACTED if is_secret_key(key) and value not in (None, "") else redact(value))
         for key, value in event.items()
     }
+
+
+def redact_credentials(
+    text: str,
+    *,
+    token: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    extra: Iterable[str] = (),
+) -> str:
+    """``text`` an outside server wrote (an error body), without the credentials we sent it: a
+    proxy or a misconfigured store may echo the request's headers back — the token, the
+    password, the Base64 ``user:password`` of Basic auth, or ``extra`` values (the extra headers
+    a store wants, such as an API key). URLs in it lose theirs too (:func:`redact_text`).
+    Values under four characters are left alone: replacing every "1" of a tenant "1" would
+    garble the text and hide nothing worth hiding."""
+    secrets = [token, password, *extra]
+    if username is not None:
+        pair = f"{username}:{password or ''}".encode()
+        secrets.append(base64.b64encode(pair).decode())
+    # Longest first: a secret inside another is not left half-replaced.
+    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return redact_text(text)

@@ -30,8 +30,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from shipboard.config import Settings
+from shipboard.core import deadline
 from shipboard.core.errors import ServiceUnavailable
-from shipboard.core.redaction import redact_text, redact_url
+from shipboard.core.nulguard import scrub
+from shipboard.core.redaction import redact_credentials, redact_url
 from shipboard.core.time import utcnow
 from shipboard.db import bulk
 from shipboard.db.engine import system_transaction
@@ -45,6 +47,8 @@ MAX_BACKOFF_S = 300.0
 BLOCKED_BACKOFF_S = 60.0
 RETRY_AFTER_S = 30
 DROPPED_KEPT = timedelta(days=1)
+# Of a store's answer, only enough to say why it refused.
+ERROR_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class Forwarding:
     password: str | None = field(default=None, repr=False)
     ca_file: str | None = None
     timeout_s: float = 10.0
+    # One POST, however slowly the store answers: the run holds the task's lease meanwhile.
+    total_s: float = 30.0
     max_queue_bytes: int = 256 * 1024 * 1024
     # SHIPBOARD_REMOTE_WRITE_HEADERS (core/extraheaders.py): a tenant, an API key.
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -179,8 +185,9 @@ class Forwarder:
             headers["Authorization"] = f"Bearer {forwarding.bearer_token}"
         elif forwarding.username is not None:
             auth = httpx.BasicAuth(forwarding.username, forwarding.password or "")
-        self._client = client or httpx.Client(
-            timeout=forwarding.timeout_s,
+        self._client = client or deadline.client(
+            timeout_s=forwarding.timeout_s,
+            total_s=forwarding.total_s,
             verify=forwarding.ca_file or True,
             headers=headers,
             auth=auth,
@@ -200,24 +207,24 @@ class Forwarder:
             due = repository.remote_due(session, now=now, limit=limit)
         for batch_id, payload, points, attempts in due:
             try:
-                answer = self._client.post(self.forwarding.url, content=payload)
+                status, text = self._post(payload)
             except httpx.HTTPError as exc:
                 self._later(engine, batch_id, attempts, f"no answer ({type(exc).__name__})")
                 result.retrying = True
                 result.errors.append(f"no answer ({type(exc).__name__})")
                 break
-            if answer.is_success:
+            if 200 <= status < 300:
                 with system_transaction(engine) as session:
                     repository.remote_delete(session, batch_id)
                 result.sent_points += points
                 continue
-            reason = f"{answer.status_code}: {redact_text(answer.text[:300])}"
-            blocked = rw.blocks(answer.status_code, reason)
-            if blocked or rw.retryable(answer.status_code):
+            reason = f"{status}: {text}"
+            blocked = rw.blocks(status, reason)
+            if blocked or rw.retryable(status):
                 self._later(engine, batch_id, attempts, reason, blocked_by=blocked)
                 result.retrying = True
                 if blocked:
-                    result.blocked_status = answer.status_code
+                    result.blocked_status = status
                 result.errors.append(reason)
                 break
             # A request the store will never take (bad labels, samples too old or out of
@@ -228,6 +235,26 @@ class Forwarder:
             result.dropped_points += points
             result.errors.append(reason)
         return result
+
+    def _post(self, payload: bytes) -> tuple[int, str]:
+        """The store's status and the start of its answer, without the credentials sent (an
+        error body is logged and kept with the batch); no more of the body is read."""
+        with self._client.stream("POST", self.forwarding.url, content=payload) as answer:
+            head = bytearray()
+            for chunk in answer.iter_bytes():
+                head += chunk
+                if len(head) >= ERROR_BYTES:
+                    break
+            status = answer.status_code
+        forwarding = self.forwarding
+        text = redact_credentials(
+            head[:ERROR_BYTES].decode(errors="replace"),
+            token=forwarding.bearer_token,
+            username=forwarding.username,
+            password=forwarding.password,
+            extra=[value for _, value in forwarding.headers],
+        )
+        return status, scrub(text)[:300]
 
     def _later(
         self,
