@@ -8,16 +8,18 @@ test_gates.py."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
 from shipboard.db.engine import system_transaction
 from shipboard.environments.models import Environment
 from tests.support.databases import Database
-from tests.support.live import Clients, VictoriaMetrics
+from tests.support.hostile import ECHO, HostileStore
+from tests.support.live import Clients, LiveServer, VictoriaMetrics
 from tests.support.problems import assert_problem
 from tests.support.promstore import ProbingProxy, remote_write, store_clients, writer_blocked
 
@@ -215,3 +217,31 @@ def test_a_hanging_store_costs_the_checks_one_timeout_not_one_per_check() -> Non
         # The round's deadline and the client's read timeout are both 1 s: either says why.
         assert isinstance(answer, str), answer
         assert "no answer within" in answer or "did not answer" in answer, answer
+
+
+def test_a_hostile_store_can_neither_fail_the_create_nor_read_its_credentials(
+    serve: Callable[..., LiveServer],
+    make_user: Callable[[str, str], str],
+    hostile_store: HostileStore,
+) -> None:
+    # A passing check keeps the series' labels with the deployment: a NUL in one was a 500 on
+    # PostgreSQL. A refusal echoing the request's headers must not show the token.
+    sample = {"metric": {"pod": "web\0-1"}, "value": [1, "1"]}
+    vector = {"resultType": "vector", "result": [sample]}
+    hostile_store.answer({"status": "success", "data": vector})
+    live = serve(prometheus_url=hostile_store.url, prometheus_bearer_token="tok-0d9e7f31")
+    with httpx.Client(
+        base_url=live.base_url,
+        headers={"Authorization": f"Bearer {make_user('operator', 'admin')}"},
+        timeout=30,
+    ) as admin:
+        assert _set_checks(admin, [CHECK]).status_code == 200
+        created = admin.post("/api/v1/deployments", json=DEPLOY)
+        hostile_store.answer({"status": "error", "error": f"denied: {ECHO}"}, 503)
+        refused = admin.post("/api/v1/deployments", json={**DEPLOY, "version": "2.0.1"})
+    assert created.status_code == 201, created.text
+    gate = {g["gate"]: g for g in created.json()["gates"]}[GATE]
+    assert gate["measured"]["series"] == [{"labels": {"pod": "web\ufffd-1"}, "value": 1}]
+    (error,) = assert_problem(refused, 422)["errors"]  # type: ignore[misc]
+    assert "Authorization: Bearer ***" in error["msg"]
+    assert "0d9e7f31" not in refused.text
