@@ -53,27 +53,28 @@ def receive(
     now: datetime,
 ) -> int:
     """Record each alert of a delivery (insert or update by fingerprint); how many."""
+    rows = []
     for alert in webhook.alerts:
         # A firing alert's endsAt is Alertmanager's zero time (year 1) or a resend horizon.
         ends = alert.endsAt if alert.endsAt is not None and alert.endsAt.year > 1 else None
-        repository.upsert_external(
-            session,
-            ExternalAlert(
-                fingerprint=alert.fingerprint,
-                alertname=alert.labels.get("alertname", alert.fingerprint),
-                status=alert.status,
-                environment=environment_of(
+        rows.append(
+            {
+                "fingerprint": alert.fingerprint,
+                "alertname": alert.labels.get("alertname", alert.fingerprint),
+                "status": alert.status,
+                "environment": environment_of(
                     alert.labels, known=known_environments, label_names=label_names
                 ),
-                labels=dict(alert.labels),
-                annotations=dict(alert.annotations),
-                starts_at=alert.startsAt,
-                ends_at=ends if alert.status == "resolved" else None,
-                generator_url=alert.generatorURL or None,
-                receiver=webhook.receiver or None,
-                updated_at=now,
-            ),
+                "labels": dict(alert.labels),
+                "annotations": dict(alert.annotations),
+                "starts_at": alert.startsAt,
+                "ends_at": ends if alert.status == "resolved" else None,
+                "generator_url": alert.generatorURL or None,
+                "receiver": webhook.receiver or None,
+                "updated_at": now,
+            }
         )
+    repository.upsert_external(session, rows)
     return len(webhook.alerts)
 
 
