@@ -6,6 +6,7 @@ cannot answer is a 503."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -15,8 +16,9 @@ from sqlalchemy.engine import Engine
 
 from shipboard.core.time import utcnow
 from shipboard.monitoring.forwarding import Forwarder
-from tests.support.live import LiveServer, VictoriaMetrics, free_port
+from tests.support.live import LiveServer, PrometheusServer, VictoriaMetrics, free_port
 from tests.support.problems import assert_problem
+from tests.support.promstore import remote_write
 
 
 def _points() -> list[dict[str, Any]]:
@@ -105,3 +107,30 @@ def test_a_report_from_a_store_that_cannot_answer_is_a_503(
         fallback = _report(client, source="embedded")
     assert "could not be reached (ConnectError)" in str(assert_problem(down, 503)["detail"])
     assert fallback["source"] == "embedded"
+
+
+def test_nan_samples_in_a_real_prometheus_leave_their_buckets_out_of_the_report(
+    serve: Callable[..., LiveServer],
+    make_user: Callable[[str, str], str],
+    prometheus: Callable[..., PrometheusServer],
+) -> None:
+    # Prometheus stores NaN (a summary's quantile with no observations is one): one such sample
+    # made the whole report a 422 ("use avg, min or max"), and the scheduled one never went out.
+    store = prometheus()
+    now = time.time()
+    for i in range(5):
+        remote_write(
+            store.url, "queue_depth", math.nan if i == 2 else float(i), at=now - 600 + i * 60
+        )
+        remote_write(store.url, "idle_quantile", math.nan, at=now - 600 + i * 60)
+    live = serve(prometheus_url=store.url)
+    with httpx.Client(
+        base_url=live.base_url,
+        headers={"Authorization": f"Bearer {make_user('reader', 'viewer')}"},
+        timeout=30,
+    ) as client:
+        report = _report(client, period="1h")
+    (summary,) = report["metrics"]  # idle_quantile has no number to summarise
+    assert summary["name"] == "queue_depth"
+    assert (summary["min"], summary["max"], summary["avg"]) == (0.0, 4.0, 2.0)
+    assert summary["points"] == 5

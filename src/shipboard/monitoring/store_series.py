@@ -86,9 +86,12 @@ def read(
     until: datetime,
     step_s: int,
     agg: str,
+    finite_only: bool = False,
 ) -> list[tuple[datetime, float]]:
     """The buckets of ``[since, until)`` the store answers; MetricsStoreUnavailable (503)
-    when it cannot."""
+    when it cannot. A bucket whose aggregate is NaN or ±Inf (Prometheus stores NaN samples: a
+    summary's quantile with no observations is one) is a 422 telling the request to ask for
+    another aggregation, or, with ``finite_only``, left out like an empty one."""
     sel = selector(name, environment=environment, tags=tags)
     step = timedelta(seconds=step_s)
     whole = (until - since) // step
@@ -108,6 +111,8 @@ def read(
                 index = round((at - start) / step_s) - 1
                 if 0 <= index < whole:
                     if not finite(value):
+                        if finite_only:
+                            continue
                         raise _not_finite(since + index * step, value, agg)
                     add((since + index * step, value))
         rest_ms = round((until - since - whole * step) / timedelta(milliseconds=1))
@@ -115,7 +120,11 @@ def read(
             last = store.query(expression(sel, agg=agg, window_ms=rest_ms), at=until)
             if len(last) > 1:
                 raise StoreError("the store answered several series for one aggregate")
-            points += [_point(since + whole * step, s.value, agg) for s in last]
+            points += [
+                _point(since + whole * step, s.value, agg)
+                for s in last
+                if not finite_only or math.isfinite(s.value)
+            ]
     except StoreError as exc:
         raise unavailable(exc) from exc
     return points

@@ -173,6 +173,9 @@ def _store_summary(
             until=until,
             step_s=step_s,
             agg=agg,
+            # One NaN sample (a summary's quantile with no observations) would otherwise fail
+            # the whole report: its bucket is left out of the numbers instead.
+            finite_only=True,
         )
         return dict(found)
 
@@ -182,8 +185,12 @@ def _store_summary(
     sums, lows, highs = buckets("sum"), buckets("min"), buckets("max")
     whole = buckets("p95", math.ceil(period_s))
     starts = sorted(t for t in counts if t in sums and counts[t] > 0)
+    if not starts or not lows or not highs:
+        return None  # every sample was NaN: nothing to summarise
     means = [sums[t] / counts[t] for t in starts]
     total = sum(counts.values())
+    # Over the buckets whose sum is a number: a bucket left out for a NaN sample keeps its count.
+    counted = math.fsum(counts[t] for t in starts)
     middle = step / 2
     slope, p_value, trend = _trend(
         [((t - since).total_seconds() + middle) / 86400 for t in starts], means
@@ -193,7 +200,7 @@ def _store_summary(
         points=round(total),
         min=min(lows.values()),
         max=max(highs.values()),
-        avg=math.fsum(sums.values()) / total,
+        avg=math.fsum(sums[t] for t in starts) / counted,
         # Both answers come from one store; should the data move in between, the max bounds it.
         p95=next(iter(whole.values()), max(highs.values())),
         trend_per_day=slope,
