@@ -21,7 +21,7 @@ from shipboard.monitoring import remote_write as rw
 from shipboard.monitoring.forwarding import Forwarder, queue_status
 from shipboard.monitoring.models import MonitoringMetric, RemoteWriteBatch
 from tests.support.hostile import ECHO, HostileStore
-from tests.support.live import LiveServer, Receiver, VictoriaMetrics, wait_for
+from tests.support.live import LiveServer, PrometheusServer, Receiver, VictoriaMetrics, wait_for
 
 
 def _points(count: int, *, name: str = "checkout.latency") -> list[dict[str, Any]]:
@@ -233,3 +233,68 @@ def test_a_store_that_drips_its_answer_is_retried_after_the_total_deadline(
     assert result.retrying
     assert result.errors == ["no answer (ReadTimeout)"]
     assert _queued(engine) == 2
+
+
+def test_a_series_the_store_refuses_costs_only_its_own_points(
+    serve: Callable[..., LiveServer],
+    engine: Engine,
+    make_user: Callable[[str, str], str],
+    prometheus: Callable[..., PrometheusServer],
+) -> None:
+    # A real Prometheus refuses a whole request ("400: out of bounds") for one sample older than
+    # its head block: the acknowledged points sent with it were dropped too.
+    store = prometheus()
+    live = serve(remote_write_url=f"{store.url}/api/v1/write")
+    recent = (utcnow() - timedelta(seconds=30)).isoformat()
+    points = [
+        {"name": name, "value": 7, "environment": "production", "source": "rest", "timestamp": at}
+        for name, at in [
+            ("good_one", recent),
+            ("too_old", "2001-01-01T00:00:00+00:00"),
+            ("good_two", recent),
+            ("good_three", recent),
+        ]
+    ]
+    with _client(live, make_user("collector", "service")) as client:
+        assert client.post("/api/v1/metrics", json={"metrics": points}).status_code == 200
+    forwarder = Forwarder(live.app.state.forwarding)
+    try:
+        result = forwarder.forward_once(engine)
+    finally:
+        forwarder.close()
+    assert (result.sent_points, result.dropped_points, result.retrying) == (3, 1, False)
+    assert result.errors == ["400: out of bounds\n"]
+    assert _queued(engine) == 0
+    with system_transaction(engine) as session:
+        assert queue_status(session).dropped_last_hour == 1
+    found = httpx.get(
+        f"{store.url}/api/v1/query", params={"query": '{__name__=~"good_.*"}'}, timeout=10
+    ).json()["data"]["result"]
+    assert sorted(s["metric"]["__name__"] for s in found) == ["good_one", "good_three", "good_two"]
+
+
+def test_a_refused_batch_whose_halves_meet_a_store_going_down_keeps_the_rest(
+    serve: Callable[..., LiveServer],
+    engine: Engine,
+    make_user: Callable[[str, str], str],
+) -> None:
+    store = Receiver(statuses=[400, 400, 204, 503])  # whole, first half, its halves …
+    live = serve(remote_write_url=store.url)
+    with _client(live, make_user("collector", "service")) as client:
+        batch = [{**p, "name": f"m{i}"} for i, p in enumerate(_points(4))]
+        assert client.post("/api/v1/metrics", json={"metrics": batch}).status_code == 200
+    forwarder = Forwarder(live.app.state.forwarding)
+    try:
+        result = forwarder.forward_once(engine)
+    finally:
+        forwarder.close()
+    assert (result.sent_points, result.dropped_points, result.retrying) == (1, 0, True)
+    assert _queued(engine) == 3
+    with system_transaction(engine) as session:
+        (payload,) = session.scalars(
+            sa.select(RemoteWriteBatch.payload).where(RemoteWriteBatch.dropped_at.is_(None))
+        ).all()
+    names = sorted(dict(s.labels)["__name__"] for s in rw.decode(payload))
+    sent = {dict(s.labels)["__name__"] for s in rw.decode(store.requests[2][1])}
+    assert len(names) == 3
+    assert sent.isdisjoint(names)

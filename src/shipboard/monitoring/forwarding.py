@@ -49,6 +49,8 @@ RETRY_AFTER_S = 30
 DROPPED_KEPT = timedelta(days=1)
 # Of a store's answer, only enough to say why it refused.
 ERROR_BYTES = 4096
+# Requests one refused batch may take to find the series the store refuses (halving it).
+SALVAGE_POSTS = 64
 
 
 @dataclass(frozen=True)
@@ -228,13 +230,108 @@ class Forwarder:
                 result.errors.append(reason)
                 break
             # A request the store will never take (bad labels, samples too old or out of
-            # order): keeping it would block every batch behind it.
+            # order): keeping it would block every batch behind it. One bad series makes
+            # Prometheus refuse the whole request, so the others are sent on their own first.
+            salvaged = self._salvage(engine, batch_id, payload, attempts, reason, result)
+            if salvaged is not None:
+                if salvaged:
+                    break
+                continue
             log.error("remote write refused a batch; dropped", points=points, reason=reason)
             with system_transaction(engine) as session:
                 repository.remote_drop(session, batch_id, now=utcnow(), error=reason)
             result.dropped_points += points
             result.errors.append(reason)
         return result
+
+    def _salvage(
+        self,
+        engine: Engine,
+        batch_id: uuid.UUID,
+        payload: bytes,
+        attempts: int,
+        reason: str,
+        result: Forwarded,
+    ) -> bool | None:
+        """Send a refused batch of several series in halves, and halves of the refused halves,
+        so that only the series the store refuses are dropped; None when the batch is one
+        series. True when the store stopped taking anything (the rest waits, as any batch
+        that could not go now), False when the batch is done with."""
+        series = rw.decode(payload)
+        if len(series) < 2:
+            return None
+        half = len(series) // 2
+        pending, dropped, posts = [series[:half], series[half:]], 0, 1
+        while pending:
+            part = pending.pop(0)
+            count = sum(len(one.samples) for one in part)
+            if posts >= SALVAGE_POSTS:  # the search went on long enough: the rest is dropped
+                dropped += count
+                continue
+            posts += 1
+            try:
+                status, text = self._post(rw.encode(part))
+            except httpx.HTTPError as exc:
+                answer, status = f"no answer ({type(exc).__name__})", 0
+            else:
+                answer = f"{status}: {text}"
+                if 200 <= status < 300:
+                    result.sent_points += count
+                    continue
+            if status == 0 or rw.blocks(status, answer) or rw.retryable(status):
+                rest = [one for chunk in [part, *pending] for one in chunk]
+                blocked = rw.blocks(status, answer)
+                self._rest_later(engine, batch_id, attempts, rest, dropped, answer, blocked)
+                result.retrying = True
+                result.dropped_points += dropped
+                result.errors.append(answer)
+                if blocked:
+                    result.blocked_status = status
+                return True
+            if len(part) == 1:
+                dropped += count
+                continue
+            middle = len(part) // 2
+            pending[0:0] = [part[:middle], part[middle:]]
+        if dropped:
+            log.error(
+                "remote write refused series of a batch; dropped", points=dropped, reason=reason
+            )
+        with system_transaction(engine) as session:
+            if dropped:
+                repository.remote_drop(
+                    session, batch_id, now=utcnow(), error=reason, points=dropped
+                )
+            else:
+                repository.remote_delete(session, batch_id)
+        result.dropped_points += dropped
+        result.errors.append(reason)
+        return False
+
+    def _rest_later(
+        self,
+        engine: Engine,
+        batch_id: uuid.UUID,
+        attempts: int,
+        rest: list[rw.Series],
+        dropped: int,
+        reason: str,
+        blocked: bool,
+    ) -> None:
+        """Keep what the store has not taken of a batch for a later attempt; what it refused
+        for good so far is counted as dropped, in a row of its own."""
+        with system_transaction(engine) as session:
+            payload = rw.encode(rest)
+            points = sum(len(one.samples) for one in rest)
+            repository.remote_replace(session, batch_id, payload=payload, points=points)
+            if dropped:
+                tombstone = uuid.UUID(bulk.uuid7_strings(1)[0])
+                now = utcnow()
+                repository.remote_enqueue(
+                    session, id=tombstone, payload=b"", points=dropped, now=now
+                )
+                repository.remote_drop(session, tombstone, now=now, error=reason)
+        self._later(engine, batch_id, attempts, reason, blocked_by=blocked)
 
     def _post(self, payload: bytes) -> tuple[int, str]:
         """The store's status and the start of its answer, without the credentials sent (an

@@ -435,11 +435,30 @@ def remote_delete(session: Session, batch_id: uuid.UUID) -> None:
     session.execute(sa.delete(RemoteWriteBatch).where(RemoteWriteBatch.id == batch_id))
 
 
-def remote_drop(session: Session, batch_id: uuid.UUID, *, now: datetime, error: str) -> None:
+def remote_drop(
+    session: Session, batch_id: uuid.UUID, *, now: datetime, error: str, points: int | None = None
+) -> None:
+    """Mark a batch refused for good (``points``: how many of its points were, when the store
+    took the rest of them)."""
+    values: dict[str, Any] = {
+        "payload": b"",
+        "size": 0,
+        "dropped_at": now,
+        "last_error": error[:1000],
+    }
+    if points is not None:
+        values["points"] = points
+    session.execute(
+        sa.update(RemoteWriteBatch).where(RemoteWriteBatch.id == batch_id).values(**values)
+    )
+
+
+def remote_replace(session: Session, batch_id: uuid.UUID, *, payload: bytes, points: int) -> None:
+    """What is left of a batch after the store took part of it."""
     session.execute(
         sa.update(RemoteWriteBatch)
         .where(RemoteWriteBatch.id == batch_id)
-        .values(payload=b"", size=0, dropped_at=now, last_error=error[:1000])
+        .values(payload=payload, size=len(payload), points=points)
     )
 
 
