@@ -96,7 +96,8 @@ class Series(BaseModel):
 
 def series_json(series: Series) -> bytes:
     """``series`` as pydantic writes it (the same bytes: tests/monitoring/test_series_json.py),
-    by orjson: pydantic's dump of a 1,440-point series took 0.4–0.8 ms, orjson's a tenth."""
+    by orjson: FastAPI's validation and dump of a 1,440-point series took 0.5–0.7 ms, this
+    half of that."""
     return orjson.dumps(
         {field: getattr(series, field) for field in Series.model_fields},
         option=orjson.OPT_UTC_Z,
