@@ -384,3 +384,31 @@ def test_a_delivery_of_thousands_of_alerts_is_one_statement_and_its_last_word_wi
     by_fingerprint = {row.fingerprint: row for row in rows}
     assert by_fingerprint["fp7"].status == "resolved"
     assert by_fingerprint["fp8"].status == "firing"
+
+
+def test_an_environments_matched_alerts_show_however_many_newer_ones_others_have(
+    clients: Clients,
+) -> None:
+    # Matchers were applied to the newest 500 alerts of every environment: 600 newer alerts of
+    # production hid staging's three.
+    def alert(i: int, labels: dict[str, str], starts: str) -> dict[str, Any]:
+        return {"status": "firing", "labels": labels, "startsAt": starts, "fingerprint": f"f{i}"}
+
+    theirs = [
+        alert(i, {"alertname": f"P{i}", "environment": "production"}, "2026-12-03T12:00:00Z")
+        for i in range(600)
+    ]
+    ours = [
+        alert(1000 + i, {"alertname": f"S{i}", "team": "checkout"}, "2026-12-03T10:00:00Z")
+        for i in range(3)
+    ]
+    body = {"version": "4", "status": "firing", "alerts": [*theirs, *ours]}
+    matchers = [{"label": "team", "op": "=", "value": "checkout"}]
+    with clients.as_role("admin") as admin:
+        config = {"config": {"external_alert_matchers": matchers}}
+        assert admin.patch("/api/v1/environments/staging", json=config).status_code == 200
+    with clients.as_role("service") as service:
+        assert service.post("/api/v1/integrations/alertmanager", json=body).status_code == 200
+    with clients.as_role("viewer") as viewer:
+        items = viewer.get("/api/v1/external-alerts", params={"environment": "staging"}).json()
+    assert sorted(a["alertname"] for a in items["items"]) == ["S0", "S1", "S2"]

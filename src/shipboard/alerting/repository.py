@@ -199,12 +199,22 @@ def external_firing(
 
 
 def list_external(
-    session: Session, *, environment: str | None, status: str | None
+    session: Session,
+    *,
+    environment: str | None,
+    status: str | None,
+    offset: int = 0,
+    limit: int = EXTERNAL_LIST_LIMIT,
 ) -> list[ExternalAlert]:
+    """Firing first, newest first (the fingerprint breaks ties, so pages do not overlap)."""
     query = sa.select(ExternalAlert)
     if environment is not None:
         query = query.where(ExternalAlert.environment == environment)
     if status is not None:
         query = query.where(ExternalAlert.status == status)
-    order = (ExternalAlert.status == "resolved", ExternalAlert.starts_at.desc())
-    return list(session.scalars(query.order_by(*order).limit(EXTERNAL_LIST_LIMIT)))
+    order = (
+        ExternalAlert.status == "resolved",
+        ExternalAlert.starts_at.desc(),
+        ExternalAlert.fingerprint,
+    )
+    return list(session.scalars(query.order_by(*order).offset(offset).limit(limit)))
