@@ -48,11 +48,21 @@ class DeadlineTransport(httpx.HTTPTransport):
         super().__init__(verify=verify)
         self.total_s = total_s
         pool = self._pool
-        pool._network_backend = _DeadlineBackend(pool._network_backend)
+        pool._network_backend = backend(pool._network_backend)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        _local.deadline = time.monotonic() + self.total_s
+        begin(self.total_s)
         return super().handle_request(request)
+
+
+def backend(inner: httpcore.NetworkBackend) -> httpcore.NetworkBackend:
+    """``inner`` whose connections keep to the deadline :func:`begin` set in this thread."""
+    return _DeadlineBackend(inner)
+
+
+def begin(total_s: float) -> None:
+    """Start a request's deadline, in this thread: its I/O ends within ``total_s``."""
+    _local.deadline = time.monotonic() + total_s
 
 
 def _left(timeout: float | None, error: type[Exception]) -> float | None:

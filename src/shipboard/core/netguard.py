@@ -37,6 +37,8 @@ from typing import Any
 import httpcore
 import httpx
 
+from shipboard.core import deadline
+
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 Resolver = Callable[..., Sequence[tuple[Any, ...]]]
@@ -241,7 +243,9 @@ class OutboundPolicy:
 
         It does not use ``HTTP(S)_PROXY``: the guard must see the address it connects to."""
         return httpx.Client(
-            transport=GuardedTransport(self, verify=verify),
+            # The timeout bounds the whole request as well as each read: httpx's alone restarts
+            # with every byte, so a target dripping its answer held a scrape or sender thread.
+            transport=GuardedTransport(self, verify=verify, total_s=timeout),
             timeout=timeout,
             follow_redirects=False,
             trust_env=False,
@@ -296,13 +300,26 @@ class _GuardedBackend(httpcore.NetworkBackend):
 class GuardedTransport(httpx.HTTPTransport):
     """httpx's transport over the guarded backend (TLS still verifies the URL's hostname)."""
 
-    def __init__(self, policy: OutboundPolicy, *, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(
+        self,
+        policy: OutboundPolicy,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        total_s: float | None = None,
+    ) -> None:
         super().__init__(verify=verify, trust_env=False)
         context = verify if isinstance(verify, ssl.SSLContext) else None
+        guarded: httpcore.NetworkBackend = _GuardedBackend(policy)
         self._pool = httpcore.ConnectionPool(
             ssl_context=context or httpx.create_ssl_context(verify=verify, trust_env=False),
-            network_backend=_GuardedBackend(policy),
+            network_backend=guarded if total_s is None else deadline.backend(guarded),
         )
+        self.total_s = total_s
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.total_s is not None:
+            deadline.begin(self.total_s)
+        return super().handle_request(request)
 
 
 DEFAULT_POLICY = OutboundPolicy()
