@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from shipboard.alerting import tasks
 from shipboard.core.promql import PromStore, StoreSettings
 from tests.support.databases import Database
+from tests.support.hostile import ECHO, HostileStore
 from tests.support.live import Clients, PrometheusServer
 from tests.support.problems import assert_problem
 from tests.support.promstore import ProbingProxy, remote_write, store_clients, writer_blocked
@@ -179,3 +180,29 @@ def test_the_store_is_asked_while_no_transaction_is_open(
         proxy.stop()
     assert proxy.probes == [None]
     assert [a["state"] for a in _alerts(store_admin)] == ["firing"]
+
+
+def test_a_hostile_stores_labels_and_errors_are_stored_clean(
+    db: Database, engine: Engine, hostile_store: HostileStore
+) -> None:
+    # An alert keeps its series' labels and a rule its store's error: a NUL in either failed
+    # the whole evaluation round on PostgreSQL, and the error could carry the bearer token.
+    sample = {"metric": {"route": "/pay\0"}, "value": [1, "12"]}
+    hostile_store.answer(
+        {"status": "success", "data": {"resultType": "vector", "result": [sample]}}
+    )
+    with (
+        store_clients(db.url, engine, hostile_store.url) as clients,
+        clients.as_role("admin") as admin,
+    ):
+        assert admin.post("/api/v1/alert-rules", json=_rule()).status_code == 201
+        _evaluate(engine, hostile_store.url, bearer_token="tok-2c8e51a9")
+        (firing,) = _alerts(admin)
+        hostile_store.answer({"status": "error", "error": f"bad\0 {ECHO}"}, 422)
+        _evaluate(engine, hostile_store.url, bearer_token="tok-2c8e51a9")
+        rule = admin.get("/api/v1/alert-rules").json()["items"][0]
+    assert firing["labels"]["route"] == "/pay\ufffd"
+    assert rule["health"] == "error"
+    assert "bad\ufffd " in rule["last_error"]
+    assert "Authorization: Bearer ***" in rule["last_error"]
+    assert "2c8e51a9" not in str(rule)
