@@ -164,3 +164,14 @@ def test_a_store_that_drips_its_answer_is_given_up_on_at_the_total_deadline(
     finally:
         store.close()
     assert time.monotonic() - started < 4
+
+
+def test_what_the_store_calls_its_result_is_cut_short(hostile_store: HostileStore) -> None:
+    hostile_store.answer({"status": "success", "data": {"resultType": "m" * 100_000, "result": []}})
+    store = _store(hostile_store.url)
+    try:
+        with pytest.raises(StoreError) as raised:
+            store.query("up", at=NOW)
+    finally:
+        store.close()
+    assert len(str(raised.value)) < 120

@@ -250,7 +250,9 @@ class PromStore:
                 for item in result
                 if isinstance(item, dict)
             ]
-        raise StoreError(f"the store answered a {kind!r} result; an instant query needs a vector")
+        # The store's own word, cut short: it reaches responses and verdicts.
+        shown = kind[:40] if isinstance(kind, str) else type(kind).__name__
+        raise StoreError(f"the store answered a {shown!r} result; an instant query needs a vector")
 
     def query_range(
         self, expr: str, *, start: datetime, end: datetime, step_s: float
