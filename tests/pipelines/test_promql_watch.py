@@ -5,6 +5,7 @@ run is refused when it is written."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -215,3 +216,34 @@ def test_a_hanging_store_costs_a_watch_round_one_timeout_not_one_per_check(
     assert all(
         "no answer within" in a["reason"] or "did not answer" in a["reason"] for a in last.values()
     ), last
+
+
+def test_an_infinite_result_fails_the_check_and_is_stored_on_either_database(
+    clients: Clients, store_worker: PrometheusServer
+) -> None:
+    # errors / requests over a quiet minute is +Inf in a real Prometheus; the verdict's value
+    # went into a jsonb column that holds no Infinity, and the watch round failed on PostgreSQL.
+    _write(store_worker, math.inf)
+    with clients.as_role("admin") as admin:
+        set_pipeline(
+            admin, "staging", pipeline_steps(("ship", "deploy", "true")), auto_rollback=True
+        )
+        good = start_deployment(admin, version="1.0.0")
+        assert wait_final(admin, good)["status"] == "success"
+        set_pipeline(
+            admin,
+            "staging",
+            {**pipeline_steps(("ship", "deploy", "true")), "watch": _watch(window_s=30)},
+        )
+        did = start_deployment(admin, version="2.0.0")
+        assert wait_final(admin, did)["status"] == "success"
+
+        def rolled_back() -> dict[str, Any] | None:
+            detail = admin.get(f"/api/v1/deployments/{did}").json()
+            return detail if detail["status"] == "rolled_back" else None
+
+        detail = wait_for(rolled_back, timeout=30, interval=0.2)
+    failed = [a for a in detail["analysis"] if a.get("check") == "errors"]
+    assert failed[-1]["result"] == "Failed"
+    assert failed[-1]["reason"] == "result = inf; expected < 5"
+    assert "value" not in failed[-1]

@@ -108,7 +108,9 @@ def _promql(
         name,
         "Successful" if ok else "Failed",
         f"result = {measured:.6g}; expected {op} {value:g}",
-        value=measured,
+        # ±Inf (errors / requests with no requests) is shown in the reason: the verdict is
+        # stored as JSON, and PostgreSQL's jsonb holds no Infinity.
+        value=measured if math.isfinite(measured) else None,
         samples=1,
     )
 
