@@ -118,4 +118,4 @@ def test_every_hostile_answer_is_a_503_saying_what(
             refused = client.get("/api/v1/metrics/series", params={**params, "agg": "sum"})
             detail = str(assert_problem(refused, 422)["detail"])
             assert "sum of the bucket at" in detail
-            assert "not a finite number; use avg, min or max" in detail
+            assert "not a finite number: the store holds NaN or infinite samples" in detail

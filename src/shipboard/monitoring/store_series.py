@@ -171,5 +171,7 @@ def _point(start: datetime, value: float, agg: str) -> tuple[datetime, float]:
 def _not_finite(start: datetime, value: float, agg: str) -> InvalidInput:
     return InvalidInput(
         f"the store's {agg} of the bucket at {start.astimezone(UTC).isoformat()} is "
-        f"{value}, not a finite number; use avg, min or max"
+        f"{value}, not a finite number: the store holds NaN or infinite samples there (a "
+        "summary's quantile with no observations, a ratio over zero requests); narrow the "
+        "series with tag.<key>= filters, or read source=embedded, which keeps no such samples"
     )
