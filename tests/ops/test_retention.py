@@ -149,6 +149,7 @@ def test_expired_rows_go_and_each_environment_keeps_its_own_horizon(engine: Engi
         "performance_metrics": everything["performance_metrics"] - len(expected_perf),
         "deployment_logs": everything["deployment_logs"] - len(expected_logs),
         "otlp_cumulative_state": 0,
+        "external_alerts": 0,
     }
     assert preview.horizons == horizons
     assert len(_ids(engine, MonitoringMetric)) == everything["monitoring_metrics"]
@@ -197,6 +198,40 @@ def test_the_state_of_cumulative_series_silent_past_every_horizon_goes(engine: E
     assert report.deleted["otlp_cumulative_state"] == 1
     with system_transaction(engine) as s:
         left = set(s.scalars(sa.select(OtlpCumulativeState.key)))
+    assert left == {"fresh", "within-production"}
+
+
+def test_alerts_alertmanager_no_longer_mentions_go_past_every_horizon(engine: Engine) -> None:
+    """One row per Alertmanager fingerprint would grow forever as alerts come and go. Firing
+    alerts are resent every repeat_interval (hours), so one silent past every metrics horizon
+    is over, resolved or not."""
+    from shipboard.alerting.models import ExternalAlert
+
+    _set_limits(engine, staging={"metrics_retention_days": 30})
+    with system_transaction(engine) as s:
+        for fingerprint, status, age in (
+            ("fresh", "resolved", 1),
+            ("within-production", "resolved", 60),
+            ("resolved-long-ago", "resolved", 91),
+            ("firing-but-silent", "firing", 200),
+        ):
+            s.add(
+                ExternalAlert(
+                    fingerprint=fingerprint,
+                    alertname="HighLatency",
+                    status=status,
+                    labels={"alertname": "HighLatency"},
+                    annotations={},
+                    starts_at=NOW - timedelta(days=age + 1),
+                    updated_at=NOW - timedelta(days=age),
+                )
+            )
+    preview = retention.enforce(engine, now=NOW, dry_run=True)
+    assert preview.deleted["external_alerts"] == 2
+    report = retention.enforce(engine, now=NOW, batch_size=1)
+    assert report.deleted["external_alerts"] == 2
+    with system_transaction(engine) as s:
+        left = set(s.scalars(sa.select(ExternalAlert.fingerprint)))
     assert left == {"fresh", "within-production"}
 
 

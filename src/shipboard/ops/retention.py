@@ -3,7 +3,11 @@
 Each environment keeps metrics (``monitoring_metrics``, ``performance_metrics``) for
 ``limits.metrics_retention_days`` (default 90) and deployment logs for
 ``limits.logs_retention_days`` (default 365). The last cumulative OTLP point of a series
-(``otlp_cumulative_state``) goes once it is older than the longest metrics horizon.
+(``otlp_cumulative_state``) goes once it is older than the longest metrics horizon, and so does
+an alert received from Alertmanager (``external_alerts``) that Alertmanager has not mentioned
+since: it resends a firing alert every ``repeat_interval`` (hours), so one that silent is over,
+and whichever environment its labels name is decided when it is read, so no one environment's
+horizon is its own.
 
 Partitions are per table, not per environment, so on PostgreSQL a monthly partition is dropped
 only once it lies wholly past the *longest* horizon of every environment sharing the table;
@@ -25,6 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from shipboard.alerting.models import ExternalAlert
 from shipboard.audit import service as audit
 from shipboard.audit.service import AuditContext
 from shipboard.core.time import utcnow
@@ -51,6 +56,7 @@ TABLES: dict[str, Kind] = {
     "deployment_logs": "logs",
 }
 CUMULATIVE_STATE = "otlp_cumulative_state"
+EXTERNAL_ALERTS = "external_alerts"
 _MODELS: dict[str, Any] = {
     "monitoring_metrics": MonitoringMetric,
     "performance_metrics": PerformanceMetric,
@@ -64,7 +70,7 @@ class RetentionReport:
     horizons: dict[str, dict[str, int]]
     dropped_partitions: list[str] = field(default_factory=list)
     deleted: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys([*TABLES, CUMULATIVE_STATE], 0)
+        default_factory=lambda: dict.fromkeys([*TABLES, CUMULATIVE_STATE, EXTERNAL_ALERTS], 0)
     )
     created_partitions: list[str] = field(default_factory=list)
 
@@ -122,10 +128,14 @@ def enforce(
             )
     # The last cumulative OTLP point of a series silent past every metrics horizon: the next
     # export of such a series (if any) counts again from its start time.
-    longest = max(days["metrics"] for days in report.horizons.values())
-    report.deleted[CUMULATIVE_STATE] = _forget_series(
-        engine, now - timedelta(days=longest), report.dry_run, batch_size
-    )
+    longest = now - timedelta(days=max(days["metrics"] for days in report.horizons.values()))
+    for name, key, updated_at in (
+        (CUMULATIVE_STATE, OtlpCumulativeState.key, OtlpCumulativeState.updated_at),
+        (EXTERNAL_ALERTS, ExternalAlert.fingerprint, ExternalAlert.updated_at),
+    ):
+        report.deleted[name] = _forget(
+            engine, key, updated_at < longest, report.dry_run, batch_size
+        )
     if postgres and not dry_run:
         try:
             with system_transaction(engine) as session:
@@ -159,9 +169,16 @@ def enforce(
     return report
 
 
-def _forget_series(engine: Engine, cutoff: datetime, dry_run: bool, batch_size: int) -> int:
-    table = OtlpCumulativeState
-    stale = sa.select(table.key).where(table.updated_at < cutoff)
+def _forget(
+    engine: Engine,
+    key: Any,
+    condition: sa.ColumnElement[bool],
+    dry_run: bool,
+    batch_size: int,
+) -> int:
+    """Delete, a batch at a time, the rows of ``key``'s table that ``condition`` selects."""
+    table = key.class_
+    stale = sa.select(key).where(condition)
     if dry_run:
         with system_transaction(engine) as session:
             return int(
@@ -175,7 +192,7 @@ def _forget_series(engine: Engine, cutoff: datetime, dry_run: bool, batch_size: 
             keys = list(session.scalars(stale.limit(batch_size)))
             if not keys:
                 return removed
-            session.execute(sa.delete(table).where(table.key.in_(keys)))
+            session.execute(sa.delete(table).where(key.in_(keys)))
         removed += len(keys)
 
 
