@@ -175,6 +175,9 @@ class Forwarder:
 
     def __init__(self, forwarding: Forwarding, *, client: httpx.Client | None = None) -> None:
         self.forwarding = forwarding
+        # A queue blocked by a setting (rw.blocks) is tried at once by a forwarder that may
+        # carry the fixed setting, not after the backoff the old one earned.
+        self._unblock_first = True
         auth = None
         headers = {
             **dict(forwarding.headers),
@@ -205,6 +208,11 @@ class Forwarder:
         result = Forwarded()
         now = utcnow()
         with system_transaction(engine) as session:
+            if self._unblock_first:
+                self._unblock_first = True
+                head_error = repository.remote_head_error(session)
+                if head_error and rw.blocks(error_status(head_error), head_error):
+                    repository.remote_retry_head_now(session, now=now)
             repository.remote_prune_dropped(session, now - DROPPED_KEPT)
             due = repository.remote_due(session, now=now, limit=limit)
         for batch_id, payload, points, attempts in due:

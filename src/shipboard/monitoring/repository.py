@@ -476,6 +476,23 @@ def remote_prune_dropped(session: Session, before: datetime) -> None:
     session.execute(sa.delete(RemoteWriteBatch).where(RemoteWriteBatch.dropped_at < before))
 
 
+def remote_retry_head_now(session: Session, *, now: datetime) -> uuid.UUID | None:
+    """Make the oldest waiting batch due now (its backoff forgotten); its id, if any."""
+    head = session.scalar(
+        sa.select(RemoteWriteBatch.id)
+        .where(RemoteWriteBatch.dropped_at.is_(None))
+        .order_by(RemoteWriteBatch.id)
+        .limit(1)
+    )
+    if head is not None:
+        session.execute(
+            sa.update(RemoteWriteBatch)
+            .where(RemoteWriteBatch.id == head)
+            .values(next_attempt_at=now)
+        )
+    return head
+
+
 def remote_retry_later(session: Session, batch_id: uuid.UUID, *, at: datetime, error: str) -> None:
     session.execute(
         sa.update(RemoteWriteBatch)
