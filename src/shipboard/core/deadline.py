@@ -8,7 +8,9 @@ left until the request's deadline at most, and none once it has passed: httpx th
 own ``ConnectTimeout``/``ReadTimeout``/``WriteTimeout``, which callers already handle.
 
 The deadline is set when the transport is handed the request and holds until the response has
-been read (a streamed body included), per thread: one request at a time uses a connection.
+been read (a streamed body included), per thread: one request at a time uses a connection. A
+caller with a deadline of its own (a round of queries that must end together) caps it with
+:func:`capped`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpcore
@@ -61,8 +64,30 @@ def backend(inner: httpcore.NetworkBackend) -> httpcore.NetworkBackend:
 
 
 def begin(total_s: float) -> None:
-    """Start a request's deadline, in this thread: its I/O ends within ``total_s``."""
-    _local.deadline = time.monotonic() + total_s
+    """Start a request's deadline, in this thread: its I/O ends within ``total_s``, and by the
+    cap of an enclosing :func:`capped` if that comes first."""
+    end = time.monotonic() + total_s
+    cap: float | None = getattr(_local, "cap", None)
+    _local.deadline = end if cap is None else min(end, cap)
+
+
+@contextmanager
+def capped(at: float | None) -> Iterator[None]:
+    """Requests this thread starts inside the block end by ``at`` (``time.monotonic()``) at
+    the latest; None changes nothing."""
+    previous: float | None = getattr(_local, "cap", None)
+    if at is not None:
+        _local.cap = at if previous is None else min(previous, at)
+    try:
+        yield
+    finally:
+        _local.cap = previous
+
+
+def cap_passed() -> bool:
+    """Whether this thread is inside a :func:`capped` block whose time has passed."""
+    cap: float | None = getattr(_local, "cap", None)
+    return cap is not None and time.monotonic() >= cap
 
 
 def _left(timeout: float | None, error: type[Exception]) -> float | None:

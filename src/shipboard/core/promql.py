@@ -24,7 +24,7 @@ import httpx
 import orjson
 import structlog
 
-from shipboard.core import deadline
+from shipboard.core import deadline as deadline_
 from shipboard.core.errors import InvalidInput
 from shipboard.core.nulguard import scrub
 from shipboard.core.redaction import redact_credentials
@@ -141,12 +141,13 @@ def ask(
     """The samples an instant query gives at ``at``, or why there are none (a sentence a
     verdict can show: the store's own error, never its credentials). NaN samples are kept; the
     caller's condition decides what they mean. ``deadline`` (``time.monotonic()``) ends a
-    slow answer early (:meth:`PromStore.query`)."""
+    slow answer early: it caps the client's own total deadline (``core/deadline.py``)."""
     if store is None:
         return NOT_CONFIGURED
     started = time.perf_counter()
     try:
-        samples = store.query(query, at=at, deadline=deadline)
+        with deadline_.capped(deadline):
+            samples = store.query(query, at=at)
     except StoreError as exc:
         reason = str(exc)
         # Most of the client's own reasons already name the store; a store's error does not.
@@ -167,9 +168,9 @@ def ask_all(
     query without an answer by then gets a sentence saying so. A store that hangs costs the
     caller about one ``within_s``, however many queries there are.
 
-    A query still being asked at the deadline is left to its worker thread, which gives up at
-    the next chunk of the answer or at the client's own timeout, whichever comes first; nothing
-    waits for it (the pool is shut down without waiting, queries not yet started are dropped)."""
+    A query still being asked at the deadline is left to its worker thread, whose I/O ends at
+    that same deadline (``ask`` caps the client's own, ``core/deadline.py``); nothing waits
+    for it (the pool is shut down without waiting, queries not yet started are dropped)."""
     deadline = time.monotonic() + within_s
     if store is None:
         return dict.fromkeys(queries, NOT_CONFIGURED)
@@ -182,7 +183,11 @@ def ask_all(
 
     def one(query: str) -> list[Sample] | str:
         # A worker freed after the deadline may still pick up a query the pool did not drop yet.
-        return late if time.monotonic() > deadline else ask(store, query, at=at, deadline=deadline)
+        if time.monotonic() > deadline:
+            return late
+        answer = ask(store, query, at=at, deadline=deadline)
+        # Cut off by the round's deadline (it caps the client's I/O): say so as the round does.
+        return late if isinstance(answer, str) and time.monotonic() >= deadline else answer
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promql")
     try:
@@ -222,7 +227,7 @@ class PromStore:
             headers["Authorization"] = f"Bearer {settings.bearer_token}"
         elif settings.username is not None:
             auth = httpx.BasicAuth(settings.username, settings.password or "")
-        self._client = client or deadline.client(
+        self._client = client or deadline_.client(
             timeout_s=settings.timeout_s,
             total_s=settings.total_s,
             verify=settings.ca_file or True,
@@ -235,12 +240,9 @@ class PromStore:
     def close(self) -> None:
         self._client.close()
 
-    def query(self, expr: str, *, at: datetime, deadline: float | None = None) -> list[Sample]:
-        """An instant query: a vector's samples, or one unlabelled sample for a scalar. Past
-        ``deadline`` (``time.monotonic()``) the answer is abandoned between two chunks."""
-        data = self._get(
-            "/api/v1/query", {"query": expr, "time": f"{at.timestamp():.3f}"}, deadline=deadline
-        )
+    def query(self, expr: str, *, at: datetime) -> list[Sample]:
+        """An instant query: a vector's samples, or one unlabelled sample for a scalar."""
+        data = self._get("/api/v1/query", {"query": expr, "time": f"{at.timestamp():.3f}"})
         kind, result = data.get("resultType"), data.get("result")
         if kind == "scalar":
             return [Sample(labels={}, value=_number(_pair(result)[1]))]
@@ -313,10 +315,8 @@ class PromStore:
         )
         return scrub(cleaned)
 
-    def _get(
-        self, path: str, params: dict[str, str], *, deadline: float | None = None
-    ) -> dict[str, Any]:
-        data = self._data(path, params, deadline=deadline)
+    def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        data = self._data(path, params)
         if not isinstance(data, dict):
             raise StoreError("the metrics store's answer has no data")
         return data
@@ -327,16 +327,12 @@ class PromStore:
             raise StoreError("the metrics store's answer has no list of values")
         return data
 
-    def _data(self, path: str, params: dict[str, str], *, deadline: float | None = None) -> Any:
+    def _data(self, path: str, params: dict[str, str]) -> Any:
         try:
             with self._client.stream("GET", self._base + path, params=params) as answer:
                 body = bytearray()
                 for chunk in answer.iter_bytes():
                     body += chunk
-                    # The client's timeouts bound each read, not the whole answer: a store
-                    # that trickles bytes would otherwise hold its caller for as long as it likes.
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise StoreError("the metrics store's answer did not end in time")
                     if len(body) > MAX_RESPONSE_BYTES:
                         raise StoreError(
                             f"the store's answer is over {MAX_RESPONSE_BYTES >> 20} MiB; "
@@ -344,6 +340,9 @@ class PromStore:
                         )
                 status = answer.status_code
         except httpx.HTTPError as exc:
+            if isinstance(exc, httpx.TimeoutException) and deadline_.cap_passed():
+                # The caller's own deadline (``ask``), not the store's timeouts, ended it.
+                raise StoreError("the metrics store's answer did not end in time") from exc
             raise StoreError(f"the metrics store did not answer ({type(exc).__name__})") from exc
         try:
             document = orjson.loads(bytes(body))
