@@ -30,6 +30,7 @@ from tests.support.live import (
     VictoriaMetrics,
     free_port,
 )
+from tests.support.promstore import Store
 from tests.support.users import role_tokens, user_token
 
 DATA_TABLES = (
@@ -259,6 +260,16 @@ def victoria_metrics(tmp_path: Any) -> Iterator[VictoriaMetrics]:
     server = VictoriaMetrics(str(tmp_path))
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["victoria-metrics", "prometheus"])
+def store(request: pytest.FixtureRequest) -> Store:
+    """Each real Prometheus-compatible store in turn, as tests write to and read from it."""
+    if request.param == "prometheus":
+        server = request.getfixturevalue("prometheus")()
+        return Store(url=server.url, flush=lambda: None)  # searchable once written
+    vm = request.getfixturevalue("victoria_metrics")
+    return Store(url=vm.url, flush=vm.flush)
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ Prometheus or VictoriaMetrics, many rules in one round all come out right."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,26 +15,9 @@ from sqlalchemy.engine import Engine
 from shipboard.alerting import tasks
 from shipboard.core.promql import ROUND_WORKERS, PromStore, StoreSettings
 from tests.support.databases import Database
-from tests.support.promstore import HangingStore, remote_write, store_clients
+from tests.support.promstore import HangingStore, Store, remote_write, store_clients
 
 RULES = 30
-
-
-@dataclass
-class Store:
-    """A real store the tests remote-write to and Shipboard reads from."""
-
-    url: str
-    flush: Callable[[], None]
-
-
-@pytest.fixture(params=["prometheus", "victoria-metrics"])
-def store(request: pytest.FixtureRequest) -> Store:
-    if request.param == "prometheus":
-        server = request.getfixturevalue("prometheus")()
-        return Store(url=server.url, flush=lambda: None)  # searchable once written
-    vm = request.getfixturevalue("victoria_metrics")
-    return Store(url=vm.url, flush=vm.flush)
 
 
 @pytest.fixture

@@ -7,38 +7,19 @@ the database; a store that cannot answer is a 503 that says so."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy.engine import Engine
 
 from shipboard.core.time import utcnow
 from shipboard.monitoring.forwarding import Forwarder
 from tests.support.live import LiveServer, free_port
 from tests.support.problems import assert_problem
-from tests.support.promstore import remote_write
+from tests.support.promstore import Store, remote_write
 
 BASE = utcnow().replace(microsecond=0) - timedelta(hours=2)
-
-
-@dataclass
-class Store:
-    """A real store Shipboard remote-writes to and reads from."""
-
-    url: str
-    flush: Callable[[], None]
-
-
-@pytest.fixture(params=["victoria-metrics", "prometheus"])
-def store(request: pytest.FixtureRequest) -> Store:
-    if request.param == "prometheus":
-        server = request.getfixturevalue("prometheus")()
-        return Store(url=server.url, flush=lambda: None)  # searchable once written
-    vm = request.getfixturevalue("victoria_metrics")
-    return Store(url=vm.url, flush=vm.flush)
 
 
 def _point(name: str, at: datetime, environment: str = "production") -> dict[str, Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +20,7 @@ from shipboard.monitoring.store_series import expression, selector
 from tests.support.hostile import ECHO, HostileStore
 from tests.support.live import LiveServer, Receiver, VictoriaMetrics, free_port
 from tests.support.problems import assert_problem
+from tests.support.promstore import Store
 
 BASE = utcnow().replace(second=0, microsecond=0) - timedelta(hours=2)
 
@@ -34,23 +34,6 @@ def _point(name: str, at: datetime, value: float, tags: dict[str, str]) -> dict[
         "source": "rest",
         "tags": tags,
     }
-
-
-@dataclass
-class Store:
-    """A real store Shipboard remote-writes to and reads from."""
-
-    url: str
-    flush: Callable[[], None]
-
-
-@pytest.fixture(params=["victoria-metrics", "prometheus"])
-def store(request: pytest.FixtureRequest) -> Store:
-    if request.param == "prometheus":
-        server = request.getfixturevalue("prometheus")()
-        return Store(url=server.url, flush=lambda: None)  # searchable once written
-    vm = request.getfixturevalue("victoria_metrics")
-    return Store(url=vm.url, flush=vm.flush)
 
 
 def _through_shipboard(

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -21,6 +22,15 @@ from shipboard.db.engine import create_db_engine, system_transaction
 from shipboard.monitoring import remote_write as rw
 from tests.support.live import Clients, LiveServer, free_port
 from tests.support.users import role_tokens
+
+
+@dataclass
+class Store:
+    """A real store the tests remote-write to and Shipboard reads from (the ``store`` fixture
+    of tests/conftest.py: Prometheus or VictoriaMetrics)."""
+
+    url: str
+    flush: Callable[[], None]
 
 
 def remote_write(
