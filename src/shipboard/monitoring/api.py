@@ -75,6 +75,16 @@ async def ingest(
     )
 
 
+# Which store a read answers from: one parameter for every route that reads metrics.
+SourceParam = Annotated[
+    SeriesSource | None,
+    Query(
+        description="Read Shipboard's database (embedded) or the metrics store at "
+        "SHIPBOARD_PROMETHEUS_URL (store); default: the store when one is configured"
+    ),
+]
+
+
 @router.get(
     "/api/v1/metrics/series",
     response_model=Series,
@@ -92,13 +102,7 @@ async def series(
         int | None, Query(ge=1, le=31_536_000, description="Bucket width in seconds")
     ] = None,
     agg: Aggregation = "avg",
-    source: Annotated[
-        SeriesSource | None,
-        Query(
-            description="Read Shipboard's database (embedded) or the metrics store at "
-            "SHIPBOARD_PROMETHEUS_URL (store); default: the store when one is configured"
-        ),
-    ] = None,
+    source: SourceParam = None,
 ) -> Response:
     """A metric bucketed by `step` and aggregated; filter by tags with `tag.<key>=<value>`.
     Answers 503 when it reads the metrics store and the store cannot answer."""
@@ -133,13 +137,7 @@ async def names(
     environment: EnvironmentName | None = None,
     since: DateTime | None = None,
     until: DateTime | None = None,
-    source: Annotated[
-        SeriesSource | None,
-        Query(
-            description="Read Shipboard's database (embedded) or the metrics store at "
-            "SHIPBOARD_PROMETHEUS_URL (store); default: the store when one is configured"
-        ),
-    ] = None,
+    source: SourceParam = None,
 ) -> MetricNames:
     """Metric names seen between `since` and `until`: from the database with their sources,
     tag keys and number of points (default: all points); from the metrics store, the names

@@ -18,15 +18,10 @@ from shipboard.environments.config_sections import ReportKind
 from shipboard.environments.service import require_environment
 from shipboard.http.db import DbSession
 from shipboard.monitoring import service as metrics
-from shipboard.monitoring.schemas import SeriesSource
+from shipboard.monitoring.api import SourceParam
 from shipboard.reports import documents, monitoring, performance, security, service
 from shipboard.reports.monitoring import MonitoringReport
 from shipboard.reports.schemas import DoraReport, PerformanceReport, SecurityReport
-
-_SOURCE_DESCRIPTION = (
-    "Metrics from Shipboard's database (embedded) or the metrics store at "
-    "SHIPBOARD_PROMETHEUS_URL (store); default: the store when one is configured"
-)
 
 
 async def _store_metrics(
@@ -34,7 +29,7 @@ async def _store_metrics(
     _caller: Annotated[Any, Depends(require_role_unlocked(*ROLES))],
     environment: EnvironmentName,
     period: Annotated[str, Query(description="Like 7d, 24h, 2w")] = "7d",
-    source: Annotated[SeriesSource | None, Query(description=_SOURCE_DESCRIPTION)] = None,
+    source: SourceParam = None,
 ) -> monitoring.StoreMetrics | None:
     """The metrics store's part of the monitoring report, when it reads the store.
 
