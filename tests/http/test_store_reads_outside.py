@@ -7,11 +7,14 @@ database is free (``writer_blocked``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
 from tests.support.databases import Database
-from tests.support.live import VictoriaMetrics
+from tests.support.live import Clients, VictoriaMetrics
 from tests.support.promstore import ProbingProxy, remote_write, store_clients, writer_blocked
 from tests.support.web import signed_in
 
@@ -22,44 +25,51 @@ ROUTES = {
 }
 
 
-@pytest.mark.parametrize("route", sorted(ROUTES))
-def test_a_route_reading_the_store_holds_no_transaction_while_it_waits(
-    db: Database, engine: Engine, victoria_metrics: VictoriaMetrics, route: str
-) -> None:
+def _probed(
+    db: Database,
+    engine: Engine,
+    victoria_metrics: VictoriaMetrics,
+    fetch: Callable[[Clients], httpx.Response],
+) -> tuple[httpx.Response, list[str | None]]:
+    """``fetch``'s answer from a Shipboard reading the store through the probing proxy, and
+    what the proxy found as each query passed (None: the database was free)."""
     remote_write(victoria_metrics.url, "latency_ms", 12.5)
     victoria_metrics.flush()
     proxy = ProbingProxy(victoria_metrics.url, lambda: writer_blocked(db.url))
     try:
-        with (
-            store_clients(db.url, engine, proxy.url) as clients,
-            clients.as_role("viewer") as viewer,
-        ):
-            answer = viewer.get(ROUTES[route])
+        with store_clients(db.url, engine, proxy.url) as clients:
+            answer = fetch(clients)
     finally:
         proxy.stop()
+    return answer, proxy.probes
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_a_route_reading_the_store_holds_no_transaction_while_it_waits(
+    db: Database, engine: Engine, victoria_metrics: VictoriaMetrics, route: str
+) -> None:
+    def fetch(clients: Clients) -> httpx.Response:
+        with clients.as_role("viewer") as viewer:
+            return viewer.get(ROUTES[route])
+
+    answer, probes = _probed(db, engine, victoria_metrics, fetch)
     assert answer.status_code == 200, answer.text
     assert answer.json()["source"] == "store"
-    assert proxy.probes, "the store was not asked"
-    assert set(proxy.probes) == {None}, proxy.probes
+    assert probes, "the store was not asked"
+    assert set(probes) == {None}, probes
 
 
 def test_the_monitoring_page_holds_no_transaction_while_it_waits(
     db: Database, engine: Engine, victoria_metrics: VictoriaMetrics
 ) -> None:
-    remote_write(victoria_metrics.url, "latency_ms", 12.5)
-    victoria_metrics.flush()
-    proxy = ProbingProxy(victoria_metrics.url, lambda: writer_blocked(db.url))
-    try:
-        with (
-            store_clients(db.url, engine, proxy.url) as clients,
-            signed_in(clients, engine, "viewer") as browser,
-        ):
-            page = browser.get("/monitoring?environment=production&metric=latency_ms")
-    finally:
-        proxy.stop()
+    def fetch(clients: Clients) -> httpx.Response:
+        with signed_in(clients, engine, "viewer") as browser:
+            return browser.get("/monitoring?environment=production&metric=latency_ms")
+
+    page, probes = _probed(db, engine, victoria_metrics, fetch)
     assert page.status_code == 200, page.text
     assert "from the metrics store" in page.text
     # The page then reads alerts and deploy markers from the database again: a new transaction.
     assert "latency_ms" in page.text
-    assert len(proxy.probes) >= 2, proxy.probes  # the names, then the chosen series
-    assert set(proxy.probes) == {None}, proxy.probes
+    assert len(probes) >= 2, probes  # the names, then the chosen series
+    assert set(probes) == {None}, probes
